@@ -1,0 +1,54 @@
+//! # stepwise-host
+//!
+//! The Stepwise host: runs job handlers — WebAssembly components built with `stepwise-sdk` —
+//! with durable, memoized steps, per-step retries with exponential backoff and jitter, durable
+//! sleeps, dead-lettering and manual retry, on an embedded redb store.
+//!
+//! Layers, each its own module:
+//! - [`runtime`]: wasmtime — loading and checking components, one limited `Store` per attempt;
+//! - [`engine`]: runs, attempts, outcome settlement, scheduling, manual retry;
+//! - [`store`]: redb tables behind one narrow API with group commit;
+//! - [`policy`], [`clock`], [`model`]: policies, injected time and randomness, the run records.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use stepwise_host::{Engine, EngineConfig, NewRun, SeededJitter, SystemClock};
+//!
+//! let engine = Engine::open(
+//!     std::path::Path::new("./data"),
+//!     EngineConfig::default(),
+//!     Arc::new(SystemClock),
+//!     Arc::new(SeededJitter::from_entropy()),
+//! )?;
+//! let module = engine.deploy(&std::fs::read("payments.wasm")?).await?;
+//! let run = engine
+//!     .enqueue(NewRun {
+//!         module: module.hash.clone(),
+//!         job: "provision-after-payment".into(),
+//!         payload: r#"{"payment_id":"pay_123"}"#.into(),
+//!         queue: "default".into(),
+//!         overrides: Default::default(),
+//!         run_at: None,
+//!     })
+//!     .await?;
+//! let view = engine.run_to_end(&run.id).await?;
+//! println!("{}", view.run.status.as_str());
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod clock;
+pub mod engine;
+pub mod model;
+pub mod policy;
+pub mod runtime;
+pub mod store;
+pub mod time_fmt;
+
+pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};
+pub use engine::{Engine, EngineConfig, EngineError, NewRun};
+pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStatus};
+pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
+pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
+pub use store::{Durability, Store, StoreError};

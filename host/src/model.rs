@@ -1,0 +1,345 @@
+//! The records the engine keeps about runs: what is stored, what is shown, and what the CLI
+//! prints with `--json`. Field names here are the public JSON shape of a run.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock::Millis;
+use crate::policy::{Policy, PolicyOverrides};
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for its first attempt.
+    Queued,
+    /// An attempt failed; the next one waits for its backoff (or retry-after) time.
+    Retrying,
+    /// Suspended on a durable sleep; no instance is held.
+    Sleeping,
+    /// Finished with an output.
+    Completed,
+    /// Finished without an output after its last attempt; listed as dead-lettered.
+    Failed,
+}
+
+impl RunStatus {
+    /// Whether the run has ended (nothing further will happen without a manual retry).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+
+    /// The name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Retrying => "retrying",
+            Self::Sleeping => "sleeping",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why an attempt failed. Each sandbox limit is its own kind so operators can tell a guest
+/// that loops from one that allocates too much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The guest reported a transient error.
+    Retryable,
+    /// The guest reported a permanent error.
+    NonRetryable,
+    /// The guest asked to be retried no earlier than a given delay.
+    RetryAfter,
+    /// The attempt used up its fuel budget.
+    FuelExhausted,
+    /// The attempt ran past its wall-clock deadline.
+    Timeout,
+    /// The guest tried to grow its memory past the limit.
+    MemoryLimit,
+    /// The guest trapped (panic, unreachable, stack overflow, bad host call, ...).
+    Trap,
+}
+
+impl FailureKind {
+    /// Whether another attempt may help. Only a non-retryable error ends the run at once.
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, Self::NonRetryable)
+    }
+
+    /// The name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "retryable",
+            Self::NonRetryable => "non_retryable",
+            Self::RetryAfter => "retry_after",
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::Timeout => "timeout",
+            Self::MemoryLimit => "memory_limit",
+            Self::Trap => "trap",
+        }
+    }
+}
+
+/// A recorded failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// What kind of failure it was.
+    pub kind: FailureKind,
+    /// The guest's or the host's explanation.
+    pub message: String,
+    /// The step that failed; absent for failures outside any step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// For `retry_after`: the delay the guest asked for, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// A step is either ordinary work or a durable timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// `ctx.step(...)`.
+    Step,
+    /// `ctx.sleep(...)`.
+    Sleep,
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Begun in an attempt that has not reported back (or was cut short).
+    Running,
+    /// Its last attempt failed.
+    Failed,
+    /// A timer that has not yet fired.
+    Sleeping,
+    /// Done; its output is replayed from now on.
+    Completed,
+}
+
+/// The journal entry of one step of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step's name, unique within the run (`name#2` for a repeat).
+    pub name: String,
+    /// Work or timer.
+    pub kind: StepKind,
+    /// Where it is.
+    pub status: StepStatus,
+    /// How many times it was attempted, over the whole life of the run.
+    pub attempts: u32,
+    /// `attempts` at the last manual retry: the budget counts attempts beyond this.
+    #[serde(default)]
+    pub budget_base: u32,
+    /// The recorded output, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The last failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// For timers: when it fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at: Option<Millis>,
+    /// When the step first began.
+    pub started_at: Millis,
+    /// When it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Millis>,
+}
+
+impl StepRecord {
+    /// Attempts that count against the current budget.
+    pub fn budget_used(&self) -> u32 {
+        self.attempts.saturating_sub(self.budget_base)
+    }
+}
+
+/// What happened, for the run's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The run was created.
+    Created,
+    /// An attempt began.
+    AttemptStarted,
+    /// A step completed and its output was recorded.
+    StepCompleted,
+    /// A step's attempt failed.
+    StepFailed,
+    /// An attempt ended in failure.
+    AttemptFailed,
+    /// The next attempt was scheduled.
+    RetryScheduled,
+    /// The run suspended on a durable sleep.
+    Sleeping,
+    /// The run completed.
+    Completed,
+    /// The run failed for good and was dead-lettered.
+    Failed,
+    /// An operator retried the failed run.
+    ManualRetry,
+}
+
+/// One entry of a run's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When it happened.
+    pub at: Millis,
+    /// What happened.
+    pub kind: EventKind,
+    /// The run attempt it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The step concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// A human-readable detail (error message, next attempt time, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    /// The guest's `ctx.log_*` calls.
+    Guest,
+    /// The guest's standard output.
+    Stdout,
+    /// The guest's standard error.
+    Stderr,
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Very fine detail.
+    Trace,
+    /// Diagnostic detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something unexpected but recovered.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// One line of a run's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When it was written.
+    pub at: Millis,
+    /// The run attempt that wrote it.
+    pub attempt: u32,
+    /// Who wrote it.
+    pub source: LogSource,
+    /// How severe it is.
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
+
+/// The stored record of a run (its steps, timeline and logs are stored beside it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Unique id.
+    pub id: String,
+    /// The job's name.
+    pub job: String,
+    /// The queue it belongs to.
+    pub queue: String,
+    /// sha256 (hex) of the component that runs it.
+    pub module: String,
+    /// The JSON payload.
+    pub payload: Value,
+    /// The resolved policy.
+    pub policy: Policy,
+    /// What the enqueue overrode, kept for inspection.
+    #[serde(default)]
+    pub overrides: PolicyOverrides,
+    /// Where the run is.
+    pub status: RunStatus,
+    /// Attempts so far (each invocation of the handler counts).
+    pub attempts: u32,
+    /// Failed attempts whose failure happened outside any step.
+    #[serde(default)]
+    pub body_failures: u32,
+    /// `body_failures` at the last manual retry.
+    #[serde(default)]
+    pub body_budget_base: u32,
+    /// When the next attempt may start; absent once final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Millis>,
+    /// The output, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The failure that ended the run, or the last attempt's failure while retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Millis>,
+}
+
+/// A run with everything recorded about it: what `stepwise run --json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    /// The run record's fields.
+    #[serde(flatten)]
+    pub run: RunRecord,
+    /// Whether the run is in its queue's dead-letter list.
+    pub dead_lettered: bool,
+    /// Every step, in the order they first began.
+    pub steps: Vec<StepRecord>,
+    /// Everything that happened, in order.
+    pub timeline: Vec<TimelineEntry>,
+    /// Guest logs and captured output, in order.
+    pub logs: Vec<LogLine>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_kinds_serialize_as_snake_case() {
+        assert_eq!(
+            serde_json::to_string(&RunStatus::Completed).unwrap(),
+            "\"completed\""
+        );
+        assert_eq!(
+            serde_json::to_string(&FailureKind::FuelExhausted).unwrap(),
+            "\"fuel_exhausted\""
+        );
+        assert_eq!(FailureKind::MemoryLimit.as_str(), "memory_limit");
+        assert!(!FailureKind::NonRetryable.is_retryable());
+        assert!(FailureKind::Timeout.is_retryable());
+    }
+
+    #[test]
+    fn budget_counts_from_the_last_manual_retry() {
+        let s = StepRecord {
+            name: "x".into(),
+            kind: StepKind::Step,
+            status: StepStatus::Failed,
+            attempts: 7,
+            budget_base: 5,
+            output: None,
+            error: None,
+            wake_at: None,
+            started_at: 0,
+            completed_at: None,
+        };
+        assert_eq!(s.budget_used(), 2);
+    }
+}

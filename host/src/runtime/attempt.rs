@@ -1,0 +1,233 @@
+//! One attempt: a fresh `Store` with its limits, a fresh instance from the pre-instantiated
+//! component, one call of `run`, and a typed account of how it ended.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::{ErrorKind, JobContext, JobError};
+use super::sandbox::HostState;
+use super::{LoadedModule, Runtime};
+use crate::clock::Millis;
+use crate::engine::journal::{HostFault, Journal, Suspend};
+use crate::model::{FailureKind, LogLevel, LogSource};
+use crate::policy::Policy;
+
+/// A failure the guest returned from `run` (it chose the kind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestError {
+    /// How the host must treat it.
+    pub kind: FailureKind,
+    /// The guest's message.
+    pub message: String,
+    /// For retry-after: the requested delay.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl From<&JobError> for GuestError {
+    fn from(e: &JobError) -> Self {
+        let (kind, retry_after_ms) = match e.kind {
+            ErrorKind::Retryable => (FailureKind::Retryable, None),
+            ErrorKind::NonRetryable => (FailureKind::NonRetryable, None),
+            ErrorKind::RetryAfter(ms) => (FailureKind::RetryAfter, Some(ms)),
+        };
+        Self {
+            kind,
+            message: e.message.clone(),
+            retry_after_ms,
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    /// `run` returned an output (JSON text).
+    Completed(String),
+    /// `run` returned an error.
+    Failed(GuestError),
+    /// The guest reached a durable sleep that has not yet fired.
+    Suspended {
+        /// When the run should resume.
+        wake_at: Millis,
+    },
+    /// The attempt was stopped by a limit or a trap.
+    Trapped {
+        /// Fuel, timeout, memory or trap.
+        kind: FailureKind,
+        /// What happened, with the guest's last stderr output when there is any.
+        message: String,
+    },
+}
+
+/// An outcome with what the attempt cost.
+#[derive(Debug)]
+pub struct AttemptReport {
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Wall-clock time of the attempt.
+    pub elapsed: Duration,
+}
+
+/// A store with fuel, a wall-clock deadline and the memory limiter installed.
+pub(super) fn new_store(
+    engine: &wasmtime::Engine,
+    state: HostState,
+    fuel: u64,
+    timeout: Duration,
+) -> wasmtime::Result<Store<HostState>> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_fuel(fuel)?;
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut ctx| {
+        if Instant::now() >= deadline {
+            ctx.data_mut().timed_out = true;
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // Between deadline checks, let other runs use this worker thread.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    Ok(store)
+}
+
+/// Extra time allowed beyond the guest's deadline for a host call in progress (a commit) to
+/// finish before the attempt is abandoned outright.
+const HOST_CALL_GRACE: Duration = Duration::from_secs(5);
+
+impl Runtime {
+    /// Runs one attempt of `ctx.job` with `payload`, recording steps through `journal`.
+    /// Returns how it ended and hands the journal back, holding what is left to commit.
+    pub async fn execute(
+        &self,
+        module: &LoadedModule,
+        journal: Journal,
+        policy: &Policy,
+        ctx: JobContext,
+        payload: String,
+    ) -> (AttemptReport, Journal) {
+        let started = Instant::now();
+        let timeout = Duration::from_millis(policy.timeout_ms);
+        let state = HostState::new(Some(journal), policy.memory_bytes, self.config.capture_bytes);
+        let mut store = match new_store(self.engine(), state, policy.fuel, timeout) {
+            Ok(s) => s,
+            Err(e) => unreachable_store(e),
+        };
+        let call = async {
+            let handler = module.pre.instantiate_async(&mut store).await?;
+            handler.call_run(&mut store, &ctx, &payload).await
+        };
+        let result = tokio::time::timeout(timeout + HOST_CALL_GRACE, call).await;
+        let fuel_used = policy.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let outcome = classify(&result, store.data());
+        let mut state = store.into_data();
+        let mut journal = state.journal.take().expect("attempt journal");
+        capture_output(&state, &mut journal);
+        let outcome = outcome.unwrap_or_else(|| {
+            let (text, _) = state.stderr.take();
+            trapped_with_stderr(&result, text)
+        });
+        (
+            AttemptReport {
+                outcome,
+                fuel_used,
+                elapsed: started.elapsed(),
+            },
+            journal,
+        )
+    }
+}
+
+fn unreachable_store(e: wasmtime::Error) -> ! {
+    // set_fuel only fails when fuel is disabled, which our engine config never does.
+    panic!("engine misconfigured: {e:#}")
+}
+
+type CallResult =
+    Result<wasmtime::Result<Result<String, JobError>>, tokio::time::error::Elapsed>;
+
+/// Classifies everything except a plain trap, which needs the stderr text (taken later).
+fn classify(result: &CallResult, state: &HostState) -> Option<AttemptOutcome> {
+    let trapped = |kind, message: &str| {
+        Some(AttemptOutcome::Trapped {
+            kind,
+            message: message.to_owned(),
+        })
+    };
+    match result {
+        Err(_) => trapped(
+            FailureKind::Timeout,
+            "attempt exceeded its wall-clock deadline while in a host call",
+        ),
+        Ok(Ok(Ok(output))) => Some(AttemptOutcome::Completed(output.clone())),
+        Ok(Ok(Err(e))) => Some(AttemptOutcome::Failed(GuestError::from(e))),
+        Ok(Err(e)) => {
+            if let Some(s) = e.downcast_ref::<Suspend>() {
+                return Some(AttemptOutcome::Suspended { wake_at: s.wake_at });
+            }
+            if let Some(f) = e.downcast_ref::<HostFault>() {
+                return trapped(FailureKind::Trap, &f.to_string());
+            }
+            if state.limiter.hit {
+                return trapped(
+                    FailureKind::MemoryLimit,
+                    "guest tried to grow its memory past the attempt's memory limit",
+                );
+            }
+            match e.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => {
+                    trapped(FailureKind::FuelExhausted, "attempt used up its fuel budget")
+                }
+                Some(Trap::Interrupt) if state.timed_out => {
+                    trapped(FailureKind::Timeout, "attempt exceeded its wall-clock deadline")
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+fn trapped_with_stderr(result: &CallResult, stderr: String) -> AttemptOutcome {
+    let base = match result {
+        Ok(Err(e)) => match e.downcast_ref::<Trap>() {
+            Some(trap) => format!("guest trapped: {trap}"),
+            None => format!("guest failed: {}", e.root_cause()),
+        },
+        _ => "guest trapped".to_owned(),
+    };
+    let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+    let message = if tail.is_empty() {
+        base
+    } else {
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{base}; stderr: {}", tail.join(" | "))
+    };
+    AttemptOutcome::Trapped {
+        kind: FailureKind::Trap,
+        message,
+    }
+}
+
+/// Moves captured stdout/stderr into the run's log, noting anything dropped past the bound.
+fn capture_output(state: &HostState, journal: &mut Journal) {
+    for (source, stream, level) in [
+        (LogSource::Stdout, &state.stdout, LogLevel::Info),
+        (LogSource::Stderr, &state.stderr, LogLevel::Warn),
+    ] {
+        let (text, dropped) = stream.take();
+        for line in text.lines() {
+            journal.log(level, source, line.to_owned());
+        }
+        if dropped > 0 {
+            journal.log(
+                LogLevel::Warn,
+                source,
+                format!("[{dropped} more bytes of output dropped]"),
+            );
+        }
+    }
+}

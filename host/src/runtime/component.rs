@@ -1,0 +1,232 @@
+//! Loading a handler component: checking that the bytes are a component for our world, compiling
+//! and pre-instantiating it once, and learning its jobs from its own `describe` export.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::{HandlerPre, WitJobSpec};
+use super::sandbox::HostState;
+use crate::policy::{Backoff, PolicyOverrides};
+
+/// The world a handler must target, as named in errors.
+pub const WORLD: &str = "stepwise:jobs/handler@0.1.0";
+
+/// Interfaces of our own package a handler may import.
+const OWN_IMPORTS: [&str; 3] = [
+    "stepwise:jobs/types@0.1.0",
+    "stepwise:jobs/steps@0.1.0",
+    "stepwise:jobs/log@0.1.0",
+];
+
+/// Exports the world requires.
+const REQUIRED_EXPORTS: [&str; 2] = ["run", "describe"];
+
+/// Why a component could not be loaded. Each case names what was wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly file (it does not start with the \\0asm magic bytes)")]
+    NotWasm,
+    /// A core module was given where a component is required.
+    #[error(
+        "this is a core WebAssembly module, not a component; build the handler for the \
+         wasm32-wasip2 target, which emits a component"
+    )]
+    CoreModule,
+    /// The component failed validation or compilation.
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    /// The component targets a different world.
+    #[error("component does not target {WORLD}: {0}")]
+    WrongWorld(String),
+    /// The component's `describe` export failed or returned something unusable.
+    #[error("component's describe() failed: {0}")]
+    Describe(String),
+}
+
+/// One job a module offers, as learned from `describe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job's name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Its default policy (absent fields take the host's defaults).
+    pub policy: PolicyOverrides,
+}
+
+impl From<WitJobSpec> for JobSpec {
+    fn from(s: WitJobSpec) -> Self {
+        let p = s.policy;
+        Self {
+            name: s.name,
+            description: s.description,
+            policy: PolicyOverrides {
+                max_attempts: p.max_attempts,
+                backoff: p.backoff.map(|b| Backoff {
+                    initial_ms: b.initial_ms,
+                    max_ms: b.max_ms,
+                    multiplier: b.multiplier,
+                    jitter: b.jitter,
+                }),
+                fuel: p.fuel,
+                timeout_ms: p.timeout_ms,
+                memory_bytes: p.memory_bytes,
+            },
+        }
+    }
+}
+
+/// A compiled, pre-instantiated handler, ready for fresh instances.
+pub struct LoadedModule {
+    /// sha256 of the component bytes, hex.
+    pub hash: String,
+    /// The jobs it offers.
+    pub jobs: Vec<JobSpec>,
+    pub(crate) pre: HandlerPre<HostState>,
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("hash", &self.hash)
+            .field("jobs", &self.jobs)
+            .finish()
+    }
+}
+
+impl LoadedModule {
+    /// The job named `name`.
+    pub fn job(&self, name: &str) -> Option<&JobSpec> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The names of every job, for error messages.
+    pub fn job_names(&self) -> Vec<String> {
+        self.jobs.iter().map(|j| j.name.clone()).collect()
+    }
+}
+
+/// Checks the binary header before handing the bytes to the compiler, so the two commonest
+/// mistakes get a precise message instead of a parser error.
+pub(crate) fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm);
+    }
+    // Bytes 4..8: version (2 bytes) then layer (2 bytes); layer 0 is a core module.
+    if bytes[6..8] == [0, 0] {
+        return Err(LoadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// Compares the component's imports and exports with the world and names every difference.
+pub(crate) fn check_world(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let exports: BTreeSet<String> = ty
+        .exports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let all_exports: BTreeSet<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+    let missing: Vec<&str> = REQUIRED_EXPORTS
+        .iter()
+        .copied()
+        .filter(|e| !exports.contains(*e))
+        .collect();
+    let unexpected: Vec<&String> = all_exports
+        .iter()
+        .filter(|e| !REQUIRED_EXPORTS.contains(&e.as_str()))
+        .collect();
+    let foreign_imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| !name.starts_with("wasi:") && !OWN_IMPORTS.contains(&name.as_str()))
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing exports: {}", missing.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        let list: Vec<&str> = unexpected.iter().map(|s| s.as_str()).collect();
+        problems.push(format!("unexpected exports: {}", list.join(", ")));
+    }
+    if !foreign_imports.is_empty() {
+        problems.push(format!(
+            "imports the host does not provide: {}",
+            foreign_imports.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::WrongWorld(problems.join("; ")))
+    }
+}
+
+/// Links the component against our imports and type-checks its exports.
+pub(crate) fn pre_instantiate(
+    linker: &Linker<HostState>,
+    component: &Component,
+) -> Result<HandlerPre<HostState>, LoadError> {
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+    HandlerPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))
+}
+
+/// Checks what `describe` returned: at least one job, names non-empty and unique.
+pub(crate) fn check_jobs(jobs: &[JobSpec]) -> Result<(), LoadError> {
+    if jobs.is_empty() {
+        return Err(LoadError::Describe("the component offers no jobs".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for job in jobs {
+        if job.name.trim().is_empty() {
+            return Err(LoadError::Describe("a job has an empty name".into()));
+        }
+        if !seen.insert(job.name.as_str()) {
+            return Err(LoadError::Describe(format!(
+                "job name '{}' appears twice",
+                job.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_tells_text_core_and_component_apart() {
+        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(check_header(b"\0asm"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadError::CoreModule)
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn job_lists_must_be_nonempty_and_unique() {
+        let job = |n: &str| JobSpec {
+            name: n.into(),
+            description: String::new(),
+            policy: Default::default(),
+        };
+        assert!(check_jobs(&[]).is_err());
+        assert!(check_jobs(&[job("a"), job("b")]).is_ok());
+        let e = check_jobs(&[job("a"), job("a")]).unwrap_err();
+        assert!(e.to_string().contains("'a' appears twice"), "{e}");
+    }
+}

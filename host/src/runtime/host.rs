@@ -1,0 +1,56 @@
+//! The host side of the WIT imports: every step call is answered by the run's [`Journal`].
+
+use super::bindings::host_traits::{LogHost, StepsHost, TypesHost};
+use super::bindings::{JobError, Level, StepState};
+use super::sandbox::HostState;
+use crate::engine::journal::{HostFault, Journal};
+use crate::model::{LogLevel, LogSource};
+
+impl HostState {
+    fn journal(&mut self) -> wasmtime::Result<&mut Journal> {
+        self.journal.as_mut().ok_or_else(|| {
+            wasmtime::Error::new(HostFault::Protocol(
+                "steps and logs are only available while a job runs, not in describe()".into(),
+            ))
+        })
+    }
+}
+
+impl TypesHost for HostState {}
+
+impl StepsHost for HostState {
+    async fn begin(&mut self, name: String) -> wasmtime::Result<StepState> {
+        self.journal()?.begin(&name).map_err(wasmtime::Error::new)
+    }
+
+    async fn succeed(&mut self, name: String, output: String) -> wasmtime::Result<()> {
+        self.journal()?
+            .succeed(&name, output)
+            .await
+            .map_err(wasmtime::Error::new)
+    }
+
+    async fn fail(&mut self, name: String, error: JobError) -> wasmtime::Result<()> {
+        self.journal()?
+            .fail(&name, &(&error).into())
+            .map_err(wasmtime::Error::new)
+    }
+
+    async fn sleep(&mut self, name: String, duration: u64) -> wasmtime::Result<()> {
+        self.journal()?.sleep(&name, duration)
+    }
+}
+
+impl LogHost for HostState {
+    async fn write(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        self.journal()?.log(level, LogSource::Guest, message);
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! The WebAssembly runtime: one wasmtime `Engine` shared by every run, a cache of compiled and
+//! pre-instantiated components, and the execution of one attempt in a fresh, limited `Store`.
+//!
+//! Limits of an attempt: fuel (deterministic instruction budget), a wall-clock deadline
+//! (epoch interruption, which also makes long-running guests yield to the async runtime), and a
+//! linear-memory cap (a `ResourceLimiter`). Instances come from the pooling allocator, so a
+//! fresh instance per attempt costs microseconds.
+
+mod attempt;
+pub(crate) mod bindings;
+mod component;
+mod host;
+pub(crate) mod sandbox;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use attempt::{AttemptOutcome, AttemptReport, GuestError};
+pub use component::{JobSpec, LoadError, LoadedModule, WORLD};
+use sandbox::HostState;
+
+use crate::policy::Caps;
+
+/// How often the epoch ticker fires: the granularity of deadlines and of cooperative yields.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Hard caps; `memory_bytes` also sizes the pooling allocator's memory slots.
+    pub caps: Caps,
+    /// Instances that may exist at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Directory for wasmtime's compiled-code cache; `None` disables it.
+    pub compile_cache: Option<PathBuf>,
+    /// Bytes of stdout and of stderr kept per attempt; the rest is counted and dropped.
+    pub capture_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    /// Default caps, 256 instances, no compile cache, 64 KiB of captured output per stream.
+    fn default() -> Self {
+        Self {
+            caps: Caps::default(),
+            max_instances: 256,
+            compile_cache: None,
+            capture_bytes: 64 << 10,
+        }
+    }
+}
+
+/// A failure to set up the runtime itself.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the WebAssembly runtime: {0}")]
+pub struct RuntimeError(String);
+
+/// The shared runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    modules: Mutex<HashMap<String, Arc<LoadedModule>>>,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn engine_config(config: &RuntimeConfig, pooling: bool) -> Result<Config, RuntimeError> {
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(1 << 20);
+    if pooling {
+        let n = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 16)
+            .total_memories(n * 4)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memory_size(usize::try_from(config.caps.memory_bytes).unwrap_or(usize::MAX));
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    if let Some(dir) = &config.compile_cache {
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(dir);
+        let cache = wasmtime::Cache::new(cache).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        c.cache(Some(cache));
+    }
+    Ok(c)
+}
+
+impl Runtime {
+    /// Builds the engine, the linker with our imports and WASI, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = match Engine::new(&engine_config(&config, true)?) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // Some hosts refuse the large virtual reservations pooling needs; run slower
+                // rather than not at all, and say so.
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand instances");
+                Engine::new(&engine_config(&config, false)?)
+                    .map_err(|e| RuntimeError(format!("{e:#}")))?
+            }
+        };
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state: &mut HostState| state,
+        )
+        .map_err(|e| RuntimeError(format!("{e:#}")))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak, stop) = (engine.weak(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("stepwise-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| RuntimeError(e.to_string()))?;
+
+        Ok(Self {
+            engine,
+            linker,
+            modules: Mutex::default(),
+            config,
+            ticker_stop,
+        })
+    }
+
+    /// The sha256 (hex) that identifies `bytes`.
+    pub fn hash(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// A module already loaded under `hash`.
+    pub fn cached(&self, hash: &str) -> Option<Arc<LoadedModule>> {
+        self.modules.lock().expect("module cache").get(hash).cloned()
+    }
+
+    /// Validates, compiles and pre-instantiates a component, and learns its jobs. Loading the
+    /// same bytes again returns the cached module.
+    pub async fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, LoadError> {
+        let hash = Self::hash(bytes);
+        if let Some(m) = self.cached(&hash) {
+            return Ok(m);
+        }
+        component::check_header(bytes)?;
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        // Compilation takes CPU-seconds; keep it off the async workers.
+        let compiled = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await
+            .map_err(|e| LoadError::Invalid(e.to_string()))?;
+        let component = compiled.map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        component::check_world(&self.engine, &component)?;
+        let pre = component::pre_instantiate(&self.linker, &component)?;
+        let jobs = self.describe(&pre).await?;
+        component::check_jobs(&jobs)?;
+        let module = Arc::new(LoadedModule { hash, jobs, pre });
+        self.modules
+            .lock()
+            .expect("module cache")
+            .insert(module.hash.clone(), module.clone());
+        tracing::info!(module = %module.hash, jobs = ?module.job_names(), "loaded handler component");
+        Ok(module)
+    }
+
+    async fn describe(
+        &self,
+        pre: &bindings::HandlerPre<HostState>,
+    ) -> Result<Vec<JobSpec>, LoadError> {
+        let caps = self.config.caps;
+        let mut store = attempt::new_store(
+            &self.engine,
+            HostState::new(None, caps.memory_bytes, self.config.capture_bytes),
+            caps.fuel,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        let handler = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        let specs = handler
+            .call_describe(&mut store)
+            .await
+            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        Ok(specs.into_iter().map(JobSpec::from).collect())
+    }
+
+    /// The runtime's settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}

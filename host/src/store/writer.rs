@@ -1,0 +1,197 @@
+//! The group-commit writer: one thread owns every write transaction.
+//!
+//! Callers from any number of concurrent runs hand it a [`Batch`] and await an acknowledgement.
+//! The thread takes whatever batches are waiting, applies them all in one transaction, commits
+//! once (one fsync in `immediate` mode), and then acknowledges every caller. Under load this is
+//! what turns a disk that does a few hundred fsyncs a second into thousands of durable writes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use redb::{Database, ReadableTable, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::schema::*;
+use super::{Batch, Durability, Op, StoreError};
+
+/// Most batches folded into one transaction, so one commit never grows without bound.
+const MAX_BATCHES_PER_COMMIT: usize = 4_096;
+
+/// How long `eventual` mode lets non-durable commits accumulate before an fsync.
+const EVENTUAL_FLUSH: Duration = Duration::from_millis(100);
+
+pub(super) struct Pending {
+    pub batch: Batch,
+    pub ack: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Counters describing the writer's work, shared with readers for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Write transactions committed.
+    pub commits: AtomicU64,
+    /// Mutations (rows written or removed) committed.
+    pub rows: AtomicU64,
+    /// Caller batches acknowledged.
+    pub batches: AtomicU64,
+    /// Total time spent in commit, in microseconds.
+    pub commit_micros: AtomicU64,
+}
+
+pub(super) fn spawn(
+    db: Arc<Database>,
+    durability: Durability,
+    stats: Arc<WriterStats>,
+) -> Result<(mpsc::Sender<Pending>, std::thread::JoinHandle<()>), StoreError> {
+    let (tx, rx) = mpsc::channel::<Pending>();
+    let handle = std::thread::Builder::new()
+        .name("stepwise-writer".into())
+        .spawn(move || run(db, durability, stats, rx))
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+    Ok((tx, handle))
+}
+
+fn run(
+    db: Arc<Database>,
+    durability: Durability,
+    stats: Arc<WriterStats>,
+    rx: mpsc::Receiver<Pending>,
+) {
+    let mut unflushed = false;
+    loop {
+        let first = if unflushed {
+            match rx.recv_timeout(EVENTUAL_FLUSH) {
+                Ok(p) => p,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats) {
+                        tracing::error!(error = %e, "background flush failed");
+                    }
+                    unflushed = false;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(p) => p,
+                Err(_) => break,
+            }
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_BATCHES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let mode = match durability {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Eventual => {
+                unflushed = true;
+                redb::Durability::None
+            }
+        };
+        let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
+        let result = commit(&db, &batches, mode, &stats);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, batches = group.len(), "group commit failed");
+        }
+        stats
+            .batches
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        for p in group {
+            // A caller that stopped waiting (its run was cancelled) is not an error.
+            let _ = p.ack.send(result.clone());
+        }
+    }
+    // Whatever `eventual` mode left unflushed is made durable before the thread ends.
+    if unflushed && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats) {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+fn commit(
+    db: &Database,
+    batches: &[&Batch],
+    mode: redb::Durability,
+    stats: &WriterStats,
+) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut txn = db.begin_write()?;
+    txn.set_durability(mode)
+        .map_err(|e| StoreError::Io(e.to_string()))?;
+    let mut rows = 0u64;
+    for batch in batches {
+        rows += apply(&txn, batch)?;
+    }
+    txn.commit()?;
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.rows.fetch_add(rows, Ordering::Relaxed);
+    stats
+        .commit_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
+    for op in &batch.ops {
+        match op {
+            Op::PutRun { id, json } => {
+                txn.open_table(RUNS)?.insert(id.as_str(), json.as_slice())?;
+            }
+            Op::PutStep { run, name, json } => {
+                let mut names = txn.open_table(STEP_NAMES)?;
+                let existing = names.get((run.as_str(), name.as_str()))?.map(|v| v.value());
+                let ordinal = match existing {
+                    Some(o) => o,
+                    None => {
+                        let steps = txn.open_table(STEPS)?;
+                        let next = steps
+                            .range((run.as_str(), 0)..=(run.as_str(), u32::MAX))?
+                            .next_back()
+                            .transpose()?
+                            .map(|(k, _)| k.value().1 + 1)
+                            .unwrap_or(0);
+                        names.insert((run.as_str(), name.as_str()), next)?;
+                        drop(steps);
+                        next
+                    }
+                };
+                txn.open_table(STEPS)?
+                    .insert((run.as_str(), ordinal), json.as_slice())?;
+            }
+            Op::PutTimeline { run, seq, json } => {
+                txn.open_table(TIMELINE)?
+                    .insert((run.as_str(), *seq), json.as_slice())?;
+            }
+            Op::PutLog { run, seq, json } => {
+                txn.open_table(LOGS)?
+                    .insert((run.as_str(), *seq), json.as_slice())?;
+            }
+            Op::SetReady { run, old, new } => {
+                let mut ready = txn.open_table(READY)?;
+                if let Some(old) = old {
+                    ready.remove((*old, run.as_str()))?;
+                }
+                if let Some(new) = new {
+                    ready.insert((*new, run.as_str()), ())?;
+                }
+            }
+            Op::PutDeadLetter { queue, run, at } => {
+                txn.open_table(DEAD_LETTERS)?
+                    .insert((queue.as_str(), run.as_str()), *at)?;
+            }
+            Op::RemoveDeadLetter { queue, run } => {
+                txn.open_table(DEAD_LETTERS)?
+                    .remove((queue.as_str(), run.as_str()))?;
+            }
+            Op::PutModule { hash, bytes } => {
+                txn.open_table(MODULES)?
+                    .insert(hash.as_str(), bytes.as_slice())?;
+            }
+        }
+    }
+    Ok(batch.ops.len() as u64)
+}

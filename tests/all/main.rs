@@ -1,0 +1,12 @@
+//! End-to-end tests: real guest components built from `examples/` and `tests/guests/` for
+//! wasm32-wasip2, run through the real host on a real redb file. Time and jitter are injected,
+//! so backoff and timers never sleep for real; the crash tests kill a real process.
+
+mod util;
+
+mod bad_input;
+mod crash;
+mod lifecycle;
+mod recovery;
+mod retries;
+mod sandbox;

@@ -1,0 +1,137 @@
+//! Shared test harness: an engine on a fresh data dir with a manual clock and seeded jitter.
+
+use std::sync::Arc;
+
+use stepwise_host::{
+    Engine, EngineConfig, ManualClock, NewRun, PolicyOverrides, RunView, RuntimeConfig,
+    SeededJitter,
+};
+
+/// The time every harness clock starts at (2026-01-01T00:00:00Z).
+pub const START: u64 = 1_767_225_600_000;
+
+/// Seed of the harness's jitter source.
+pub const SEED: u64 = 42;
+
+/// Compiled components are cached here across tests (and test runs).
+pub fn compile_cache() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn harness() -> Harness {
+    harness_with(EngineConfig::default())
+}
+
+pub fn harness_with(mut config: EngineConfig) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(START);
+    config.runtime = RuntimeConfig {
+        compile_cache: Some(compile_cache()),
+        max_instances: 32,
+        ..config.runtime
+    };
+    let engine = Engine::open(
+        dir.path(),
+        config,
+        Arc::new(clock.clone()),
+        Arc::new(SeededJitter::new(SEED)),
+    )
+    .expect("engine opens");
+    Harness { engine, clock, dir }
+}
+
+impl Harness {
+    /// Deploys the component at `path` and returns its hash.
+    pub async fn deploy(&self, path: &str) -> String {
+        let bytes = std::fs::read(path).expect("guest built");
+        self.engine.deploy(&bytes).await.expect("deploys").hash.clone()
+    }
+
+    /// Creates a run of `job` in the component at `path`.
+    pub async fn enqueue(
+        &self,
+        path: &str,
+        job: &str,
+        payload: serde_json::Value,
+        overrides: PolicyOverrides,
+    ) -> String {
+        let module = self.deploy(path).await;
+        self.engine
+            .enqueue(NewRun {
+                module,
+                job: job.into(),
+                payload: payload.to_string(),
+                queue: "default".into(),
+                overrides,
+                run_at: None,
+            })
+            .await
+            .expect("enqueue")
+            .id
+    }
+
+    /// Creates a run and executes it to its end.
+    pub async fn run(
+        &self,
+        path: &str,
+        job: &str,
+        payload: serde_json::Value,
+        overrides: PolicyOverrides,
+    ) -> RunView {
+        let id = self.enqueue(path, job, payload, overrides).await;
+        self.engine.run_to_end(&id).await.expect("run executes")
+    }
+}
+
+/// How many times the guest logged `exec <step>` (the testbed logs each real execution).
+pub fn executions(view: &RunView, step: &str) -> usize {
+    let prefix = format!("exec {step} ");
+    let exact = format!("exec {step}");
+    view.logs
+        .iter()
+        .filter(|l| l.message.starts_with(&prefix) || l.message == exact)
+        .count()
+}
+
+/// A step's recorded attempts.
+pub fn step_attempts(view: &RunView, step: &str) -> u32 {
+    view.steps
+        .iter()
+        .find(|s| s.name == step)
+        .unwrap_or_else(|| panic!("step {step} recorded"))
+        .attempts
+}
+
+/// Overrides with just `max_attempts` and a fixed, jitter-free backoff.
+pub fn attempts(max: u32, initial_ms: u64) -> PolicyOverrides {
+    PolicyOverrides {
+        max_attempts: Some(max),
+        backoff: Some(stepwise_host::Backoff {
+            initial_ms,
+            max_ms: 3_600_000,
+            multiplier: 2.0,
+            jitter: 0.0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The kinds of a run's timeline entries, as their JSON names.
+pub fn timeline_kinds(view: &RunView) -> Vec<String> {
+    view.timeline
+        .iter()
+        .map(|t| {
+            serde_json::to_value(t.kind)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
