@@ -49,7 +49,10 @@ fn main() -> Result<()> {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
     guests.sort_by(|a, b| a.constant.cmp(&b.constant));
-    ensure!(!guests.is_empty(), "no guest crates found under {GUEST_DIRS:?}");
+    ensure!(
+        !guests.is_empty(),
+        "no guest crates found under {GUEST_DIRS:?}"
+    );
 
     let target_dir = workspace.join("target").join("guests");
     build(&workspace, &target_dir, &guests)?;

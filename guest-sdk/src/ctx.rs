@@ -391,7 +391,12 @@ mod tests {
     }
 
     fn ctx(host: &FakeHost, attempt: u32) -> Ctx {
-        Ctx::new("run-1".into(), "job".into(), attempt, Box::new(host.clone()))
+        Ctx::new(
+            "run-1".into(),
+            "job".into(),
+            attempt,
+            Box::new(host.clone()),
+        )
     }
 
     fn calls(host: &FakeHost) -> Vec<String> {
@@ -429,7 +434,9 @@ mod tests {
 
         let second = ctx(&host, 2);
         let replayed: u32 = second
-            .step("a", || -> Result<u32, JobError> { panic!("must not run again") })
+            .step("a", || -> Result<u32, JobError> {
+                panic!("must not run again")
+            })
             .unwrap();
         assert_eq!(replayed, 7);
         assert_eq!(calls(&host), ["begin a"]);

@@ -76,8 +76,8 @@
 //! [`JobError::retryable`] (the default for any error converted with `?`),
 //! [`JobError::non_retryable`] (fail the run now) or [`JobError::retry_after`] (retry, but not
 //! before a delay). A failing step is retried on its own: every step counts its attempts, and a
-//! failure outside any step counts against the run. A panic (or any other trap) ends the
-//! attempt without a recorded error.
+//! failure outside any step counts against the run. A panic is not a `JobError`: it traps, which
+//! ends the attempt at once, and the host records the trap (the panic message goes to stderr).
 //!
 //! ## Policies and defaults
 //!
@@ -105,6 +105,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(doctest)]
+mod compile_fail;
 mod ctx;
 mod error;
 mod host;

@@ -140,9 +140,8 @@ pub fn parse_input<T: JobInput>(job: &str, payload: &str) -> Result<T, JobError>
 /// Encodes a job's output as JSON.
 pub fn encode_output<T: JobOutput>(output: Result<T, JobError>) -> Result<String, JobError> {
     let value = output?;
-    serde_json::to_string(&value).map_err(|e| {
-        JobError::non_retryable(format!("the job's output cannot be serialized: {e}"))
-    })
+    serde_json::to_string(&value)
+        .map_err(|e| JobError::non_retryable(format!("the job's output cannot be serialized: {e}")))
 }
 
 /// `describe`, for the jobs given to `export_jobs!`.

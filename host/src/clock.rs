@@ -153,7 +153,11 @@ mod tests {
         clock.sleep_until(5_000).await;
         assert_eq!(clock.now(), 5_000);
         clock.sleep_until(4_000).await;
-        assert_eq!(clock.now(), 5_000, "waiting for the past does not move the clock");
+        assert_eq!(
+            clock.now(),
+            5_000,
+            "waiting for the past does not move the clock"
+        );
         clock.advance(Duration::from_millis(10));
         assert_eq!(clock.now(), 5_010);
         assert_eq!(clock.waits(), vec![(1_000, 5_000)]);

@@ -66,12 +66,13 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// 5 attempts, [`Backoff::default`], 5·10⁹ fuel, 30 s, 64 MiB.
+    /// 5 attempts, [`Backoff::default`], 5·10¹⁰ fuel (a few seconds of pure guest compute:
+    /// fuel counts wasm operators, many of which cost no machine instruction), 30 s, 64 MiB.
     fn default() -> Self {
         Self {
             max_attempts: 5,
             backoff: Backoff::default(),
-            fuel: 5_000_000_000,
+            fuel: 50_000_000_000,
             timeout_ms: 30_000,
             memory_bytes: 64 << 20,
         }
@@ -112,11 +113,11 @@ pub struct Caps {
 }
 
 impl Default for Caps {
-    /// 100 attempts, 10¹¹ fuel, 15 min, 512 MiB.
+    /// 100 attempts, 10¹² fuel, 15 min, 512 MiB.
     fn default() -> Self {
         Self {
             max_attempts: 100,
-            fuel: 100_000_000_000,
+            fuel: 1_000_000_000_000,
             timeout_ms: 15 * 60 * 1_000,
             memory_bytes: 512 << 20,
         }
@@ -247,7 +248,11 @@ mod tests {
         for n in 1..10 {
             let full = b.delay_ms(n, &NoJitter);
             let d = b.delay_ms(n, &j);
-            assert!(d <= full && d >= full / 2, "{d} not in [{}, {full}]", full / 2);
+            assert!(
+                d <= full && d >= full / 2,
+                "{d} not in [{}, {full}]",
+                full / 2
+            );
         }
     }
 
@@ -276,7 +281,10 @@ mod tests {
             memory_bytes: Some(u64::MAX),
             ..Default::default()
         };
-        assert_eq!(bad.validate(&Caps::default()).unwrap_err().field, "memory_bytes");
+        assert_eq!(
+            bad.validate(&Caps::default()).unwrap_err().field,
+            "memory_bytes"
+        );
     }
 
     #[test]

@@ -15,7 +15,10 @@ fn stored(h: &Harness) -> usize {
 async fn a_file_that_is_not_wasm_is_refused() {
     let h = harness();
     let err = h.engine.deploy(b"#!/bin/sh\necho hi\n").await.unwrap_err();
-    assert!(matches!(err, EngineError::Load(LoadError::NotWasm)), "{err}");
+    assert!(
+        matches!(err, EngineError::Load(LoadError::NotWasm)),
+        "{err}"
+    );
     assert!(err.to_string().contains("not a WebAssembly file"));
 }
 
@@ -24,7 +27,10 @@ async fn a_core_module_is_refused_with_a_hint() {
     let h = harness();
     // The smallest valid core module: magic + version 1.
     let err = h.engine.deploy(b"\0asm\x01\0\0\0").await.unwrap_err();
-    assert!(matches!(err, EngineError::Load(LoadError::CoreModule)), "{err}");
+    assert!(
+        matches!(err, EngineError::Load(LoadError::CoreModule)),
+        "{err}"
+    );
     assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
 }
 
@@ -32,8 +38,15 @@ async fn a_core_module_is_refused_with_a_hint() {
 async fn a_truncated_component_is_refused() {
     let h = harness();
     let bytes = std::fs::read(guests::TESTBED).unwrap();
-    let err = h.engine.deploy(&bytes[..bytes.len() / 2]).await.unwrap_err();
-    assert!(matches!(err, EngineError::Load(LoadError::Invalid(_))), "{err}");
+    let err = h
+        .engine
+        .deploy(&bytes[..bytes.len() / 2])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Load(LoadError::Invalid(_))),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +55,10 @@ async fn a_component_for_another_world_is_refused_naming_the_difference() {
     let bytes = std::fs::read(guests::WRONG_WORLD).unwrap();
     let err = h.engine.deploy(&bytes).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, EngineError::Load(LoadError::WrongWorld(_))), "{text}");
+    assert!(
+        matches!(err, EngineError::Load(LoadError::WrongWorld(_))),
+        "{text}"
+    );
     assert!(text.contains("stepwise:jobs/handler@0.1.0"), "{text}");
     assert!(text.contains("missing exports: run, describe"), "{text}");
     assert!(text.contains("unexpected exports: hello"), "{text}");
@@ -52,8 +68,13 @@ async fn a_component_for_another_world_is_refused_naming_the_difference() {
 async fn unknown_job_bad_json_oversize_and_bad_policy_store_nothing() {
     let h = harness();
     let module = h.deploy(guests::TESTBED).await;
-    h.run(guests::TESTBED, "echo", json!({"message": "x", "count": 1}), Default::default())
-        .await;
+    h.run(
+        guests::TESTBED,
+        "echo",
+        json!({"message": "x", "count": 1}),
+        Default::default(),
+    )
+    .await;
     let before = stored(&h);
     let new = |job: &str, payload: String, overrides| NewRun {
         module: module.clone(),
@@ -71,7 +92,10 @@ async fn unknown_job_bad_json_oversize_and_bad_policy_store_nothing() {
         .unwrap_err();
     assert!(matches!(err, EngineError::UnknownJob { .. }), "{err}");
     let text = err.to_string();
-    assert!(text.contains("unknown job 'nope'") && text.contains("echo"), "{text}");
+    assert!(
+        text.contains("unknown job 'nope'") && text.contains("echo"),
+        "{text}"
+    );
 
     let err = h
         .engine

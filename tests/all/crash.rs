@@ -100,8 +100,17 @@ fn killed_while_waiting_for_a_retry_resumes_with_nothing_lost() {
     let payload = json!({"steps": ["a", "b", "c"], "fail": {"b": 1}}).to_string();
     run_and_kill_at(
         &[
-            "run", guests::TESTBED, "flaky", "--payload", &payload, "--data", data,
-            "--backoff", "1s", "--jitter", "0",
+            "run",
+            guests::TESTBED,
+            "flaky",
+            "--payload",
+            &payload,
+            "--data",
+            data,
+            "--backoff",
+            "1s",
+            "--jitter",
+            "0",
         ],
         "status=retrying",
     );
@@ -109,13 +118,20 @@ fn killed_while_waiting_for_a_retry_resumes_with_nothing_lost() {
     assert_eq!(runs.len(), 1, "{runs:#?}");
     let run = &runs[0];
     assert_eq!(run["status"], "completed", "{run:#}");
-    assert_eq!(count_exec(run, "a"), 1, "a completed before the kill and was replayed");
+    assert_eq!(
+        count_exec(run, "a"),
+        1,
+        "a completed before the kill and was replayed"
+    );
     assert_eq!(count_exec(run, "b"), 2);
     assert_eq!(count_exec(run, "c"), 1);
     assert_eq!(step_attempts(run, "a"), 1);
     assert_eq!(step_attempts(run, "b"), 2);
     assert_eq!(run["attempts"], 2);
-    assert_eq!(run["payload"], json!({"steps": ["a", "b", "c"], "fail": {"b": 1}}));
+    assert_eq!(
+        run["payload"],
+        json!({"steps": ["a", "b", "c"], "fail": {"b": 1}})
+    );
 }
 
 #[test]
@@ -124,7 +140,13 @@ fn killed_while_sleeping_resumes_after_the_timer() {
     let data = dir.path().to_str().unwrap();
     run_and_kill_at(
         &[
-            "run", guests::TESTBED, "sleeper", "--payload", r#"{"ms":1000}"#, "--data", data,
+            "run",
+            guests::TESTBED,
+            "sleeper",
+            "--payload",
+            r#"{"ms":1000}"#,
+            "--data",
+            data,
         ],
         "status=sleeping",
     );
@@ -141,15 +163,28 @@ fn cli_run_prints_the_run_record_and_exit_codes_follow_status() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     let out = stepwise(&[
-        "run", guests::PAYMENTS, "provision-after-payment", "--payload",
-        r#"{"payment_id":"pay_123","fail_provision_times":2}"#, "--data", data,
-        "--backoff", "10ms", "--json",
+        "run",
+        guests::PAYMENTS,
+        "provision-after-payment",
+        "--payload",
+        r#"{"payment_id":"pay_123","fail_provision_times":2}"#,
+        "--data",
+        data,
+        "--backoff",
+        "10ms",
+        "--json",
     ])
     .output()
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for field in ["id", "job", "status", "attempts", "output", "steps", "timeline"] {
+    for field in [
+        "id", "job", "status", "attempts", "output", "steps", "timeline",
+    ] {
         assert!(run.get(field).is_some(), "missing {field} in {run:#}");
     }
     assert_eq!(run["status"], "completed");
@@ -163,12 +198,21 @@ fn cli_run_prints_the_run_record_and_exit_codes_follow_status() {
     let out = stepwise(&["show", id, "--data", data]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains("status completed") && text.contains("provision"), "{text}");
+    assert!(
+        text.contains("status completed") && text.contains("provision"),
+        "{text}"
+    );
 
     // A failing run exits non-zero and reports its error in JSON.
     let out = stepwise(&[
-        "run", guests::DIGEST, "weekly-digest", "--payload", r#"{"user_id":"u_9"}"#,
-        "--data", data, "--json",
+        "run",
+        guests::DIGEST,
+        "weekly-digest",
+        "--payload",
+        r#"{"user_id":"u_9"}"#,
+        "--data",
+        data,
+        "--json",
     ])
     .output()
     .unwrap();
@@ -184,5 +228,8 @@ fn cli_run_prints_the_run_record_and_exit_codes_follow_status() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("does not target stepwise:jobs/handler@0.1.0"), "{text}");
+    assert!(
+        text.contains("does not target stepwise:jobs/handler@0.1.0"),
+        "{text}"
+    );
 }

@@ -63,10 +63,7 @@ async fn typed_payload_round_trips() {
         )
         .await;
     assert_eq!(view.run.status, RunStatus::Completed);
-    assert_eq!(
-        view.run.output,
-        Some(json!({"message": "hi", "count": 3}))
-    );
+    assert_eq!(view.run.output, Some(json!({"message": "hi", "count": 3})));
 }
 
 #[tokio::test]
@@ -96,7 +93,12 @@ async fn guest_output_is_captured_and_bounded() {
             Default::default(),
         )
         .await;
-    assert_eq!(view.run.status, RunStatus::Completed, "{:?}", view.run.error);
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
     let stdout: Vec<_> = view
         .logs
         .iter()
@@ -104,15 +106,18 @@ async fn guest_output_is_captured_and_bounded() {
         .collect();
     assert!(!stdout.is_empty());
     assert!(
-        stdout.iter().any(|l| l.message.contains("more bytes of output dropped")),
+        stdout
+            .iter()
+            .any(|l| l.message.contains("more bytes of output dropped")),
         "the excess is reported, not silently lost"
     );
     let kept: usize = stdout.iter().map(|l| l.message.len()).sum();
     assert!(kept <= 70 << 10, "capture is bounded, kept {kept} bytes");
-    assert!(view
-        .logs
-        .iter()
-        .any(|l| l.source == stepwise_host::model::LogSource::Stderr));
+    assert!(
+        view.logs
+            .iter()
+            .any(|l| l.source == stepwise_host::model::LogSource::Stderr)
+    );
 }
 
 #[tokio::test]
@@ -144,5 +149,8 @@ async fn many_concurrent_runs_complete_with_grouped_commits() {
     let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed) - commits_before;
     // 40 runs × (3 step completions + 1 settlement) = 160 acknowledged batches.
     assert_eq!(batches, 160);
-    assert!(commits <= batches, "{commits} commits for {batches} batches");
+    assert!(
+        commits <= batches,
+        "{commits} commits for {batches} batches"
+    );
 }

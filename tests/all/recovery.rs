@@ -30,7 +30,11 @@ async fn manual_retry_gives_a_fresh_budget_and_reuses_completed_steps() {
     assert_eq!(view.run.status, RunStatus::Completed, "{view:#?}");
     assert!(!view.dead_lettered);
     assert!(h.engine.store().dead_letters("default").unwrap().is_empty());
-    assert_eq!(executions(&view, "a"), 1, "a completed before and was reused");
+    assert_eq!(
+        executions(&view, "a"),
+        1,
+        "a completed before and was reused"
+    );
     assert_eq!(executions(&view, "b"), 4);
     assert_eq!(executions(&view, "c"), 1);
     assert!(timeline_kinds(&view).contains(&"manual_retry".to_owned()));

@@ -122,7 +122,10 @@ async fn exhausted_runs_fail_and_are_dead_lettered_with_history() {
     let error = view.run.error.as_ref().expect("error kept");
     assert_eq!(error.kind, FailureKind::Retryable);
     assert_eq!(error.step.as_deref(), Some("b"));
-    assert_eq!(view.run.payload, json!({"steps": ["a", "b"], "fail": {"b": 99}}));
+    assert_eq!(
+        view.run.payload,
+        json!({"steps": ["a", "b"], "fail": {"b": 99}})
+    );
     let kinds = timeline_kinds(&view);
     assert_eq!(kinds.iter().filter(|k| *k == "attempt_failed").count(), 3);
     assert_eq!(kinds.last().map(String::as_str), Some("failed"));
@@ -167,7 +170,11 @@ async fn retry_after_sets_the_next_attempt_time() {
     assert_eq!(view.run.status, RunStatus::Completed, "{view:#?}");
     assert_eq!(step_attempts(&view, "call-api"), 3);
     let delays: Vec<u64> = h.clock.waits().iter().map(|(f, t)| t - f).collect();
-    assert_eq!(delays, vec![7_500, 7_500], "retry-after wins over backoff, no jitter");
+    assert_eq!(
+        delays,
+        vec![7_500, 7_500],
+        "retry-after wins over backoff, no jitter"
+    );
 }
 
 #[tokio::test]

@@ -30,7 +30,11 @@ async fn a_looping_guest_runs_out_of_fuel() {
     assert_eq!(view.run.status, RunStatus::Failed);
     let error = view.run.error.as_ref().unwrap();
     assert_eq!(error.kind, FailureKind::FuelExhausted, "{error:?}");
-    assert_eq!(error.step.as_deref(), Some("spin"), "attributed to the running step");
+    assert_eq!(
+        error.step.as_deref(),
+        Some("spin"),
+        "attributed to the running step"
+    );
     let step = &view.steps[0];
     assert_eq!(step.status, StepStatus::Failed);
     assert_eq!(step.attempts, 1);
@@ -87,7 +91,12 @@ async fn a_greedy_guest_hits_its_memory_limit() {
             }),
         )
         .await;
-    assert_eq!(view.run.status, RunStatus::Completed, "{:?}", view.run.error);
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
 }
 
 #[tokio::test]
@@ -108,7 +117,12 @@ async fn limits_are_distinct_kinds_in_one_store() {
     // The same store records all kinds side by side; a failure in one run never touches another.
     let h = harness();
     let ok = h
-        .run(guests::TESTBED, "echo", json!({"message": "m", "count": 1}), Default::default())
+        .run(
+            guests::TESTBED,
+            "echo",
+            json!({"message": "m", "count": 1}),
+            Default::default(),
+        )
         .await;
     let fuel = h
         .run(

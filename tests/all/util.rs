@@ -21,7 +21,8 @@ pub fn compile_cache() -> std::path::PathBuf {
 pub struct Harness {
     pub engine: Engine,
     pub clock: ManualClock,
-    pub dir: tempfile::TempDir,
+    /// Kept so the data dir lives as long as the harness.
+    pub _dir: tempfile::TempDir,
 }
 
 pub fn harness() -> Harness {
@@ -43,14 +44,23 @@ pub fn harness_with(mut config: EngineConfig) -> Harness {
         Arc::new(SeededJitter::new(SEED)),
     )
     .expect("engine opens");
-    Harness { engine, clock, dir }
+    Harness {
+        engine,
+        clock,
+        _dir: dir,
+    }
 }
 
 impl Harness {
     /// Deploys the component at `path` and returns its hash.
     pub async fn deploy(&self, path: &str) -> String {
         let bytes = std::fs::read(path).expect("guest built");
-        self.engine.deploy(&bytes).await.expect("deploys").hash.clone()
+        self.engine
+            .deploy(&bytes)
+            .await
+            .expect("deploys")
+            .hash
+            .clone()
     }
 
     /// Creates a run of `job` in the component at `path`.

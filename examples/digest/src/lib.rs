@@ -55,11 +55,7 @@ fn weekly_digest(ctx: &mut Ctx, input: DigestRequest) -> Result<DigestSent, JobE
     let body: String = ctx.step("render", || Ok(render(&user, &items)))?;
 
     let message_id: String = ctx.step("send", || {
-        ctx.log_info(format!(
-            "sending {} bytes to {}",
-            body.len(),
-            user.email
-        ));
+        ctx.log_info(format!("sending {} bytes to {}", body.len(), user.email));
         // The run id keeps the message id the same however often this step is retried, so
         // a mail service that deduplicates on it sends the digest once.
         Ok(format!("msg_{}_{}", user.id, ctx.run_id()))

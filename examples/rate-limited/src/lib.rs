@@ -47,7 +47,10 @@ fn sync_contacts(ctx: &mut Ctx, input: SyncRequest) -> Result<SyncResult, JobErr
             ));
         }
         ctx.log_info(format!("upstream answered call {attempt}"));
-        Ok(vec!["ada@example.com".to_owned(), "grace@example.com".to_owned()])
+        Ok(vec![
+            "ada@example.com".to_owned(),
+            "grace@example.com".to_owned(),
+        ])
     })?;
 
     let stored: usize = ctx.step("store-contacts", || {

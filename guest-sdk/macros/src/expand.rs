@@ -55,7 +55,12 @@ pub(crate) fn job(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStre
 
     let run_fn = format_ident!("__stepwise_run_{}", ident.unraw());
     let local = |name| syn::Ident::new(name, Span::mixed_site());
-    let (ctx, payload, input, output) = (local("ctx"), local("payload"), local("input"), local("output"));
+    let (ctx, payload, input, output) = (
+        local("ctx"),
+        local("payload"),
+        local("input"),
+        local("output"),
+    );
     let in_ty = sig.input;
     let (ctx_ty, out_ty) = (sig.ctx, sig.output);
     // Each conversion goes through a trait named after the rule it checks, written with the
@@ -160,7 +165,10 @@ impl<'a> Signature<'a> {
                 );
             }
             Type::ImplTrait(t) => {
-                return fail(t.span(), "the input must be a concrete type, not `impl Trait`");
+                return fail(
+                    t.span(),
+                    "the input must be a concrete type, not `impl Trait`",
+                );
             }
             _ => {}
         }
@@ -283,7 +291,10 @@ mod tests {
         .unwrap();
         assert!(out.contains(r#"name : "provision-after-payment""#), "{out}");
         assert!(out.contains("mod provision_after_payment"), "{out}");
-        assert!(out.contains("fn __stepwise_run_provision_after_payment"), "{out}");
+        assert!(
+            out.contains("fn __stepwise_run_provision_after_payment"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -330,36 +341,75 @@ mod tests {
     fn bad_signatures_are_rejected_with_the_rule() {
         let cases = [
             (
-                quote!(async fn f(ctx: &mut Ctx, i: u32) -> Result<u32, JobError> { todo!() }),
+                quote!(
+                    async fn f(ctx: &mut Ctx, i: u32) -> Result<u32, JobError> {
+                        todo!()
+                    }
+                ),
                 "cannot be async",
             ),
             (
-                quote!(fn f<T>(ctx: &mut Ctx, i: T) -> Result<u32, JobError> { todo!() }),
+                quote!(
+                    fn f<T>(ctx: &mut Ctx, i: T) -> Result<u32, JobError> {
+                        todo!()
+                    }
+                ),
                 "cannot be generic",
             ),
             (
-                quote!(fn f(i: u32) -> Result<u32, JobError> { todo!() }),
+                quote!(
+                    fn f(i: u32) -> Result<u32, JobError> {
+                        todo!()
+                    }
+                ),
                 "exactly two arguments",
             ),
             (
-                quote!(fn f(ctx: &Ctx, i: u32) -> Result<u32, JobError> { todo!() }),
+                quote!(
+                    fn f(ctx: &Ctx, i: u32) -> Result<u32, JobError> {
+                        todo!()
+                    }
+                ),
                 "must be `&mut Ctx`",
             ),
             (
-                quote!(fn f(ctx: &mut Ctx, i: &str) -> Result<u32, JobError> { todo!() }),
+                quote!(
+                    fn f(ctx: &mut Ctx, i: &str) -> Result<u32, JobError> {
+                        todo!()
+                    }
+                ),
                 "owned type",
             ),
             (
-                quote!(fn f(ctx: &mut Ctx, i: u32) { todo!() }),
+                quote!(
+                    fn f(ctx: &mut Ctx, i: u32) {
+                        todo!()
+                    }
+                ),
                 "must return `Result<Out, JobError>`",
             ),
-            (quote!(struct NotAFunction;), "applies to a function"),
+            (
+                quote!(
+                    struct NotAFunction;
+                ),
+                "applies to a function",
+            ),
         ];
         for (item, expected) in cases {
             let message = error(item);
             assert!(message.contains(expected), "{message}");
-            assert!(message.contains("a job function has the shape"), "{message}");
+            assert!(
+                message.contains("a job function has the shape"),
+                "{message}"
+            );
         }
-        assert!(error(quote!(fn f(self, i: u32) -> Result<u32, JobError> { todo!() })).contains("method"));
+        assert!(
+            error(quote!(
+                fn f(self, i: u32) -> Result<u32, JobError> {
+                    todo!()
+                }
+            ))
+            .contains("method")
+        );
     }
 }

@@ -52,11 +52,12 @@ impl JobOptions {
                 .get_ident()
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            let span = meta.path.get_ident().map_or_else(Span::call_site, |i| i.span());
+            let span = meta
+                .path
+                .get_ident()
+                .map_or_else(Span::call_site, |i| i.span());
             if !KNOWN.split(", ").any(|k| k == key) {
-                return Err(meta.error(format!(
-                    "unknown #[job] option; the options are: {KNOWN}"
-                )));
+                return Err(meta.error(format!("unknown #[job] option; the options are: {KNOWN}")));
             }
             let value = meta.value()?;
             match key.as_str() {

@@ -67,7 +67,8 @@ pub fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration like 500ms or 30s: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration like 500ms or 30s: {e}"))
 }
 
 /// Per-run policy overrides, shared by every command that creates a run.
@@ -99,16 +100,18 @@ pub struct PolicyFlags {
 impl PolicyFlags {
     /// The overrides these flags set.
     pub fn overrides(&self) -> PolicyOverrides {
-        let backoff = (self.backoff.is_some() || self.backoff_max.is_some() || self.jitter.is_some())
-            .then(|| {
-                let d = Backoff::default();
-                Backoff {
-                    initial_ms: self.backoff.map_or(d.initial_ms, |b| b.as_millis() as u64),
-                    max_ms: self.backoff_max.map_or(d.max_ms, |b| b.as_millis() as u64),
-                    multiplier: d.multiplier,
-                    jitter: self.jitter.unwrap_or(d.jitter),
-                }
-            });
+        let backoff = (self.backoff.is_some()
+            || self.backoff_max.is_some()
+            || self.jitter.is_some())
+        .then(|| {
+            let d = Backoff::default();
+            Backoff {
+                initial_ms: self.backoff.map_or(d.initial_ms, |b| b.as_millis() as u64),
+                max_ms: self.backoff_max.map_or(d.max_ms, |b| b.as_millis() as u64),
+                multiplier: d.multiplier,
+                jitter: self.jitter.unwrap_or(d.jitter),
+            }
+        });
         PolicyOverrides {
             max_attempts: self.max_attempts,
             backoff,

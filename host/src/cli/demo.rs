@@ -17,7 +17,10 @@ pub struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// The payload to run with.
-    #[arg(long, default_value = r#"{"payment_id":"pay_123","fail_provision_times":2}"#)]
+    #[arg(
+        long,
+        default_value = r#"{"payment_id":"pay_123","fail_provision_times":2}"#
+    )]
     payload: String,
     /// Print the run record as JSON instead of a summary.
     #[arg(long)]
@@ -40,7 +43,14 @@ fn build_payments() -> Result<PathBuf> {
     tracing::info!("building examples/payments for wasm32-wasip2");
     let status = std::process::Command::new(cargo)
         .current_dir(&ws)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "example-payments"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "example-payments",
+        ])
         .arg("--target-dir")
         .arg(&target)
         .env_remove("CARGO_TARGET_DIR")
@@ -49,7 +59,9 @@ fn build_payments() -> Result<PathBuf> {
         .status()
         .context("cannot run cargo to build the payments example")?;
     if !status.success() {
-        bail!("building the payments example failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+        bail!(
+            "building the payments example failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
+        );
     }
     Ok(target
         .join("wasm32-wasip2")

@@ -154,7 +154,10 @@ mod tests {
     fn tables_align_columns() {
         let t = table(
             &["A", "LONGER"],
-            &[vec!["wide cell".into(), "x".into()], vec!["y".into(), "z".into()]],
+            &[
+                vec!["wide cell".into(), "x".into()],
+                vec!["y".into(), "z".into()],
+            ],
         );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "  A          LONGER");

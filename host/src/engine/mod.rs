@@ -227,10 +227,12 @@ impl Engine {
         let payload: Value = serde_json::from_str(&req.payload)
             .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
         let module = self.module(&req.module).await?;
-        let spec = module.job(&req.job).ok_or_else(|| EngineError::UnknownJob {
-            job: req.job.clone(),
-            available: module.job_names(),
-        })?;
+        let spec = module
+            .job(&req.job)
+            .ok_or_else(|| EngineError::UnknownJob {
+                job: req.job.clone(),
+                available: module.job_names(),
+            })?;
         req.overrides.validate(self.caps())?;
         let job_policy = self
             .caps()
@@ -324,7 +326,10 @@ impl Engine {
                     step.budget_base = step.attempts;
                     batch.put_step(id, step);
                 }
-                format!("step '{name}' gets a fresh budget of {}", run.policy.max_attempts)
+                format!(
+                    "step '{name}' gets a fresh budget of {}",
+                    run.policy.max_attempts
+                )
             }
             None => {
                 run.body_budget_base = run.body_failures;

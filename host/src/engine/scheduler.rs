@@ -89,10 +89,8 @@ impl Engine {
     pub async fn run_to_end(&self, id: &str) -> Result<crate::model::RunView, EngineError> {
         let store = self.inner.store.clone();
         let target = id.to_owned();
-        self.work_until(move || {
-            matches!(store.run(&target), Ok(Some(r)) if r.status.is_final())
-        })
-        .await?;
+        self.work_until(move || matches!(store.run(&target), Ok(Some(r)) if r.status.is_final()))
+            .await?;
         self.view(id)
     }
 
@@ -184,4 +182,3 @@ impl Engine {
         Ok(())
     }
 }
-

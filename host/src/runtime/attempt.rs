@@ -110,9 +110,14 @@ impl Runtime {
         ctx: JobContext,
         payload: String,
     ) -> (AttemptReport, Journal) {
+        let _slot = self.slot().await;
         let started = Instant::now();
         let timeout = Duration::from_millis(policy.timeout_ms);
-        let state = HostState::new(Some(journal), policy.memory_bytes, self.config.capture_bytes);
+        let state = HostState::new(
+            Some(journal),
+            policy.memory_bytes,
+            self.config.capture_bytes,
+        );
         let mut store = match new_store(self.engine(), state, policy.fuel, timeout) {
             Ok(s) => s,
             Err(e) => unreachable_store(e),
@@ -126,11 +131,8 @@ impl Runtime {
         let outcome = classify(&result, store.data());
         let mut state = store.into_data();
         let mut journal = state.journal.take().expect("attempt journal");
-        capture_output(&state, &mut journal);
-        let outcome = outcome.unwrap_or_else(|| {
-            let (text, _) = state.stderr.take();
-            trapped_with_stderr(&result, text)
-        });
+        let stderr = capture_output(&state, &mut journal);
+        let outcome = outcome.unwrap_or_else(|| trapped_with_stderr(&result, &stderr));
         (
             AttemptReport {
                 outcome,
@@ -147,8 +149,7 @@ fn unreachable_store(e: wasmtime::Error) -> ! {
     panic!("engine misconfigured: {e:#}")
 }
 
-type CallResult =
-    Result<wasmtime::Result<Result<String, JobError>>, tokio::time::error::Elapsed>;
+type CallResult = Result<wasmtime::Result<Result<String, JobError>>, tokio::time::error::Elapsed>;
 
 /// Classifies everything except a plain trap, which needs the stderr text (taken later).
 fn classify(result: &CallResult, state: &HostState) -> Option<AttemptOutcome> {
@@ -179,19 +180,21 @@ fn classify(result: &CallResult, state: &HostState) -> Option<AttemptOutcome> {
                 );
             }
             match e.downcast_ref::<Trap>() {
-                Some(Trap::OutOfFuel) => {
-                    trapped(FailureKind::FuelExhausted, "attempt used up its fuel budget")
-                }
-                Some(Trap::Interrupt) if state.timed_out => {
-                    trapped(FailureKind::Timeout, "attempt exceeded its wall-clock deadline")
-                }
+                Some(Trap::OutOfFuel) => trapped(
+                    FailureKind::FuelExhausted,
+                    "attempt used up its fuel budget",
+                ),
+                Some(Trap::Interrupt) if state.timed_out => trapped(
+                    FailureKind::Timeout,
+                    "attempt exceeded its wall-clock deadline",
+                ),
                 _ => None,
             }
         }
     }
 }
 
-fn trapped_with_stderr(result: &CallResult, stderr: String) -> AttemptOutcome {
+fn trapped_with_stderr(result: &CallResult, stderr: &str) -> AttemptOutcome {
     let base = match result {
         Ok(Err(e)) => match e.downcast_ref::<Trap>() {
             Some(trap) => format!("guest trapped: {trap}"),
@@ -213,7 +216,9 @@ fn trapped_with_stderr(result: &CallResult, stderr: String) -> AttemptOutcome {
 }
 
 /// Moves captured stdout/stderr into the run's log, noting anything dropped past the bound.
-fn capture_output(state: &HostState, journal: &mut Journal) {
+/// Returns the stderr text, which explains a trap (a panic message lands there).
+fn capture_output(state: &HostState, journal: &mut Journal) -> String {
+    let mut stderr = String::new();
     for (source, stream, level) in [
         (LogSource::Stdout, &state.stdout, LogLevel::Info),
         (LogSource::Stderr, &state.stderr, LogLevel::Warn),
@@ -229,5 +234,9 @@ fn capture_output(state: &HostState, journal: &mut Journal) {
                 format!("[{dropped} more bytes of output dropped]"),
             );
         }
+        if source == LogSource::Stderr {
+            stderr = text;
+        }
     }
+    stderr
 }

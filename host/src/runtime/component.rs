@@ -208,7 +208,10 @@ mod tests {
 
     #[test]
     fn header_check_tells_text_core_and_component_apart() {
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
         assert!(matches!(check_header(b"\0asm"), Err(LoadError::NotWasm)));
         assert!(matches!(
             check_header(b"\0asm\x01\0\0\0"),

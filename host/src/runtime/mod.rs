@@ -68,6 +68,9 @@ pub struct Runtime {
     modules: Mutex<HashMap<String, Arc<LoadedModule>>>,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
+    /// One permit per pooling-allocator slot: an attempt waits for a slot instead of failing
+    /// to instantiate, so a full pool is never charged to the guest as a failure.
+    slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -145,6 +148,7 @@ impl Runtime {
             engine,
             linker,
             modules: Mutex::default(),
+            slots: tokio::sync::Semaphore::new(config.max_instances.max(1) as usize),
             config,
             ticker_stop,
         })
@@ -157,7 +161,11 @@ impl Runtime {
 
     /// A module already loaded under `hash`.
     pub fn cached(&self, hash: &str) -> Option<Arc<LoadedModule>> {
-        self.modules.lock().expect("module cache").get(hash).cloned()
+        self.modules
+            .lock()
+            .expect("module cache")
+            .get(hash)
+            .cloned()
     }
 
     /// Validates, compiles and pre-instantiates a component, and learns its jobs. Loading the
@@ -193,6 +201,7 @@ impl Runtime {
         pre: &bindings::HandlerPre<HostState>,
     ) -> Result<Vec<JobSpec>, LoadError> {
         let caps = self.config.caps;
+        let _slot = self.slot().await;
         let mut store = attempt::new_store(
             &self.engine,
             HostState::new(None, caps.memory_bytes, self.config.capture_bytes),
@@ -214,6 +223,14 @@ impl Runtime {
     /// The runtime's settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Waits for a free instance slot; held for the life of one `Store`.
+    pub(crate) async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.slots
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed")
     }
 
     pub(crate) fn engine(&self) -> &Engine {

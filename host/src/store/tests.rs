@@ -107,7 +107,12 @@ async fn ready_index_orders_by_time_and_moves() {
         .set_ready("mid", None, Some(20));
     store.commit(b).await.unwrap();
     assert_eq!(store.next_due().unwrap(), Some(10));
-    let due: Vec<_> = store.due(25, 10).unwrap().into_iter().map(|d| d.1).collect();
+    let due: Vec<_> = store
+        .due(25, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.1)
+        .collect();
     assert_eq!(due, vec!["early", "mid"]);
     let mut b = Batch::new();
     b.set_ready("early", Some(10), Some(40))

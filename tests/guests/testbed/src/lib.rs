@@ -194,7 +194,7 @@ fn chatty(_ctx: &mut Ctx, input: Chatty) -> Result<u32, JobError> {
 }
 
 /// Panics with the message `boom`; accepts any payload.
-#[job]
+#[job(max_attempts = 2, backoff_initial_ms = 10, backoff_jitter = 0.0)]
 fn panic(_ctx: &mut Ctx, _input: IgnoredAny) -> Result<(), JobError> {
     panic!("boom")
 }
