@@ -177,10 +177,6 @@ impl Journal {
 
     /// Appends a log line, within the attempt's log budget.
     pub fn log(&mut self, level: LogLevel, source: LogSource, mut message: String) {
-        if self.log_bytes + message.len() > self.limits.max_log_bytes {
-            self.logs_dropped += 1;
-            return;
-        }
         if message.len() > self.limits.max_log_line {
             let mut cut = self.limits.max_log_line;
             while !message.is_char_boundary(cut) {
@@ -188,6 +184,11 @@ impl Journal {
             }
             message.truncate(cut);
             message.push_str(" [truncated]");
+        }
+        // The budget counts what is kept: a long line is cut first, then measured.
+        if self.log_bytes + message.len() > self.limits.max_log_bytes {
+            self.logs_dropped += 1;
+            return;
         }
         self.log_bytes += message.len();
         let line = LogLine {
@@ -263,6 +264,9 @@ impl Journal {
     /// `steps.succeed`: record the output and make it durable before returning.
     pub async fn succeed(&mut self, name: &str, output: String) -> Result<(), HostFault> {
         self.take_current(name, "succeed")?;
+        // Until its output is recorded the step stays open, so a refused output ends the
+        // attempt inside the step: charged to the step's budget and record, not the body's.
+        self.current = Some(name.to_owned());
         if output.len() > self.limits.max_output_bytes {
             return Err(HostFault::OutputTooLarge {
                 step: name.to_owned(),
@@ -274,6 +278,7 @@ impl Journal {
             step: name.to_owned(),
             message: e.to_string(),
         })?;
+        self.current = None;
         let now = self.clock.now();
         let step = self.steps.get_mut(name).expect("begun step exists");
         step.status = StepStatus::Completed;
@@ -384,5 +389,480 @@ impl Journal {
         for (seq, line) in self.logs.drain(..) {
             batch.put_log(&self.run_id, seq, &line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The journal against a real store: replay after a durable completion, the step protocol,
+    //! output and log limits, durable timers, and sequence numbers across attempts.
+
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::FailureKind;
+    use crate::store::Durability;
+
+    const RUN: &str = "run_1";
+    const T0: Millis = 1_700_000_000_000;
+
+    /// A store in a temporary directory and a clock reading `T0`. The directory is declared
+    /// last so it outlives the store.
+    struct Fixture {
+        store: Arc<Store>,
+        clock: Arc<ManualClock>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+            Self {
+                store: Arc::new(store),
+                clock: Arc::new(ManualClock::new(T0)),
+                _dir: dir,
+            }
+        }
+
+        /// A fresh journal for `attempt`, loaded from what the store holds now.
+        fn journal(&self, attempt: u32) -> Journal {
+            self.journal_with(attempt, JournalLimits::default())
+        }
+
+        fn journal_with(&self, attempt: u32, limits: JournalLimits) -> Journal {
+            Journal::load(self.store.clone(), self.clock.clone(), RUN, attempt, limits).unwrap()
+        }
+
+        /// Ends an attempt the way the engine does: everything left goes into one commit.
+        async fn commit(&self, journal: &mut Journal) {
+            let mut batch = Batch::new();
+            journal.drain_into(&mut batch);
+            self.store.commit(batch).await.unwrap();
+        }
+
+        fn stored_step(&self, name: &str) -> Option<StepRecord> {
+            self.store
+                .steps(RUN)
+                .unwrap()
+                .into_iter()
+                .find(|s| s.name == name)
+        }
+
+        fn log_messages(&self) -> Vec<String> {
+            let logs = self.store.logs(RUN).unwrap();
+            logs.into_iter().map(|l| l.message).collect()
+        }
+    }
+
+    /// `begin` for a step that must run live; returns its attempt number.
+    fn begin_live(journal: &mut Journal, name: &str) -> u32 {
+        match journal.begin(name).unwrap() {
+            StepState::Run(attempt) => attempt,
+            StepState::Completed(output) => {
+                panic!("step '{name}' was replayed with {output}, expected a live run")
+            }
+        }
+    }
+
+    /// `begin` for a step that must be replayed; returns its recorded output.
+    fn begin_replayed(journal: &mut Journal, name: &str) -> String {
+        match journal.begin(name).unwrap() {
+            StepState::Completed(output) => output,
+            StepState::Run(attempt) => {
+                panic!("step '{name}' ran live (attempt {attempt}), expected a replay")
+            }
+        }
+    }
+
+    fn retryable(message: &str) -> GuestError {
+        GuestError {
+            kind: FailureKind::Retryable,
+            message: message.to_owned(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The message of a protocol violation, or a panic naming what came instead.
+    fn protocol_message<T: std::fmt::Debug>(result: Result<T, HostFault>) -> String {
+        match result {
+            Err(HostFault::Protocol(message)) => message,
+            other => panic!("expected a protocol violation, got {other:?}"),
+        }
+    }
+
+    /// The same for the `wasmtime::Error` that `sleep` raises.
+    fn sleep_protocol_message(result: wasmtime::Result<()>) -> String {
+        let err = result.expect_err("expected a protocol violation");
+        match err.downcast_ref::<HostFault>() {
+            Some(HostFault::Protocol(message)) => message.clone(),
+            _ => panic!("expected a protocol violation, got {err:#}"),
+        }
+    }
+
+    fn suspended_until(result: wasmtime::Result<()>) -> Millis {
+        let err = result.expect_err("expected the run to suspend");
+        match err.downcast_ref::<Suspend>() {
+            Some(s) => s.wake_at,
+            None => panic!("expected a suspension, got {err:#}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_step_runs_live_and_counts_its_attempts() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        assert_eq!(begin_live(&mut j, "charge"), 1);
+        assert_eq!(j.current(), Some("charge"));
+        let step = j.step("charge").unwrap();
+        assert_eq!(
+            (step.kind, step.status, step.attempts, step.started_at),
+            (StepKind::Step, StepStatus::Running, 1, T0)
+        );
+        j.fail("charge", &retryable("declined")).unwrap();
+        f.commit(&mut j).await;
+
+        let mut j = f.journal(2);
+        assert_eq!(begin_live(&mut j, "charge"), 2);
+        j.fail("charge", &retryable("declined again")).unwrap();
+        f.commit(&mut j).await;
+        assert_eq!(f.stored_step("charge").unwrap().attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn succeed_is_durable_before_it_returns_and_then_replays_the_exact_output() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        assert_eq!(begin_live(&mut j, "charge"), 1);
+        let output = r#"{"amount":42,"id":"ch_1"}"#;
+        j.succeed("charge", output.to_owned()).await.unwrap();
+        assert_eq!(j.current(), None);
+
+        // No drain: `succeed` alone must have made the completion durable.
+        let stored = f.stored_step("charge").expect("step committed by succeed");
+        assert_eq!(stored.status, StepStatus::Completed);
+        assert_eq!(stored.output, Some(json!({"amount": 42, "id": "ch_1"})));
+        assert_eq!(stored.completed_at, Some(T0));
+
+        let mut replay = f.journal(2);
+        assert_eq!(begin_replayed(&mut replay, "charge"), output);
+        assert_eq!(replay.current(), None, "a replayed step is not left open");
+        // The next step can begin right away, and the replay did not count an attempt.
+        assert_eq!(begin_live(&mut replay, "provision"), 1);
+        assert_eq!(replay.step("charge").unwrap().attempts, 1);
+        f.commit(&mut replay).await;
+        assert_eq!(f.stored_step("charge").unwrap().attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn fail_records_the_error_on_the_step() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        begin_live(&mut j, "charge");
+        assert_eq!(j.failed_step(), None);
+        j.fail("charge", &retryable("card declined")).unwrap();
+        assert_eq!(j.failed_step(), Some("charge"));
+        assert_eq!(j.current(), None);
+        let expected = ErrorInfo {
+            kind: FailureKind::Retryable,
+            message: "card declined".into(),
+            step: Some("charge".into()),
+            retry_after_ms: None,
+        };
+        let step = j.step("charge").unwrap();
+        assert_eq!(step.status, StepStatus::Failed);
+        assert_eq!(step.error.as_ref(), Some(&expected));
+
+        f.commit(&mut j).await;
+        let stored = f.stored_step("charge").unwrap();
+        assert_eq!(stored.status, StepStatus::Failed);
+        assert_eq!(stored.error, Some(expected));
+        let timeline = f.store.timeline(RUN).unwrap();
+        let last = timeline.last().unwrap();
+        assert_eq!(last.kind, EventKind::StepFailed);
+        assert_eq!(last.step.as_deref(), Some("charge"));
+        assert_eq!(last.attempt, Some(1));
+        assert_eq!(last.detail, "retryable: card declined");
+    }
+
+    #[tokio::test]
+    async fn step_calls_out_of_order_are_protocol_violations() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        let msg = protocol_message(j.succeed("a", "1".into()).await);
+        assert!(msg.contains("without begin('a')"), "{msg}");
+        let msg = protocol_message(j.fail("a", &retryable("x")));
+        assert!(msg.contains("without begin('a')"), "{msg}");
+        assert!(j.step("a").is_none());
+
+        begin_live(&mut j, "a");
+        let msg = protocol_message(j.begin("b"));
+        assert!(msg.contains("'b' began while step 'a'"), "{msg}");
+        assert!(j.step("b").is_none(), "the refused step is not recorded");
+        let msg = protocol_message(j.succeed("b", "1".into()).await);
+        assert!(msg.contains("step 'a' is the one running"), "{msg}");
+        let msg = sleep_protocol_message(j.sleep("nap", 10));
+        assert!(msg.contains("inside step 'a'"), "{msg}");
+        assert!(j.step("nap").is_none());
+
+        // None of the violations closed the open step.
+        assert_eq!(j.current(), Some("a"));
+        j.succeed("a", "1".into()).await.unwrap();
+        assert_eq!(f.stored_step("a").unwrap().status, StepStatus::Completed);
+    }
+
+    #[tokio::test]
+    async fn a_name_stays_a_step_or_a_sleep_across_attempts() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        begin_live(&mut j, "a");
+        j.succeed("a", "1".into()).await.unwrap();
+        let msg = sleep_protocol_message(j.sleep("a", 0));
+        assert!(msg.contains("'a' is a step"), "{msg}");
+        j.sleep("t", 0).unwrap();
+        let msg = protocol_message(j.begin("t"));
+        assert!(msg.contains("'t' is a sleep"), "{msg}");
+        f.commit(&mut j).await;
+
+        // The kinds come back from the store.
+        let mut j = f.journal(2);
+        let msg = sleep_protocol_message(j.sleep("a", 0));
+        assert!(msg.contains("'a' is a step"), "{msg}");
+        let msg = protocol_message(j.begin("t"));
+        assert!(msg.contains("'t' is a sleep"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn an_output_over_the_limit_is_refused_and_not_recorded() {
+        let f = Fixture::new();
+        let limits = JournalLimits {
+            max_output_bytes: 8,
+            ..JournalLimits::default()
+        };
+        let mut j = f.journal_with(1, limits);
+        begin_live(&mut j, "fits");
+        j.succeed("fits", r#""123456""#.into()).await.unwrap();
+
+        begin_live(&mut j, "big");
+        match j.succeed("big", r#""1234567""#.into()).await {
+            Err(HostFault::OutputTooLarge { step, bytes, limit }) => {
+                assert_eq!((step.as_str(), bytes, limit), ("big", 9, 8));
+            }
+            other => panic!("expected OutputTooLarge, got {other:?}"),
+        }
+        assert_eq!(j.step("big").unwrap().status, StepStatus::Running);
+        assert_eq!(j.step("big").unwrap().output, None);
+        assert_eq!(j.current(), Some("big"), "the step is still the open one");
+        assert!(f.stored_step("big").is_none(), "nothing was committed");
+        assert_eq!(begin_live(&mut f.journal_with(2, limits), "big"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_output_that_is_not_json_is_refused() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        begin_live(&mut j, "s");
+        match j.succeed("s", "{not json".into()).await {
+            Err(HostFault::InvalidOutput { step, message }) => {
+                assert_eq!(step, "s");
+                assert!(!message.is_empty());
+            }
+            other => panic!("expected InvalidOutput, got {other:?}"),
+        }
+        assert_eq!(j.step("s").unwrap().status, StepStatus::Running);
+        assert_eq!(j.current(), Some("s"));
+        assert!(f.stored_step("s").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_zero_sleep_completes_at_once() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        j.sleep("t", 0).unwrap();
+        let step = j.step("t").unwrap();
+        assert_eq!(
+            (step.kind, step.status, step.completed_at),
+            (StepKind::Sleep, StepStatus::Completed, Some(T0))
+        );
+        f.commit(&mut j).await;
+        assert_eq!(f.stored_step("t").unwrap().status, StepStatus::Completed);
+        assert!(
+            f.store.timeline(RUN).unwrap().is_empty(),
+            "no Sleeping event"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sleep_suspends_until_its_first_wake_time_then_returns() {
+        let f = Fixture::new();
+        let mut j = f.journal(1);
+        assert_eq!(suspended_until(j.sleep("nap", 5_000)), T0 + 5_000);
+        f.commit(&mut j).await;
+        let stored = f.stored_step("nap").unwrap();
+        assert_eq!(stored.status, StepStatus::Sleeping);
+        assert_eq!(stored.wake_at, Some(T0 + 5_000));
+        let timeline = f.store.timeline(RUN).unwrap();
+        assert_eq!(timeline.len(), 1);
+        assert_eq!(timeline[0].kind, EventKind::Sleeping);
+        assert_eq!(timeline[0].step.as_deref(), Some("nap"));
+
+        // Reached again early: the wake time is the recorded one, not now + duration.
+        f.clock.advance(Duration::from_millis(4_999));
+        let mut j = f.journal(2);
+        assert_eq!(suspended_until(j.sleep("nap", 5_000)), T0 + 5_000);
+        f.commit(&mut j).await;
+
+        f.clock.advance(Duration::from_millis(1));
+        let mut j = f.journal(3);
+        j.sleep("nap", 5_000).unwrap();
+        assert_eq!(j.step("nap").unwrap().status, StepStatus::Completed);
+        f.commit(&mut j).await;
+        let stored = f.stored_step("nap").unwrap();
+        assert_eq!(stored.status, StepStatus::Completed);
+        assert_eq!(stored.completed_at, Some(T0 + 5_000));
+    }
+
+    #[tokio::test]
+    async fn the_log_budget_drops_lines_and_the_drain_says_how_many() {
+        let f = Fixture::new();
+        let limits = JournalLimits {
+            max_log_bytes: 20,
+            ..JournalLimits::default()
+        };
+        let mut j = f.journal_with(1, limits);
+        j.log(LogLevel::Info, LogSource::Guest, "0123456789".into());
+        j.log(LogLevel::Info, LogSource::Stdout, "abcdefghij".into());
+        j.log(LogLevel::Info, LogSource::Guest, "x".into());
+        j.log(LogLevel::Error, LogSource::Stderr, "yy".into());
+        f.commit(&mut j).await;
+        let logs = f.store.logs(RUN).unwrap();
+        let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "0123456789",
+                "abcdefghij",
+                "[2 log lines dropped: attempt log budget exceeded]"
+            ]
+        );
+        assert_eq!(logs[2].level, LogLevel::Warn);
+        assert_eq!(logs[2].attempt, 1);
+
+        // The budget is per attempt: still spent for this one, and the count starts over.
+        j.log(LogLevel::Info, LogSource::Guest, "z".into());
+        f.commit(&mut j).await;
+        assert_eq!(
+            f.log_messages().last().unwrap(),
+            "[1 log lines dropped: attempt log budget exceeded]"
+        );
+        let mut next = f.journal_with(2, limits);
+        next.log(LogLevel::Info, LogSource::Guest, "fresh".into());
+        f.commit(&mut next).await;
+        assert_eq!(f.log_messages().len(), 5);
+        assert_eq!(f.log_messages().last().unwrap(), "fresh");
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_cut_on_a_char_boundary() {
+        let f = Fixture::new();
+        let limits = JournalLimits {
+            max_log_line: 4,
+            ..JournalLimits::default()
+        };
+        let mut j = f.journal_with(1, limits);
+        j.log(LogLevel::Info, LogSource::Guest, "abcd".into());
+        // '€' is three bytes: byte 4 falls inside the second one.
+        j.log(LogLevel::Info, LogSource::Guest, "€€".into());
+        j.log(LogLevel::Info, LogSource::Guest, "abc€def".into());
+        f.commit(&mut j).await;
+        assert_eq!(
+            f.log_messages(),
+            vec!["abcd", "€ [truncated]", "abc [truncated]"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_budget_is_cut_to_fit_rather_than_dropped() {
+        let f = Fixture::new();
+        let limits = JournalLimits {
+            max_log_bytes: 40,
+            max_log_line: 10,
+            ..JournalLimits::default()
+        };
+        let mut j = f.journal_with(1, limits);
+        j.log(LogLevel::Info, LogSource::Guest, "x".repeat(100));
+        // The cut line is 22 bytes; a second one would go past the 40-byte budget.
+        j.log(LogLevel::Info, LogSource::Guest, "y".repeat(100));
+        f.commit(&mut j).await;
+        assert_eq!(
+            f.log_messages(),
+            vec![
+                format!("{} [truncated]", "x".repeat(10)),
+                "[1 log lines dropped: attempt log budget exceeded]".to_owned(),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn sequence_numbers_continue_after_what_is_stored() {
+        let f = Fixture::new();
+        let mut created = Batch::new();
+        created.put_timeline(
+            RUN,
+            0,
+            &TimelineEntry {
+                at: T0,
+                kind: EventKind::Created,
+                attempt: None,
+                step: None,
+                detail: String::new(),
+            },
+        );
+        f.store.commit(created).await.unwrap();
+
+        let mut j = f.journal(1);
+        j.event(EventKind::AttemptStarted, None, "");
+        j.log(LogLevel::Info, LogSource::Guest, "one".into());
+        begin_live(&mut j, "a");
+        // Commits the two entries above and StepCompleted, mid-attempt.
+        j.succeed("a", "1".into()).await.unwrap();
+        j.log(LogLevel::Info, LogSource::Guest, "two".into());
+        begin_live(&mut j, "b");
+        j.fail("b", &retryable("nope")).unwrap();
+        f.commit(&mut j).await;
+
+        let mut j = f.journal(2);
+        j.event(EventKind::AttemptStarted, None, "");
+        j.log(LogLevel::Info, LogSource::Guest, "three".into());
+        f.commit(&mut j).await;
+
+        let kinds: Vec<EventKind> = f
+            .store
+            .timeline(RUN)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::Created,
+                EventKind::AttemptStarted,
+                EventKind::StepCompleted,
+                EventKind::StepFailed,
+                EventKind::AttemptStarted,
+            ]
+        );
+        assert_eq!(f.log_messages(), vec!["one", "two", "three"]);
+        assert_eq!(
+            f.store.sequences(RUN).unwrap(),
+            Sequences {
+                timeline: 5,
+                logs: 3
+            }
+        );
     }
 }
