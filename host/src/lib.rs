@@ -23,15 +23,13 @@
 //! )?;
 //! let module = engine.deploy(&std::fs::read("payments.wasm")?).await?;
 //! let run = engine
-//!     .enqueue(NewRun {
-//!         module: module.hash.clone(),
-//!         job: "provision-after-payment".into(),
-//!         payload: r#"{"payment_id":"pay_123"}"#.into(),
-//!         queue: "default".into(),
-//!         overrides: Default::default(),
-//!         run_at: None,
-//!     })
-//!     .await?;
+//!     .enqueue(NewRun::local(
+//!         &module.hash,
+//!         "provision-after-payment",
+//!         r#"{"payment_id":"pay_123"}"#,
+//!     ))
+//!     .await?
+//!     .run;
 //! let view = engine.run_to_end(&run.id).await?;
 //! println!("{}", view.run.status.as_str());
 //! # Ok(()) }
@@ -47,7 +45,7 @@ pub mod store;
 pub mod time_fmt;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};
-pub use engine::{Engine, EngineConfig, EngineError, NewRun};
+pub use engine::{Engine, EngineConfig, EngineError, Enqueued, NewRun, RunFilter, RunPage};
 pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStatus};
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};

@@ -250,6 +250,9 @@ pub struct LogLine {
 pub struct RunRecord {
     /// Unique id.
     pub id: String,
+    /// The tenant that owns it.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// The job's name.
     pub job: String,
     /// The queue it belongs to.
@@ -263,6 +266,12 @@ pub struct RunRecord {
     /// What the enqueue overrode, kept for inspection.
     #[serde(default)]
     pub overrides: PolicyOverrides,
+    /// Among runs due at the same time, higher priorities start first.
+    #[serde(default)]
+    pub priority: i32,
+    /// The idempotency key it was created under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
     /// Where the run is.
     pub status: RunStatus,
     /// Attempts so far (each invocation of the handler counts).
@@ -289,6 +298,13 @@ pub struct RunRecord {
     /// When it reached a final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
+}
+
+/// The tenant of runs created without one (local `stepwise run`).
+pub const LOCAL_TENANT: &str = "local";
+
+fn default_tenant() -> String {
+    LOCAL_TENANT.to_owned()
 }
 
 /// A run with everything recorded about it: what `stepwise run --json` prints.

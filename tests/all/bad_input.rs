@@ -77,12 +77,8 @@ async fn unknown_job_bad_json_oversize_and_bad_policy_store_nothing() {
     .await;
     let before = stored(&h);
     let new = |job: &str, payload: String, overrides| NewRun {
-        module: module.clone(),
-        job: job.into(),
-        payload,
-        queue: "default".into(),
         overrides,
-        run_at: None,
+        ..NewRun::local(&module, job, payload)
     };
 
     let err = h
@@ -129,7 +125,7 @@ async fn unknown_job_bad_json_oversize_and_bad_policy_store_nothing() {
     let err = h
         .engine
         .enqueue(NewRun {
-            module: "0".repeat(64),
+            module: Some("0".repeat(64)),
             ..new("echo", "{}".into(), Default::default())
         })
         .await

@@ -6,6 +6,7 @@ mod util;
 
 mod bad_input;
 mod crash;
+mod idempotency;
 mod lifecycle;
 mod recovery;
 mod retries;

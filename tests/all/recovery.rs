@@ -29,7 +29,13 @@ async fn manual_retry_gives_a_fresh_budget_and_reuses_completed_steps() {
     let view = h.engine.run_to_end(&id).await.unwrap();
     assert_eq!(view.run.status, RunStatus::Completed, "{view:#?}");
     assert!(!view.dead_lettered);
-    assert!(h.engine.store().dead_letters("default").unwrap().is_empty());
+    assert!(
+        h.engine
+            .store()
+            .dead_letters("local", "default")
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         executions(&view, "a"),
         1,

@@ -129,7 +129,7 @@ async fn exhausted_runs_fail_and_are_dead_lettered_with_history() {
     let kinds = timeline_kinds(&view);
     assert_eq!(kinds.iter().filter(|k| *k == "attempt_failed").count(), 3);
     assert_eq!(kinds.last().map(String::as_str), Some("failed"));
-    let listed = h.engine.store().dead_letters("default").unwrap();
+    let listed = h.engine.store().dead_letters("local", "default").unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].0, view.run.id);
     assert_eq!(h.clock.waits().len(), 2, "no wait after the last attempt");

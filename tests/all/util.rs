@@ -74,15 +74,12 @@ impl Harness {
         let module = self.deploy(path).await;
         self.engine
             .enqueue(NewRun {
-                module,
-                job: job.into(),
-                payload: payload.to_string(),
-                queue: "default".into(),
                 overrides,
-                run_at: None,
+                ..NewRun::local(&module, job, payload.to_string())
             })
             .await
             .expect("enqueue")
+            .run
             .id
     }
 

@@ -79,14 +79,11 @@ pub async fn execute(args: Args) -> Result<Outcome> {
     let module = engine.deploy(&bytes).await?;
     let run = engine
         .enqueue(NewRun {
-            module: module.hash.clone(),
-            job: "provision-after-payment".into(),
-            payload: args.payload,
             queue: "payments".into(),
-            overrides: Default::default(),
-            run_at: None,
+            ..NewRun::local(&module.hash, "provision-after-payment", args.payload)
         })
-        .await?;
+        .await?
+        .run;
     let view = engine.run_to_end(&run.id).await?;
     print_run(&view, args.json, Some(&data))
 }

@@ -43,14 +43,12 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         .with_context(|| format!("cannot load {}", args.component.display()))?;
     let run = engine
         .enqueue(NewRun {
-            module: module.hash.clone(),
-            job: args.job,
-            payload: args.payload,
             queue: args.queue,
             overrides: args.policy.overrides(),
-            run_at: None,
+            ..NewRun::local(&module.hash, &args.job, args.payload)
         })
-        .await?;
+        .await?
+        .run;
     let view = engine.run_to_end(&run.id).await?;
     print_run(&view, args.json, Some(&data))
 }

@@ -295,6 +295,7 @@ impl Journal {
         self.store
             .commit(batch)
             .await
+            .map(drop)
             .map_err(|source| HostFault::Storage {
                 step: name.to_owned(),
                 source,

@@ -2,23 +2,27 @@
 //! the views a user inspects. It ties the runtime (wasmtime) to the store (redb) through the
 //! injected clock and jitter.
 
+mod enqueue;
 pub mod journal;
+mod manual;
 mod outcome;
 mod scheduler;
+mod tenants;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, Jitter, Millis};
-use crate::model::{EventKind, RunRecord, RunStatus, RunView, TimelineEntry};
-use crate::policy::{Caps, Policy, PolicyError, PolicyOverrides};
+use crate::clock::{Clock, Jitter};
+use crate::model::{RunStatus, RunView};
+use crate::policy::{Caps, Policy, PolicyError};
 use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
-use crate::store::{Batch, Durability, Store, StoreError};
+use crate::store::{Batch, Durability, QueueSettings, Store, StoreError};
+pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
+pub use tenants::NewTenant;
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].
 #[derive(Debug, Clone)]
@@ -35,11 +39,14 @@ pub struct EngineConfig {
     pub max_payload_bytes: usize,
     /// Limits on step outputs and logs per attempt.
     pub journal: JournalLimits,
+    /// How long an idempotency key is kept after its run ends, in milliseconds.
+    pub idempotency_retention_ms: u64,
 }
 
 impl Default for EngineConfig {
     /// Immediate durability, [`RuntimeConfig::default`], [`Policy::default`], 64 concurrent
-    /// attempts, 1 MiB payloads, [`JournalLimits::default`].
+    /// attempts, 1 MiB payloads, [`JournalLimits::default`], idempotency keys kept 24 h after
+    /// their run ends.
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
@@ -48,6 +55,7 @@ impl Default for EngineConfig {
             concurrency: 64,
             max_payload_bytes: 1 << 20,
             journal: JournalLimits::default(),
+            idempotency_retention_ms: 24 * 60 * 60 * 1_000,
         }
     }
 }
@@ -93,6 +101,26 @@ pub enum EngineError {
     /// A policy override is out of range.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The idempotency key is held by a run created with a different payload.
+    #[error("idempotency key '{key}' is already used by run '{run}' with a different payload")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The run holding it.
+        run: String,
+    },
+    /// A tenant with this name exists.
+    #[error("tenant '{0}' already exists")]
+    TenantExists(String),
+    /// A tenant name breaks the naming rule.
+    #[error("invalid tenant name '{0}': use 1-64 characters a-z, 0-9, '-' or '_'")]
+    InvalidTenantName(String),
+    /// A queue name breaks the naming rule.
+    #[error("invalid queue name '{0}': use 1-128 characters a-z, A-Z, 0-9, '-', '_' or '.'")]
+    InvalidQueueName(String),
+    /// An idempotency key is empty or too long.
+    #[error("invalid idempotency key: must be 1-256 bytes")]
+    InvalidIdempotencyKey,
     /// Only failed runs can be retried by hand.
     #[error("run '{run}' is {}, only failed runs can be retried", status.as_str())]
     NotFailed {
@@ -103,23 +131,6 @@ pub enum EngineError {
     },
 }
 
-/// A request to create a run.
-#[derive(Debug, Clone)]
-pub struct NewRun {
-    /// sha256 of a deployed module.
-    pub module: String,
-    /// The job to run.
-    pub job: String,
-    /// The payload, as JSON text.
-    pub payload: String,
-    /// The queue it belongs to.
-    pub queue: String,
-    /// Policy overrides for this run.
-    pub overrides: PolicyOverrides,
-    /// Earliest start; now when absent.
-    pub run_at: Option<Millis>,
-}
-
 struct Inner {
     store: Arc<Store>,
     runtime: Runtime,
@@ -128,6 +139,8 @@ struct Inner {
     config: EngineConfig,
     wake: Notify,
     inflight: Mutex<HashSet<String>>,
+    /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
+    queues: Mutex<HashMap<(String, String), QueueSettings>>,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -144,11 +157,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// A new time-ordered run id.
-fn new_run_id() -> String {
-    format!("run_{}", uuid::Uuid::now_v7().simple())
-}
-
 impl Engine {
     /// Opens the store in `data_dir` and starts the runtime.
     pub fn open(
@@ -159,6 +167,11 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let store = Arc::new(Store::open(data_dir, config.durability)?);
         let runtime = Runtime::new(config.runtime.clone())?;
+        let queues = store
+            .queues()?
+            .into_iter()
+            .map(|(t, q, s)| ((t, q), s))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -168,6 +181,7 @@ impl Engine {
                 config,
                 wake: Notify::new(),
                 inflight: Mutex::default(),
+                queues: Mutex::new(queues),
             }),
         })
     }
@@ -215,68 +229,6 @@ impl Engine {
         Ok(self.inner.runtime.load(&bytes).await?)
     }
 
-    /// Creates a run. Nothing is stored unless every check passes.
-    pub async fn enqueue(&self, req: NewRun) -> Result<RunRecord, EngineError> {
-        let limit = self.inner.config.max_payload_bytes;
-        if req.payload.len() > limit {
-            return Err(EngineError::PayloadTooLarge {
-                size: req.payload.len(),
-                limit,
-            });
-        }
-        let payload: Value = serde_json::from_str(&req.payload)
-            .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
-        let module = self.module(&req.module).await?;
-        let spec = module
-            .job(&req.job)
-            .ok_or_else(|| EngineError::UnknownJob {
-                job: req.job.clone(),
-                available: module.job_names(),
-            })?;
-        req.overrides.validate(self.caps())?;
-        let job_policy = self
-            .caps()
-            .clamp(spec.policy.over(self.inner.config.default_policy));
-        let policy = req.overrides.over(job_policy);
-        let now = self.inner.clock.now();
-        let ready_at = req.run_at.unwrap_or(now);
-        let run = RunRecord {
-            id: new_run_id(),
-            job: req.job,
-            queue: req.queue,
-            module: module.hash.clone(),
-            payload,
-            policy,
-            overrides: req.overrides,
-            status: RunStatus::Queued,
-            attempts: 0,
-            body_failures: 0,
-            body_budget_base: 0,
-            ready_at: Some(ready_at),
-            output: None,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
-        let created = TimelineEntry {
-            at: now,
-            kind: EventKind::Created,
-            attempt: None,
-            step: None,
-            detail: format!("job '{}' on queue '{}'", run.job, run.queue),
-        };
-        let mut batch = Batch::new();
-        batch
-            .put_run(&run)
-            .set_ready(&run.id, None, run.ready_at)
-            .put_timeline(&run.id, 0, &created);
-        self.inner.store.commit(batch).await?;
-        tracing::info!(run = %run.id, job = %run.job, "run created");
-        self.inner.wake.notify_one();
-        Ok(run)
-    }
-
     /// A run with its steps, timeline and logs.
     pub fn view(&self, id: &str) -> Result<RunView, EngineError> {
         let store = &self.inner.store;
@@ -284,81 +236,11 @@ impl Engine {
             .run(id)?
             .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
         Ok(RunView {
-            dead_lettered: store.is_dead_lettered(&run.queue, id)?,
+            dead_lettered: store.is_dead_lettered(&run)?,
             steps: store.steps(id)?,
             timeline: store.timeline(id)?,
             logs: store.logs(id)?,
             run,
         })
-    }
-
-    /// Retries a failed run by hand: the step (or body) that failed gets a fresh attempt budget,
-    /// every completed step is reused. `module`, when given, replaces the run's module (the
-    /// fixed version); it must offer the run's job.
-    pub async fn retry(&self, id: &str, module: Option<&str>) -> Result<RunRecord, EngineError> {
-        let store = &self.inner.store;
-        let mut run = store
-            .run(id)?
-            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
-        if run.status != RunStatus::Failed {
-            return Err(EngineError::NotFailed {
-                run: id.to_owned(),
-                status: run.status,
-            });
-        }
-        if let Some(hash) = module {
-            let m = self.module(hash).await?;
-            if m.job(&run.job).is_none() {
-                return Err(EngineError::UnknownJob {
-                    job: run.job.clone(),
-                    available: m.job_names(),
-                });
-            }
-            run.module = m.hash.clone();
-        }
-        let now = self.inner.clock.now();
-        let mut batch = Batch::new();
-        let failed_step = run.error.as_ref().and_then(|e| e.step.clone());
-        let detail = match &failed_step {
-            Some(name) => {
-                let mut steps = store.steps(id)?;
-                if let Some(step) = steps.iter_mut().find(|s| &s.name == name) {
-                    step.budget_base = step.attempts;
-                    batch.put_step(id, step);
-                }
-                format!(
-                    "step '{name}' gets a fresh budget of {}",
-                    run.policy.max_attempts
-                )
-            }
-            None => {
-                run.body_budget_base = run.body_failures;
-                format!(
-                    "the job body gets a fresh budget of {}",
-                    run.policy.max_attempts
-                )
-            }
-        };
-        run.status = RunStatus::Queued;
-        run.ready_at = Some(now);
-        run.finished_at = None;
-        run.updated_at = now;
-        let entry = TimelineEntry {
-            at: now,
-            kind: EventKind::ManualRetry,
-            attempt: None,
-            step: failed_step,
-            detail,
-        };
-        let seq = store.sequences(id)?.timeline;
-        batch
-            .put_run(&run)
-            .set_ready(id, None, run.ready_at)
-            .put_timeline(id, seq, &entry)
-            .remove_dead_letter(&run.queue, id);
-        store.commit(batch).await?;
-        tracing::info!(run = %id, "manual retry");
-        self.inner.wake.notify_one();
-        Ok(run)
     }
 }

@@ -181,6 +181,9 @@ mod tests {
     fn new_run() -> RunRecord {
         RunRecord {
             id: RUN.into(),
+            tenant: "t".into(),
+            priority: 0,
+            idempotency_key: None,
             job: "j".into(),
             queue: "default".into(),
             module: "m".into(),

@@ -1,6 +1,14 @@
-//! The scheduler: picks due runs from the ready index (earliest first), executes their attempts
-//! concurrently up to the configured limit, and otherwise waits — on the clock until the next
-//! due time, or for new work — never polling.
+//! The scheduler: picks due runs from the ready index, executes their attempts concurrently up
+//! to the global limit and each queue's own limit, and otherwise waits — on the clock until the
+//! next due time, or for new work — never polling.
+//!
+//! Among the runs that are due, higher priorities start first, then earlier due times. The
+//! window considered is bounded (a few times the free capacity), so priority is exact within a
+//! backlog of that size and approximate beyond it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::task::JoinSet;
 
@@ -11,34 +19,34 @@ use crate::model::{ErrorInfo, EventKind, FailureKind, RunStatus};
 use crate::runtime::bindings::JobContext;
 use crate::store::Batch;
 
+/// (tenant, queue).
+type QueueKey = (String, String);
+
 impl Engine {
     /// Executes due attempts until `done()` holds (checked whenever an attempt ends), or until
     /// no run is waiting at all.
     pub async fn work_until(&self, done: impl Fn() -> bool) -> Result<(), EngineError> {
         let inner = &self.inner;
-        let mut tasks: JoinSet<(String, Result<(), EngineError>)> = JoinSet::new();
+        let mut tasks: JoinSet<(String, QueueKey, Result<(), EngineError>)> = JoinSet::new();
+        let mut per_queue: HashMap<QueueKey, usize> = HashMap::new();
         loop {
             if done() {
                 // Let attempts already running settle, so nothing is cut short.
                 while let Some(joined) = tasks.join_next().await {
-                    self.finish_task(joined);
+                    self.finish_task(joined, &mut per_queue);
                 }
                 return Ok(());
             }
             let room = inner.config.concurrency.saturating_sub(tasks.len());
             if room > 0 {
-                let now = inner.clock.now();
-                for (_, id) in inner.store.due(now, room + tasks.len())? {
-                    if tasks.len() >= inner.config.concurrency {
-                        break;
-                    }
-                    if inner.inflight.lock().expect("inflight").insert(id.clone()) {
-                        let engine = self.clone();
-                        tasks.spawn(async move {
-                            let result = engine.attempt(&id).await;
-                            (id, result)
-                        });
-                    }
+                for (id, queue) in self.pick(room, &per_queue)? {
+                    inner.inflight.lock().expect("inflight").insert(id.clone());
+                    *per_queue.entry(queue.clone()).or_default() += 1;
+                    let engine = self.clone();
+                    tasks.spawn(async move {
+                        let result = engine.attempt(&id).await;
+                        (id, queue, result)
+                    });
                 }
             }
             let next_due = inner.store.next_due()?;
@@ -57,7 +65,7 @@ impl Engine {
             let can_wait_on_clock =
                 tasks.len() < inner.config.concurrency && !inner.clock.is_manual();
             tokio::select! {
-                Some(joined) = tasks.join_next() => self.finish_task(joined),
+                Some(joined) = tasks.join_next() => self.finish_task(joined, &mut per_queue),
                 _ = inner.wake.notified() => {}
                 _ = async {
                     match next_due {
@@ -69,13 +77,77 @@ impl Engine {
         }
     }
 
+    /// Chooses up to `room` due runs to start: highest priority first, then earliest, skipping
+    /// runs already executing and queues at their limit.
+    fn pick(
+        &self,
+        room: usize,
+        per_queue: &HashMap<QueueKey, usize>,
+    ) -> Result<Vec<(String, QueueKey)>, EngineError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let inflight = inner.inflight.lock().expect("inflight").len();
+        let window = (room + inflight).saturating_mul(4).max(64);
+        let mut due = Vec::new();
+        for (at, id) in inner.store.due(now, window)? {
+            if inner.inflight.lock().expect("inflight").contains(&id) {
+                continue;
+            }
+            if let Some(run) = inner.store.run(&id)? {
+                due.push((run.priority, at, id, (run.tenant, run.queue)));
+            } else {
+                due.push((0, at, id, (String::new(), String::new())));
+            }
+        }
+        due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut started: HashMap<QueueKey, usize> = HashMap::new();
+        let mut picked = Vec::new();
+        for (_, _, id, queue) in due {
+            if picked.len() >= room {
+                break;
+            }
+            let limit = self.queue_settings(&queue.0, &queue.1).concurrency;
+            let running = per_queue.get(&queue).copied().unwrap_or(0)
+                + started.get(&queue).copied().unwrap_or(0);
+            if limit.is_some_and(|l| running >= l as usize) {
+                continue;
+            }
+            *started.entry(queue.clone()).or_default() += 1;
+            picked.push((id, queue));
+        }
+        Ok(picked)
+    }
+
+    /// Runs the scheduler until `shutdown` is set (then lets running attempts finish), waiting
+    /// for new work whenever nothing is due.
+    pub async fn run_scheduler(&self, shutdown: Arc<AtomicBool>) -> Result<(), EngineError> {
+        loop {
+            let stop = shutdown.clone();
+            self.work_until(move || stop.load(Ordering::SeqCst)).await?;
+            if shutdown.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            // Nothing is waiting at all: sleep until an enqueue (or shutdown) wakes us.
+            self.inner.wake.notified().await;
+        }
+    }
+
+    /// Wakes the scheduler (after new work, or to notice a shutdown).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
     fn finish_task(
         &self,
-        joined: Result<(String, Result<(), EngineError>), tokio::task::JoinError>,
+        joined: Result<(String, QueueKey, Result<(), EngineError>), tokio::task::JoinError>,
+        per_queue: &mut HashMap<QueueKey, usize>,
     ) {
         match joined {
-            Ok((id, result)) => {
+            Ok((id, queue, result)) => {
                 self.inner.inflight.lock().expect("inflight").remove(&id);
+                if let Some(n) = per_queue.get_mut(&queue) {
+                    *n = n.saturating_sub(1);
+                }
                 if let Err(e) = result {
                     // The run stays in the ready index and is attempted again.
                     tracing::error!(run = %id, error = %e, "attempt could not be recorded");
@@ -144,7 +216,8 @@ impl Engine {
                 batch
                     .put_run(&run)
                     .set_ready(id, previous_ready, None)
-                    .put_dead_letter(&run.queue, id, inner.clock.now());
+                    .put_dead_letter(&run, inner.clock.now());
+                self.refresh_idempotency(&run, &mut batch)?;
                 inner.store.commit(batch).await?;
                 return Ok(());
             }
@@ -168,7 +241,10 @@ impl Engine {
             .put_run(&run)
             .set_ready(id, previous_ready, run.ready_at);
         if settled.dead_letter {
-            batch.put_dead_letter(&run.queue, id, now);
+            batch.put_dead_letter(&run, now);
+        }
+        if run.status.is_final() {
+            self.refresh_idempotency(&run, &mut batch)?;
         }
         inner.store.commit(batch).await?;
         tracing::info!(

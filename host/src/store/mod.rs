@@ -6,6 +6,9 @@
 //! group-commit writer ([`writer`]) folds together with other runs' batches into one
 //! transaction. A second backend (PostgreSQL, for several hosts) implements the same surface.
 
+mod batch;
+mod read;
+mod records;
 mod schema;
 mod writer;
 
@@ -14,14 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use redb::{Database, ReadableDatabase, ReadableTable};
-use serde::Serialize;
+use redb::{Database, ReadableTable};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::clock::Millis;
-use crate::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
-pub use writer::WriterStats;
+pub use batch::{Batch, CommitOutcome, IdempotencyGuard};
+pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
+pub use writer::{LATENCY_BOUNDS_MICROS, WriterStats};
 
 /// What a commit promises once it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -85,154 +87,6 @@ io_from!(
     redb::CommitError
 );
 
-/// One mutation, serialized by the caller so the writer thread only copies bytes.
-#[derive(Debug, Clone)]
-enum Op {
-    PutRun {
-        id: String,
-        json: Vec<u8>,
-    },
-    PutStep {
-        run: String,
-        name: String,
-        json: Vec<u8>,
-    },
-    PutTimeline {
-        run: String,
-        seq: u32,
-        json: Vec<u8>,
-    },
-    PutLog {
-        run: String,
-        seq: u32,
-        json: Vec<u8>,
-    },
-    SetReady {
-        run: String,
-        old: Option<Millis>,
-        new: Option<Millis>,
-    },
-    PutDeadLetter {
-        queue: String,
-        run: String,
-        at: Millis,
-    },
-    RemoveDeadLetter {
-        queue: String,
-        run: String,
-    },
-    PutModule {
-        hash: String,
-        bytes: Vec<u8>,
-    },
-}
-
-/// Mutations that must be applied together: all of them or none.
-#[derive(Debug, Clone, Default)]
-pub struct Batch {
-    ops: Vec<Op>,
-}
-
-fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("records always serialize")
-}
-
-impl Batch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
-    /// Number of mutations.
-    pub fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    /// Writes a run record.
-    pub fn put_run(&mut self, run: &RunRecord) -> &mut Self {
-        self.ops.push(Op::PutRun {
-            id: run.id.clone(),
-            json: to_json(run),
-        });
-        self
-    }
-
-    /// Writes a step's journal entry.
-    pub fn put_step(&mut self, run: &str, step: &StepRecord) -> &mut Self {
-        self.ops.push(Op::PutStep {
-            run: run.to_owned(),
-            name: step.name.clone(),
-            json: to_json(step),
-        });
-        self
-    }
-
-    /// Appends a timeline entry at `seq`.
-    pub fn put_timeline(&mut self, run: &str, seq: u32, entry: &TimelineEntry) -> &mut Self {
-        self.ops.push(Op::PutTimeline {
-            run: run.to_owned(),
-            seq,
-            json: to_json(entry),
-        });
-        self
-    }
-
-    /// Appends a log line at `seq`.
-    pub fn put_log(&mut self, run: &str, seq: u32, line: &LogLine) -> &mut Self {
-        self.ops.push(Op::PutLog {
-            run: run.to_owned(),
-            seq,
-            json: to_json(line),
-        });
-        self
-    }
-
-    /// Moves a run in the ready index from `old` to `new` (either may be absent).
-    pub fn set_ready(&mut self, run: &str, old: Option<Millis>, new: Option<Millis>) -> &mut Self {
-        if old != new {
-            self.ops.push(Op::SetReady {
-                run: run.to_owned(),
-                old,
-                new,
-            });
-        }
-        self
-    }
-
-    /// Lists a run in its queue's dead letters.
-    pub fn put_dead_letter(&mut self, queue: &str, run: &str, at: Millis) -> &mut Self {
-        self.ops.push(Op::PutDeadLetter {
-            queue: queue.to_owned(),
-            run: run.to_owned(),
-            at,
-        });
-        self
-    }
-
-    /// Removes a run from its queue's dead letters.
-    pub fn remove_dead_letter(&mut self, queue: &str, run: &str) -> &mut Self {
-        self.ops.push(Op::RemoveDeadLetter {
-            queue: queue.to_owned(),
-            run: run.to_owned(),
-        });
-        self
-    }
-
-    /// Stores a component's bytes under their sha256.
-    pub fn put_module(&mut self, hash: &str, bytes: &[u8]) -> &mut Self {
-        self.ops.push(Op::PutModule {
-            hash: hash.to_owned(),
-            bytes: bytes.to_vec(),
-        });
-        self
-    }
-}
-
 /// The next free timeline and log sequence numbers of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sequences {
@@ -288,9 +142,9 @@ impl Store {
 
     /// Applies `batch` atomically; returns once it is committed (and, in `immediate` mode, on
     /// disk). Concurrent callers share transactions.
-    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
+    pub async fn commit(&self, batch: Batch) -> Result<CommitOutcome, StoreError> {
+        if batch.is_empty() && batch.guard.is_none() {
+            return Ok(CommitOutcome::Applied);
         }
         let (ack, done) = oneshot::channel();
         self.writer
@@ -312,140 +166,6 @@ impl Store {
             self.stats.commits.load(Ordering::Relaxed),
             self.stats.rows.load(Ordering::Relaxed),
         )
-    }
-
-    /// A run's record.
-    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::RUNS)?;
-        table
-            .get(id)?
-            .map(|v| decode(&format!("run {id}"), v.value()))
-            .transpose()
-    }
-
-    /// Every run record, in id order (ids are time-ordered).
-    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::RUNS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            out.push(decode(&format!("run {}", k.value()), v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// A run's steps, in the order they first began.
-    pub fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
-        self.scan(schema::STEPS, run, "step")
-    }
-
-    /// A run's timeline, in order.
-    pub fn timeline(&self, run: &str) -> Result<Vec<TimelineEntry>, StoreError> {
-        self.scan(schema::TIMELINE, run, "timeline entry")
-    }
-
-    /// A run's log, in order.
-    pub fn logs(&self, run: &str) -> Result<Vec<LogLine>, StoreError> {
-        self.scan(schema::LOGS, run, "log line")
-    }
-
-    fn scan<T: DeserializeOwned>(
-        &self,
-        def: redb::TableDefinition<(&str, u32), &[u8]>,
-        run: &str,
-        what: &str,
-    ) -> Result<Vec<T>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(def)?;
-        let mut out = Vec::new();
-        for entry in table.range((run, 0)..=(run, u32::MAX))? {
-            let (k, v) = entry?;
-            let what = format!("{what} {}/{}", run, k.value().1);
-            out.push(decode(&what, v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// The next free timeline and log sequence numbers of `run`, read from the tables
-    /// themselves so an attempt cut short by a crash never reuses a number.
-    pub fn sequences(&self, run: &str) -> Result<Sequences, StoreError> {
-        let txn = self.db.begin_read()?;
-        let next = |def| -> Result<u32, StoreError> {
-            let table = txn.open_table(def)?;
-            let last = table.range((run, 0)..=(run, u32::MAX))?.next_back();
-            Ok(match last {
-                Some(entry) => {
-                    let (key, _) = entry?;
-                    let (_, seq): (&str, u32) = key.value();
-                    seq + 1
-                }
-                None => 0,
-            })
-        };
-        Ok(Sequences {
-            timeline: next(schema::TIMELINE)?,
-            logs: next(schema::LOGS)?,
-        })
-    }
-
-    /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id).
-    pub fn due(&self, now: Millis, limit: usize) -> Result<Vec<(Millis, String)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::READY)?;
-        let mut out = Vec::new();
-        for entry in table.range((0, "")..(now.saturating_add(1), ""))? {
-            let (k, _) = entry?;
-            let (at, id) = k.value();
-            out.push((at, id.to_owned()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The earliest due time in the ready index, if any run is waiting.
-    pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::READY)?;
-        Ok(table.first()?.map(|(k, _)| k.value().0))
-    }
-
-    /// Every run waiting for an attempt, as (due time, run id).
-    pub fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError> {
-        self.due(Millis::MAX - 1, usize::MAX)
-    }
-
-    /// A queue's dead letters, as (run id, dead-lettered at).
-    pub fn dead_letters(&self, queue: &str) -> Result<Vec<(String, Millis)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::DEAD_LETTERS)?;
-        let mut out = Vec::new();
-        for entry in table.range((queue, "")..)? {
-            let (k, v) = entry?;
-            let (q, run) = k.value();
-            if q != queue {
-                break;
-            }
-            out.push((run.to_owned(), v.value()));
-        }
-        Ok(out)
-    }
-
-    /// Whether `run` is in `queue`'s dead letters.
-    pub fn is_dead_lettered(&self, queue: &str, run: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::DEAD_LETTERS)?;
-        Ok(table.get((queue, run))?.is_some())
-    }
-
-    /// A stored component's bytes.
-    pub fn module(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::MODULES)?;
-        Ok(table.get(hash)?.map(|v| v.value().to_vec()))
     }
 }
 
@@ -493,6 +213,13 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::READY)?;
         txn.open_table(schema::DEAD_LETTERS)?;
         txn.open_table(schema::MODULES)?;
+        txn.open_table(schema::TENANT_RUNS)?;
+        txn.open_table(schema::IDEMPOTENCY)?;
+        txn.open_table(schema::TENANTS)?;
+        txn.open_table(schema::TOKENS)?;
+        txn.open_table(schema::TENANT_MODULES)?;
+        txn.open_table(schema::JOB_ROUTES)?;
+        txn.open_table(schema::QUEUES)?;
     }
     txn.commit()?;
     Ok(())

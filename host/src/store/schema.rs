@@ -31,8 +31,32 @@ pub const LOGS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("logs
 /// (ready at ms, run id) → (): every run that is waiting for an attempt, ordered by due time.
 pub const READY: TableDefinition<(u64, &str), ()> = TableDefinition::new("ready");
 
-/// (queue, run id) → dead-lettered at ms.
-pub const DEAD_LETTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dead_letters");
+/// (tenant, queue, run id) → dead-lettered at ms.
+pub const DEAD_LETTERS: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("dead_letters");
+
+/// (tenant, run id) → (): a tenant's runs, in id (creation) order.
+pub const TENANT_RUNS: TableDefinition<(&str, &str), ()> = TableDefinition::new("tenant_runs");
+
+/// (tenant, queue, idempotency key) → [`super::IdempotencyRecord`] (JSON).
+pub const IDEMPOTENCY: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("idempotency");
+
+/// tenant name → [`super::TenantRecord`] (JSON).
+pub const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+
+/// sha256 (hex) of an API token → tenant name. Tokens themselves are never stored.
+pub const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+
+/// (tenant, module sha256) → [`super::ModuleRecord`] (JSON): what a tenant deployed.
+pub const TENANT_MODULES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("tenant_modules");
+
+/// (tenant, job name) → module sha256: the newest deployed module serving that job.
+pub const JOB_ROUTES: TableDefinition<(&str, &str), &str> = TableDefinition::new("job_routes");
+
+/// (tenant, queue) → [`super::QueueSettings`] (JSON).
+pub const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("queues");
 
 /// sha256 hex → component bytes, content-addressed.
 pub const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");

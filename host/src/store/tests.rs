@@ -6,12 +6,17 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::model::{EventKind, RunStatus, StepKind, StepStatus};
+use crate::model::{
+    EventKind, RunRecord, RunStatus, StepKind, StepRecord, StepStatus, TimelineEntry,
+};
 use crate::policy::Policy;
 
 fn run(id: &str) -> RunRecord {
     RunRecord {
         id: id.into(),
+        tenant: "t".into(),
+        priority: 0,
+        idempotency_key: None,
         job: "j".into(),
         queue: "default".into(),
         module: "m".into(),
@@ -123,23 +128,101 @@ async fn ready_index_orders_by_time_and_moves() {
 }
 
 #[tokio::test]
-async fn dead_letters_are_per_queue() {
+async fn dead_letters_are_per_tenant_and_queue() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Durability::Immediate).unwrap();
-    let mut b = Batch::new();
-    b.put_dead_letter("q1", "a", 1)
-        .put_dead_letter("q2", "b", 2)
-        .put_dead_letter("q1", "c", 3);
-    store.commit(b).await.unwrap();
+    let in_queue = |id: &str, tenant: &str, queue: &str| RunRecord {
+        tenant: tenant.into(),
+        queue: queue.into(),
+        ..run(id)
+    };
+    let (a, b, c, d) = (
+        in_queue("a", "t", "q1"),
+        in_queue("b", "t", "q2"),
+        in_queue("c", "t", "q1"),
+        in_queue("d", "u", "q1"),
+    );
+    let mut batch = Batch::new();
+    batch
+        .put_dead_letter(&a, 1)
+        .put_dead_letter(&b, 2)
+        .put_dead_letter(&c, 3)
+        .put_dead_letter(&d, 4);
+    store.commit(batch).await.unwrap();
     assert_eq!(
-        store.dead_letters("q1").unwrap(),
+        store.dead_letters("t", "q1").unwrap(),
         vec![("a".into(), 1), ("c".into(), 3)]
     );
-    let mut b = Batch::new();
-    b.remove_dead_letter("q1", "a");
-    store.commit(b).await.unwrap();
-    assert!(!store.is_dead_lettered("q1", "a").unwrap());
-    assert!(store.is_dead_lettered("q2", "b").unwrap());
+    assert_eq!(
+        store.dead_letters("u", "q1").unwrap(),
+        vec![("d".into(), 4)]
+    );
+    let mut batch = Batch::new();
+    batch.remove_dead_letter(&a);
+    store.commit(batch).await.unwrap();
+    assert!(!store.is_dead_lettered(&a).unwrap());
+    assert!(store.is_dead_lettered(&b).unwrap());
+}
+
+#[tokio::test]
+async fn an_idempotency_guard_admits_one_batch_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::Immediate).unwrap());
+    let guarded = |id: &str, payload_hash: &str| {
+        let mut batch = Batch::new();
+        batch.put_run(&run(id)).guard(IdempotencyGuard {
+            tenant: "t".into(),
+            queue: "q".into(),
+            key: "k".into(),
+            record: IdempotencyRecord {
+                run: id.into(),
+                payload_hash: payload_hash.into(),
+                created_at: 1,
+                expires_at: None,
+            },
+            now: 10,
+        });
+        batch
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let batch = guarded(&format!("r{i:02}"), "h");
+            tokio::spawn(async move { store.commit(batch).await.unwrap() })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CommitOutcome::Applied => applied += 1,
+            CommitOutcome::KeyTaken { same_payload, .. } => assert!(same_payload),
+        }
+    }
+    assert_eq!(applied, 1, "exactly one batch took the key");
+    assert_eq!(store.runs().unwrap().len(), 1, "the others wrote nothing");
+    let holder = store.idempotency("t", "q", "k").unwrap().unwrap().run;
+    match store.commit(guarded("other", "different")).await.unwrap() {
+        CommitOutcome::KeyTaken { run, same_payload } => {
+            assert_eq!(run, holder);
+            assert!(!same_payload);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Once expired, the key can be taken again.
+    let mut expire = Batch::new();
+    let mut record = store.idempotency("t", "q", "k").unwrap().unwrap();
+    record.expires_at = Some(5);
+    expire.put_idempotency("t", "q", "k", &record);
+    store.commit(expire).await.unwrap();
+    assert_eq!(
+        store.expired_idempotency(10, 10).unwrap(),
+        vec![("t".into(), "q".into(), "k".into())]
+    );
+    assert_eq!(
+        store.commit(guarded("fresh", "h")).await.unwrap(),
+        CommitOutcome::Applied
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

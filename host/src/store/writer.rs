@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::batch::{CommitOutcome, Op};
+use super::records::IdempotencyRecord;
 use super::schema::*;
-use super::{Batch, Durability, Op, StoreError};
+use super::{Batch, Durability, StoreError};
 
 /// Most batches folded into one transaction, so one commit never grows without bound.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;
@@ -24,7 +26,7 @@ const EVENTUAL_FLUSH: Duration = Duration::from_millis(100);
 
 pub(super) struct Pending {
     pub batch: Batch,
-    pub ack: oneshot::Sender<Result<(), StoreError>>,
+    pub ack: oneshot::Sender<Result<CommitOutcome, StoreError>>,
 }
 
 /// Counters describing the writer's work, shared with readers for metrics and benchmarks.
@@ -38,6 +40,25 @@ pub struct WriterStats {
     pub batches: AtomicU64,
     /// Total time spent in commit, in microseconds.
     pub commit_micros: AtomicU64,
+    /// Commits by latency: counts of commits at or under each bound of [`LATENCY_BOUNDS_MICROS`]
+    /// (cumulative, as Prometheus histograms are), the last slot counting every commit.
+    pub commit_latency: [AtomicU64; LATENCY_BOUNDS_MICROS.len() + 1],
+}
+
+/// Upper bounds of the commit-latency histogram, in microseconds.
+pub const LATENCY_BOUNDS_MICROS: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+impl WriterStats {
+    fn record_commit_latency(&self, micros: u64) {
+        for (i, bound) in LATENCY_BOUNDS_MICROS.iter().enumerate() {
+            if micros <= *bound {
+                self.commit_latency[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.commit_latency[LATENCY_BOUNDS_MICROS.len()].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub(super) fn spawn(
@@ -101,9 +122,13 @@ fn run(
         stats
             .batches
             .fetch_add(group.len() as u64, Ordering::Relaxed);
-        for p in group {
+        for (i, p) in group.into_iter().enumerate() {
+            let outcome = match &result {
+                Ok(outcomes) => Ok(outcomes[i].clone()),
+                Err(e) => Err(e.clone()),
+            };
             // A caller that stopped waiting (its run was cancelled) is not an error.
-            let _ = p.ack.send(result.clone());
+            let _ = p.ack.send(outcome);
         }
     }
     // Whatever `eventual` mode left unflushed is made durable before the thread ends.
@@ -117,22 +142,51 @@ fn commit(
     batches: &[&Batch],
     mode: redb::Durability,
     stats: &WriterStats,
-) -> Result<(), StoreError> {
+) -> Result<Vec<CommitOutcome>, StoreError> {
     let started = Instant::now();
     let mut txn = db.begin_write()?;
     txn.set_durability(mode)
         .map_err(|e| StoreError::Io(e.to_string()))?;
     let mut rows = 0u64;
+    let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
-        rows += apply(&txn, batch)?;
+        let outcome = check_guard(&txn, batch)?;
+        if outcome == CommitOutcome::Applied {
+            rows += apply(&txn, batch)?;
+        }
+        outcomes.push(outcome);
     }
     txn.commit()?;
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.rows.fetch_add(rows, Ordering::Relaxed);
-    stats
-        .commit_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    Ok(())
+    let micros = started.elapsed().as_micros() as u64;
+    stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
+    stats.record_commit_latency(micros);
+    Ok(outcomes)
+}
+
+/// Takes the batch's idempotency key inside the transaction, or reports who holds it.
+fn check_guard(txn: &WriteTransaction, batch: &Batch) -> Result<CommitOutcome, StoreError> {
+    let Some(g) = &batch.guard else {
+        return Ok(CommitOutcome::Applied);
+    };
+    let mut table = txn.open_table(IDEMPOTENCY)?;
+    let key = (g.tenant.as_str(), g.queue.as_str(), g.key.as_str());
+    let held: Option<IdempotencyRecord> = match table.get(key)? {
+        Some(v) => serde_json::from_slice(v.value()).ok(),
+        None => None,
+    };
+    if let Some(held) = held
+        && !held.expired(g.now)
+    {
+        return Ok(CommitOutcome::KeyTaken {
+            same_payload: held.payload_hash == g.record.payload_hash,
+            run: held.run,
+        });
+    }
+    let json = serde_json::to_vec(&g.record).expect("records always serialize");
+    table.insert(key, json.as_slice())?;
+    Ok(CommitOutcome::Applied)
 }
 
 fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
@@ -179,17 +233,71 @@ fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
                     ready.insert((*new, run.as_str()), ())?;
                 }
             }
-            Op::PutDeadLetter { queue, run, at } => {
+            Op::PutDeadLetter {
+                tenant,
+                queue,
+                run,
+                at,
+            } => {
                 txn.open_table(DEAD_LETTERS)?
-                    .insert((queue.as_str(), run.as_str()), *at)?;
+                    .insert((tenant.as_str(), queue.as_str(), run.as_str()), *at)?;
             }
-            Op::RemoveDeadLetter { queue, run } => {
-                txn.open_table(DEAD_LETTERS)?
-                    .remove((queue.as_str(), run.as_str()))?;
+            Op::RemoveDeadLetter { tenant, queue, run } => {
+                txn.open_table(DEAD_LETTERS)?.remove((
+                    tenant.as_str(),
+                    queue.as_str(),
+                    run.as_str(),
+                ))?;
             }
             Op::PutModule { hash, bytes } => {
                 txn.open_table(MODULES)?
                     .insert(hash.as_str(), bytes.as_slice())?;
+            }
+            Op::PutTenantRun { tenant, run } => {
+                txn.open_table(TENANT_RUNS)?
+                    .insert((tenant.as_str(), run.as_str()), ())?;
+            }
+            Op::PutTenant { name, json } => {
+                txn.open_table(TENANTS)?
+                    .insert(name.as_str(), json.as_slice())?;
+            }
+            Op::PutToken { token_hash, tenant } => {
+                txn.open_table(TOKENS)?
+                    .insert(token_hash.as_str(), tenant.as_str())?;
+            }
+            Op::PutTenantModule { tenant, hash, json } => {
+                txn.open_table(TENANT_MODULES)?
+                    .insert((tenant.as_str(), hash.as_str()), json.as_slice())?;
+            }
+            Op::PutJobRoute { tenant, job, hash } => {
+                txn.open_table(JOB_ROUTES)?
+                    .insert((tenant.as_str(), job.as_str()), hash.as_str())?;
+            }
+            Op::PutQueue {
+                tenant,
+                queue,
+                json,
+            } => {
+                txn.open_table(QUEUES)?
+                    .insert((tenant.as_str(), queue.as_str()), json.as_slice())?;
+            }
+            Op::PutIdempotency {
+                tenant,
+                queue,
+                key,
+                json,
+            } => {
+                txn.open_table(IDEMPOTENCY)?.insert(
+                    (tenant.as_str(), queue.as_str(), key.as_str()),
+                    json.as_slice(),
+                )?;
+            }
+            Op::RemoveIdempotency { tenant, queue, key } => {
+                txn.open_table(IDEMPOTENCY)?.remove((
+                    tenant.as_str(),
+                    queue.as_str(),
+                    key.as_str(),
+                ))?;
             }
         }
     }

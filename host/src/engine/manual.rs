@@ -1,0 +1,134 @@
+//! Operator actions on finished runs: manual retry (the failed step gets a fresh attempt budget,
+//! completed steps are reused), and retrying or purging a queue's dead letters.
+
+use super::{Engine, EngineError};
+use crate::model::{EventKind, RunRecord, RunStatus, TimelineEntry};
+use crate::store::Batch;
+
+impl Engine {
+    /// Retries a failed run by hand: the step (or body) that failed gets a fresh attempt budget,
+    /// every completed step is reused. `module`, when given, replaces the run's module (the
+    /// fixed version); it must offer the run's job.
+    pub async fn retry(&self, id: &str, module: Option<&str>) -> Result<RunRecord, EngineError> {
+        let run = self
+            .inner
+            .store
+            .run(id)?
+            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
+        self.retry_run(run, module).await
+    }
+
+    /// [`Engine::retry`] for a run of `tenant` (another tenant's run is "not found"); the run
+    /// is retried with the module now serving its job, so a fixed deployment takes effect.
+    pub async fn retry_for(&self, tenant: &str, id: &str) -> Result<RunRecord, EngineError> {
+        let run = self.tenant_run(tenant, id)?;
+        let route = self.inner.store.job_route(tenant, &run.job)?;
+        self.retry_run(run, route.as_deref()).await
+    }
+
+    async fn retry_run(
+        &self,
+        mut run: RunRecord,
+        module: Option<&str>,
+    ) -> Result<RunRecord, EngineError> {
+        let store = &self.inner.store;
+        let id = run.id.clone();
+        if run.status != RunStatus::Failed {
+            return Err(EngineError::NotFailed {
+                run: id,
+                status: run.status,
+            });
+        }
+        if let Some(hash) = module {
+            let m = self.module(hash).await?;
+            if m.job(&run.job).is_none() {
+                return Err(EngineError::UnknownJob {
+                    job: run.job.clone(),
+                    available: m.job_names(),
+                });
+            }
+            run.module = m.hash.clone();
+        }
+        let now = self.inner.clock.now();
+        let mut batch = Batch::new();
+        let failed_step = run.error.as_ref().and_then(|e| e.step.clone());
+        let budget = run.policy.max_attempts;
+        let detail = match &failed_step {
+            Some(name) => {
+                let mut steps = store.steps(&id)?;
+                if let Some(step) = steps.iter_mut().find(|s| &s.name == name) {
+                    step.budget_base = step.attempts;
+                    batch.put_step(&id, step);
+                }
+                format!("step '{name}' gets a fresh budget of {budget}")
+            }
+            None => {
+                run.body_budget_base = run.body_failures;
+                format!("the job body gets a fresh budget of {budget}")
+            }
+        };
+        run.status = RunStatus::Queued;
+        run.ready_at = Some(now);
+        run.finished_at = None;
+        run.updated_at = now;
+        let entry = TimelineEntry {
+            at: now,
+            kind: EventKind::ManualRetry,
+            attempt: None,
+            step: failed_step,
+            detail,
+        };
+        let seq = store.sequences(&id)?.timeline;
+        batch
+            .put_run(&run)
+            .set_ready(&id, None, run.ready_at)
+            .put_timeline(&id, seq, &entry)
+            .remove_dead_letter(&run);
+        self.refresh_idempotency(&run, &mut batch)?;
+        store.commit(batch).await?;
+        tracing::info!(run = %id, "manual retry");
+        self.inner.wake.notify_one();
+        Ok(run)
+    }
+
+    /// A queue's dead-lettered runs, oldest first.
+    pub fn dead_letters(&self, tenant: &str, queue: &str) -> Result<Vec<RunRecord>, EngineError> {
+        let store = &self.inner.store;
+        let mut runs = Vec::new();
+        for (id, _) in store.dead_letters(tenant, queue)? {
+            if let Some(run) = store.run(&id)? {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Retries every dead-lettered run of a queue; returns the runs retried.
+    pub async fn retry_dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+    ) -> Result<Vec<RunRecord>, EngineError> {
+        let mut retried = Vec::new();
+        for run in self.dead_letters(tenant, queue)? {
+            retried.push(self.retry_for(tenant, &run.id).await?);
+        }
+        Ok(retried)
+    }
+
+    /// Removes every run from a queue's dead-letter list (the runs and their history stay,
+    /// failed); returns how many were removed.
+    pub async fn purge_dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+    ) -> Result<usize, EngineError> {
+        let runs = self.dead_letters(tenant, queue)?;
+        let mut batch = Batch::new();
+        for run in &runs {
+            batch.remove_dead_letter(run);
+        }
+        self.inner.store.commit(batch).await?;
+        Ok(runs.len())
+    }
+}

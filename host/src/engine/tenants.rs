@@ -1,0 +1,151 @@
+//! Tenants and what they own: API tokens (stored as sha256 only), deployed modules with the
+//! job routes they establish (the newest deployment serves a job), and queue settings.
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::enqueue::check_queue_name;
+use super::{Engine, EngineError};
+use crate::runtime::LoadedModule;
+use crate::store::{Batch, ModuleRecord, QueueSettings, TenantRecord};
+
+/// A tenant just created, with its first API token (shown once, never stored).
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// The tenant.
+    pub tenant: TenantRecord,
+    /// Its bearer token.
+    pub token: String,
+}
+
+/// sha256 (hex) of a token: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn check_tenant_name(name: &str) -> Result<(), EngineError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidTenantName(name.to_owned()))
+    }
+}
+
+impl Engine {
+    /// Creates a tenant and its first API token.
+    pub async fn create_tenant(&self, name: &str) -> Result<NewTenant, EngineError> {
+        check_tenant_name(name)?;
+        let store = &self.inner.store;
+        if store.tenant(name)?.is_some() {
+            return Err(EngineError::TenantExists(name.to_owned()));
+        }
+        let tenant = TenantRecord {
+            name: name.to_owned(),
+            created_at: self.inner.clock.now(),
+        };
+        let token = new_token();
+        let mut batch = Batch::new();
+        batch
+            .put_tenant(&tenant)
+            .put_token(&token_hash(&token), name);
+        store.commit(batch).await?;
+        tracing::info!(tenant = %name, "tenant created");
+        Ok(NewTenant { tenant, token })
+    }
+
+    /// The tenant a bearer token belongs to, if any.
+    pub fn authenticate(&self, token: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.inner.store.tenant_for_token(&token_hash(token))?)
+    }
+
+    /// Validates and stores a component for `tenant`; its jobs are served by it from now on.
+    pub async fn deploy_for(
+        &self,
+        tenant: &str,
+        bytes: &[u8],
+    ) -> Result<(Arc<LoadedModule>, ModuleRecord), EngineError> {
+        let module = self.deploy(bytes).await?;
+        let record = ModuleRecord {
+            hash: module.hash.clone(),
+            size: bytes.len() as u64,
+            jobs: module.jobs.clone(),
+            deployed_at: self.inner.clock.now(),
+        };
+        let mut batch = Batch::new();
+        batch.put_tenant_module(tenant, &record);
+        self.inner.store.commit(batch).await?;
+        tracing::info!(tenant = %tenant, module = %record.hash, "module deployed");
+        Ok((module, record))
+    }
+
+    /// The modules `tenant` deployed.
+    pub fn modules_of(&self, tenant: &str) -> Result<Vec<ModuleRecord>, EngineError> {
+        Ok(self.inner.store.tenant_modules(tenant)?)
+    }
+
+    /// Sets a queue's settings (e.g. its concurrency limit).
+    pub async fn set_queue(
+        &self,
+        tenant: &str,
+        queue: &str,
+        settings: QueueSettings,
+    ) -> Result<(), EngineError> {
+        check_queue_name(queue)?;
+        let mut batch = Batch::new();
+        batch.put_queue(tenant, queue, &settings);
+        self.inner.store.commit(batch).await?;
+        self.inner
+            .queues
+            .lock()
+            .expect("queue settings")
+            .insert((tenant.to_owned(), queue.to_owned()), settings);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// A queue's settings (defaults when none were set).
+    pub fn queue_settings(&self, tenant: &str, queue: &str) -> QueueSettings {
+        self.inner
+            .queues
+            .lock()
+            .expect("queue settings")
+            .get(&(tenant.to_owned(), queue.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// A random bearer token: `sw_` and 32 random bytes in hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("sw_{}", hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names_are_checked() {
+        assert!(check_tenant_name("acme-2_prod").is_ok());
+        assert!(check_tenant_name("").is_err());
+        assert!(check_tenant_name("Acme").is_err());
+        assert!(check_tenant_name("a/b").is_err());
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_only_as_hashes() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert!(a.starts_with("sw_") && a.len() == 67);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+}

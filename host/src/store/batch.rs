@@ -1,0 +1,317 @@
+//! Mutations: a [`Batch`] is applied atomically by the group-commit writer. Callers serialize
+//! records here, on their own threads, so the writer thread only copies bytes.
+
+use serde::Serialize;
+
+use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
+use crate::clock::Millis;
+use crate::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
+
+/// One mutation.
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    PutRun {
+        id: String,
+        json: Vec<u8>,
+    },
+    PutTenantRun {
+        tenant: String,
+        run: String,
+    },
+    PutStep {
+        run: String,
+        name: String,
+        json: Vec<u8>,
+    },
+    PutTimeline {
+        run: String,
+        seq: u32,
+        json: Vec<u8>,
+    },
+    PutLog {
+        run: String,
+        seq: u32,
+        json: Vec<u8>,
+    },
+    SetReady {
+        run: String,
+        old: Option<Millis>,
+        new: Option<Millis>,
+    },
+    PutDeadLetter {
+        tenant: String,
+        queue: String,
+        run: String,
+        at: Millis,
+    },
+    RemoveDeadLetter {
+        tenant: String,
+        queue: String,
+        run: String,
+    },
+    PutModule {
+        hash: String,
+        bytes: Vec<u8>,
+    },
+    PutTenant {
+        name: String,
+        json: Vec<u8>,
+    },
+    PutToken {
+        token_hash: String,
+        tenant: String,
+    },
+    PutTenantModule {
+        tenant: String,
+        hash: String,
+        json: Vec<u8>,
+    },
+    PutJobRoute {
+        tenant: String,
+        job: String,
+        hash: String,
+    },
+    PutQueue {
+        tenant: String,
+        queue: String,
+        json: Vec<u8>,
+    },
+    PutIdempotency {
+        tenant: String,
+        queue: String,
+        key: String,
+        json: Vec<u8>,
+    },
+    RemoveIdempotency {
+        tenant: String,
+        queue: String,
+        key: String,
+    },
+}
+
+/// A condition checked inside the writer's transaction before a batch is applied: the batch
+/// creates a run under an idempotency key, unless the key is already taken. Checking there — not
+/// before sending — is what makes 100 concurrent enqueues with one key create exactly one run.
+#[derive(Debug, Clone)]
+pub struct IdempotencyGuard {
+    /// Tenant of the key.
+    pub tenant: String,
+    /// Queue of the key.
+    pub queue: String,
+    /// The key.
+    pub key: String,
+    /// The record to store when the key is free (or held by an expired record).
+    pub record: IdempotencyRecord,
+    /// The time the check is made at, to tell expired records apart.
+    pub now: Millis,
+}
+
+/// What happened to a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Every mutation was applied.
+    Applied,
+    /// The batch's idempotency key was taken; nothing was applied.
+    KeyTaken {
+        /// The run holding the key.
+        run: String,
+        /// Whether that run was created with the same payload (canonical JSON hash).
+        same_payload: bool,
+    },
+}
+
+/// Mutations that must be applied together: all of them or none.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub(super) ops: Vec<Op>,
+    pub(super) guard: Option<IdempotencyGuard>,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records always serialize")
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Number of mutations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Applies the batch only if `guard`'s key is free.
+    pub fn guard(&mut self, guard: IdempotencyGuard) -> &mut Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Writes a run record.
+    pub fn put_run(&mut self, run: &RunRecord) -> &mut Self {
+        self.ops.push(Op::PutRun {
+            id: run.id.clone(),
+            json: to_json(run),
+        });
+        self
+    }
+
+    /// Lists a new run under its tenant.
+    pub fn put_tenant_run(&mut self, tenant: &str, run: &str) -> &mut Self {
+        self.ops.push(Op::PutTenantRun {
+            tenant: tenant.to_owned(),
+            run: run.to_owned(),
+        });
+        self
+    }
+
+    /// Writes a step's journal entry.
+    pub fn put_step(&mut self, run: &str, step: &StepRecord) -> &mut Self {
+        self.ops.push(Op::PutStep {
+            run: run.to_owned(),
+            name: step.name.clone(),
+            json: to_json(step),
+        });
+        self
+    }
+
+    /// Appends a timeline entry at `seq`.
+    pub fn put_timeline(&mut self, run: &str, seq: u32, entry: &TimelineEntry) -> &mut Self {
+        self.ops.push(Op::PutTimeline {
+            run: run.to_owned(),
+            seq,
+            json: to_json(entry),
+        });
+        self
+    }
+
+    /// Appends a log line at `seq`.
+    pub fn put_log(&mut self, run: &str, seq: u32, line: &LogLine) -> &mut Self {
+        self.ops.push(Op::PutLog {
+            run: run.to_owned(),
+            seq,
+            json: to_json(line),
+        });
+        self
+    }
+
+    /// Moves a run in the ready index from `old` to `new` (either may be absent).
+    pub fn set_ready(&mut self, run: &str, old: Option<Millis>, new: Option<Millis>) -> &mut Self {
+        if old != new {
+            self.ops.push(Op::SetReady {
+                run: run.to_owned(),
+                old,
+                new,
+            });
+        }
+        self
+    }
+
+    /// Lists a run in its queue's dead letters.
+    pub fn put_dead_letter(&mut self, run: &RunRecord, at: Millis) -> &mut Self {
+        self.ops.push(Op::PutDeadLetter {
+            tenant: run.tenant.clone(),
+            queue: run.queue.clone(),
+            run: run.id.clone(),
+            at,
+        });
+        self
+    }
+
+    /// Removes a run from its queue's dead letters.
+    pub fn remove_dead_letter(&mut self, run: &RunRecord) -> &mut Self {
+        self.ops.push(Op::RemoveDeadLetter {
+            tenant: run.tenant.clone(),
+            queue: run.queue.clone(),
+            run: run.id.clone(),
+        });
+        self
+    }
+
+    /// Stores a component's bytes under their sha256.
+    pub fn put_module(&mut self, hash: &str, bytes: &[u8]) -> &mut Self {
+        self.ops.push(Op::PutModule {
+            hash: hash.to_owned(),
+            bytes: bytes.to_vec(),
+        });
+        self
+    }
+
+    /// Writes a tenant.
+    pub fn put_tenant(&mut self, tenant: &TenantRecord) -> &mut Self {
+        self.ops.push(Op::PutTenant {
+            name: tenant.name.clone(),
+            json: to_json(tenant),
+        });
+        self
+    }
+
+    /// Registers an API token (by its hash) for a tenant.
+    pub fn put_token(&mut self, token_hash: &str, tenant: &str) -> &mut Self {
+        self.ops.push(Op::PutToken {
+            token_hash: token_hash.to_owned(),
+            tenant: tenant.to_owned(),
+        });
+        self
+    }
+
+    /// Records a tenant's deployment of a module and routes its jobs to it.
+    pub fn put_tenant_module(&mut self, tenant: &str, module: &ModuleRecord) -> &mut Self {
+        self.ops.push(Op::PutTenantModule {
+            tenant: tenant.to_owned(),
+            hash: module.hash.clone(),
+            json: to_json(module),
+        });
+        for job in &module.jobs {
+            self.ops.push(Op::PutJobRoute {
+                tenant: tenant.to_owned(),
+                job: job.name.clone(),
+                hash: module.hash.clone(),
+            });
+        }
+        self
+    }
+
+    /// Writes a queue's settings.
+    pub fn put_queue(&mut self, tenant: &str, queue: &str, settings: &QueueSettings) -> &mut Self {
+        self.ops.push(Op::PutQueue {
+            tenant: tenant.to_owned(),
+            queue: queue.to_owned(),
+            json: to_json(settings),
+        });
+        self
+    }
+
+    /// Writes an idempotency record (e.g. to set its expiry once its run has ended).
+    pub fn put_idempotency(
+        &mut self,
+        tenant: &str,
+        queue: &str,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> &mut Self {
+        self.ops.push(Op::PutIdempotency {
+            tenant: tenant.to_owned(),
+            queue: queue.to_owned(),
+            key: key.to_owned(),
+            json: to_json(record),
+        });
+        self
+    }
+
+    /// Forgets an idempotency key.
+    pub fn remove_idempotency(&mut self, tenant: &str, queue: &str, key: &str) -> &mut Self {
+        self.ops.push(Op::RemoveIdempotency {
+            tenant: tenant.to_owned(),
+            queue: queue.to_owned(),
+            key: key.to_owned(),
+        });
+        self
+    }
+}

@@ -1,0 +1,282 @@
+//! Queries: every read of the store, each in its own read transaction (redb readers never
+//! block the writer, and see only committed data).
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::de::DeserializeOwned;
+
+use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
+use super::{Sequences, Store, StoreError, decode, schema};
+use crate::clock::Millis;
+use crate::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
+
+impl Store {
+    /// A run's record.
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::RUNS)?;
+        table
+            .get(id)?
+            .map(|v| decode(&format!("run {id}"), v.value()))
+            .transpose()
+    }
+
+    /// Every run record, in id order (ids are time-ordered).
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::RUNS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push(decode(&format!("run {}", k.value()), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A run's steps, in the order they first began.
+    pub fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
+        self.scan(schema::STEPS, run, "step")
+    }
+
+    /// A run's timeline, in order.
+    pub fn timeline(&self, run: &str) -> Result<Vec<TimelineEntry>, StoreError> {
+        self.scan(schema::TIMELINE, run, "timeline entry")
+    }
+
+    /// A run's log, in order.
+    pub fn logs(&self, run: &str) -> Result<Vec<LogLine>, StoreError> {
+        self.scan(schema::LOGS, run, "log line")
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        def: redb::TableDefinition<(&str, u32), &[u8]>,
+        run: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(def)?;
+        let mut out = Vec::new();
+        for entry in table.range((run, 0)..=(run, u32::MAX))? {
+            let (k, v) = entry?;
+            let what = format!("{what} {}/{}", run, k.value().1);
+            out.push(decode(&what, v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The next free timeline and log sequence numbers of `run`, read from the tables
+    /// themselves so an attempt cut short by a crash never reuses a number.
+    pub fn sequences(&self, run: &str) -> Result<Sequences, StoreError> {
+        let txn = self.db.begin_read()?;
+        let next = |def| -> Result<u32, StoreError> {
+            let table = txn.open_table(def)?;
+            let last = table.range((run, 0)..=(run, u32::MAX))?.next_back();
+            Ok(match last {
+                Some(entry) => {
+                    let (key, _) = entry?;
+                    let (_, seq): (&str, u32) = key.value();
+                    seq + 1
+                }
+                None => 0,
+            })
+        };
+        Ok(Sequences {
+            timeline: next(schema::TIMELINE)?,
+            logs: next(schema::LOGS)?,
+        })
+    }
+
+    /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id).
+    pub fn due(&self, now: Millis, limit: usize) -> Result<Vec<(Millis, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::READY)?;
+        let mut out = Vec::new();
+        for entry in table.range((0, "")..(now.saturating_add(1), ""))? {
+            let (k, _) = entry?;
+            let (at, id) = k.value();
+            out.push((at, id.to_owned()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The earliest due time in the ready index, if any run is waiting.
+    pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::READY)?;
+        Ok(table.first()?.map(|(k, _)| k.value().0))
+    }
+
+    /// Every run waiting for an attempt, as (due time, run id).
+    pub fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError> {
+        self.due(Millis::MAX - 1, usize::MAX)
+    }
+
+    /// A queue's dead letters, as (run id, dead-lettered at).
+    pub fn dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::DEAD_LETTERS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, queue, "")..)? {
+            let (k, v) = entry?;
+            let (t, q, run) = k.value();
+            if t != tenant || q != queue {
+                break;
+            }
+            out.push((run.to_owned(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Whether `run` is in its queue's dead letters.
+    pub fn is_dead_lettered(&self, run: &RunRecord) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::DEAD_LETTERS)?;
+        Ok(table
+            .get((run.tenant.as_str(), run.queue.as_str(), run.id.as_str()))?
+            .is_some())
+    }
+
+    /// A stored component's bytes.
+    pub fn module(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::MODULES)?;
+        Ok(table.get(hash)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The tenant an API token (by its sha256) belongs to.
+    pub fn tenant_for_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::TOKENS)?;
+        Ok(table.get(token_hash)?.map(|v| v.value().to_owned()))
+    }
+
+    /// A tenant.
+    pub fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::TENANTS)?;
+        table
+            .get(name)?
+            .map(|v| decode(&format!("tenant {name}"), v.value()))
+            .transpose()
+    }
+
+    /// The modules a tenant deployed.
+    pub fn tenant_modules(&self, tenant: &str) -> Result<Vec<ModuleRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::TENANT_MODULES)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, "")..)? {
+            let (k, v) = entry?;
+            let (t, hash) = k.value();
+            if t != tenant {
+                break;
+            }
+            out.push(decode(&format!("module {hash} of {tenant}"), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The module serving `job` for `tenant` (the newest deployed that offers it).
+    pub fn job_route(&self, tenant: &str, job: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::JOB_ROUTES)?;
+        Ok(table.get((tenant, job))?.map(|v| v.value().to_owned()))
+    }
+
+    /// Whether `tenant` deployed the module `hash`.
+    pub fn tenant_has_module(&self, tenant: &str, hash: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::TENANT_MODULES)?;
+        Ok(table.get((tenant, hash))?.is_some())
+    }
+
+    /// Every queue with stored settings, as (tenant, queue, settings).
+    pub fn queues(&self) -> Result<Vec<(String, String, QueueSettings)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::QUEUES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (t, q) = k.value();
+            out.push((
+                t.to_owned(),
+                q.to_owned(),
+                decode(&format!("queue {t}/{q}"), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The holder of an idempotency key, expired or not.
+    pub fn idempotency(
+        &self,
+        tenant: &str,
+        queue: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::IDEMPOTENCY)?;
+        table
+            .get((tenant, queue, key))?
+            .map(|v| decode(&format!("idempotency key {key}"), v.value()))
+            .transpose()
+    }
+
+    /// Idempotency keys whose retention has passed at `now`, as (tenant, queue, key).
+    pub fn expired_idempotency(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::IDEMPOTENCY)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (t, q, key) = k.value();
+            let record: IdempotencyRecord = decode(&format!("idempotency key {key}"), v.value())?;
+            if record.expired(now) {
+                out.push((t.to_owned(), q.to_owned(), key.to_owned()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A tenant's run ids in creation order, starting after `after`, at most `limit`.
+    pub fn tenant_runs(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::TENANT_RUNS)?;
+        let start = (tenant, after.unwrap_or(""));
+        let mut out = Vec::new();
+        for entry in table.range(start..)? {
+            let (k, _) = entry?;
+            let (t, run) = k.value();
+            if t != tenant {
+                break;
+            }
+            if Some(run) == after {
+                continue;
+            }
+            out.push(run.to_owned());
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
