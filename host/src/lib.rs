@@ -42,6 +42,8 @@ pub mod model;
 pub mod policy;
 pub mod runtime;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod time_fmt;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};

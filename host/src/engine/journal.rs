@@ -403,32 +403,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::clock::ManualClock;
     use crate::model::FailureKind;
-    use crate::store::Durability;
 
     const RUN: &str = "run_1";
-    const T0: Millis = 1_700_000_000_000;
 
-    /// A store in a temporary directory and a clock reading `T0`. The directory is declared
-    /// last so it outlives the store.
-    struct Fixture {
-        store: Arc<Store>,
-        clock: Arc<ManualClock>,
-        _dir: tempfile::TempDir,
-    }
+    use crate::testing::{T0, TempStore as Fixture};
 
     impl Fixture {
-        fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), Durability::Immediate).unwrap();
-            Self {
-                store: Arc::new(store),
-                clock: Arc::new(ManualClock::new(T0)),
-                _dir: dir,
-            }
-        }
-
         /// A fresh journal for `attempt`, loaded from what the store holds now.
         fn journal(&self, attempt: u32) -> Journal {
             self.journal_with(attempt, JournalLimits::default())
@@ -443,14 +424,6 @@ mod tests {
             let mut batch = Batch::new();
             journal.drain_into(&mut batch);
             self.store.commit(batch).await.unwrap();
-        }
-
-        fn stored_step(&self, name: &str) -> Option<StepRecord> {
-            self.store
-                .steps(RUN)
-                .unwrap()
-                .into_iter()
-                .find(|s| s.name == name)
         }
 
         fn log_messages(&self) -> Vec<String> {
@@ -530,7 +503,7 @@ mod tests {
         assert_eq!(begin_live(&mut j, "charge"), 2);
         j.fail("charge", &retryable("declined again")).unwrap();
         f.commit(&mut j).await;
-        assert_eq!(f.stored_step("charge").unwrap().attempts, 2);
+        assert_eq!(f.stored_step(RUN, "charge").unwrap().attempts, 2);
     }
 
     #[tokio::test]
@@ -543,7 +516,9 @@ mod tests {
         assert_eq!(j.current(), None);
 
         // No drain: `succeed` alone must have made the completion durable.
-        let stored = f.stored_step("charge").expect("step committed by succeed");
+        let stored = f
+            .stored_step(RUN, "charge")
+            .expect("step committed by succeed");
         assert_eq!(stored.status, StepStatus::Completed);
         assert_eq!(stored.output, Some(json!({"amount": 42, "id": "ch_1"})));
         assert_eq!(stored.completed_at, Some(T0));
@@ -555,7 +530,7 @@ mod tests {
         assert_eq!(begin_live(&mut replay, "provision"), 1);
         assert_eq!(replay.step("charge").unwrap().attempts, 1);
         f.commit(&mut replay).await;
-        assert_eq!(f.stored_step("charge").unwrap().attempts, 1);
+        assert_eq!(f.stored_step(RUN, "charge").unwrap().attempts, 1);
     }
 
     #[tokio::test]
@@ -578,7 +553,7 @@ mod tests {
         assert_eq!(step.error.as_ref(), Some(&expected));
 
         f.commit(&mut j).await;
-        let stored = f.stored_step("charge").unwrap();
+        let stored = f.stored_step(RUN, "charge").unwrap();
         assert_eq!(stored.status, StepStatus::Failed);
         assert_eq!(stored.error, Some(expected));
         let timeline = f.store.timeline(RUN).unwrap();
@@ -612,7 +587,10 @@ mod tests {
         // None of the violations closed the open step.
         assert_eq!(j.current(), Some("a"));
         j.succeed("a", "1".into()).await.unwrap();
-        assert_eq!(f.stored_step("a").unwrap().status, StepStatus::Completed);
+        assert_eq!(
+            f.stored_step(RUN, "a").unwrap().status,
+            StepStatus::Completed
+        );
     }
 
     #[tokio::test]
@@ -657,7 +635,7 @@ mod tests {
         assert_eq!(j.step("big").unwrap().status, StepStatus::Running);
         assert_eq!(j.step("big").unwrap().output, None);
         assert_eq!(j.current(), Some("big"), "the step is still the open one");
-        assert!(f.stored_step("big").is_none(), "nothing was committed");
+        assert!(f.stored_step(RUN, "big").is_none(), "nothing was committed");
         assert_eq!(begin_live(&mut f.journal_with(2, limits), "big"), 1);
     }
 
@@ -675,7 +653,7 @@ mod tests {
         }
         assert_eq!(j.step("s").unwrap().status, StepStatus::Running);
         assert_eq!(j.current(), Some("s"));
-        assert!(f.stored_step("s").is_none());
+        assert!(f.stored_step(RUN, "s").is_none());
     }
 
     #[tokio::test]
@@ -689,7 +667,10 @@ mod tests {
             (StepKind::Sleep, StepStatus::Completed, Some(T0))
         );
         f.commit(&mut j).await;
-        assert_eq!(f.stored_step("t").unwrap().status, StepStatus::Completed);
+        assert_eq!(
+            f.stored_step(RUN, "t").unwrap().status,
+            StepStatus::Completed
+        );
         assert!(
             f.store.timeline(RUN).unwrap().is_empty(),
             "no Sleeping event"
@@ -702,7 +683,7 @@ mod tests {
         let mut j = f.journal(1);
         assert_eq!(suspended_until(j.sleep("nap", 5_000)), T0 + 5_000);
         f.commit(&mut j).await;
-        let stored = f.stored_step("nap").unwrap();
+        let stored = f.stored_step(RUN, "nap").unwrap();
         assert_eq!(stored.status, StepStatus::Sleeping);
         assert_eq!(stored.wake_at, Some(T0 + 5_000));
         let timeline = f.store.timeline(RUN).unwrap();
@@ -721,7 +702,7 @@ mod tests {
         j.sleep("nap", 5_000).unwrap();
         assert_eq!(j.step("nap").unwrap().status, StepStatus::Completed);
         f.commit(&mut j).await;
-        let stored = f.stored_step("nap").unwrap();
+        let stored = f.stored_step(RUN, "nap").unwrap();
         assert_eq!(stored.status, StepStatus::Completed);
         assert_eq!(stored.completed_at, Some(T0 + 5_000));
     }

@@ -150,16 +150,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::clock::{Clock, ManualClock, NoJitter};
+    use crate::clock::{Clock, NoJitter};
     use crate::engine::journal::{HostFault, JournalLimits};
-    use crate::model::{StepRecord, StepStatus, TimelineEntry};
+    use crate::model::{StepStatus, TimelineEntry};
     use crate::policy::{Backoff, Policy};
     use crate::runtime::GuestError;
     use crate::runtime::bindings::StepState;
-    use crate::store::{Batch, Durability, Store};
+    use crate::store::Batch;
 
     const RUN: &str = "run_1";
-    const T0: Millis = 1_700_000_000_000;
+    use crate::testing::{T0, TempStore as Fixture, sample_run};
     /// The first backoff delay; each further failure of the same unit doubles it.
     const INITIAL_MS: u64 = 1_000;
 
@@ -180,47 +180,12 @@ mod tests {
 
     fn new_run() -> RunRecord {
         RunRecord {
-            id: RUN.into(),
-            tenant: "t".into(),
-            priority: 0,
-            idempotency_key: None,
-            job: "j".into(),
-            queue: "default".into(),
-            module: "m".into(),
-            payload: json!({}),
             policy: policy(),
-            overrides: Default::default(),
-            status: RunStatus::Queued,
-            attempts: 0,
-            body_failures: 0,
-            body_budget_base: 0,
-            ready_at: Some(T0),
-            output: None,
-            error: None,
-            created_at: T0,
-            updated_at: T0,
-            finished_at: None,
+            ..sample_run(RUN)
         }
-    }
-
-    struct Fixture {
-        store: Arc<Store>,
-        clock: Arc<ManualClock>,
-        _dir: tempfile::TempDir,
     }
 
     impl Fixture {
-        fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), Durability::Immediate).unwrap();
-            Self {
-                store: Arc::new(store),
-                clock: Arc::new(ManualClock::new(T0)),
-                _dir: dir,
-            }
-        }
-
-        /// Starts the next attempt of `run`.
         fn start(&self, run: &mut RunRecord) -> Journal {
             run.attempts += 1;
             let clock: Arc<dyn Clock> = self.clock.clone();
@@ -254,11 +219,6 @@ mod tests {
             let at = run.ready_at.expect("run is waiting");
             self.clock
                 .advance(Duration::from_millis(at - self.clock.now()));
-        }
-
-        fn stored_step(&self, name: &str) -> StepRecord {
-            let steps = self.store.steps(RUN).unwrap();
-            steps.into_iter().find(|s| s.name == name).unwrap()
         }
 
         fn timeline(&self) -> Vec<TimelineEntry> {
@@ -406,7 +366,7 @@ mod tests {
             run.body_failures, 0,
             "step failures do not spend the body budget"
         );
-        let step = f.stored_step("charge");
+        let step = f.stored_step(RUN, "charge").unwrap();
         assert_eq!((step.status, step.attempts), (StepStatus::Failed, 3));
         let last = f.timeline().pop().unwrap();
         assert_eq!(last.kind, EventKind::Failed);
@@ -487,7 +447,7 @@ mod tests {
         };
         assert_eq!(run.error.as_ref(), Some(&expected));
         assert_eq!(run.body_failures, 0);
-        let step = f.stored_step("provision");
+        let step = f.stored_step(RUN, "provision").unwrap();
         assert_eq!(step.status, StepStatus::Failed);
         assert_eq!(step.error, Some(expected));
 
@@ -519,7 +479,7 @@ mod tests {
         assert_retrying_at(&run, settled, T0 + INITIAL_MS);
         assert_eq!(run.error.as_ref().unwrap().step.as_deref(), Some("parse"));
         assert_eq!(run.body_failures, 0);
-        let step = f.stored_step("parse");
+        let step = f.stored_step(RUN, "parse").unwrap();
         assert_eq!((step.status, step.attempts), (StepStatus::Failed, 1));
     }
 
@@ -538,7 +498,10 @@ mod tests {
         assert_retrying_at(&run, settled, T0 + INITIAL_MS);
         assert_eq!(run.error.as_ref().unwrap().step, None);
         assert_eq!(run.body_failures, 1);
-        assert_eq!(f.stored_step("a").status, StepStatus::Completed);
+        assert_eq!(
+            f.stored_step(RUN, "a").unwrap().status,
+            StepStatus::Completed
+        );
     }
 
     #[tokio::test]
@@ -588,7 +551,7 @@ mod tests {
         assert_eq!(run.status, RunStatus::Failed);
 
         // As `Engine::retry` does it: the step's budget counts from its current attempts.
-        let mut step = f.stored_step("charge");
+        let mut step = f.stored_step(RUN, "charge").unwrap();
         step.budget_base = step.attempts;
         let mut batch = Batch::new();
         batch.put_step(RUN, &step);
@@ -599,6 +562,6 @@ mod tests {
         let now = f.clock.now();
         let settled = step_fails(&f, &mut run, "charge", error(FailureKind::Retryable, "e")).await;
         assert_retrying_at(&run, settled, now + INITIAL_MS);
-        assert_eq!(f.stored_step("charge").attempts, 4);
+        assert_eq!(f.stored_step(RUN, "charge").unwrap().attempts, 4);
     }
 }

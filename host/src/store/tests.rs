@@ -6,33 +6,13 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::model::{
-    EventKind, RunRecord, RunStatus, StepKind, StepRecord, StepStatus, TimelineEntry,
-};
-use crate::policy::Policy;
+use crate::model::{EventKind, RunRecord, StepKind, StepRecord, StepStatus, TimelineEntry};
 
 fn run(id: &str) -> RunRecord {
     RunRecord {
-        id: id.into(),
-        tenant: "t".into(),
-        priority: 0,
-        idempotency_key: None,
-        job: "j".into(),
-        queue: "default".into(),
-        module: "m".into(),
         payload: json!({"a": 1}),
-        policy: Policy::default(),
-        overrides: Default::default(),
-        status: RunStatus::Queued,
-        attempts: 0,
-        body_failures: 0,
-        body_budget_base: 0,
         ready_at: Some(5),
-        output: None,
-        error: None,
-        created_at: 1,
-        updated_at: 1,
-        finished_at: None,
+        ..crate::testing::sample_run(id)
     }
 }
 

@@ -1,0 +1,66 @@
+//! Fixtures shared by the unit tests of several modules: a store in a temporary directory with a
+//! manual clock, and a plain run record to vary.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::clock::{ManualClock, Millis};
+use crate::model::{RunRecord, RunStatus, StepRecord};
+use crate::policy::Policy;
+use crate::store::{Durability, Store};
+
+/// The time every fixture clock starts at.
+pub(crate) const T0: Millis = 1_700_000_000_000;
+
+/// A store in a temporary directory and a clock reading [`T0`]. The directory is declared last
+/// so it outlives the store. Test modules add their own helper methods in `impl` blocks.
+pub(crate) struct TempStore {
+    pub(crate) store: Arc<Store>,
+    pub(crate) clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl TempStore {
+    pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+        Self {
+            store: Arc::new(store),
+            clock: Arc::new(ManualClock::new(T0)),
+            _dir: dir,
+        }
+    }
+
+    /// The stored journal entry of `run`'s step `name`.
+    pub(crate) fn stored_step(&self, run: &str, name: &str) -> Option<StepRecord> {
+        let steps = self.store.steps(run).unwrap();
+        steps.into_iter().find(|s| s.name == name)
+    }
+}
+
+/// A queued run `id` of job `j` on tenant `t`'s `default` queue, due at [`T0`].
+pub(crate) fn sample_run(id: &str) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        tenant: "t".into(),
+        priority: 0,
+        idempotency_key: None,
+        job: "j".into(),
+        queue: "default".into(),
+        module: "m".into(),
+        payload: json!({}),
+        policy: Policy::default(),
+        overrides: Default::default(),
+        status: RunStatus::Queued,
+        attempts: 0,
+        body_failures: 0,
+        body_budget_base: 0,
+        ready_at: Some(T0),
+        output: None,
+        error: None,
+        created_at: T0,
+        updated_at: T0,
+        finished_at: None,
+    }
+}
