@@ -41,6 +41,7 @@ pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod runtime;
+pub mod server;
 pub mod store;
 #[cfg(test)]
 mod testing;

@@ -8,11 +8,14 @@ use crate::clock::Millis;
 use crate::policy::{Policy, PolicyOverrides};
 
 /// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Waiting for its first attempt.
     Queued,
+    /// An attempt is executing now. Reported by the service from the scheduler's in-flight
+    /// set; never stored (a stored run keeps its status from before the attempt).
+    Running,
     /// An attempt failed; the next one waits for its backoff (or retry-after) time.
     Retrying,
     /// Suspended on a durable sleep; no instance is held.
@@ -21,6 +24,18 @@ pub enum RunStatus {
     Completed,
     /// Finished without an output after its last attempt; listed as dead-lettered.
     Failed,
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+            format!(
+                "unknown status '{s}': use queued, running, retrying, sleeping, completed or failed"
+            )
+        })
+    }
 }
 
 impl RunStatus {
@@ -33,6 +48,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
+            Self::Running => "running",
             Self::Retrying => "retrying",
             Self::Sleeping => "sleeping",
             Self::Completed => "completed",

@@ -12,6 +12,7 @@ use crate::clock::{Jitter, Millis};
 
 /// Exponential backoff between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Backoff {
     /// Delay after the first failed attempt, in milliseconds.
     pub initial_ms: u64,
@@ -52,6 +53,7 @@ impl Backoff {
 
 /// The fully resolved policy a run executes under.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Policy {
     /// Attempts allowed per step (and for failures outside any step), counting the first.
     pub max_attempts: u32,
@@ -101,6 +103,7 @@ pub struct PolicyOverrides {
 
 /// Hard upper bounds set by the operator; no job or enqueue can exceed them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Caps {
     /// Most attempts any step may be given.
     pub max_attempts: u32,

@@ -1,4 +1,5 @@
-//! What the subcommands share: opening an engine on a data dir, policy flags, printing a run.
+//! What the subcommands share: opening an engine on a data dir, policy and duration flags,
+//! printing a run or a JSON document.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,7 +67,8 @@ pub fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses a duration flag such as `500ms`, `30s` or `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration like 500ms or 30s: {e}"))
 }
@@ -125,8 +127,7 @@ impl PolicyFlags {
 /// Prints a run (JSON or readable) and maps its status to the command's outcome.
 pub fn print_run(view: &RunView, json: bool, data: Option<&Path>) -> Result<Outcome> {
     if json {
-        let text = serde_json::to_string_pretty(view)?;
-        write_stdout(&text)?;
+        write_json(view)?;
     } else {
         let mut text = super::render::run(view);
         if let Some(dir) = data {
@@ -139,6 +140,11 @@ pub fn print_run(view: &RunView, json: bool, data: Option<&Path>) -> Result<Outc
     } else {
         Outcome::RunNotCompleted
     })
+}
+
+/// Writes `value` to stdout as one JSON document.
+pub fn write_json(value: &impl serde::Serialize) -> Result<()> {
+    write_stdout(&serde_json::to_string_pretty(value)?)
 }
 
 /// Writes a result to stdout (the CLI's only use of stdout).

@@ -1,13 +1,24 @@
-//! The `stepwise` command line: argument parsing and one module per subcommand. `main.rs` only
-//! calls [`main`].
+//! The `stepwise` command line: argument parsing and one module per subcommand (or group of
+//! subcommands). `main.rs` only calls [`main`].
+//!
+//! `run`, `demo`, `resume`, `show` and `retry` work on a local data dir; `serve` runs the HTTP
+//! API; the rest are clients of that API (`client` holds their HTTP plumbing).
 
+mod client;
 mod common;
 mod demo;
+mod dlq;
+mod enqueue;
+mod modules;
+mod queue;
 mod render;
 mod resume;
 mod retry;
 mod run;
+mod runs;
+mod serve;
 mod show;
+mod tenant;
 
 use std::process::ExitCode;
 
@@ -33,6 +44,26 @@ enum Command {
     Show(show::Args),
     /// Retry a failed (dead-lettered) run: the failed step gets a fresh attempt budget.
     Retry(retry::Args),
+    /// Run the HTTP API server over a data dir.
+    Serve(serve::Args),
+    /// Manage tenants on a server (admin token).
+    #[command(subcommand)]
+    Tenant(tenant::Command),
+    /// Upload a handler component to a server.
+    Deploy(modules::DeployArgs),
+    /// List the modules deployed on a server.
+    Modules(modules::ListArgs),
+    /// Create a run of a job on a server's queue.
+    Enqueue(enqueue::Args),
+    /// List, show and retry runs on a server.
+    #[command(subcommand)]
+    Runs(runs::Command),
+    /// List, retry or purge a queue's dead letters on a server.
+    #[command(subcommand)]
+    Dlq(dlq::Command),
+    /// Show a queue on a server or set its concurrency limit.
+    #[command(subcommand)]
+    Queue(queue::Command),
 }
 
 /// How a command ended, for the process exit code.
@@ -66,6 +97,14 @@ pub fn main() -> ExitCode {
             Command::Resume(args) => resume::execute(args).await,
             Command::Show(args) => show::execute(args).await,
             Command::Retry(args) => retry::execute(args).await,
+            Command::Serve(args) => serve::execute(args).await,
+            Command::Tenant(command) => tenant::execute(command).await,
+            Command::Deploy(args) => modules::deploy(args).await,
+            Command::Modules(args) => modules::list(args).await,
+            Command::Enqueue(args) => enqueue::execute(args).await,
+            Command::Runs(command) => runs::execute(command).await,
+            Command::Dlq(command) => dlq::execute(command).await,
+            Command::Queue(command) => queue::execute(command).await,
         }
     });
     match result {
@@ -75,5 +114,15 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -101,6 +101,7 @@ pub struct Journal {
     logs: Vec<(u32, LogLine)>,
     log_bytes: usize,
     logs_dropped: u64,
+    steps_completed: u32,
 }
 
 impl Journal {
@@ -133,6 +134,7 @@ impl Journal {
             logs: Vec::new(),
             log_bytes: 0,
             logs_dropped: 0,
+            steps_completed: 0,
         })
     }
 
@@ -144,6 +146,11 @@ impl Journal {
     /// The step that reported a failure in this attempt.
     pub fn failed_step(&self) -> Option<&str> {
         self.failed_step.as_deref()
+    }
+
+    /// Steps that completed (live, not replayed) in this attempt.
+    pub fn steps_completed(&self) -> u32 {
+        self.steps_completed
     }
 
     /// A step's record.
@@ -285,6 +292,7 @@ impl Journal {
         step.output = Some(value);
         step.completed_at = Some(now);
         let attempts = step.attempts;
+        self.steps_completed += 1;
         self.event(
             EventKind::StepCompleted,
             Some(name),

@@ -5,6 +5,7 @@
 mod enqueue;
 pub mod journal;
 mod manual;
+mod metrics;
 mod outcome;
 mod scheduler;
 mod tenants;
@@ -22,6 +23,7 @@ use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeErr
 use crate::store::{Batch, Durability, QueueSettings, Store, StoreError};
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
+pub use metrics::EngineMetrics;
 pub use tenants::NewTenant;
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].
@@ -141,6 +143,7 @@ struct Inner {
     inflight: Mutex<HashSet<String>>,
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
+    metrics: EngineMetrics,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -182,6 +185,7 @@ impl Engine {
                 wake: Notify::new(),
                 inflight: Mutex::default(),
                 queues: Mutex::new(queues),
+                metrics: EngineMetrics::default(),
             }),
         })
     }
@@ -199,6 +203,16 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Counters of the work done since the engine opened.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.inner.metrics
+    }
+
+    /// Whether an attempt of run `id` is executing now.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.inner.inflight.lock().expect("inflight").contains(id)
     }
 
     fn caps(&self) -> &Caps {

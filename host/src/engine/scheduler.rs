@@ -49,11 +49,23 @@ impl Engine {
                     });
                 }
             }
-            let next_due = inner.store.next_due()?;
+            // The next time worth waking for: the earliest run not already executing. A run that
+            // is due now but was not started is held back by its queue's limit; only a finishing
+            // attempt can free it, so the clock is not worth waiting on for it.
+            let next_due = {
+                let inflight = inner.inflight.lock().expect("inflight").clone();
+                inner.store.next_due_excluding(&inflight)?
+            };
+            let now = inner.clock.now();
             if tasks.is_empty() {
                 match next_due {
                     None => return Ok(()),
                     Some(at) => {
+                        if at <= now {
+                            // Due but not startable with nothing running: cannot happen with
+                            // limits of at least 1; back off briefly rather than spin.
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
                         tokio::select! {
                             _ = inner.clock.sleep_until(at) => {}
                             _ = inner.wake.notified() => {}
@@ -62,6 +74,7 @@ impl Engine {
                     }
                 }
             }
+            let next_due = next_due.filter(|at| *at > now);
             let can_wait_on_clock =
                 tasks.len() < inner.config.concurrency && !inner.clock.is_manual();
             tokio::select! {
@@ -235,6 +248,9 @@ impl Engine {
             .await;
         let now = inner.clock.now();
         let settled = settle(&mut run, &mut journal, &report.outcome, now, &*inner.jitter);
+        inner
+            .metrics
+            .record_attempt(&report.outcome, journal.steps_completed());
         let mut batch = Batch::new();
         journal.drain_into(&mut batch);
         batch

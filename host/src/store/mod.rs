@@ -22,8 +22,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 pub use batch::{Batch, CommitOutcome, IdempotencyGuard};
+pub use read::Census;
 pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
-pub use writer::{LATENCY_BOUNDS_MICROS, WriterStats};
+pub use writer::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, WriterStats};
 
 /// What a commit promises once it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -109,6 +109,24 @@ impl Store {
         Ok(table.first()?.map(|(k, _)| k.value().0))
     }
 
+    /// The earliest due time of a waiting run not in `skip` (the runs executing now). Scans at
+    /// most `skip.len() + 1` index entries.
+    pub fn next_due_excluding(
+        &self,
+        skip: &std::collections::HashSet<String>,
+    ) -> Result<Option<Millis>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::READY)?;
+        for entry in table.iter()? {
+            let (k, _) = entry?;
+            let (at, id) = k.value();
+            if !skip.contains(id) {
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every run waiting for an attempt, as (due time, run id).
     pub fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError> {
         self.due(Millis::MAX - 1, usize::MAX)
@@ -279,4 +297,41 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Runs by status, non-final runs by (tenant, queue), and dead letters by (tenant, queue):
+    /// one pass over the runs table, for the metrics endpoint.
+    pub fn census(&self) -> Result<Census, StoreError> {
+        let mut census = Census::default();
+        for run in self.runs()? {
+            *census.by_status.entry(run.status).or_default() += 1;
+            if !run.status.is_final() {
+                *census
+                    .depth
+                    .entry((run.tenant.clone(), run.queue.clone()))
+                    .or_default() += 1;
+            }
+        }
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::DEAD_LETTERS)?;
+        for entry in table.iter()? {
+            let (k, _) = entry?;
+            let (t, q, _) = k.value();
+            *census
+                .dead_letters
+                .entry((t.to_owned(), q.to_owned()))
+                .or_default() += 1;
+        }
+        Ok(census)
+    }
+}
+
+/// Counts over every stored run; see [`Store::census`].
+#[derive(Debug, Clone, Default)]
+pub struct Census {
+    /// Runs by status.
+    pub by_status: std::collections::BTreeMap<crate::model::RunStatus, u64>,
+    /// Runs not yet final, by (tenant, queue).
+    pub depth: std::collections::BTreeMap<(String, String), u64>,
+    /// Dead-lettered runs, by (tenant, queue).
+    pub dead_letters: std::collections::BTreeMap<(String, String), u64>,
 }

@@ -43,21 +43,33 @@ pub struct WriterStats {
     /// Commits by latency: counts of commits at or under each bound of [`LATENCY_BOUNDS_MICROS`]
     /// (cumulative, as Prometheus histograms are), the last slot counting every commit.
     pub commit_latency: [AtomicU64; LATENCY_BOUNDS_MICROS.len() + 1],
+    /// Commits by how many caller batches they acknowledged, cumulative like
+    /// `commit_latency`, over [`GROUP_SIZE_BOUNDS`].
+    pub group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len() + 1],
 }
+
+/// Upper bounds of the group-size histogram (caller batches per commit).
+pub const GROUP_SIZE_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 512, 4_096];
 
 /// Upper bounds of the commit-latency histogram, in microseconds.
 pub const LATENCY_BOUNDS_MICROS: [u64; 10] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
 ];
 
-impl WriterStats {
-    fn record_commit_latency(&self, micros: u64) {
-        for (i, bound) in LATENCY_BOUNDS_MICROS.iter().enumerate() {
-            if micros <= *bound {
-                self.commit_latency[i].fetch_add(1, Ordering::Relaxed);
-            }
+/// Counts `value` into a cumulative histogram whose last slot counts everything.
+fn observe(buckets: &[AtomicU64], bounds: &[u64], value: u64) {
+    for (slot, bound) in buckets.iter().zip(bounds) {
+        if value <= *bound {
+            slot.fetch_add(1, Ordering::Relaxed);
         }
-        self.commit_latency[LATENCY_BOUNDS_MICROS.len()].fetch_add(1, Ordering::Relaxed);
+    }
+    buckets[bounds.len()].fetch_add(1, Ordering::Relaxed);
+}
+
+impl WriterStats {
+    fn record_commit(&self, micros: u64, batches: usize) {
+        observe(&self.commit_latency, &LATENCY_BOUNDS_MICROS, micros);
+        observe(&self.group_sizes, &GROUP_SIZE_BOUNDS, batches as u64);
     }
 }
 
@@ -161,7 +173,7 @@ fn commit(
     stats.rows.fetch_add(rows, Ordering::Relaxed);
     let micros = started.elapsed().as_micros() as u64;
     stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-    stats.record_commit_latency(micros);
+    stats.record_commit(micros, batches.len());
     Ok(outcomes)
 }
 

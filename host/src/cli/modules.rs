@@ -1,0 +1,127 @@
+//! `stepwise deploy` and `stepwise modules`: upload a handler component to the server and list
+//! the tenant's deployed modules.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Outcome;
+use super::client::{ClientFlags, decode};
+use super::common::{write_json, write_stdout};
+use super::render::table;
+use crate::policy::PolicyOverrides;
+use crate::time_fmt;
+
+/// Characters of a module hash shown in tables; `--json` has the whole hash.
+const SHORT_HASH: usize = 12;
+
+/// Arguments of `stepwise deploy`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The handler component (`.wasm`, built for wasm32-wasip2).
+    component: PathBuf,
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// Arguments of `stepwise modules`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// A deployed module, as the server describes it.
+#[derive(Debug, Deserialize)]
+struct Module {
+    hash: String,
+    size: u64,
+    jobs: Vec<Job>,
+    deployed_at: u64,
+}
+
+/// One job a module offers.
+#[derive(Debug, Deserialize)]
+struct Job {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    policy: PolicyOverrides,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModuleList {
+    modules: Vec<Module>,
+}
+
+/// Runs `stepwise deploy`.
+pub async fn deploy(args: DeployArgs) -> Result<Outcome> {
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let client = args.client.client()?;
+    let answer: Value = client
+        .post_bytes(&["v1", "modules"], "application/wasm", bytes)
+        .await
+        .with_context(|| format!("cannot deploy {}", args.component.display()))?;
+    if args.client.json {
+        write_json(&answer)?;
+        return Ok(Outcome::Success);
+    }
+    let module: Module = decode(answer)?;
+    let rows: Vec<Vec<String>> = module
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.name.clone(),
+                j.description.clone(),
+                j.policy
+                    .max_attempts
+                    .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    write_stdout(
+        format!(
+            "deployed module {} ({} bytes)\n\n{}",
+            module.hash,
+            module.size,
+            table(&["JOB", "DESCRIPTION", "MAX ATTEMPTS"], &rows)
+        )
+        .trim_end(),
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// Runs `stepwise modules`.
+pub async fn list(args: ListArgs) -> Result<Outcome> {
+    let client = args.client.client()?;
+    let answer: Value = client.get(&["v1", "modules"], &[]).await?;
+    if args.client.json {
+        write_json(&answer)?;
+        return Ok(Outcome::Success);
+    }
+    let list: ModuleList = decode(answer)?;
+    if list.modules.is_empty() {
+        write_stdout("no modules deployed yet (stepwise deploy FILE.wasm)")?;
+        return Ok(Outcome::Success);
+    }
+    let rows: Vec<Vec<String>> = list
+        .modules
+        .iter()
+        .map(|m| {
+            let jobs: Vec<&str> = m.jobs.iter().map(|j| j.name.as_str()).collect();
+            vec![
+                m.hash.chars().take(SHORT_HASH).collect(),
+                m.size.to_string(),
+                jobs.join(", "),
+                time_fmt::rfc3339(m.deployed_at),
+            ]
+        })
+        .collect();
+    write_stdout(table(&["HASH", "SIZE", "JOBS", "DEPLOYED"], &rows).trim_end())?;
+    Ok(Outcome::Success)
+}

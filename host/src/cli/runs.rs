@@ -1,0 +1,227 @@
+//! `stepwise runs`: list, inspect and manually retry the tenant's runs on the server. These are
+//! inspections: they exit 0 whatever state the run is in.
+
+use anyhow::Result;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Outcome;
+use super::client::{ClientFlags, decode};
+use super::common::{write_json, write_stdout};
+use super::render;
+use crate::model::RunView;
+use crate::time_fmt;
+
+/// Subcommands of `stepwise runs`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List runs, oldest first, a page at a time.
+    List(ListArgs),
+    /// Show a run: its steps, timeline and the tail of its log.
+    Show(IdArgs),
+    /// Retry a failed (dead-lettered) run: the failed step gets a fresh attempt budget.
+    Retry(IdArgs),
+}
+
+/// Arguments of `stepwise runs list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only runs of this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only runs of this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// Only runs with this status (queued, running, retrying, sleeping, completed, failed).
+    #[arg(long)]
+    status: Option<String>,
+    /// Runs per page, 1–1000 (default 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: Option<u32>,
+    /// Start after this run id (the `next` cursor of the previous page).
+    #[arg(long)]
+    after: Option<String>,
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// Arguments of the commands about one run.
+#[derive(Debug, clap::Args)]
+pub struct IdArgs {
+    /// The run's id (`run_…`).
+    id: String,
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// One page of runs, with only the fields the table shows.
+#[derive(Debug, Deserialize)]
+struct RunPage {
+    runs: Vec<RunRow>,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// A run, as far as a one-line summary needs it.
+#[derive(Debug, Deserialize)]
+pub(super) struct RunRow {
+    pub id: String,
+    pub job: String,
+    pub queue: String,
+    pub status: String,
+    pub attempts: u32,
+    pub created_at: u64,
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    #[serde(default)]
+    pub error: Option<RunError>,
+}
+
+/// The failure recorded on a run.
+#[derive(Debug, Deserialize)]
+pub(super) struct RunError {
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub step: Option<String>,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "{} in step '{step}': {}", self.kind, self.message),
+            None => write!(f, "{}: {}", self.kind, self.message),
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn execute(command: Command) -> Result<Outcome> {
+    match command {
+        Command::List(args) => list(args).await,
+        Command::Show(args) => show(args).await,
+        Command::Retry(args) => retry(args).await,
+    }
+}
+
+impl ListArgs {
+    /// The query parameters of `GET /v1/runs` these flags set.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("queue", self.queue.clone()),
+            ("job", self.job.clone()),
+            ("status", self.status.clone()),
+            ("limit", self.limit.map(|n| n.to_string())),
+            ("after", self.after.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect()
+    }
+}
+
+async fn list(args: ListArgs) -> Result<Outcome> {
+    let client = args.client.client()?;
+    let answer: Value = client.get(&["v1", "runs"], &args.query()).await?;
+    if args.client.json {
+        write_json(&answer)?;
+        return Ok(Outcome::Success);
+    }
+    let page: RunPage = decode(answer)?;
+    let mut text = if page.runs.is_empty() {
+        "no runs".to_owned()
+    } else {
+        let rows: Vec<Vec<String>> = page
+            .runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.job.clone(),
+                    r.queue.clone(),
+                    r.status.clone(),
+                    r.attempts.to_string(),
+                    time_fmt::rfc3339(r.created_at),
+                ]
+            })
+            .collect();
+        render::table(
+            &["ID", "JOB", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"],
+            &rows,
+        )
+    };
+    if let Some(next) = &page.next {
+        text.push_str(&format!("\nmore runs follow: add --after {next}"));
+    }
+    write_stdout(text.trim_end())?;
+    Ok(Outcome::Success)
+}
+
+async fn show(args: IdArgs) -> Result<Outcome> {
+    let client = args.client.client()?;
+    let answer: Value = client.get(&["v1", "runs", &args.id], &[]).await?;
+    if args.client.json {
+        write_json(&answer)?;
+    } else {
+        let view: RunView = decode(answer)?;
+        write_stdout(render::run(&view).trim_end())?;
+    }
+    Ok(Outcome::Success)
+}
+
+async fn retry(args: IdArgs) -> Result<Outcome> {
+    let client = args.client.client()?;
+    let answer: Value = client
+        .post_empty(&["v1", "runs", &args.id, "retry"])
+        .await?;
+    if args.client.json {
+        write_json(&answer)?;
+    } else {
+        let run: RunRow = decode(answer)?;
+        write_stdout(&format!("retried {} ({})", run.id, run.status))?;
+    }
+    Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[test]
+    fn list_sends_only_the_filters_given() {
+        let cli = Cli::try_parse_from([
+            "runs", "list", "--status", "failed", "--limit", "10", "--after", "run_1",
+        ])
+        .unwrap();
+        let Command::List(args) = cli.command else {
+            panic!("not list")
+        };
+        assert_eq!(
+            args.query(),
+            vec![
+                ("status", "failed".to_owned()),
+                ("limit", "10".to_owned()),
+                ("after", "run_1".to_owned()),
+            ]
+        );
+        assert!(Cli::try_parse_from(["runs", "list", "--limit", "0"]).is_err());
+        assert!(Cli::try_parse_from(["runs", "list", "--limit", "1001"]).is_err());
+    }
+
+    #[test]
+    fn errors_read_with_their_step() {
+        let e: RunError = serde_json::from_str(
+            r#"{"kind": "timeout", "message": "ran past 30s", "step": "charge"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.to_string(), "timeout in step 'charge': ran past 30s");
+    }
+}

@@ -1,0 +1,96 @@
+//! Counters of the engine's work since it opened, for `/metrics`: attempts, live step
+//! completions, and failures by kind.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::model::FailureKind;
+use crate::runtime::AttemptOutcome;
+
+/// Every failure kind, in the order the failure counters are kept.
+pub const FAILURE_KINDS: [FailureKind; 7] = [
+    FailureKind::Retryable,
+    FailureKind::NonRetryable,
+    FailureKind::RetryAfter,
+    FailureKind::FuelExhausted,
+    FailureKind::Timeout,
+    FailureKind::MemoryLimit,
+    FailureKind::Trap,
+];
+
+/// The counters.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    attempts: AtomicU64,
+    step_completions: AtomicU64,
+    failures: [AtomicU64; FAILURE_KINDS.len()],
+}
+
+impl EngineMetrics {
+    pub(crate) fn record_attempt(&self, outcome: &AttemptOutcome, steps_completed: u32) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.step_completions
+            .fetch_add(u64::from(steps_completed), Ordering::Relaxed);
+        let kind = match outcome {
+            AttemptOutcome::Failed(e) => Some(e.kind),
+            AttemptOutcome::Trapped { kind, .. } => Some(*kind),
+            _ => None,
+        };
+        if let Some(kind) = kind
+            && let Some(i) = FAILURE_KINDS.iter().position(|k| *k == kind)
+        {
+            self.failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Attempts executed.
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Steps completed live (replays not counted).
+    pub fn step_completions(&self) -> u64 {
+        self.step_completions.load(Ordering::Relaxed)
+    }
+
+    /// Failed attempts by kind.
+    pub fn failures(&self) -> Vec<(FailureKind, u64)> {
+        FAILURE_KINDS
+            .iter()
+            .zip(&self.failures)
+            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::GuestError;
+
+    #[test]
+    fn attempts_steps_and_failure_kinds_are_counted() {
+        let m = EngineMetrics::default();
+        m.record_attempt(&AttemptOutcome::Completed("1".into()), 3);
+        m.record_attempt(
+            &AttemptOutcome::Trapped {
+                kind: FailureKind::Timeout,
+                message: String::new(),
+            },
+            1,
+        );
+        m.record_attempt(
+            &AttemptOutcome::Failed(GuestError {
+                kind: FailureKind::Retryable,
+                message: String::new(),
+                retry_after_ms: None,
+            }),
+            0,
+        );
+        assert_eq!(m.attempts(), 3);
+        assert_eq!(m.step_completions(), 4);
+        let f: std::collections::HashMap<_, _> = m.failures().into_iter().collect();
+        assert_eq!(f[&FailureKind::Timeout], 1);
+        assert_eq!(f[&FailureKind::Retryable], 1);
+        assert_eq!(f[&FailureKind::Trap], 0);
+    }
+}

@@ -1,0 +1,194 @@
+//! `stepwise serve`: the long-lived host process. An HTTP JSON API (axum) over the engine,
+//! tenant-scoped by bearer tokens, with the scheduler running beside it, `/healthz` and
+//! `/metrics`, and a graceful shutdown on SIGINT/SIGTERM that lets in-flight attempts finish.
+//! The routes are documented in docs/api.md.
+
+mod auth;
+pub mod config;
+mod error;
+mod metrics;
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+
+pub use config::ServeConfig;
+pub use error::CODES as ERROR_CODES;
+pub use routes::ROUTES;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::runtime::RuntimeConfig;
+use crate::store::QueueSettings;
+use crate::{SeededJitter, SystemClock};
+
+/// Command-line options of `stepwise serve`; each overrides the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Data dir (default `./stepwise-data`).
+    pub data: Option<PathBuf>,
+    /// Address to listen on (default `127.0.0.1:7070`).
+    pub listen: Option<SocketAddr>,
+    /// TOML config file.
+    pub config: Option<PathBuf>,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Engine,
+    admin_token: Option<String>,
+    max_module_bytes: usize,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl AppState {
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+fn engine_config(config: &ServeConfig) -> EngineConfig {
+    EngineConfig {
+        durability: config.durability,
+        runtime: RuntimeConfig {
+            caps: config.caps,
+            compile_cache: Some(
+                config
+                    .compile_cache
+                    .clone()
+                    .unwrap_or_else(|| config.data.join("compile-cache")),
+            ),
+            max_instances: (config.concurrency as u32).max(16),
+            ..RuntimeConfig::default()
+        },
+        default_policy: config.default_policy,
+        concurrency: config.concurrency.max(1),
+        max_payload_bytes: config.max_payload_bytes,
+        idempotency_retention_ms: config.idempotency_retention.as_millis() as u64,
+        ..EngineConfig::default()
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let mut config = match &options.config {
+        Some(path) => ServeConfig::load(path)?,
+        None => ServeConfig::default(),
+    };
+    if let Some(data) = options.data {
+        config.data = data;
+    }
+    if let Some(listen) = options.listen {
+        config.listen = listen;
+    }
+    if let Ok(token) = std::env::var("STEPWISE_ADMIN_TOKEN")
+        && !token.is_empty()
+    {
+        config.admin_token = Some(token);
+    }
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("cannot create data dir {}", config.data.display()))?;
+    let config_data = std::fs::canonicalize(&config.data)?;
+    config.data = config_data;
+    let engine = Engine::open(
+        &config.data,
+        engine_config(&config),
+        Arc::new(SystemClock),
+        Arc::new(SeededJitter::from_entropy()),
+    )
+    .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+    for q in &config.queues {
+        let settings = QueueSettings {
+            concurrency: Some(q.concurrency),
+        };
+        engine.set_queue(&q.tenant, &q.queue, settings).await?;
+    }
+    let waiting = engine.store().waiting()?.len();
+    tracing::info!(data = %config.data.display(), runs_to_resume = waiting, "store opened");
+
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let scheduler = {
+        let (engine, stop) = (engine.clone(), shutting_down.clone());
+        tokio::spawn(async move { engine.run_scheduler(stop).await })
+    };
+    let sweeper = {
+        let (engine, stop) = (engine.clone(), shutting_down.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                match engine.sweep_idempotency().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(keys = n, "expired idempotency keys removed"),
+                    Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+                }
+            }
+        })
+    };
+
+    let state = AppState {
+        engine: engine.clone(),
+        admin_token: config.admin_token.clone(),
+        max_module_bytes: config.max_module_bytes,
+        shutting_down: shutting_down.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if config.admin_token.is_none() {
+        tracing::warn!("no admin token configured: tenants cannot be created");
+    }
+    tracing::info!("stepwise listening on http://{addr}");
+
+    let on_stop = {
+        let (engine, stop) = (engine.clone(), shutting_down.clone());
+        async move {
+            stop_signal().await;
+            tracing::info!("shutting down: finishing in-flight attempts");
+            stop.store(true, Ordering::SeqCst);
+            engine.wake();
+        }
+    };
+    axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(on_stop)
+        .await
+        .context("HTTP server failed")?;
+
+    sweeper.abort();
+    match tokio::time::timeout(config.shutdown_grace, scheduler).await {
+        Ok(Ok(Ok(()))) => tracing::info!("all in-flight attempts finished"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "scheduler failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "scheduler task panicked"),
+        Err(_) => tracing::warn!(
+            "in-flight attempts did not finish within the grace period; they resume on restart"
+        ),
+    }
+    drop(engine);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! The HTTP routes (see docs/api.md): handlers parse and check their input, call the engine,
+//! and shape the answer. [`ROUTES`] lists every route for the API reference test.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{Admin, Tenant};
+use super::error::ApiError;
+use crate::engine::{NewRun, RunFilter};
+use crate::model::{RunRecord, RunStatus};
+use crate::policy::{Backoff, PolicyOverrides};
+use crate::store::QueueSettings;
+
+/// Every route, as (method, path): the API reference must list each.
+pub const ROUTES: [(&str, &str); 14] = [
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("POST", "/v1/tenants"),
+    ("POST", "/v1/modules"),
+    ("GET", "/v1/modules"),
+    ("POST", "/v1/queues/{queue}/jobs"),
+    ("GET", "/v1/queues/{queue}"),
+    ("PUT", "/v1/queues/{queue}"),
+    ("GET", "/v1/queues/{queue}/dead-letters"),
+    ("POST", "/v1/queues/{queue}/dead-letters/retry"),
+    ("DELETE", "/v1/queues/{queue}/dead-letters"),
+    ("GET", "/v1/runs"),
+    ("GET", "/v1/runs/{id}"),
+    ("POST", "/v1/runs/{id}/retry"),
+];
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    let module_limit = state.max_module_bytes.saturating_add(1);
+    // A payload may be escaped on the wire; leave room for the request's other fields.
+    let enqueue_limit = state
+        .engine
+        .config()
+        .max_payload_bytes
+        .saturating_mul(2)
+        .saturating_add(64 << 10);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/tenants", post(create_tenant))
+        .route(
+            "/v1/modules",
+            post(deploy)
+                .get(list_modules)
+                .layer(DefaultBodyLimit::max(module_limit)),
+        )
+        .route(
+            "/v1/queues/{queue}/jobs",
+            post(enqueue).layer(DefaultBodyLimit::max(enqueue_limit)),
+        )
+        .route("/v1/queues/{queue}", get(get_queue).put(put_queue))
+        .route(
+            "/v1/queues/{queue}/dead-letters",
+            get(list_dead_letters).delete(purge_dead_letters),
+        )
+        .route(
+            "/v1/queues/{queue}/dead-letters/retry",
+            post(retry_dead_letters),
+        )
+        .route("/v1/runs", get(list_runs))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/retry", post(retry_run))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(state)
+}
+
+fn ok(status: StatusCode, body: Value) -> ApiResult {
+    Ok((status, Json(body)).into_response())
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("request body: {e}")))
+}
+
+fn reject_new_work(state: &AppState) -> Result<(), ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down and accepts no new work",
+        ));
+    }
+    Ok(())
+}
+
+/// A run as the API shows it: `running` while an attempt executes.
+fn shown(state: &AppState, mut run: RunRecord) -> RunRecord {
+    if !run.status.is_final() && state.engine.is_running(&run.id) {
+        run.status = RunStatus::Running;
+    }
+    run
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("API values serialize")
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> ApiResult {
+    let text = super::metrics::render(&state.engine)
+        .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantBody {
+    name: String,
+}
+
+async fn create_tenant(State(state): State<AppState>, _: Admin, body: Bytes) -> ApiResult {
+    let body: TenantBody = parse(&body)?;
+    let created = state.engine.create_tenant(&body.name).await?;
+    ok(
+        StatusCode::CREATED,
+        json!({"tenant": created.tenant.name, "token": created.token}),
+    )
+}
+
+async fn deploy(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    reject_new_work(&state)?;
+    let limit = state.max_module_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "module_too_large",
+            format!("the module is over the {limit}-byte limit"),
+        )
+    };
+    let bytes = body.map_err(|_| too_large())?;
+    if bytes.len() > limit {
+        return Err(too_large());
+    }
+    let (_, record) = state.engine.deploy_for(&tenant, &bytes).await?;
+    ok(StatusCode::CREATED, to_value(&record))
+}
+
+async fn list_modules(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
+    let modules = state.engine.modules_of(&tenant)?;
+    ok(StatusCode::OK, json!({ "modules": modules }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueBody {
+    job: String,
+    #[serde(default = "empty_object")]
+    payload: Value,
+    idempotency_key: Option<String>,
+    max_attempts: Option<u32>,
+    backoff: Option<Backoff>,
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    memory_bytes: Option<u64>,
+    delay: Option<String>,
+    run_at: Option<String>,
+    #[serde(default)]
+    priority: i32,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `delay` or `run_at`, as an absolute time in ms (both together is an error).
+fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match (delay, run_at) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_options(
+            "give either delay or run_at, not both",
+        )),
+        (Some(d), None) => {
+            let d: Duration = humantime::parse_duration(d).map_err(|e| {
+                ApiError::invalid_options(format!("delay '{d}' is not a duration like 30s: {e}"))
+            })?;
+            Ok(Some(now_ms().saturating_add(d.as_millis() as u64)))
+        }
+        (None, Some(t)) => {
+            let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
+                ApiError::invalid_options(format!("run_at '{t}' is not an RFC 3339 time: {e}"))
+            })?;
+            let ms = at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Ok(Some(ms))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+async fn enqueue(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(queue): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    reject_new_work(&state)?;
+    let body = body.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request is over the payload limit",
+        )
+    })?;
+    let req: EnqueueBody = parse(&body)?;
+    let run_at = start_time(req.delay.as_deref(), req.run_at.as_deref())?;
+    let enqueued = state
+        .engine
+        .enqueue(NewRun {
+            tenant,
+            queue,
+            job: req.job,
+            payload: req.payload.to_string(),
+            module: None,
+            overrides: PolicyOverrides {
+                max_attempts: req.max_attempts,
+                backoff: req.backoff,
+                fuel: req.fuel,
+                timeout_ms: req.timeout_ms,
+                memory_bytes: req.memory_bytes,
+            },
+            run_at,
+            priority: req.priority,
+            idempotency_key: req.idempotency_key,
+        })
+        .await?;
+    let status = if enqueued.deduplicated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let run = shown(&state, enqueued.run);
+    ok(
+        status,
+        json!({"run": run, "deduplicated": enqueued.deduplicated}),
+    )
+}
+
+fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
+    let census = state
+        .engine
+        .store()
+        .census()
+        .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
+    let key = (tenant.to_owned(), queue.to_owned());
+    let settings = state.engine.queue_settings(tenant, queue);
+    ok(
+        StatusCode::OK,
+        json!({
+            "queue": queue,
+            "concurrency": settings.concurrency,
+            "depth": census.depth.get(&key).copied().unwrap_or(0),
+            "dead_letters": census.dead_letters.get(&key).copied().unwrap_or(0),
+        }),
+    )
+}
+
+async fn get_queue(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(queue): Path<String>,
+) -> ApiResult {
+    queue_view(&state, &tenant, &queue)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueBody {
+    concurrency: Option<u32>,
+}
+
+async fn put_queue(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let body: QueueBody = parse(&body)?;
+    if body.concurrency == Some(0) {
+        return Err(ApiError::invalid_options(
+            "concurrency must be at least 1 (or null for no queue limit)",
+        ));
+    }
+    let settings = QueueSettings {
+        concurrency: body.concurrency,
+    };
+    state.engine.set_queue(&tenant, &queue, settings).await?;
+    queue_view(&state, &tenant, &queue)
+}
+
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(queue): Path<String>,
+) -> ApiResult {
+    let runs = state.engine.dead_letters(&tenant, &queue)?;
+    ok(StatusCode::OK, json!({ "runs": runs }))
+}
+
+async fn retry_dead_letters(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(queue): Path<String>,
+) -> ApiResult {
+    reject_new_work(&state)?;
+    let runs = state.engine.retry_dead_letters(&tenant, &queue).await?;
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    ok(StatusCode::OK, json!({ "retried": ids }))
+}
+
+async fn purge_dead_letters(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(queue): Path<String>,
+) -> ApiResult {
+    let purged = state.engine.purge_dead_letters(&tenant, &queue).await?;
+    ok(StatusCode::OK, json!({ "purged": purged }))
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    for key in query.keys() {
+        if !["queue", "job", "status", "limit", "after"].contains(&key.as_str()) {
+            return Err(ApiError::invalid_options(format!(
+                "unknown query parameter '{key}': use queue, job, status, limit or after"
+            )));
+        }
+    }
+    let status = match query.get("status") {
+        Some(s) if s == "running" => None,
+        Some(s) => Some(s.parse::<RunStatus>().map_err(ApiError::invalid_options)?),
+        None => None,
+    };
+    let limit = match query.get("limit") {
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1_000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_options(format!(
+                    "limit '{l}' must be a number from 1 to 1000"
+                )));
+            }
+        },
+        None => 100,
+    };
+    let filter = RunFilter {
+        queue: query.get("queue").cloned(),
+        job: query.get("job").cloned(),
+        status,
+    };
+    let page = state.engine.list_runs(
+        &tenant,
+        &filter,
+        query.get("after").map(String::as_str),
+        limit,
+    )?;
+    let mut runs: Vec<RunRecord> = page.runs.into_iter().map(|r| shown(&state, r)).collect();
+    if query.get("status").is_some_and(|s| s == "running") {
+        runs.retain(|r| r.status == RunStatus::Running);
+    }
+    ok(StatusCode::OK, json!({"runs": runs, "next": page.next}))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> ApiResult {
+    state.engine.tenant_run(&tenant, &id)?;
+    let mut view = state.engine.view(&id)?;
+    view.run = shown(&state, view.run);
+    ok(StatusCode::OK, to_value(&view))
+}
+
+async fn retry_run(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> ApiResult {
+    reject_new_work(&state)?;
+    let run = state.engine.retry_for(&tenant, &id).await?;
+    ok(StatusCode::OK, to_value(&shown(&state, run)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_and_run_at_are_exclusive_and_parsed() {
+        assert!(start_time(Some("1s"), Some("2026-01-01T00:00:00Z")).is_err());
+        assert!(start_time(Some("soon"), None).is_err());
+        assert_eq!(
+            start_time(None, Some("2026-01-01T00:00:00Z")).unwrap(),
+            Some(1_767_225_600_000)
+        );
+        let later = start_time(Some("30s"), None).unwrap().unwrap();
+        assert!(later >= now_ms() + 29_000);
+        assert_eq!(start_time(None, None).unwrap(), None);
+    }
+}
