@@ -4,6 +4,7 @@
 
 mod util;
 
+mod api_reference;
 mod bad_input;
 mod crash;
 mod idempotency;
