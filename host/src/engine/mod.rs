@@ -21,6 +21,7 @@ use crate::model::{RunStatus, RunView};
 use crate::policy::{Caps, Policy, PolicyError};
 use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
 use crate::store::{Batch, Durability, QueueSettings, Store, StoreError};
+pub(crate) use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
 pub use metrics::EngineMetrics;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Admin, Tenant};
 use super::error::ApiError;
-use crate::engine::{NewRun, RunFilter};
+use crate::engine::{NewRun, RunFilter, check_queue_name};
 use crate::model::{RunRecord, RunStatus};
 use crate::policy::{Backoff, PolicyOverrides};
 use crate::store::QueueSettings;
@@ -280,6 +280,7 @@ async fn enqueue(
 }
 
 fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
+    check_queue_name(queue)?;
     let census = state
         .engine
         .store()
@@ -336,6 +337,7 @@ async fn list_dead_letters(
     Tenant(tenant): Tenant,
     Path(queue): Path<String>,
 ) -> ApiResult {
+    check_queue_name(&queue)?;
     let runs = state.engine.dead_letters(&tenant, &queue)?;
     ok(StatusCode::OK, json!({ "runs": runs }))
 }
@@ -346,6 +348,7 @@ async fn retry_dead_letters(
     Path(queue): Path<String>,
 ) -> ApiResult {
     reject_new_work(&state)?;
+    check_queue_name(&queue)?;
     let runs = state.engine.retry_dead_letters(&tenant, &queue).await?;
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     ok(StatusCode::OK, json!({ "retried": ids }))
@@ -356,6 +359,7 @@ async fn purge_dead_letters(
     Tenant(tenant): Tenant,
     Path(queue): Path<String>,
 ) -> ApiResult {
+    check_queue_name(&queue)?;
     let purged = state.engine.purge_dead_letters(&tenant, &queue).await?;
     ok(StatusCode::OK, json!({ "purged": purged }))
 }
