@@ -2,7 +2,7 @@
 //! attempts, step completions, failures by kind, commit group sizes and commit (fsync) latency.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::Engine;
 use crate::store::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, StoreError};
@@ -18,6 +18,30 @@ fn label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Writes a histogram from cumulative `slots` (one per bound, then the total count).
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: impl Iterator<Item = String>,
+    slots: &[AtomicU64],
+    sum: String,
+) {
+    header(out, name, "histogram", help);
+    let count = slots.last().map_or(0, |s| s.load(Ordering::Relaxed));
+    // `bounds` has one entry fewer than `slots`: the last slot is `+Inf`, the total count.
+    for (bound, slot) in bounds.zip(slots) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{bound}\"}} {}",
+            slot.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 /// Renders every metric.
@@ -113,52 +137,24 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
     );
     let _ = writeln!(out, "stepwise_commit_rows_total {}", load(&s.rows));
 
-    header(
+    histogram(
         &mut out,
         "stepwise_commit_batch_size",
-        "histogram",
         "Caller batches acknowledged per commit (group-commit efficiency).",
+        GROUP_SIZE_BOUNDS.iter().map(|b| b.to_string()),
+        &s.group_sizes,
+        load(&s.batches).to_string(),
     );
-    for (bound, slot) in GROUP_SIZE_BOUNDS.iter().zip(&s.group_sizes) {
-        let _ = writeln!(
-            out,
-            "stepwise_commit_batch_size_bucket{{le=\"{bound}\"}} {}",
-            load(slot)
-        );
-    }
-    let commits = load(&s.group_sizes[GROUP_SIZE_BOUNDS.len()]);
-    let _ = writeln!(
-        out,
-        "stepwise_commit_batch_size_bucket{{le=\"+Inf\"}} {commits}"
-    );
-    let _ = writeln!(out, "stepwise_commit_batch_size_sum {}", load(&s.batches));
-    let _ = writeln!(out, "stepwise_commit_batch_size_count {commits}");
-
-    header(
+    histogram(
         &mut out,
         "stepwise_commit_duration_seconds",
-        "histogram",
         "Time to commit a write transaction, fsync included in immediate mode.",
+        LATENCY_BOUNDS_MICROS
+            .iter()
+            .map(|b| (*b as f64 / 1e6).to_string()),
+        &s.commit_latency,
+        (load(&s.commit_micros) as f64 / 1e6).to_string(),
     );
-    for (bound, slot) in LATENCY_BOUNDS_MICROS.iter().zip(&s.commit_latency) {
-        let _ = writeln!(
-            out,
-            "stepwise_commit_duration_seconds_bucket{{le=\"{}\"}} {}",
-            *bound as f64 / 1e6,
-            load(slot)
-        );
-    }
-    let total = load(&s.commit_latency[LATENCY_BOUNDS_MICROS.len()]);
-    let _ = writeln!(
-        out,
-        "stepwise_commit_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
-    );
-    let _ = writeln!(
-        out,
-        "stepwise_commit_duration_seconds_sum {}",
-        load(&s.commit_micros) as f64 / 1e6
-    );
-    let _ = writeln!(out, "stepwise_commit_duration_seconds_count {total}");
     Ok(out)
 }
 
