@@ -2,13 +2,17 @@
 //! wasm32-wasip2, run through the real host on a real redb file. Time and jitter are injected,
 //! so backoff and timers never sleep for real; the crash tests kill a real process.
 
+mod serve_util;
 mod util;
 
+mod api;
 mod api_reference;
 mod bad_input;
+mod cli_service;
 mod crash;
 mod idempotency;
 mod lifecycle;
 mod recovery;
 mod retries;
 mod sandbox;
+mod service_crash;

@@ -60,8 +60,17 @@ impl Server {
         self.log.lock().expect("log").join("\n")
     }
 
+    /// The last `n` lines the server processes wrote to stderr.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log.lock().expect("log");
+        log[log.len().saturating_sub(n)..].join("\n")
+    }
+
     fn note(&self, line: &str) {
-        self.log.lock().expect("log").push(format!("--- {line} ---"));
+        self.log
+            .lock()
+            .expect("log")
+            .push(format!("--- {line} ---"));
     }
 
     /// Kills the process with SIGKILL and reaps it. Nothing is flushed or finished.
@@ -389,14 +398,25 @@ pub fn run_id(run: &Value) -> String {
 /// Asserts an answer is the error `status` / `code`, shaped `{"error": {"code", "message"}}`
 /// (with no other top-level field); returns the `error` object.
 pub fn assert_error(answer: &(u16, Value), status: u16, code: &str) -> Value {
+    let error = assert_error_shape(answer, status);
+    assert_eq!(error["code"], code, "{}", answer.1);
+    error
+}
+
+/// Asserts an answer is an error with `status` and the shape `{"error": {"code", "message"}}`
+/// (with no other top-level field), whatever its code; returns the `error` object.
+pub fn assert_error_shape(answer: &(u16, Value), status: u16) -> Value {
     let (got, body) = answer;
-    assert_eq!(*got, status, "expected {status} {code}, got {got}: {body}");
+    assert_eq!(*got, status, "expected {status}, got {got}: {body}");
     let top = body
         .as_object()
         .unwrap_or_else(|| panic!("error body is not an object: {body}"));
     assert_eq!(top.len(), 1, "only `error` at the top level: {body}");
     let error = &body["error"];
-    assert_eq!(error["code"], code, "{body}");
+    let code = error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error.code is not a string: {body}"));
+    assert!(!code.is_empty(), "empty error code: {body}");
     let message = error["message"]
         .as_str()
         .unwrap_or_else(|| panic!("error.message is not a string: {body}"));
@@ -473,10 +493,7 @@ pub fn rfc3339_ms(ms: u64) -> String {
 
 #[test]
 fn rfc3339_formatting() {
-    assert_eq!(
-        rfc3339_ms(crate::util::START),
-        "2026-01-01T00:00:00.000Z"
-    );
+    assert_eq!(rfc3339_ms(crate::util::START), "2026-01-01T00:00:00.000Z");
     assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
     assert_eq!(rfc3339_ms(1_709_251_199_999), "2024-02-29T23:59:59.999Z");

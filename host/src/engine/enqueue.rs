@@ -32,6 +32,8 @@ pub struct NewRun {
     pub overrides: PolicyOverrides,
     /// Earliest start; now when absent.
     pub run_at: Option<Millis>,
+    /// Earliest start as a delay after creation (ignored when `run_at` is given).
+    pub delay_ms: Option<u64>,
     /// Among runs due at the same time, higher priorities start first.
     pub priority: i32,
     /// Makes the enqueue idempotent within (tenant, queue).
@@ -50,6 +52,7 @@ impl NewRun {
             module: Some(module.to_owned()),
             overrides: PolicyOverrides::default(),
             run_at: None,
+            delay_ms: None,
             priority: 0,
             idempotency_key: None,
         }
@@ -156,7 +159,9 @@ impl Engine {
             .caps()
             .clamp(spec.policy.over(inner.config.default_policy));
         let policy = req.overrides.over(job_policy);
-        let ready_at = req.run_at.unwrap_or(now);
+        let ready_at = req
+            .run_at
+            .unwrap_or_else(|| now.saturating_add(req.delay_ms.unwrap_or(0)));
         let run = RunRecord {
             id: new_run_id(),
             tenant: req.tenant,

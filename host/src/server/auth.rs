@@ -77,6 +77,13 @@ impl FromRequestParts<AppState> for Admin {
         if state.is_admin(token) {
             return Ok(Admin);
         }
+        if state.engine.authenticate(token)?.is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown token",
+            ));
+        }
         if state.admin_token.is_none() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

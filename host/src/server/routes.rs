@@ -2,11 +2,12 @@
 //! and shape the answer. [`ROUTES`] lists every route for the API reference test.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -88,6 +89,58 @@ fn ok(status: StatusCode, body: Value) -> ApiResult {
     Ok((status, Json(body)).into_response())
 }
 
+/// Reads the one path parameter; a malformed one answers `code` in the JSON error shape.
+async fn path_param(
+    parts: &mut axum::http::request::Parts,
+    code: &'static str,
+) -> Result<String, ApiError> {
+    match Path::<String>::from_request_parts(parts, &()).await {
+        Ok(Path(value)) => Ok(value),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("malformed path parameter: {}", e.body_text()),
+        )),
+    }
+}
+
+/// The `{id}` path parameter.
+pub struct Param(String);
+
+/// The `{queue}` path parameter.
+pub struct QueueName(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Param {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        path_param(parts, "invalid_options").await.map(Self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueueName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        path_param(parts, "invalid_name").await.map(Self)
+    }
+}
+
+/// A small JSON body, or 413 in the JSON error shape when over the default limit.
+fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "invalid_json"
+            },
+            format!("request body: {}", e.body_text()),
+        )
+    })
+}
+
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("request body: {e}")))
 }
@@ -142,8 +195,12 @@ struct TenantBody {
     name: String,
 }
 
-async fn create_tenant(State(state): State<AppState>, _: Admin, body: Bytes) -> ApiResult {
-    let body: TenantBody = parse(&body)?;
+async fn create_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body: TenantBody = parse(&small_body(body)?)?;
     let created = state.engine.create_tenant(&body.name).await?;
     ok(
         StatusCode::CREATED,
@@ -200,14 +257,18 @@ fn empty_object() -> Value {
     json!({})
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// When the run may start.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    Now,
+    /// This long after the engine creates the run (so it counts from `created_at`).
+    After(u64),
+    /// At this absolute time (ms).
+    At(u64),
 }
 
-/// `delay` or `run_at`, as an absolute time in ms (both together is an error).
-fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Option<u64>, ApiError> {
+/// `delay` or `run_at` (both together is an error).
+fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Start, ApiError> {
     match (delay, run_at) {
         (Some(_), Some(_)) => Err(ApiError::invalid_options(
             "give either delay or run_at, not both",
@@ -216,7 +277,7 @@ fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Option<u64>, 
             let d: Duration = humantime::parse_duration(d).map_err(|e| {
                 ApiError::invalid_options(format!("delay '{d}' is not a duration like 30s: {e}"))
             })?;
-            Ok(Some(now_ms().saturating_add(d.as_millis() as u64)))
+            Ok(Start::After(d.as_millis() as u64))
         }
         (None, Some(t)) => {
             let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
@@ -225,16 +286,16 @@ fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Option<u64>, 
             let ms = at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            Ok(Some(ms))
+            Ok(Start::At(ms))
         }
-        (None, None) => Ok(None),
+        (None, None) => Ok(Start::Now),
     }
 }
 
 async fn enqueue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(queue): Path<String>,
+    QueueName(queue): QueueName,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     reject_new_work(&state)?;
@@ -246,7 +307,11 @@ async fn enqueue(
         )
     })?;
     let req: EnqueueBody = parse(&body)?;
-    let run_at = start_time(req.delay.as_deref(), req.run_at.as_deref())?;
+    let (run_at, delay_ms) = match start_time(req.delay.as_deref(), req.run_at.as_deref())? {
+        Start::Now => (None, None),
+        Start::After(ms) => (None, Some(ms)),
+        Start::At(at) => (Some(at), None),
+    };
     let enqueued = state
         .engine
         .enqueue(NewRun {
@@ -263,6 +328,7 @@ async fn enqueue(
                 memory_bytes: req.memory_bytes,
             },
             run_at,
+            delay_ms,
             priority: req.priority,
             idempotency_key: req.idempotency_key,
         })
@@ -302,7 +368,7 @@ fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
 async fn get_queue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(queue): Path<String>,
+    QueueName(queue): QueueName,
 ) -> ApiResult {
     queue_view(&state, &tenant, &queue)
 }
@@ -316,10 +382,10 @@ struct QueueBody {
 async fn put_queue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(queue): Path<String>,
-    body: Bytes,
+    QueueName(queue): QueueName,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let body: QueueBody = parse(&body)?;
+    let body: QueueBody = parse(&small_body(body)?)?;
     if body.concurrency == Some(0) {
         return Err(ApiError::invalid_options(
             "concurrency must be at least 1 (or null for no queue limit)",
@@ -335,7 +401,7 @@ async fn put_queue(
 async fn list_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(queue): Path<String>,
+    QueueName(queue): QueueName,
 ) -> ApiResult {
     check_queue_name(&queue)?;
     let runs = state.engine.dead_letters(&tenant, &queue)?;
@@ -345,7 +411,7 @@ async fn list_dead_letters(
 async fn retry_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(queue): Path<String>,
+    QueueName(queue): QueueName,
 ) -> ApiResult {
     reject_new_work(&state)?;
     check_queue_name(&queue)?;
@@ -357,7 +423,7 @@ async fn retry_dead_letters(
 async fn purge_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(queue): Path<String>,
+    QueueName(queue): QueueName,
 ) -> ApiResult {
     check_queue_name(&queue)?;
     let purged = state.engine.purge_dead_letters(&tenant, &queue).await?;
@@ -413,7 +479,7 @@ async fn list_runs(
 async fn get_run(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    Param(id): Param,
 ) -> ApiResult {
     state.engine.tenant_run(&tenant, &id)?;
     let mut view = state.engine.view(&id)?;
@@ -424,7 +490,7 @@ async fn get_run(
 async fn retry_run(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(id): Path<String>,
+    Param(id): Param,
 ) -> ApiResult {
     reject_new_work(&state)?;
     let run = state.engine.retry_for(&tenant, &id).await?;
@@ -441,10 +507,9 @@ mod tests {
         assert!(start_time(Some("soon"), None).is_err());
         assert_eq!(
             start_time(None, Some("2026-01-01T00:00:00Z")).unwrap(),
-            Some(1_767_225_600_000)
+            Start::At(1_767_225_600_000)
         );
-        let later = start_time(Some("30s"), None).unwrap().unwrap();
-        assert!(later >= now_ms() + 29_000);
-        assert_eq!(start_time(None, None).unwrap(), None);
+        assert_eq!(start_time(Some("30s"), None).unwrap(), Start::After(30_000));
+        assert_eq!(start_time(None, None).unwrap(), Start::Now);
     }
 }

@@ -92,16 +92,19 @@ fn run(
     stats: Arc<WriterStats>,
     rx: mpsc::Receiver<Pending>,
 ) {
-    let mut unflushed = false;
+    // In eventual mode: when the oldest commit not yet on disk was made. It bounds how long an
+    // acknowledged write may stay in memory, under steady load as when idle.
+    let mut unflushed: Option<Instant> = None;
     loop {
-        let first = if unflushed {
-            match rx.recv_timeout(EVENTUAL_FLUSH) {
+        let first = if let Some(since) = unflushed {
+            let left = EVENTUAL_FLUSH.saturating_sub(since.elapsed());
+            match rx.recv_timeout(left) {
                 Ok(p) => p,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats) {
                         tracing::error!(error = %e, "background flush failed");
                     }
-                    unflushed = false;
+                    unflushed = None;
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -121,8 +124,13 @@ fn run(
         }
         let mode = match durability {
             Durability::Immediate => redb::Durability::Immediate,
+            // The window is up: this commit goes to disk and takes the earlier ones with it.
+            Durability::Eventual if unflushed.is_some_and(|t| t.elapsed() >= EVENTUAL_FLUSH) => {
+                unflushed = None;
+                redb::Durability::Immediate
+            }
             Durability::Eventual => {
-                unflushed = true;
+                unflushed.get_or_insert_with(Instant::now);
                 redb::Durability::None
             }
         };
@@ -144,7 +152,9 @@ fn run(
         }
     }
     // Whatever `eventual` mode left unflushed is made durable before the thread ends.
-    if unflushed && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats) {
+    if unflushed.is_some()
+        && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats)
+    {
         tracing::error!(error = %e, "final flush failed");
     }
 }
