@@ -84,7 +84,10 @@ fn the_cli_drives_the_service_end_to_end() {
     let module = cli.json(&["deploy", guests::PAYMENTS]);
     assert_eq!(module["jobs"][0]["name"], "provision-after-payment");
     let listing = cli.text(&["modules"]);
-    assert!(listing.contains(&module["hash"].as_str().unwrap()[..12]), "{listing}");
+    assert!(
+        listing.contains(&module["hash"].as_str().unwrap()[..12]),
+        "{listing}"
+    );
 
     let payload = r#"{"payment_id":"pay_123","fail_provision_times":2}"#;
     let enqueue = [
@@ -117,13 +120,24 @@ fn the_cli_drives_the_service_end_to_end() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("idempotency_conflict") && err.contains(&id), "{err}");
+    assert!(
+        err.contains("idempotency_conflict") && err.contains(&id),
+        "{err}"
+    );
 
     let view = wait_final(&cli, &id);
     assert_eq!(view["status"], "completed");
     let human = cli.text(&["runs", "show", &id]);
-    for expected in ["status completed", "provision", "retry_scheduled", "timeline:"] {
-        assert!(human.contains(expected), "missing {expected:?} in:\n{human}");
+    for expected in [
+        "status completed",
+        "provision",
+        "retry_scheduled",
+        "timeline:",
+    ] {
+        assert!(
+            human.contains(expected),
+            "missing {expected:?} in:\n{human}"
+        );
     }
     let list = cli.json(&["runs", "list", "--queue", "payments"]);
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
@@ -154,10 +168,12 @@ fn the_cli_drives_the_service_end_to_end() {
     assert_eq!(wait_final(&cli, &failing_id)["status"], "failed");
     let purged = cli.json(&["dlq", "purge", "payments"]);
     assert_eq!(purged["purged"], 1);
-    assert!(cli.json(&["dlq", "list", "payments"])["runs"]
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        cli.json(&["dlq", "list", "payments"])["runs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     let queue = cli.json(&["queue", "set", "payments", "--concurrency", "3"]);
     assert_eq!(queue["concurrency"], 3);
@@ -179,10 +195,20 @@ fn the_cli_drives_the_service_end_to_end() {
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
     let out = Command::new(BIN)
-        .args(["runs", "list", "--server", "http://127.0.0.1:9", "--token", "x"])
+        .args([
+            "runs",
+            "list",
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("127.0.0.1:9") && err.contains("stepwise serve"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("stepwise serve"),
+        "{err}"
+    );
 }
