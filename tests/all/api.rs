@@ -839,3 +839,62 @@ async fn delay_counts_from_created_at() {
         );
     }
 }
+
+/// The newest deployment of a module offering a job serves that job from then on; `GET
+/// /v1/modules` lists both versions.
+#[tokio::test]
+async fn the_newest_deployment_serves_a_job() {
+    let (_server, api, token, _) = server_with("acme", guests::TESTBED).await;
+    let body = json!({"job": "echo", "payload": {"message": "m", "count": 1}});
+    let v1 = api.enqueue_new(&token, "q", body.clone()).await;
+    let v1 = api.wait_final(&token, &v1, Duration::from_secs(60)).await;
+    assert_eq!(v1["output"], json!({"message": "m", "count": 1}));
+
+    let v2_module = api.deploy(&token, guests::ECHO_V2).await;
+    let v2 = api.enqueue_new(&token, "q", body).await;
+    let v2 = api.wait_final(&token, &v2, Duration::from_secs(60)).await;
+    assert_eq!(
+        v2["output"],
+        json!({"version": 2, "message": "m", "count": 1})
+    );
+    assert_eq!(v2["module"], v2_module["hash"]);
+    assert_ne!(v1["module"], v2["module"]);
+    let (status, modules) = api.get(&token, "/v1/modules").await;
+    assert_eq!(status, 200);
+    assert_eq!(modules["modules"].as_array().unwrap().len(), 2);
+}
+
+/// `GET /v1/runs` pages with `limit` and the `next` cursor, oldest first, and filters by job
+/// and status.
+#[tokio::test]
+async fn run_lists_paginate_and_filter() {
+    let (_server, api, token, _) = server_with("acme", guests::TESTBED).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let body = json!({"job": "echo", "payload": {"message": "p", "count": n}});
+        ids.push(api.enqueue_new(&token, "pages", body).await);
+    }
+    let failing = json!({"job": "panic", "payload": {}, "max_attempts": 1});
+    let failed = api.enqueue_new(&token, "pages", failing).await;
+    for id in ids.iter().chain([&failed]) {
+        api.wait_final(&token, id, Duration::from_secs(60)).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/runs?queue=pages&job=echo&limit=2".to_owned();
+    loop {
+        let (status, page) = api.get(&token, &path).await;
+        assert_eq!(status, 200, "{page}");
+        let runs = page["runs"].as_array().unwrap();
+        assert!(runs.len() <= 2);
+        seen.extend(runs.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/runs?queue=pages&job=echo&limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every echo run once, oldest first");
+    let (_, page) = api.get(&token, "/v1/runs?queue=pages&status=failed").await;
+    let runs = page["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["id"], failed.as_str());
+}
