@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod engine;

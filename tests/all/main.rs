@@ -8,6 +8,7 @@ mod util;
 mod api;
 mod api_reference;
 mod bad_input;
+mod bench_smoke;
 mod cli_service;
 mod crash;
 mod idempotency;

@@ -12,12 +12,13 @@ use crate::model::{RunStatus, RunView};
 use crate::policy::{Backoff, PolicyOverrides};
 use crate::{Engine, EngineConfig, RuntimeConfig, SeededJitter, SystemClock};
 
-/// Logs go to stderr (stdout is for results); `STEPWISE_LOG` or `RUST_LOG` set the filter.
-pub fn init_tracing() {
+/// Logs go to stderr (stdout is for results); `STEPWISE_LOG` or `RUST_LOG` set the filter,
+/// `default` applies otherwise.
+pub fn init_tracing(default: &str) {
     use std::io::IsTerminal;
     let filter = std::env::var("STEPWISE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+        .unwrap_or_else(|_| default.to_owned());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

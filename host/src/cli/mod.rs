@@ -4,6 +4,7 @@
 //! `run`, `demo`, `resume`, `show` and `retry` work on a local data dir; `serve` runs the HTTP
 //! API; the rest are clients of that API (`client` holds their HTTP plumbing).
 
+mod bench;
 mod client;
 mod common;
 mod demo;
@@ -46,6 +47,8 @@ enum Command {
     Retry(retry::Args),
     /// Run the HTTP API server over a data dir.
     Serve(serve::Args),
+    /// Run a benchmark workload and print one JSON line (see README.md, "Benchmarks").
+    Bench(bench::Args),
     /// Manage tenants on a server (admin token).
     #[command(subcommand)]
     Tenant(tenant::Command),
@@ -79,7 +82,11 @@ pub enum Outcome {
 /// completed, 1 when it did not, 2 for bad input or any other error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    common::init_tracing();
+    // A benchmark logs warnings only: a line per attempt would be part of what it measures.
+    common::init_tracing(match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info,wasmtime=warn,cranelift=warn",
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,6 +105,7 @@ pub fn main() -> ExitCode {
             Command::Show(args) => show::execute(args).await,
             Command::Retry(args) => retry::execute(args).await,
             Command::Serve(args) => serve::execute(args).await,
+            Command::Bench(args) => bench::execute(args).await,
             Command::Tenant(command) => tenant::execute(command).await,
             Command::Deploy(args) => modules::deploy(args).await,
             Command::Modules(args) => modules::list(args).await,

@@ -22,6 +22,7 @@ pub const FAILURE_KINDS: [FailureKind; 7] = [
 pub struct EngineMetrics {
     attempts: AtomicU64,
     step_completions: AtomicU64,
+    runs_finished: AtomicU64,
     failures: [AtomicU64; FAILURE_KINDS.len()],
 }
 
@@ -40,6 +41,15 @@ impl EngineMetrics {
         {
             self.failures[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn record_finished(&self) {
+        self.runs_finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs that reached a final state (completed or failed) since the engine opened.
+    pub fn runs_finished(&self) -> u64 {
+        self.runs_finished.load(Ordering::Relaxed)
     }
 
     /// Attempts executed.

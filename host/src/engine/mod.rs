@@ -211,6 +211,26 @@ impl Engine {
         &self.inner.metrics
     }
 
+    /// The WebAssembly runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// A journal for attempt `attempt` of run `id`, as the scheduler would make it.
+    pub(crate) fn journal_for(
+        &self,
+        id: &str,
+        attempt: u32,
+    ) -> Result<journal::Journal, EngineError> {
+        Ok(journal::Journal::load(
+            self.inner.store.clone(),
+            self.inner.clock.clone(),
+            id,
+            attempt,
+            self.inner.config.journal,
+        )?)
+    }
+
     /// Whether an attempt of run `id` is executing now.
     pub fn is_running(&self, id: &str) -> bool {
         self.inner.inflight.lock().expect("inflight").contains(id)

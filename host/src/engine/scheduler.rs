@@ -3,8 +3,8 @@
 //! next due time, or for new work — never polling.
 //!
 //! Among the runs that are due, higher priorities start first, then earlier due times. The
-//! window considered is bounded (a few times the free capacity), so priority is exact within a
-//! backlog of that size and approximate beyond it.
+//! window considered is bounded (twice the free capacity plus 16 runs, in due order), so
+//! priority is exact within a backlog of that size and approximate beyond it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,11 +99,13 @@ impl Engine {
     ) -> Result<Vec<(String, QueueKey)>, EngineError> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let inflight = inner.inflight.lock().expect("inflight").len();
-        let window = (room + inflight).saturating_mul(4).max(64);
+        let inflight = inner.inflight.lock().expect("inflight").clone();
+        // Candidates decoded: the free slots twice over plus a margin, enough for priorities to
+        // act within a burst; running runs are skipped before any decoding.
+        let candidates = room.saturating_mul(2).saturating_add(16);
         let mut due = Vec::new();
-        for (at, id) in inner.store.due(now, window)? {
-            if inner.inflight.lock().expect("inflight").contains(&id) {
+        for (at, id) in inner.store.due(now, inflight.len() + candidates)? {
+            if inflight.contains(&id) {
                 continue;
             }
             if let Some(run) = inner.store.run(&id)? {
@@ -263,6 +265,9 @@ impl Engine {
             self.refresh_idempotency(&run, &mut batch)?;
         }
         inner.store.commit(batch).await?;
+        if run.status.is_final() {
+            inner.metrics.record_finished();
+        }
         tracing::info!(
             run = %id,
             attempt = run.attempts,

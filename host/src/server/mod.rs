@@ -73,6 +73,16 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
     }
 }
 
+/// The API router over `engine`, for running the server inside another program (benchmarks).
+pub(crate) fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
+    routes::router(AppState {
+        engine,
+        admin_token,
+        max_module_bytes: ServeConfig::default().max_module_bytes,
+        shutting_down: Arc::new(AtomicBool::new(false)),
+    })
+}
+
 /// Waits for SIGINT or SIGTERM.
 async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

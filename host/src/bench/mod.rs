@@ -1,0 +1,185 @@
+//! `stepwise bench`: the benchmark workloads of the benchmark contract (see README.md), each in
+//! a fresh data dir, printing one JSON line on stdout and progress on stderr.
+//!
+//! Every workload runs real wasm components built from `examples/bench-jobs` through the same
+//! engine, store and scheduler as `stepwise serve`; nothing is simulated.
+
+mod report;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use report::Report;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::runtime::RuntimeConfig;
+use crate::store::Durability;
+use crate::{SeededJitter, SystemClock};
+
+/// The workloads, by name.
+pub const WORKLOADS: [&str; 7] = [
+    "noop",
+    "steps3",
+    "retry10",
+    "enqueue_idem",
+    "replay1000",
+    "instantiate",
+    "sleepers",
+];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// One of [`WORKLOADS`].
+    pub workload: String,
+    /// Jobs (or iterations) to run.
+    pub jobs: usize,
+    /// Attempts executing at once.
+    pub concurrency: usize,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Data dir (default: a fresh temporary dir, removed afterwards).
+    pub data: Option<PathBuf>,
+    /// The bench-jobs component (default: built from `examples/bench-jobs`).
+    pub component: Option<PathBuf>,
+}
+
+/// Builds `examples/bench-jobs` for wasm32-wasip2 with plain cargo; returns the component.
+pub fn build_component() -> Result<PathBuf> {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
+    let target = ws.join("target").join("guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&ws)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "example-bench-jobs",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .context("cannot run cargo to build examples/bench-jobs")?;
+    if !status.success() {
+        bail!("building examples/bench-jobs failed");
+    }
+    Ok(target
+        .join("wasm32-wasip2")
+        .join("release")
+        .join("example_bench_jobs.wasm"))
+}
+
+/// A fresh engine on its own data dir, with the bench component deployed.
+pub(crate) struct Bench {
+    pub(crate) engine: Engine,
+    pub(crate) module: String,
+    pub(crate) options: BenchOptions,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Bench {
+    async fn open(options: &BenchOptions) -> Result<Self> {
+        let (dir, path) = match &options.data {
+            Some(p) => {
+                if p.join("stepwise.redb").exists() {
+                    bail!(
+                        "{} already holds a store; benchmarks need a fresh data dir",
+                        p.display()
+                    );
+                }
+                (None, p.clone())
+            }
+            None => {
+                let d = tempfile::Builder::new()
+                    .prefix("stepwise-bench-")
+                    .tempdir()?;
+                let p = d.path().to_owned();
+                (Some(d), p)
+            }
+        };
+        let config = EngineConfig {
+            durability: options.durability,
+            concurrency: options.concurrency.max(1),
+            runtime: RuntimeConfig {
+                compile_cache: Some(path.join("compile-cache")),
+                max_instances: (options.concurrency as u32).max(16),
+                ..RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let engine = Engine::open(
+            &path,
+            config,
+            Arc::new(SystemClock),
+            Arc::new(SeededJitter::from_entropy()),
+        )?;
+        let component = match &options.component {
+            Some(c) => c.clone(),
+            None => build_component()?,
+        };
+        let bytes = std::fs::read(&component)
+            .with_context(|| format!("cannot read {}", component.display()))?;
+        let module = engine.deploy(&bytes).await?.hash.clone();
+        Ok(Self {
+            engine,
+            module,
+            options: options.clone(),
+            _dir: dir,
+        })
+    }
+}
+
+/// Prints `done/total` on stderr about once a second until `done()` reaches `total`.
+pub(crate) async fn progress(label: &str, total: u64, done: impl Fn() -> u64) {
+    let started = Instant::now();
+    let mut last = Instant::now();
+    loop {
+        let n = done();
+        if n >= total {
+            break;
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "{label}: {n}/{total} after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            last = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Runs one workload and returns its report.
+pub async fn run(options: BenchOptions) -> Result<Report> {
+    if !WORKLOADS.contains(&options.workload.as_str()) {
+        bail!(
+            "unknown workload '{}': use one of {}",
+            options.workload,
+            WORKLOADS.join(", ")
+        );
+    }
+    let bench = Bench::open(&options).await?;
+    match options.workload.as_str() {
+        "noop" => workloads::jobs(&bench, "noop").await,
+        "steps3" => workloads::jobs(&bench, "steps3").await,
+        "retry10" => workloads::jobs(&bench, "retry10").await,
+        "enqueue_idem" => workloads::enqueue_idem(&bench).await,
+        "replay1000" => workloads::replay(&bench).await,
+        "instantiate" => workloads::instantiate(&bench).await,
+        "sleepers" => workloads::sleepers(&bench).await,
+        _ => unreachable!("checked above"),
+    }
+}

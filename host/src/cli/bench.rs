@@ -1,0 +1,63 @@
+//! `stepwise bench`: runs one benchmark workload in a fresh data dir and prints its JSON line.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::Outcome;
+use super::common::write_stdout;
+use crate::bench::{BenchOptions, WORKLOADS};
+use crate::store::Durability;
+
+/// Arguments of `stepwise bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The workload: noop, steps3, retry10, enqueue_idem, replay1000, instantiate or sleepers.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
+    workload: String,
+    /// Jobs to run (replay1000: steps to replay; instantiate: instances). Default: 20000;
+    /// sleepers 100000; replay1000 1000; instantiate 10000.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Attempts executing at once.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// `immediate` (fsync before every acknowledgement) or `eventual`.
+    #[arg(long, default_value = "immediate", value_parser = parse_durability)]
+    durability: Durability,
+    /// Data dir; must not hold a store (default: a fresh temporary dir).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The bench-jobs component (default: built from examples/bench-jobs).
+    #[arg(long)]
+    component: Option<PathBuf>,
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "immediate" => Ok(Durability::Immediate),
+        "eventual" => Ok(Durability::Eventual),
+        other => Err(format!("'{other}' is not immediate or eventual")),
+    }
+}
+
+/// Runs the command.
+pub async fn execute(args: Args) -> Result<Outcome> {
+    let jobs = args.jobs.unwrap_or(match args.workload.as_str() {
+        "sleepers" => 100_000,
+        "replay1000" => 1_000,
+        "instantiate" => 10_000,
+        _ => 20_000,
+    });
+    let report = crate::bench::run(BenchOptions {
+        workload: args.workload,
+        jobs,
+        concurrency: args.concurrency,
+        durability: args.durability,
+        data: args.data,
+        component: args.component,
+    })
+    .await?;
+    write_stdout(&serde_json::to_string(&report)?)?;
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,73 @@
+//! A tiny run of every benchmark workload through the real CLI: each prints one JSON line with
+//! the contract's fields, and the self-checks (retry10's step counts, enqueue_idem's second
+//! pass) hold. Figures are not asserted: performance is measured by `scripts/bench.sh`.
+
+use std::process::Command;
+
+use serde_json::Value;
+use stepwise_tests::guests;
+
+const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");
+
+fn bench(workload: &str, jobs: &str) -> Value {
+    let out = Command::new(BIN)
+        .args(["bench", workload, "--jobs", jobs, "--concurrency", "4"])
+        .args(["--component", guests::BENCH_JOBS])
+        .output()
+        .expect("run stepwise bench");
+    assert!(
+        out.status.success(),
+        "{workload}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "one JSON line: {text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    for key in [
+        "system",
+        "workload",
+        "durability",
+        "jobs",
+        "concurrency",
+        "jobs_per_s",
+        "p50_ms",
+        "p99_ms",
+        "commits",
+        "rows_per_commit",
+    ] {
+        assert!(
+            report.get(key).is_some(),
+            "{workload}: missing {key} in {report}"
+        );
+    }
+    assert_eq!(report["system"], "stepwise");
+    assert_eq!(report["workload"], workload);
+    report
+}
+
+#[test]
+fn every_workload_runs_and_checks_itself() {
+    for workload in ["noop", "steps3"] {
+        let r = bench(workload, "40");
+        assert_eq!(r["jobs"], 40);
+        assert!(r["commits"].as_u64().unwrap() > 0);
+    }
+    let r = bench("retry10", "40");
+    assert_eq!(r["completed_steps_run_twice"], 0);
+    assert_eq!(r["second_step_executions"], 44);
+    assert_eq!(
+        r["second_step_executions"],
+        r["expected_second_step_executions"]
+    );
+    let r = bench("enqueue_idem", "20");
+    assert_eq!(r["created_first_pass"], 20);
+    assert_eq!(r["created_second_pass"], 0);
+    let r = bench("replay1000", "50");
+    assert_eq!(r["steps"], 50);
+    assert!(r.get("replay_ms").is_some());
+    let r = bench("instantiate", "50");
+    assert!(r["us_per_instance"].as_f64().unwrap() > 0.0);
+    let r = bench("sleepers", "20");
+    assert_eq!(r["jobs"], 20);
+    assert!(r["max_wake_lateness_ms"].as_f64().is_some());
+}
