@@ -10,9 +10,14 @@ use stepwise_tests::guests;
 const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");
 
 fn bench(workload: &str, jobs: &str) -> Value {
+    bench_with(workload, jobs, &[])
+}
+
+fn bench_with(workload: &str, jobs: &str, extra: &[&str]) -> Value {
     let out = Command::new(BIN)
         .args(["bench", workload, "--jobs", jobs, "--concurrency", "4"])
         .args(["--component", guests::BENCH_JOBS])
+        .args(extra)
         .output()
         .expect("run stepwise bench");
     assert!(
@@ -67,6 +72,25 @@ fn every_workload_runs_and_checks_itself() {
     assert!(r.get("replay_ms").is_some());
     let r = bench("instantiate", "50");
     assert!(r["us_per_instance"].as_f64().unwrap() > 0.0);
+    // The native baseline: the same job logic, the same self-checks.
+    let r = bench_with("steps3", "40", &["--native"]);
+    assert_eq!(r["handler"], "native");
+    let r = bench_with("retry10", "40", &["--native"]);
+    assert_eq!(r["completed_steps_run_twice"], 0);
+    assert_eq!(r["second_step_executions"], 44);
+    let wasm = bench("replay1000", "30");
+    let native = bench_with("replay1000", "30", &["--native"]);
+    assert_eq!(
+        wasm["commits"], native["commits"],
+        "both journal every step"
+    );
+    let out = Command::new(BIN)
+        .args(["bench", "instantiate", "--native"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no native variant"));
+
     let r = bench("sleepers", "20");
     assert_eq!(r["jobs"], 20);
     assert!(r["max_wake_lateness_ms"].as_f64().is_some());

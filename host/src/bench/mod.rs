@@ -4,6 +4,7 @@
 //! Every workload runs real wasm components built from `examples/bench-jobs` through the same
 //! engine, store and scheduler as `stepwise serve`; nothing is simulated.
 
+mod native_jobs;
 mod report;
 mod workloads;
 
@@ -46,6 +47,8 @@ pub struct BenchOptions {
     pub data: Option<PathBuf>,
     /// The bench-jobs component (default: built from `examples/bench-jobs`).
     pub component: Option<PathBuf>,
+    /// Run the same job logic as a native handler instead of the component.
+    pub native: bool,
 }
 
 /// Builds `examples/bench-jobs` for wasm32-wasip2 with plain cargo; returns the component.
@@ -126,13 +129,17 @@ impl Bench {
             Arc::new(SystemClock),
             Arc::new(SeededJitter::from_entropy()),
         )?;
-        let component = match &options.component {
-            Some(c) => c.clone(),
-            None => build_component()?,
+        let module = if options.native {
+            engine.register_native("bench-jobs", Arc::new(native_jobs::BenchJobs))
+        } else {
+            let component = match &options.component {
+                Some(c) => c.clone(),
+                None => build_component()?,
+            };
+            let bytes = std::fs::read(&component)
+                .with_context(|| format!("cannot read {}", component.display()))?;
+            engine.deploy(&bytes).await?.hash.clone()
         };
-        let bytes = std::fs::read(&component)
-            .with_context(|| format!("cannot read {}", component.display()))?;
-        let module = engine.deploy(&bytes).await?.hash.clone();
         Ok(Self {
             engine,
             module,
@@ -171,8 +178,19 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
             WORKLOADS.join(", ")
         );
     }
+    if options.native && matches!(options.workload.as_str(), "instantiate" | "enqueue_idem") {
+        bail!(
+            "'{}' has no native variant: it measures the {}",
+            options.workload,
+            if options.workload == "instantiate" {
+                "sandbox itself"
+            } else {
+                "HTTP API, which only serves components"
+            }
+        );
+    }
     let bench = Bench::open(&options).await?;
-    match options.workload.as_str() {
+    let report = match options.workload.as_str() {
         "noop" => workloads::jobs(&bench, "noop").await,
         "steps3" => workloads::jobs(&bench, "steps3").await,
         "retry10" => workloads::jobs(&bench, "retry10").await,
@@ -181,5 +199,9 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
         "instantiate" => workloads::instantiate(&bench).await,
         "sleepers" => workloads::sleepers(&bench).await,
         _ => unreachable!("checked above"),
-    }
+    }?;
+    Ok(Report {
+        handler: if options.native { "native" } else { "wasm" },
+        ..report
+    })
 }

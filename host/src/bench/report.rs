@@ -28,6 +28,8 @@ pub struct Report {
     pub commits: u64,
     /// Mutations per transaction.
     pub rows_per_commit: f64,
+    /// `wasm` or `native` (the baseline: the same job logic without the sandbox).
+    pub handler: &'static str,
     /// Workload-specific figures.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -47,6 +49,7 @@ impl Report {
             p99_ms: 0.0,
             commits: 0,
             rows_per_commit: 0.0,
+            handler: "wasm",
             extra: Map::new(),
         }
     }

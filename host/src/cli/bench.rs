@@ -31,6 +31,9 @@ pub struct Args {
     /// The bench-jobs component (default: built from examples/bench-jobs).
     #[arg(long)]
     component: Option<PathBuf>,
+    /// Run the same job logic as a native Rust handler through the same engine (the baseline).
+    #[arg(long)]
+    native: bool,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -56,6 +59,7 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         durability: args.durability,
         data: args.data,
         component: args.component,
+        native: args.native,
     })
     .await?;
     write_stdout(&serde_json::to_string(&report)?)?;

@@ -147,12 +147,12 @@ impl Engine {
                 .job_route(&req.tenant, &req.job)?
                 .ok_or_else(|| self.unknown_job(&req.tenant, &req.job))?,
         };
-        let module = self.module(&module_hash).await?;
-        let spec = module
+        let handler = self.handler(&module_hash).await?;
+        let spec = handler
             .job(&req.job)
             .ok_or_else(|| EngineError::UnknownJob {
                 job: req.job.clone(),
-                available: module.job_names(),
+                available: handler.job_names(),
             })?;
         req.overrides.validate(self.caps())?;
         let job_policy = self
@@ -167,7 +167,7 @@ impl Engine {
             tenant: req.tenant,
             job: req.job,
             queue: req.queue,
-            module: module.hash.clone(),
+            module: module_hash,
             payload,
             policy,
             overrides: req.overrides,

@@ -6,6 +6,7 @@ mod enqueue;
 pub mod journal;
 mod manual;
 mod metrics;
+pub mod native;
 mod outcome;
 mod scheduler;
 mod tenants;
@@ -145,6 +146,7 @@ struct Inner {
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
+    natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -187,6 +189,7 @@ impl Engine {
                 inflight: Mutex::default(),
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
+                natives: Mutex::default(),
             }),
         })
     }

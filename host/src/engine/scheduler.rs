@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use super::outcome::settle;
 use super::{Engine, EngineError};
 use crate::engine::journal::Journal;
+use crate::engine::native::{self, Handler};
 use crate::model::{ErrorInfo, EventKind, FailureKind, RunStatus};
 use crate::runtime::bindings::JobContext;
 use crate::store::Batch;
@@ -212,7 +213,7 @@ impl Engine {
             inner.config.journal,
         )?;
         journal.event(EventKind::AttemptStarted, None, "");
-        let module = match self.module(&run.module).await {
+        let handler = match self.handler(&run.module).await {
             Ok(m) => m,
             Err(e) => {
                 // A module that cannot be loaded will not load on the next attempt either.
@@ -244,10 +245,17 @@ impl Engine {
         };
         let payload = run.payload.to_string();
         let policy = run.policy;
-        let (report, mut journal) = inner
-            .runtime
-            .execute(&module, journal, &policy, ctx, payload)
-            .await;
+        let (report, mut journal) = match &handler {
+            Handler::Wasm(module) => {
+                inner
+                    .runtime
+                    .execute(module, journal, &policy, ctx, payload)
+                    .await
+            }
+            Handler::Native(native) => {
+                native::execute(&**native, journal, run.job.clone(), payload).await
+            }
+        };
         let now = inner.clock.now();
         let settled = settle(&mut run, &mut journal, &report.outcome, now, &*inner.jitter);
         inner
