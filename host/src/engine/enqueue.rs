@@ -221,6 +221,10 @@ impl Engine {
                 return self.resolve_taken(key, &holder, same_payload);
             }
         }
+        self.inner.placement.lock().expect("placement").insert(
+            run.id.clone(),
+            (run.priority, (run.tenant.clone(), run.queue.clone())),
+        );
         tracing::info!(run = %run.id, tenant = %run.tenant, job = %run.job, "run created");
         inner.wake.notify_one();
         Ok(Enqueued {

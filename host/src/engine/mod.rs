@@ -135,6 +135,12 @@ pub enum EngineError {
     },
 }
 
+/// (tenant, queue).
+pub(crate) type QueueKey = (String, String);
+
+/// A run's priority and queue.
+pub(crate) type Placement = (i32, QueueKey);
+
 struct Inner {
     store: Arc<Store>,
     runtime: Runtime,
@@ -143,6 +149,9 @@ struct Inner {
     config: EngineConfig,
     wake: Notify,
     inflight: Mutex<HashSet<String>>,
+    /// Priority and (tenant, queue) of runs waiting or executing: fixed for a run's life, and
+    /// what the scheduler needs to choose among due runs without decoding their records.
+    placement: Mutex<HashMap<String, Placement>>,
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
@@ -190,6 +199,7 @@ impl Engine {
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
                 natives: Mutex::default(),
+                placement: Mutex::default(),
             }),
         })
     }

@@ -13,15 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::task::JoinSet;
 
 use super::outcome::settle;
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, QueueKey};
 use crate::engine::journal::Journal;
 use crate::engine::native::{self, Handler};
 use crate::model::{ErrorInfo, EventKind, FailureKind, RunStatus};
 use crate::runtime::bindings::JobContext;
 use crate::store::Batch;
-
-/// (tenant, queue).
-type QueueKey = (String, String);
 
 impl Engine {
     /// Executes due attempts until `done()` holds (checked whenever an attempt ends), or until
@@ -109,11 +106,24 @@ impl Engine {
             if inflight.contains(&id) {
                 continue;
             }
-            if let Some(run) = inner.store.run(&id)? {
-                due.push((run.priority, at, id, (run.tenant, run.queue)));
-            } else {
-                due.push((0, at, id, (String::new(), String::new())));
-            }
+            let cached = inner.placement.lock().expect("placement").get(&id).cloned();
+            let (priority, queue) = match cached {
+                Some(p) => p,
+                // Runs created before this process started: decode once, then remember.
+                None => {
+                    let p = match inner.store.run(&id)? {
+                        Some(run) => (run.priority, (run.tenant, run.queue)),
+                        None => (0, (String::new(), String::new())),
+                    };
+                    inner
+                        .placement
+                        .lock()
+                        .expect("placement")
+                        .insert(id.clone(), p.clone());
+                    p
+                }
+            };
+            due.push((priority, at, id, queue));
         }
         due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut started: HashMap<QueueKey, usize> = HashMap::new();
@@ -235,6 +245,8 @@ impl Engine {
                     .put_dead_letter(&run, inner.clock.now());
                 self.refresh_idempotency(&run, &mut batch)?;
                 inner.store.commit(batch).await?;
+                inner.metrics.record_finished();
+                inner.placement.lock().expect("placement").remove(id);
                 return Ok(());
             }
         };
@@ -275,6 +287,7 @@ impl Engine {
         inner.store.commit(batch).await?;
         if run.status.is_final() {
             inner.metrics.record_finished();
+            inner.placement.lock().expect("placement").remove(id);
         }
         tracing::info!(
             run = %id,
