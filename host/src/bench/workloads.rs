@@ -234,13 +234,15 @@ fn rss_bytes() -> Option<u64> {
 pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     let engine = &bench.engine;
     let n = bench.options.jobs;
-    // Long enough that every run is asleep before the first wakes, at a few thousand a second.
-    let sleep_ms = 5_000 + (n as u64) / 2;
+    // Long enough that every run is asleep before the first wakes, even one at a time.
+    let sleep_ms = 5_000 + n as u64;
     let rss0 = rss_bytes().unwrap_or(0);
     let (stop, scheduler) = start_scheduler(bench);
     let (commits0, rows0) = engine.store().commit_counts();
     let started = Instant::now();
     let attempts0 = engine.metrics().attempts();
+    // Counted from before the first enqueue: an early run may wake before the last one sleeps.
+    let finished0 = engine.metrics().runs_finished();
     let ids = enqueue_all(bench, "sleeper", n, |_| json!({"ms": sleep_ms})).await?;
     progress("sleepers asleep", n as u64, || {
         engine.metrics().attempts() - attempts0
