@@ -263,7 +263,6 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
             sleeping_now.fetch_add(1, Ordering::Relaxed);
         }
     }
-    let finished0 = engine.metrics().runs_finished();
     progress("sleepers woken", n as u64, || {
         engine.metrics().runs_finished() - finished0
     })
