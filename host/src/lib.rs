@@ -39,6 +39,7 @@ pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod engine;
+pub mod examples;
 pub mod model;
 pub mod policy;
 pub mod runtime;

@@ -8,7 +8,7 @@ mod native_jobs;
 mod report;
 mod workloads;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,36 +53,7 @@ pub struct BenchOptions {
 
 /// Builds `examples/bench-jobs` for wasm32-wasip2 with plain cargo; returns the component.
 pub fn build_component() -> Result<PathBuf> {
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the workspace")
-        .to_path_buf();
-    let target = ws.join("target").join("guests");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(&ws)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "example-bench-jobs",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .context("cannot run cargo to build examples/bench-jobs")?;
-    if !status.success() {
-        bail!("building examples/bench-jobs failed");
-    }
-    Ok(target
-        .join("wasm32-wasip2")
-        .join("release")
-        .join("example_bench_jobs.wasm"))
+    crate::examples::build("example-bench-jobs")
 }
 
 /// A fresh engine on its own data dir, with the bench component deployed.

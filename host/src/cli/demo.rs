@@ -2,9 +2,9 @@
 //! `provision-after-payment` job end to end, with `provision` failing twice before it succeeds,
 //! then shows the run: `charge` ran once, `provision` three times, and the timeline says why.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use super::Outcome;
 use super::common::{data_dir, open_engine, print_run};
@@ -27,51 +27,9 @@ pub struct Args {
     json: bool,
 }
 
-/// The workspace this binary was built from.
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the workspace")
-        .to_path_buf()
-}
-
-/// Builds `examples/payments` with plain cargo and returns the component's path.
-fn build_payments() -> Result<PathBuf> {
-    let ws = workspace();
-    let target = ws.join("target").join("guests");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    tracing::info!("building examples/payments for wasm32-wasip2");
-    let status = std::process::Command::new(cargo)
-        .current_dir(&ws)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "example-payments",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .context("cannot run cargo to build the payments example")?;
-    if !status.success() {
-        bail!(
-            "building the payments example failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)"
-        );
-    }
-    Ok(target
-        .join("wasm32-wasip2")
-        .join("release")
-        .join("example_payments.wasm"))
-}
-
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
-    let component = build_payments()?;
+    let component = crate::examples::build("example-payments")?;
     let bytes = std::fs::read(&component)
         .with_context(|| format!("cannot read {}", component.display()))?;
     let data = data_dir(args.data)?;
