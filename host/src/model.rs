@@ -142,6 +142,9 @@ pub enum StepStatus {
 pub struct StepRecord {
     /// The step's name, unique within the run (`name#2` for a repeat).
     pub name: String,
+    /// Its position among the run's steps, in the order they first began (from 0).
+    #[serde(default)]
+    pub ordinal: u32,
     /// Work or timer.
     pub kind: StepKind,
     /// Where it is.
@@ -362,6 +365,7 @@ mod tests {
     fn budget_counts_from_the_last_manual_retry() {
         let s = StepRecord {
             name: "x".into(),
+            ordinal: 0,
             kind: StepKind::Step,
             status: StepStatus::Failed,
             attempts: 7,

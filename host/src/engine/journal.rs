@@ -221,11 +221,13 @@ impl Journal {
             )));
         }
         let now = self.clock.now();
+        let ordinal = self.steps.len() as u32;
         let step = self
             .steps
             .entry(name.to_owned())
             .or_insert_with(|| StepRecord {
                 name: name.to_owned(),
+                ordinal,
                 kind: StepKind::Step,
                 status: StepStatus::Running,
                 attempts: 0,
@@ -335,11 +337,13 @@ impl Journal {
             ))));
         }
         let now = self.clock.now();
+        let ordinal = self.steps.len() as u32;
         let step = self
             .steps
             .entry(name.to_owned())
             .or_insert_with(|| StepRecord {
                 name: name.to_owned(),
+                ordinal,
                 kind: StepKind::Sleep,
                 status: StepStatus::Sleeping,
                 attempts: 1,

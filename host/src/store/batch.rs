@@ -20,7 +20,7 @@ pub(super) enum Op {
     },
     PutStep {
         run: String,
-        name: String,
+        ordinal: u32,
         json: Vec<u8>,
     },
     PutTimeline {
@@ -171,11 +171,11 @@ impl Batch {
         self
     }
 
-    /// Writes a step's journal entry.
+    /// Writes a step's journal entry, at its ordinal.
     pub fn put_step(&mut self, run: &str, step: &StepRecord) -> &mut Self {
         self.ops.push(Op::PutStep {
             run: run.to_owned(),
-            name: step.name.clone(),
+            ordinal: step.ordinal,
             json: to_json(step),
         });
         self

@@ -208,7 +208,6 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         }
         txn.open_table(schema::RUNS)?;
         txn.open_table(schema::STEPS)?;
-        txn.open_table(schema::STEP_NAMES)?;
         txn.open_table(schema::TIMELINE)?;
         txn.open_table(schema::LOGS)?;
         txn.open_table(schema::READY)?;

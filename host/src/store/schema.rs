@@ -7,7 +7,7 @@
 use redb::TableDefinition;
 
 /// Bumped when a change to these tables needs a migration; checked when a store opens.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// `"schema_version"` → version.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -16,11 +16,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 
 /// (run id, step ordinal) → [`crate::model::StepRecord`] (JSON). Ordinals keep steps in the order
-/// they first began; [`STEP_NAMES`] maps a name back to its ordinal.
+/// they first began; the record carries its own ordinal, assigned by the journal (which holds a
+/// run's steps in memory), so recording a step is one insert.
 pub const STEPS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("steps");
-
-/// (run id, step name) → step ordinal.
-pub const STEP_NAMES: TableDefinition<(&str, &str), u32> = TableDefinition::new("step_names");
 
 /// (run id, sequence) → [`crate::model::TimelineEntry`] (JSON).
 pub const TIMELINE: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("timeline");

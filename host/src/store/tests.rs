@@ -16,9 +16,10 @@ fn run(id: &str) -> RunRecord {
     }
 }
 
-fn step(name: &str) -> StepRecord {
+fn step(name: &str, ordinal: u32) -> StepRecord {
     StepRecord {
         name: name.into(),
+        ordinal,
         kind: StepKind::Step,
         status: StepStatus::Completed,
         attempts: 1,
@@ -39,11 +40,11 @@ async fn records_survive_reopen_and_keep_step_order() {
         let r = run("r1");
         let mut b = Batch::new();
         b.put_run(&r).set_ready("r1", None, r.ready_at);
-        for name in ["zeta", "alpha", "mid"] {
-            b.put_step("r1", &step(name));
+        for (ordinal, name) in ["zeta", "alpha", "mid"].into_iter().enumerate() {
+            b.put_step("r1", &step(name, ordinal as u32));
         }
         // Rewriting a step keeps its position.
-        let mut again = step("zeta");
+        let mut again = step("zeta", 0);
         again.attempts = 2;
         b.put_step("r1", &again);
         b.put_timeline(

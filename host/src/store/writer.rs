@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::batch::{CommitOutcome, Op};
@@ -171,12 +171,15 @@ fn commit(
         .map_err(|e| StoreError::Io(e.to_string()))?;
     let mut rows = 0u64;
     let mut outcomes = Vec::with_capacity(batches.len());
-    for batch in batches {
-        let outcome = check_guard(&txn, batch)?;
-        if outcome == CommitOutcome::Applied {
-            rows += apply(&txn, batch)?;
+    {
+        let mut tables = Tables::new(&txn);
+        for batch in batches {
+            let outcome = check_guard(&mut tables, batch)?;
+            if outcome == CommitOutcome::Applied {
+                rows += apply(&mut tables, batch)?;
+            }
+            outcomes.push(outcome);
         }
-        outcomes.push(outcome);
     }
     txn.commit()?;
     stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -187,12 +190,56 @@ fn commit(
     Ok(outcomes)
 }
 
+/// Declares [`Tables`]: one lazily opened handle per table, kept for the whole transaction.
+/// Opening a redb table looks it up in the table tree and decodes its definition, which is
+/// work worth doing once per commit rather than once per mutation.
+macro_rules! tables {
+    ($($field:ident: $def:ident as $k:ty => $v:ty;)*) => {
+        struct Tables<'t> {
+            txn: &'t WriteTransaction,
+            $($field: Option<Table<'t, $k, $v>>,)*
+        }
+
+        impl<'t> Tables<'t> {
+            fn new(txn: &'t WriteTransaction) -> Self {
+                Self { txn, $($field: None,)* }
+            }
+
+            $(
+                fn $field(&mut self) -> Result<&mut Table<'t, $k, $v>, StoreError> {
+                    if self.$field.is_none() {
+                        self.$field = Some(self.txn.open_table($def)?);
+                    }
+                    Ok(self.$field.as_mut().expect("opened above"))
+                }
+            )*
+        }
+    };
+}
+
+tables! {
+    runs: RUNS as &'static str => &'static [u8];
+    steps: STEPS as (&'static str, u32) => &'static [u8];
+    timeline: TIMELINE as (&'static str, u32) => &'static [u8];
+    logs: LOGS as (&'static str, u32) => &'static [u8];
+    ready: READY as (u64, &'static str) => ();
+    dead_letters: DEAD_LETTERS as (&'static str, &'static str, &'static str) => u64;
+    tenant_runs: TENANT_RUNS as (&'static str, &'static str) => ();
+    idempotency: IDEMPOTENCY as (&'static str, &'static str, &'static str) => &'static [u8];
+    tenants: TENANTS as &'static str => &'static [u8];
+    tokens: TOKENS as &'static str => &'static str;
+    tenant_modules: TENANT_MODULES as (&'static str, &'static str) => &'static [u8];
+    job_routes: JOB_ROUTES as (&'static str, &'static str) => &'static str;
+    queues: QUEUES as (&'static str, &'static str) => &'static [u8];
+    modules: MODULES as &'static str => &'static [u8];
+}
+
 /// Takes the batch's idempotency key inside the transaction, or reports who holds it.
-fn check_guard(txn: &WriteTransaction, batch: &Batch) -> Result<CommitOutcome, StoreError> {
+fn check_guard(tables: &mut Tables<'_>, batch: &Batch) -> Result<CommitOutcome, StoreError> {
     let Some(g) = &batch.guard else {
         return Ok(CommitOutcome::Applied);
     };
-    let mut table = txn.open_table(IDEMPOTENCY)?;
+    let table = tables.idempotency()?;
     let key = (g.tenant.as_str(), g.queue.as_str(), g.key.as_str());
     let held: Option<IdempotencyRecord> = match table.get(key)? {
         Some(v) => serde_json::from_slice(v.value()).ok(),
@@ -211,43 +258,29 @@ fn check_guard(txn: &WriteTransaction, batch: &Batch) -> Result<CommitOutcome, S
     Ok(CommitOutcome::Applied)
 }
 
-fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
+fn apply(tables: &mut Tables<'_>, batch: &Batch) -> Result<u64, StoreError> {
     for op in &batch.ops {
         match op {
             Op::PutRun { id, json } => {
-                txn.open_table(RUNS)?.insert(id.as_str(), json.as_slice())?;
+                tables.runs()?.insert(id.as_str(), json.as_slice())?;
             }
-            Op::PutStep { run, name, json } => {
-                let mut names = txn.open_table(STEP_NAMES)?;
-                let existing = names.get((run.as_str(), name.as_str()))?.map(|v| v.value());
-                let ordinal = match existing {
-                    Some(o) => o,
-                    None => {
-                        let steps = txn.open_table(STEPS)?;
-                        let next = steps
-                            .range((run.as_str(), 0)..=(run.as_str(), u32::MAX))?
-                            .next_back()
-                            .transpose()?
-                            .map(|(k, _)| k.value().1 + 1)
-                            .unwrap_or(0);
-                        names.insert((run.as_str(), name.as_str()), next)?;
-                        drop(steps);
-                        next
-                    }
-                };
-                txn.open_table(STEPS)?
-                    .insert((run.as_str(), ordinal), json.as_slice())?;
+            Op::PutStep { run, ordinal, json } => {
+                tables
+                    .steps()?
+                    .insert((run.as_str(), *ordinal), json.as_slice())?;
             }
             Op::PutTimeline { run, seq, json } => {
-                txn.open_table(TIMELINE)?
+                tables
+                    .timeline()?
                     .insert((run.as_str(), *seq), json.as_slice())?;
             }
             Op::PutLog { run, seq, json } => {
-                txn.open_table(LOGS)?
+                tables
+                    .logs()?
                     .insert((run.as_str(), *seq), json.as_slice())?;
             }
             Op::SetReady { run, old, new } => {
-                let mut ready = txn.open_table(READY)?;
+                let ready = tables.ready()?;
                 if let Some(old) = old {
                     ready.remove((*old, run.as_str()))?;
                 }
@@ -261,38 +294,39 @@ fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
                 run,
                 at,
             } => {
-                txn.open_table(DEAD_LETTERS)?
+                tables
+                    .dead_letters()?
                     .insert((tenant.as_str(), queue.as_str(), run.as_str()), *at)?;
             }
             Op::RemoveDeadLetter { tenant, queue, run } => {
-                txn.open_table(DEAD_LETTERS)?.remove((
-                    tenant.as_str(),
-                    queue.as_str(),
-                    run.as_str(),
-                ))?;
+                tables
+                    .dead_letters()?
+                    .remove((tenant.as_str(), queue.as_str(), run.as_str()))?;
             }
             Op::PutModule { hash, bytes } => {
-                txn.open_table(MODULES)?
-                    .insert(hash.as_str(), bytes.as_slice())?;
+                tables.modules()?.insert(hash.as_str(), bytes.as_slice())?;
             }
             Op::PutTenantRun { tenant, run } => {
-                txn.open_table(TENANT_RUNS)?
+                tables
+                    .tenant_runs()?
                     .insert((tenant.as_str(), run.as_str()), ())?;
             }
             Op::PutTenant { name, json } => {
-                txn.open_table(TENANTS)?
-                    .insert(name.as_str(), json.as_slice())?;
+                tables.tenants()?.insert(name.as_str(), json.as_slice())?;
             }
             Op::PutToken { token_hash, tenant } => {
-                txn.open_table(TOKENS)?
+                tables
+                    .tokens()?
                     .insert(token_hash.as_str(), tenant.as_str())?;
             }
             Op::PutTenantModule { tenant, hash, json } => {
-                txn.open_table(TENANT_MODULES)?
+                tables
+                    .tenant_modules()?
                     .insert((tenant.as_str(), hash.as_str()), json.as_slice())?;
             }
             Op::PutJobRoute { tenant, job, hash } => {
-                txn.open_table(JOB_ROUTES)?
+                tables
+                    .job_routes()?
                     .insert((tenant.as_str(), job.as_str()), hash.as_str())?;
             }
             Op::PutQueue {
@@ -300,7 +334,8 @@ fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
                 queue,
                 json,
             } => {
-                txn.open_table(QUEUES)?
+                tables
+                    .queues()?
                     .insert((tenant.as_str(), queue.as_str()), json.as_slice())?;
             }
             Op::PutIdempotency {
@@ -309,17 +344,15 @@ fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<u64, StoreError> {
                 key,
                 json,
             } => {
-                txn.open_table(IDEMPOTENCY)?.insert(
+                tables.idempotency()?.insert(
                     (tenant.as_str(), queue.as_str(), key.as_str()),
                     json.as_slice(),
                 )?;
             }
             Op::RemoveIdempotency { tenant, queue, key } => {
-                txn.open_table(IDEMPOTENCY)?.remove((
-                    tenant.as_str(),
-                    queue.as_str(),
-                    key.as_str(),
-                ))?;
+                tables
+                    .idempotency()?
+                    .remove((tenant.as_str(), queue.as_str(), key.as_str()))?;
             }
         }
     }
