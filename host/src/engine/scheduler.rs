@@ -51,7 +51,7 @@ impl Engine {
             // is due now but was not started is held back by its queue's limit; only a finishing
             // attempt can free it, so the clock is not worth waiting on for it.
             let next_due = {
-                let inflight = inner.inflight.lock().expect("inflight").clone();
+                let inflight = inner.inflight.lock().expect("inflight");
                 inner.store.next_due_excluding(&inflight)?
             };
             let now = inner.clock.now();
@@ -97,15 +97,15 @@ impl Engine {
     ) -> Result<Vec<(String, QueueKey)>, EngineError> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let inflight = inner.inflight.lock().expect("inflight").clone();
-        // Candidates decoded: the free slots twice over plus a margin, enough for priorities to
-        // act within a burst; running runs are skipped before any decoding.
+        // Candidates considered: the free slots twice over plus a margin, enough for priorities
+        // to act within a burst; running runs are skipped inside the index.
         let candidates = room.saturating_mul(2).saturating_add(16);
+        let ready = {
+            let inflight = inner.inflight.lock().expect("inflight");
+            inner.store.due_excluding(now, candidates, &inflight)?
+        };
         let mut due = Vec::new();
-        for (at, id) in inner.store.due(now, inflight.len() + candidates)? {
-            if inflight.contains(&id) {
-                continue;
-            }
+        for (at, id) in ready {
             let cached = inner.placement.lock().expect("placement").get(&id).cloned();
             let (priority, queue) = match cached {
                 Some(p) => p,

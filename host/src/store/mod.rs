@@ -8,6 +8,7 @@
 
 mod batch;
 mod read;
+mod ready;
 mod records;
 mod schema;
 mod writer;
@@ -104,8 +105,14 @@ pub struct Store {
     writer: Option<mpsc::Sender<writer::Pending>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<WriterStats>,
+    ready: Arc<ready::ReadyIndex>,
     path: PathBuf,
 }
+
+/// Most memory redb may use to cache pages. The default (1 GiB) would let the cache grow with
+/// the number of stored runs; bounded, a host with 100,000 sleeping runs keeps its memory flat
+/// and the OS page cache serves the cold pages.
+const CACHE_BYTES: usize = 256 << 20;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,16 +129,21 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(dir, &e))?;
         let path = dir.join("stepwise.redb");
-        let db = Database::create(&path).map_err(|e| open_err(&path, &e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_err(&path, &e))?;
         let db = Arc::new(db);
         init_schema(&db)?;
+        let ready = Arc::new(ready::ReadyIndex::new(load_ready(&db)?));
         let stats = Arc::new(WriterStats::default());
-        let (writer, thread) = writer::spawn(db.clone(), durability, stats.clone())?;
+        let (writer, thread) = writer::spawn(db.clone(), durability, stats.clone(), ready.clone())?;
         Ok(Self {
             db,
             writer: Some(writer),
             writer_thread: Some(thread),
             stats,
+            ready,
             path,
         })
     }
@@ -179,6 +191,20 @@ impl Drop for Store {
             let _ = thread.join();
         }
     }
+}
+
+/// Every entry of the durable ready index, to seed its in-memory mirror.
+fn load_ready(db: &Database) -> Result<Vec<(crate::clock::Millis, String)>, StoreError> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(schema::READY)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, _) = entry?;
+        let (at, id) = k.value();
+        out.push((at, id.to_owned()));
+    }
+    Ok(out)
 }
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {

@@ -1,5 +1,8 @@
 //! Queries: every read of the store, each in its own read transaction (redb readers never
-//! block the writer, and see only committed data).
+//! block the writer, and see only committed data) — except the ready index, answered from its
+//! in-memory mirror.
+
+use std::collections::HashSet;
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
@@ -88,48 +91,32 @@ impl Store {
 
     /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id).
     pub fn due(&self, now: Millis, limit: usize) -> Result<Vec<(Millis, String)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::READY)?;
-        let mut out = Vec::new();
-        for entry in table.range((0, "")..(now.saturating_add(1), ""))? {
-            let (k, _) = entry?;
-            let (at, id) = k.value();
-            out.push((at, id.to_owned()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(self.ready.due(now, limit, &HashSet::new()))
+    }
+
+    /// Like [`Store::due`], leaving out the runs in `skip` (the runs executing now).
+    pub fn due_excluding(
+        &self,
+        now: Millis,
+        limit: usize,
+        skip: &HashSet<String>,
+    ) -> Result<Vec<(Millis, String)>, StoreError> {
+        Ok(self.ready.due(now, limit, skip))
     }
 
     /// The earliest due time in the ready index, if any run is waiting.
     pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::READY)?;
-        Ok(table.first()?.map(|(k, _)| k.value().0))
+        Ok(self.ready.next_due(&HashSet::new()))
     }
 
-    /// The earliest due time of a waiting run not in `skip` (the runs executing now). Scans at
-    /// most `skip.len() + 1` index entries.
-    pub fn next_due_excluding(
-        &self,
-        skip: &std::collections::HashSet<String>,
-    ) -> Result<Option<Millis>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::READY)?;
-        for entry in table.iter()? {
-            let (k, _) = entry?;
-            let (at, id) = k.value();
-            if !skip.contains(id) {
-                return Ok(Some(at));
-            }
-        }
-        Ok(None)
+    /// The earliest due time of a waiting run not in `skip` (the runs executing now).
+    pub fn next_due_excluding(&self, skip: &HashSet<String>) -> Result<Option<Millis>, StoreError> {
+        Ok(self.ready.next_due(skip))
     }
 
     /// Every run waiting for an attempt, as (due time, run id).
     pub fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError> {
-        self.due(Millis::MAX - 1, usize::MAX)
+        Ok(self.ready.all())
     }
 
     /// A queue's dead letters, as (run id, dead-lettered at).

@@ -14,6 +14,7 @@ use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::batch::{CommitOutcome, Op};
+use super::ready::ReadyIndex;
 use super::records::IdempotencyRecord;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
@@ -77,11 +78,12 @@ pub(super) fn spawn(
     db: Arc<Database>,
     durability: Durability,
     stats: Arc<WriterStats>,
+    ready: Arc<ReadyIndex>,
 ) -> Result<(mpsc::Sender<Pending>, std::thread::JoinHandle<()>), StoreError> {
     let (tx, rx) = mpsc::channel::<Pending>();
     let handle = std::thread::Builder::new()
         .name("stepwise-writer".into())
-        .spawn(move || run(db, durability, stats, rx))
+        .spawn(move || run(db, durability, stats, ready, rx))
         .map_err(|e| StoreError::Io(e.to_string()))?;
     Ok((tx, handle))
 }
@@ -90,6 +92,7 @@ fn run(
     db: Arc<Database>,
     durability: Durability,
     stats: Arc<WriterStats>,
+    ready: Arc<ReadyIndex>,
     rx: mpsc::Receiver<Pending>,
 ) {
     // In eventual mode: when the oldest commit not yet on disk was made. It bounds how long an
@@ -136,8 +139,16 @@ fn run(
         };
         let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
         let result = commit(&db, &batches, mode, &stats);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, batches = group.len(), "group commit failed");
+        match &result {
+            Err(e) => tracing::error!(error = %e, batches = group.len(), "group commit failed"),
+            // Before any acknowledgement: a caller that sees its commit sees its ready moves.
+            Ok(outcomes) => {
+                for (p, outcome) in group.iter().zip(outcomes) {
+                    if *outcome == CommitOutcome::Applied {
+                        mirror_ready(&ready, &p.batch);
+                    }
+                }
+            }
         }
         stats
             .batches
@@ -188,6 +199,15 @@ fn commit(
     stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
     stats.record_commit(micros, batches.len());
     Ok(outcomes)
+}
+
+/// Applies a committed batch's ready-index moves to the in-memory mirror.
+fn mirror_ready(ready: &ReadyIndex, batch: &Batch) {
+    for op in &batch.ops {
+        if let Op::SetReady { run, old, new } = op {
+            ready.apply(run, *old, *new);
+        }
+    }
 }
 
 /// Declares [`Tables`]: one lazily opened handle per table, kept for the whole transaction.
