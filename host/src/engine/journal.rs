@@ -113,29 +113,38 @@ impl Journal {
         attempt: u32,
         limits: JournalLimits,
     ) -> Result<Self, StoreError> {
-        let steps = store
-            .steps(run_id)?
-            .into_iter()
-            .map(|s| (s.name.clone(), s))
-            .collect();
-        let seq = store.sequences(run_id)?;
-        Ok(Self {
+        let (steps, seq) = store.journal_state(run_id)?;
+        let mut journal = Self::empty(store, clock, run_id, attempt, limits);
+        journal.steps = steps.into_iter().map(|s| (s.name.clone(), s)).collect();
+        journal.seq = seq;
+        Ok(journal)
+    }
+
+    /// A journal for a run with nothing recorded: no steps, sequences from 0. Reads nothing.
+    pub fn empty(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        run_id: &str,
+        attempt: u32,
+        limits: JournalLimits,
+    ) -> Self {
+        Self {
             store,
             clock,
             run_id: run_id.to_owned(),
             attempt,
             limits,
-            steps,
+            steps: HashMap::new(),
             dirty: BTreeSet::new(),
             current: None,
             failed_step: None,
-            seq,
+            seq: Sequences::default(),
             timeline: Vec::new(),
             logs: Vec::new(),
             log_bytes: 0,
             logs_dropped: 0,
             steps_completed: 0,
-        })
+        }
     }
 
     /// The step that began and has not reported back (the one a trap interrupted).

@@ -229,19 +229,15 @@ impl Engine {
         &self.inner.runtime
     }
 
-    /// A journal for attempt `attempt` of run `id`, as the scheduler would make it.
-    pub(crate) fn journal_for(
-        &self,
-        id: &str,
-        attempt: u32,
-    ) -> Result<journal::Journal, EngineError> {
-        Ok(journal::Journal::load(
+    /// A journal for attempt `attempt` of a run `id` that has nothing recorded.
+    pub(crate) fn empty_journal(&self, id: &str, attempt: u32) -> journal::Journal {
+        journal::Journal::empty(
             self.inner.store.clone(),
             self.inner.clock.clone(),
             id,
             attempt,
             self.inner.config.journal,
-        )?)
+        )
     }
 
     /// Whether an attempt of run `id` is executing now.

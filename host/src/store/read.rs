@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 
 use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
@@ -40,6 +40,14 @@ impl Store {
         self.scan(schema::STEPS, run, "step")
     }
 
+    /// What an attempt's journal starts from — the run's steps and its next timeline and log
+    /// sequence numbers — read in one transaction.
+    pub fn journal_state(&self, run: &str) -> Result<(Vec<StepRecord>, Sequences), StoreError> {
+        let txn = self.db.begin_read()?;
+        let steps = scan_in(&txn, schema::STEPS, run, "step")?;
+        Ok((steps, sequences_in(&txn, run)?))
+    }
+
     /// A run's timeline, in order.
     pub fn timeline(&self, run: &str) -> Result<Vec<TimelineEntry>, StoreError> {
         self.scan(schema::TIMELINE, run, "timeline entry")
@@ -56,37 +64,13 @@ impl Store {
         run: &str,
         what: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(def)?;
-        let mut out = Vec::new();
-        for entry in table.range((run, 0)..=(run, u32::MAX))? {
-            let (k, v) = entry?;
-            let what = format!("{what} {}/{}", run, k.value().1);
-            out.push(decode(&what, v.value())?);
-        }
-        Ok(out)
+        scan_in(&self.db.begin_read()?, def, run, what)
     }
 
     /// The next free timeline and log sequence numbers of `run`, read from the tables
     /// themselves so an attempt cut short by a crash never reuses a number.
     pub fn sequences(&self, run: &str) -> Result<Sequences, StoreError> {
-        let txn = self.db.begin_read()?;
-        let next = |def| -> Result<u32, StoreError> {
-            let table = txn.open_table(def)?;
-            let last = table.range((run, 0)..=(run, u32::MAX))?.next_back();
-            Ok(match last {
-                Some(entry) => {
-                    let (key, _) = entry?;
-                    let (_, seq): (&str, u32) = key.value();
-                    seq + 1
-                }
-                None => 0,
-            })
-        };
-        Ok(Sequences {
-            timeline: next(schema::TIMELINE)?,
-            logs: next(schema::LOGS)?,
-        })
+        sequences_in(&self.db.begin_read()?, run)
     }
 
     /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id).
@@ -321,4 +305,44 @@ pub struct Census {
     pub depth: std::collections::BTreeMap<(String, String), u64>,
     /// Dead-lettered runs, by (tenant, queue).
     pub dead_letters: std::collections::BTreeMap<(String, String), u64>,
+}
+
+/// A run's rows of a (run id, sequence) table, in order.
+fn scan_in<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<(&str, u32), &[u8]>,
+    run: &str,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let table = txn.open_table(def)?;
+    let mut out = Vec::new();
+    for entry in table.range((run, 0)..=(run, u32::MAX))? {
+        let (k, v) = entry?;
+        out.push(
+            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+                what: format!("{what} {}/{}", run, k.value().1),
+                message: e.to_string(),
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+fn sequences_in(txn: &ReadTransaction, run: &str) -> Result<Sequences, StoreError> {
+    let next = |def| -> Result<u32, StoreError> {
+        let table = txn.open_table(def)?;
+        let last = table.range((run, 0)..=(run, u32::MAX))?.next_back();
+        Ok(match last {
+            Some(entry) => {
+                let (key, _) = entry?;
+                let (_, seq): (&str, u32) = key.value();
+                seq + 1
+            }
+            None => 0,
+        })
+    };
+    Ok(Sequences {
+        timeline: next(schema::TIMELINE)?,
+        logs: next(schema::LOGS)?,
+    })
 }
