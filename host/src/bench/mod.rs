@@ -43,6 +43,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Commit durability.
     pub durability: Durability,
+    /// Store page cache, in MiB.
+    pub cache_mb: usize,
     /// Data dir (default: a fresh temporary dir, removed afterwards).
     pub data: Option<PathBuf>,
     /// The bench-jobs component (default: built from `examples/bench-jobs`).
@@ -86,6 +88,7 @@ impl Bench {
         };
         let config = EngineConfig {
             durability: options.durability,
+            store_cache_bytes: options.cache_mb << 20,
             concurrency: options.concurrency.max(1),
             runtime: RuntimeConfig {
                 compile_cache: Some(path.join("compile-cache")),
@@ -174,5 +177,6 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
     Ok(Report {
         handler: if options.native { "native" } else { "wasm" },
         ..report
-    })
+    }
+    .with("cache_mb", options.cache_mb as u64))
 }

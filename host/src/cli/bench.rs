@@ -25,6 +25,9 @@ pub struct Args {
     /// `immediate` (fsync before every acknowledgement) or `eventual`.
     #[arg(long, default_value = "immediate", value_parser = parse_durability)]
     durability: Durability,
+    /// Most memory the store may cache pages in, in MiB (the server's `store_cache_mb`).
+    #[arg(long, default_value_t = crate::store::DEFAULT_CACHE_BYTES >> 20)]
+    cache_mb: usize,
     /// Data dir; must not hold a store (default: a fresh temporary dir).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -57,6 +60,7 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         jobs,
         concurrency: args.concurrency,
         durability: args.durability,
+        cache_mb: args.cache_mb,
         data: args.data,
         component: args.component,
         native: args.native,

@@ -33,6 +33,8 @@ pub use tenants::NewTenant;
 pub struct EngineConfig {
     /// What an acknowledged write promises.
     pub durability: Durability,
+    /// Most memory the store may use to cache pages, in bytes.
+    pub store_cache_bytes: usize,
     /// The runtime's limits and caches.
     pub runtime: RuntimeConfig,
     /// The host's default policy, under each job's own defaults.
@@ -48,12 +50,13 @@ pub struct EngineConfig {
 }
 
 impl Default for EngineConfig {
-    /// Immediate durability, [`RuntimeConfig::default`], [`Policy::default`], 64 concurrent
+    /// Immediate durability, a 64 MiB store cache, [`RuntimeConfig::default`], [`Policy::default`], 64 concurrent
     /// attempts, 1 MiB payloads, [`JournalLimits::default`], idempotency keys kept 24 h after
     /// their run ends.
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
+            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             runtime: RuntimeConfig::default(),
             default_policy: Policy::default(),
             concurrency: 64,
@@ -180,7 +183,11 @@ impl Engine {
         clock: Arc<dyn Clock>,
         jitter: Arc<dyn Jitter>,
     ) -> Result<Self, EngineError> {
-        let store = Arc::new(Store::open(data_dir, config.durability)?);
+        let store = Arc::new(Store::open_with_cache(
+            data_dir,
+            config.durability,
+            config.store_cache_bytes,
+        )?);
         let runtime = Runtime::new(config.runtime.clone())?;
         let queues = store
             .queues()?

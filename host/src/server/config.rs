@@ -7,6 +7,7 @@
 //! data = "./stepwise-data"
 //! admin_token = "change-me"
 //! durability = "immediate"        # or "eventual"
+//! store_cache_mb = 64             # most memory the store caches pages in
 //! concurrency = 64                # attempts executing at once, all tenants
 //! max_module_bytes = 52428800     # 50 MiB
 //! max_payload_bytes = 1048576     # 1 MiB
@@ -62,6 +63,8 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// What an acknowledged write promises. Default `immediate` (fsync before acknowledging).
     pub durability: Durability,
+    /// Most memory the store may use to cache pages, in MiB. Default 64.
+    pub store_cache_mb: usize,
     /// Attempts executing at once, across all tenants and queues. Default 64.
     pub concurrency: usize,
     /// Largest module upload, in bytes. Default 50 MiB.
@@ -91,6 +94,7 @@ impl Default for ServeConfig {
             data: PathBuf::from("./stepwise-data"),
             admin_token: None,
             durability: Durability::Immediate,
+            store_cache_mb: crate::store::DEFAULT_CACHE_BYTES >> 20,
             concurrency: 64,
             max_module_bytes: 50 << 20,
             max_payload_bytes: 1 << 20,

@@ -54,6 +54,7 @@ impl AppState {
 fn engine_config(config: &ServeConfig) -> EngineConfig {
     EngineConfig {
         durability: config.durability,
+        store_cache_bytes: config.store_cache_mb << 20,
         runtime: RuntimeConfig {
             caps: config.caps,
             compile_cache: Some(
