@@ -721,10 +721,23 @@ async fn health_and_metrics() {
         api.wait_final(&token, &id, FINAL).await["status"],
         "completed"
     );
+    // Three steps in one attempt: two step-to-step gaps.
+    let steps = api
+        .enqueue_new(
+            &token,
+            "q",
+            json!({"job": "many-steps", "payload": {"n": 3}}),
+        )
+        .await;
+    assert_eq!(
+        api.wait_final(&token, &steps, FINAL).await["status"],
+        "completed"
+    );
 
     let (status, text) = api.text("/metrics").await;
     assert_eq!(status, 200);
     for needle in [
+        "stepwise_step_to_step_seconds_bucket",
         "stepwise_runs{status=\"completed\"}",
         "stepwise_attempts_total",
         "stepwise_commit_duration_seconds_bucket",
@@ -733,8 +746,9 @@ async fn health_and_metrics() {
         assert!(text.contains(needle), "no {needle} in:\n{text}");
     }
     assert!(sample(&text, "stepwise_attempts_total") > 0.0, "{text}");
-    assert_eq!(sample(&text, "stepwise_runs{status=\"completed\"}"), 1.0);
+    assert_eq!(sample(&text, "stepwise_runs{status=\"completed\"}"), 2.0);
     assert!(sample(&text, "stepwise_commit_batch_size_count") > 0.0);
+    assert_eq!(sample(&text, "stepwise_step_to_step_seconds_count"), 2.0);
 }
 
 #[tokio::test]

@@ -102,6 +102,11 @@ pub struct Journal {
     log_bytes: usize,
     logs_dropped: u64,
     steps_completed: u32,
+    /// When the last step completion of this attempt became durable.
+    last_durable: Option<std::time::Instant>,
+    /// Wall time between consecutive durable step completions, in microseconds: the guest's
+    /// work between them plus one commit. Reported to the metrics after the attempt.
+    step_gaps_micros: Vec<u64>,
 }
 
 impl Journal {
@@ -144,6 +149,8 @@ impl Journal {
             log_bytes: 0,
             logs_dropped: 0,
             steps_completed: 0,
+            last_durable: None,
+            step_gaps_micros: Vec::new(),
         }
     }
 
@@ -314,11 +321,22 @@ impl Journal {
         self.store
             .commit(batch)
             .await
-            .map(drop)
             .map_err(|source| HostFault::Storage {
                 step: name.to_owned(),
                 source,
-            })
+            })?;
+        let durable = std::time::Instant::now();
+        if let Some(previous) = self.last_durable.replace(durable) {
+            let gap = durable.duration_since(previous).as_micros();
+            self.step_gaps_micros
+                .push(u64::try_from(gap).unwrap_or(u64::MAX));
+        }
+        Ok(())
+    }
+
+    /// Gaps between this attempt's consecutive durable step completions, in microseconds.
+    pub fn step_gaps_micros(&self) -> &[u64] {
+        &self.step_gaps_micros
     }
 
     /// `steps.fail`: record this attempt's failure of the step.

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::Engine;
+use crate::engine::STEP_GAP_BOUNDS_MICROS;
 use crate::store::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, StoreError};
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -26,22 +27,22 @@ fn histogram(
     name: &str,
     help: &str,
     bounds: impl Iterator<Item = String>,
-    slots: &[AtomicU64],
+    slots: &[u64],
     sum: String,
 ) {
     header(out, name, "histogram", help);
-    let count = slots.last().map_or(0, |s| s.load(Ordering::Relaxed));
+    let count = slots.last().copied().unwrap_or(0);
     // `bounds` has one entry fewer than `slots`: the last slot is `+Inf`, the total count.
     for (bound, slot) in bounds.zip(slots) {
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"{bound}\"}} {}",
-            slot.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {slot}");
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
     let _ = writeln!(out, "{name}_sum {sum}");
     let _ = writeln!(out, "{name}_count {count}");
+}
+
+fn loads(slots: &[AtomicU64]) -> Vec<u64> {
+    slots.iter().map(|s| s.load(Ordering::Relaxed)).collect()
 }
 
 /// Renders every metric.
@@ -142,7 +143,7 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
         "stepwise_commit_batch_size",
         "Caller batches acknowledged per commit (group-commit efficiency).",
         GROUP_SIZE_BOUNDS.iter().map(|b| b.to_string()),
-        &s.group_sizes,
+        &loads(&s.group_sizes),
         load(&s.batches).to_string(),
     );
     histogram(
@@ -152,8 +153,20 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
         LATENCY_BOUNDS_MICROS
             .iter()
             .map(|b| (*b as f64 / 1e6).to_string()),
-        &s.commit_latency,
+        &loads(&s.commit_latency),
         (load(&s.commit_micros) as f64 / 1e6).to_string(),
+    );
+    let (gaps, gap_micros) = engine.metrics().step_gaps();
+    histogram(
+        &mut out,
+        "stepwise_step_to_step_seconds",
+        "Time between consecutive durable step completions of one attempt: the guest's work \
+         between them plus one commit.",
+        STEP_GAP_BOUNDS_MICROS
+            .iter()
+            .map(|b| (*b as f64 / 1e6).to_string()),
+        &gaps,
+        (gap_micros as f64 / 1e6).to_string(),
     );
     Ok(out)
 }
