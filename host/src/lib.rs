@@ -40,6 +40,7 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod examples;
+pub mod histogram;
 pub mod model;
 pub mod policy;
 pub mod runtime;

@@ -113,7 +113,7 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     .commits(commits1 - commits0, rows1 - rows0)
     .latencies(latencies);
     report.jobs_per_s = round(n as f64 / elapsed.as_secs_f64());
-    if let Some(bound) = engine.metrics().step_gap_p50_bound_micros() {
+    if let Some(bound) = engine.metrics().step_gaps().median_bound() {
         // From the engine's histogram: the bucket bound the median gap falls under.
         report = report.with("step_to_step_p50_ms_at_most", bound as f64 / 1e3);
     }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::histogram::Histogram;
 use crate::model::FailureKind;
 use crate::runtime::AttemptOutcome;
 
@@ -24,15 +25,26 @@ pub const STEP_GAP_BOUNDS_MICROS: [u64; 16] = [
 ];
 
 /// The counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EngineMetrics {
     attempts: AtomicU64,
     step_completions: AtomicU64,
     runs_finished: AtomicU64,
     failures: [AtomicU64; FAILURE_KINDS.len()],
-    /// Step-to-step gaps by bucket (not cumulative), the last slot above every bound.
-    step_gaps: [AtomicU64; STEP_GAP_BOUNDS_MICROS.len() + 1],
-    step_gap_micros_sum: AtomicU64,
+    /// Step-to-step gaps, in microseconds.
+    step_gaps: Histogram,
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        Self {
+            attempts: AtomicU64::new(0),
+            step_completions: AtomicU64::new(0),
+            runs_finished: AtomicU64::new(0),
+            failures: Default::default(),
+            step_gaps: Histogram::new(&STEP_GAP_BOUNDS_MICROS),
+        }
+    }
 }
 
 impl EngineMetrics {
@@ -55,43 +67,13 @@ impl EngineMetrics {
     /// Counts the gaps between consecutive durable step completions of one attempt.
     pub(crate) fn record_step_gaps(&self, gaps_micros: &[u64]) {
         for &gap in gaps_micros {
-            let slot = STEP_GAP_BOUNDS_MICROS
-                .iter()
-                .position(|bound| gap <= *bound)
-                .unwrap_or(STEP_GAP_BOUNDS_MICROS.len());
-            self.step_gaps[slot].fetch_add(1, Ordering::Relaxed);
-            self.step_gap_micros_sum.fetch_add(gap, Ordering::Relaxed);
+            self.step_gaps.observe(gap);
         }
     }
 
-    /// Step-to-step gaps so far, as cumulative counts per bound of [`STEP_GAP_BOUNDS_MICROS`]
-    /// then the total (the shape Prometheus histograms take), and their sum in microseconds.
-    pub fn step_gaps(&self) -> (Vec<u64>, u64) {
-        let mut total = 0;
-        let cumulative = self
-            .step_gaps
-            .iter()
-            .map(|n| {
-                total += n.load(Ordering::Relaxed);
-                total
-            })
-            .collect();
-        (cumulative, self.step_gap_micros_sum.load(Ordering::Relaxed))
-    }
-
-    /// The bucket bound under which half the step-to-step gaps fall, in microseconds (`None`
-    /// before any gap, or when the median lies above the largest bound).
-    pub fn step_gap_p50_bound_micros(&self) -> Option<u64> {
-        let (cumulative, _) = self.step_gaps();
-        let total = *cumulative.last()?;
-        if total == 0 {
-            return None;
-        }
-        cumulative
-            .iter()
-            .zip(STEP_GAP_BOUNDS_MICROS)
-            .find(|(n, _)| **n * 2 >= total)
-            .map(|(_, bound)| bound)
+    /// Gaps between consecutive durable step completions of one attempt, in microseconds.
+    pub fn step_gaps(&self) -> &Histogram {
+        &self.step_gaps
     }
 
     pub(crate) fn record_finished(&self) {
@@ -127,19 +109,6 @@ impl EngineMetrics {
 mod tests {
     use super::*;
     use crate::runtime::GuestError;
-
-    #[test]
-    fn step_gaps_fill_a_histogram_whose_median_bound_is_reported() {
-        let m = EngineMetrics::default();
-        assert_eq!(m.step_gap_p50_bound_micros(), None);
-        m.record_step_gaps(&[90, 250, 260, 2_000_000]);
-        let (cumulative, sum) = m.step_gaps();
-        assert_eq!(cumulative[0], 1);
-        assert_eq!(cumulative[2], 3);
-        assert_eq!(*cumulative.last().unwrap(), 4);
-        assert_eq!(sum, 90 + 250 + 260 + 2_000_000);
-        assert_eq!(m.step_gap_p50_bound_micros(), Some(300));
-    }
 
     #[test]
     fn attempts_steps_and_failure_kinds_are_counted() {

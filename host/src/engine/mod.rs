@@ -25,7 +25,7 @@ use crate::store::{Batch, Durability, QueueSettings, Store, StoreError};
 pub(crate) use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
-pub use metrics::{EngineMetrics, STEP_GAP_BOUNDS_MICROS};
+pub use metrics::EngineMetrics;
 pub use tenants::NewTenant;
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].

@@ -2,11 +2,11 @@
 //! attempts, step completions, failures by kind, commit group sizes and commit (fsync) latency.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::engine::Engine;
-use crate::engine::STEP_GAP_BOUNDS_MICROS;
-use crate::store::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, StoreError};
+use crate::histogram::Histogram;
+use crate::store::StoreError;
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -21,28 +21,18 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Writes a histogram from cumulative `slots` (one per bound, then the total count).
-fn histogram(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    bounds: impl Iterator<Item = String>,
-    slots: &[u64],
-    sum: String,
-) {
+/// Writes `h` as a Prometheus histogram, its bounds and sum divided by `scale` (1e6 turns
+/// microseconds into seconds).
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, scale: f64) {
     header(out, name, "histogram", help);
-    let count = slots.last().copied().unwrap_or(0);
-    // `bounds` has one entry fewer than `slots`: the last slot is `+Inf`, the total count.
-    for (bound, slot) in bounds.zip(slots) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {slot}");
+    let cumulative = h.cumulative();
+    let count = cumulative.last().copied().unwrap_or(0);
+    for (bound, n) in h.bounds().iter().zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {n}", *bound as f64 / scale);
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_sum {}", h.sum() as f64 / scale);
     let _ = writeln!(out, "{name}_count {count}");
-}
-
-fn loads(slots: &[AtomicU64]) -> Vec<u64> {
-    slots.iter().map(|s| s.load(Ordering::Relaxed)).collect()
 }
 
 /// Renders every metric.
@@ -142,31 +132,23 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
         &mut out,
         "stepwise_commit_batch_size",
         "Caller batches acknowledged per commit (group-commit efficiency).",
-        GROUP_SIZE_BOUNDS.iter().map(|b| b.to_string()),
-        &loads(&s.group_sizes),
-        load(&s.batches).to_string(),
+        &s.group_sizes,
+        1.0,
     );
     histogram(
         &mut out,
         "stepwise_commit_duration_seconds",
         "Time to commit a write transaction, fsync included in immediate mode.",
-        LATENCY_BOUNDS_MICROS
-            .iter()
-            .map(|b| (*b as f64 / 1e6).to_string()),
-        &loads(&s.commit_latency),
-        (load(&s.commit_micros) as f64 / 1e6).to_string(),
+        &s.commit_latency,
+        1e6,
     );
-    let (gaps, gap_micros) = engine.metrics().step_gaps();
     histogram(
         &mut out,
         "stepwise_step_to_step_seconds",
         "Time between consecutive durable step completions of one attempt: the guest's work \
          between them plus one commit.",
-        STEP_GAP_BOUNDS_MICROS
-            .iter()
-            .map(|b| (*b as f64 / 1e6).to_string()),
-        &gaps,
-        (gap_micros as f64 / 1e6).to_string(),
+        engine.metrics().step_gaps(),
+        1e6,
     );
     Ok(out)
 }

@@ -18,6 +18,7 @@ use super::ready::ReadyIndex;
 use super::records::IdempotencyRecord;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
+use crate::histogram::Histogram;
 
 /// Most batches folded into one transaction, so one commit never grows without bound.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;
@@ -31,7 +32,7 @@ pub(super) struct Pending {
 }
 
 /// Counters describing the writer's work, shared with readers for metrics and benchmarks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// Write transactions committed.
     pub commits: AtomicU64,
@@ -39,14 +40,22 @@ pub struct WriterStats {
     pub rows: AtomicU64,
     /// Caller batches acknowledged.
     pub batches: AtomicU64,
-    /// Total time spent in commit, in microseconds.
-    pub commit_micros: AtomicU64,
-    /// Commits by latency: counts of commits at or under each bound of [`LATENCY_BOUNDS_MICROS`]
-    /// (cumulative, as Prometheus histograms are), the last slot counting every commit.
-    pub commit_latency: [AtomicU64; LATENCY_BOUNDS_MICROS.len() + 1],
-    /// Commits by how many caller batches they acknowledged, cumulative like
-    /// `commit_latency`, over [`GROUP_SIZE_BOUNDS`].
-    pub group_sizes: [AtomicU64; GROUP_SIZE_BOUNDS.len() + 1],
+    /// Commits by how long they took, in microseconds, over [`LATENCY_BOUNDS_MICROS`].
+    pub commit_latency: Histogram,
+    /// Commits by how many caller batches they acknowledged, over [`GROUP_SIZE_BOUNDS`].
+    pub group_sizes: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            commit_latency: Histogram::new(&LATENCY_BOUNDS_MICROS),
+            group_sizes: Histogram::new(&GROUP_SIZE_BOUNDS),
+        }
+    }
 }
 
 /// Upper bounds of the group-size histogram (caller batches per commit).
@@ -56,23 +65,6 @@ pub const GROUP_SIZE_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 512, 4_09
 pub const LATENCY_BOUNDS_MICROS: [u64; 10] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
 ];
-
-/// Counts `value` into a cumulative histogram whose last slot counts everything.
-fn observe(buckets: &[AtomicU64], bounds: &[u64], value: u64) {
-    for (slot, bound) in buckets.iter().zip(bounds) {
-        if value <= *bound {
-            slot.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    buckets[bounds.len()].fetch_add(1, Ordering::Relaxed);
-}
-
-impl WriterStats {
-    fn record_commit(&self, micros: u64, batches: usize) {
-        observe(&self.commit_latency, &LATENCY_BOUNDS_MICROS, micros);
-        observe(&self.group_sizes, &GROUP_SIZE_BOUNDS, batches as u64);
-    }
-}
 
 pub(super) fn spawn(
     db: Arc<Database>,
@@ -196,8 +188,8 @@ fn commit(
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.rows.fetch_add(rows, Ordering::Relaxed);
     let micros = started.elapsed().as_micros() as u64;
-    stats.commit_micros.fetch_add(micros, Ordering::Relaxed);
-    stats.record_commit(micros, batches.len());
+    stats.commit_latency.observe(micros);
+    stats.group_sizes.observe(batches.len() as u64);
     Ok(outcomes)
 }
 
