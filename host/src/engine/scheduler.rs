@@ -52,7 +52,7 @@ impl Engine {
             // attempt can free it, so the clock is not worth waiting on for it.
             let next_due = {
                 let inflight = inner.inflight.lock().expect("inflight");
-                inner.store.next_due_excluding(&inflight)?
+                inner.store.next_due(&inflight)?
             };
             let now = inner.clock.now();
             if tasks.is_empty() {
@@ -102,7 +102,7 @@ impl Engine {
         let candidates = room.saturating_mul(2).saturating_add(16);
         let ready = {
             let inflight = inner.inflight.lock().expect("inflight");
-            inner.store.due_excluding(now, candidates, &inflight)?
+            inner.store.due(now, candidates, &inflight)?
         };
         let mut due = Vec::new();
         for (at, id) in ready {

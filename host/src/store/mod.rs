@@ -218,9 +218,13 @@ fn load_ready(db: &Database) -> Result<Vec<(crate::clock::Millis, String)>, Stor
     Ok(out)
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+/// Decodes a stored record; `what` names it (built only when decoding fails).
+fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        what: what.to_owned(),
+        what: what(),
         message: e.to_string(),
     })
 }

@@ -19,7 +19,7 @@ impl Store {
         let table = txn.open_table(schema::RUNS)?;
         table
             .get(id)?
-            .map(|v| decode(&format!("run {id}"), v.value()))
+            .map(|v| decode(v.value(), || format!("run {id}")))
             .transpose()
     }
 
@@ -30,7 +30,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            out.push(decode(&format!("run {}", k.value()), v.value())?);
+            out.push(decode(v.value(), || format!("run {}", k.value()))?);
         }
         Ok(out)
     }
@@ -73,13 +73,9 @@ impl Store {
         sequences_in(&self.db.begin_read()?, run)
     }
 
-    /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id).
-    pub fn due(&self, now: Millis, limit: usize) -> Result<Vec<(Millis, String)>, StoreError> {
-        Ok(self.ready.due(now, limit, &HashSet::new()))
-    }
-
-    /// Like [`Store::due`], leaving out the runs in `skip` (the runs executing now).
-    pub fn due_excluding(
+    /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id),
+    /// leaving out the runs in `skip` (the runs executing now).
+    pub fn due(
         &self,
         now: Millis,
         limit: usize,
@@ -88,13 +84,8 @@ impl Store {
         Ok(self.ready.due(now, limit, skip))
     }
 
-    /// The earliest due time in the ready index, if any run is waiting.
-    pub fn next_due(&self) -> Result<Option<Millis>, StoreError> {
-        Ok(self.ready.next_due(&HashSet::new()))
-    }
-
-    /// The earliest due time of a waiting run not in `skip` (the runs executing now).
-    pub fn next_due_excluding(&self, skip: &HashSet<String>) -> Result<Option<Millis>, StoreError> {
+    /// The earliest due time of a waiting run not in `skip`, if any.
+    pub fn next_due(&self, skip: &HashSet<String>) -> Result<Option<Millis>, StoreError> {
         Ok(self.ready.next_due(skip))
     }
 
@@ -152,7 +143,7 @@ impl Store {
         let table = txn.open_table(schema::TENANTS)?;
         table
             .get(name)?
-            .map(|v| decode(&format!("tenant {name}"), v.value()))
+            .map(|v| decode(v.value(), || format!("tenant {name}")))
             .transpose()
     }
 
@@ -167,7 +158,7 @@ impl Store {
             if t != tenant {
                 break;
             }
-            out.push(decode(&format!("module {hash} of {tenant}"), v.value())?);
+            out.push(decode(v.value(), || format!("module {hash} of {tenant}"))?);
         }
         Ok(out)
     }
@@ -197,7 +188,7 @@ impl Store {
             out.push((
                 t.to_owned(),
                 q.to_owned(),
-                decode(&format!("queue {t}/{q}"), v.value())?,
+                decode(v.value(), || format!("queue {t}/{q}"))?,
             ));
         }
         Ok(out)
@@ -214,7 +205,7 @@ impl Store {
         let table = txn.open_table(schema::IDEMPOTENCY)?;
         table
             .get((tenant, queue, key))?
-            .map(|v| decode(&format!("idempotency key {key}"), v.value()))
+            .map(|v| decode(v.value(), || format!("idempotency key {key}")))
             .transpose()
     }
 
@@ -230,7 +221,7 @@ impl Store {
         for entry in table.iter()? {
             let (k, v) = entry?;
             let (t, q, key) = k.value();
-            let record: IdempotencyRecord = decode(&format!("idempotency key {key}"), v.value())?;
+            let record: IdempotencyRecord = decode(v.value(), || format!("idempotency key {key}"))?;
             if record.expired(now) {
                 out.push((t.to_owned(), q.to_owned(), key.to_owned()));
                 if out.len() >= limit {
@@ -318,12 +309,9 @@ fn scan_in<T: DeserializeOwned>(
     let mut out = Vec::new();
     for entry in table.range((run, 0)..=(run, u32::MAX))? {
         let (k, v) = entry?;
-        out.push(
-            serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
-                what: format!("{what} {}/{}", run, k.value().1),
-                message: e.to_string(),
-            })?,
-        );
+        out.push(decode(v.value(), || {
+            format!("{what} {}/{}", run, k.value().1)
+        })?);
     }
     Ok(out)
 }

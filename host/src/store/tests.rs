@@ -1,6 +1,7 @@
 //! Unit tests of the store: persistence across reopen, ordering of the ready index, sequence
 //! numbers and group commit.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -79,7 +80,10 @@ async fn records_survive_reopen_and_keep_step_order() {
             logs: 0
         }
     );
-    assert_eq!(store.due(10, 10).unwrap(), vec![(5, "r1".to_owned())]);
+    assert_eq!(
+        store.due(10, 10, &HashSet::new()).unwrap(),
+        vec![(5, "r1".to_owned())]
+    );
     assert!(store.run("nope").unwrap().is_none());
 }
 
@@ -92,9 +96,9 @@ async fn ready_index_orders_by_time_and_moves() {
         .set_ready("early", None, Some(10))
         .set_ready("mid", None, Some(20));
     store.commit(b).await.unwrap();
-    assert_eq!(store.next_due().unwrap(), Some(10));
+    assert_eq!(store.next_due(&HashSet::new()).unwrap(), Some(10));
     let due: Vec<_> = store
-        .due(25, 10)
+        .due(25, 10, &HashSet::new())
         .unwrap()
         .into_iter()
         .map(|d| d.1)
@@ -237,6 +241,6 @@ async fn concurrent_commits_share_transactions() {
 
 #[tokio::test]
 async fn corrupt_records_are_reported_with_their_name() {
-    let err = decode::<RunRecord>("run x", b"not json").unwrap_err();
+    let err = decode::<RunRecord>(b"not json", || "run x".to_owned()).unwrap_err();
     assert!(err.to_string().contains("run x"), "{err}");
 }
