@@ -174,10 +174,23 @@ fn the_cli_drives_the_service_end_to_end() {
             .unwrap()
             .is_empty()
     );
+    assert_eq!(
+        cli.text(&["dlq", "list", "payments"]).trim_end(),
+        "no dead-lettered runs in queue payments"
+    );
+    assert_eq!(
+        cli.text(&["dlq", "purge", "payments"]).trim_end(),
+        "purged 0 dead-lettered runs from queue payments"
+    );
 
     let queue = cli.json(&["queue", "set", "payments", "--concurrency", "3"]);
     assert_eq!(queue["concurrency"], 3);
     assert_eq!(cli.json(&["queue", "show", "payments"])["concurrency"], 3);
+    assert!(
+        cli.text(&["queue", "show", "payments"])
+            .starts_with("queue payments: concurrency 3;"),
+        "human summary of the queue"
+    );
 
     // Errors: an unknown run, a bad token.
     let out = cli.cmd(&["runs", "show", "run_missing"]);

@@ -11,6 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::Outcome;
+use super::common::{write_json, write_stdout};
+
 /// Where `stepwise serve` listens unless told otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
@@ -270,6 +273,21 @@ fn quote(text: &str, max: usize) -> String {
 /// shape the readable output needs.
 pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T> {
     serde_json::from_value(value).context("unexpected answer from the server")
+}
+
+/// Prints the server's answer: as it came with `--json`, otherwise decoded as `T` and rendered
+/// for people by `render`.
+pub fn reply<T: DeserializeOwned>(
+    answer: Value,
+    json: bool,
+    render: impl FnOnce(T) -> String,
+) -> Result<Outcome> {
+    if json {
+        write_json(&answer)?;
+    } else {
+        write_stdout(render(decode(answer)?).trim_end())?;
+    }
+    Ok(Outcome::Success)
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
-use super::client::{ClientFlags, decode};
-use super::common::{write_json, write_stdout};
+use super::client::{ClientFlags, reply};
 use super::render::table;
 use super::runs::RunRow;
 use crate::time_fmt;
@@ -63,33 +62,28 @@ fn path(queue: &str) -> [&str; 4] {
 async fn list(args: QueueArgs) -> Result<Outcome> {
     let client = args.client.client()?;
     let answer: Value = client.get(&path(&args.queue), &[]).await?;
-    if args.client.json {
-        write_json(&answer)?;
-        return Ok(Outcome::Success);
-    }
-    let letters: DeadLetters = decode(answer)?;
-    if letters.runs.is_empty() {
-        write_stdout(&format!("no dead-lettered runs in queue {}", args.queue))?;
-        return Ok(Outcome::Success);
-    }
-    let rows: Vec<Vec<String>> = letters
-        .runs
-        .iter()
-        .map(|r| {
-            vec![
-                r.id.clone(),
-                r.job.clone(),
-                r.attempts.to_string(),
-                r.finished_at.map(time_fmt::rfc3339).unwrap_or_default(),
-                r.error
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
-    write_stdout(table(&["ID", "JOB", "ATTEMPTS", "FAILED", "ERROR"], &rows).trim_end())?;
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |letters: DeadLetters| {
+        if letters.runs.is_empty() {
+            return format!("no dead-lettered runs in queue {}", args.queue);
+        }
+        let rows: Vec<Vec<String>> = letters
+            .runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    r.job.clone(),
+                    r.attempts.to_string(),
+                    r.finished_at.map(time_fmt::rfc3339).unwrap_or_default(),
+                    r.error
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["ID", "JOB", "ATTEMPTS", "FAILED", "ERROR"], &rows)
+    })
 }
 
 async fn retry(args: QueueArgs) -> Result<Outcome> {
@@ -97,39 +91,31 @@ async fn retry(args: QueueArgs) -> Result<Outcome> {
     let answer: Value = client
         .post_empty(&["v1", "queues", &args.queue, "dead-letters", "retry"])
         .await?;
-    if args.client.json {
-        write_json(&answer)?;
-        return Ok(Outcome::Success);
-    }
-    let retried: Retried = decode(answer)?;
-    let mut text = format!(
-        "retried {} dead-lettered {} of queue {}",
-        retried.retried.len(),
-        runs(retried.retried.len() as u64),
-        args.queue
-    );
-    for id in &retried.retried {
-        text.push_str(&format!("\n  {id}"));
-    }
-    write_stdout(&text)?;
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |retried: Retried| {
+        let mut text = format!(
+            "retried {} dead-lettered {} of queue {}",
+            retried.retried.len(),
+            runs(retried.retried.len() as u64),
+            args.queue
+        );
+        for id in &retried.retried {
+            text.push_str(&format!("\n  {id}"));
+        }
+        text
+    })
 }
 
 async fn purge(args: QueueArgs) -> Result<Outcome> {
     let client = args.client.client()?;
     let answer: Value = client.delete(&path(&args.queue)).await?;
-    if args.client.json {
-        write_json(&answer)?;
-        return Ok(Outcome::Success);
-    }
-    let purged: Purged = decode(answer)?;
-    write_stdout(&format!(
-        "purged {} dead-lettered {} from queue {}",
-        purged.purged,
-        runs(purged.purged),
-        args.queue
-    ))?;
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |purged: Purged| {
+        format!(
+            "purged {} dead-lettered {} from queue {}",
+            purged.purged,
+            runs(purged.purged),
+            args.queue
+        )
+    })
 }
 
 fn runs(n: u64) -> &'static str {

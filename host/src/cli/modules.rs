@@ -8,8 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
-use super::client::{ClientFlags, decode};
-use super::common::{write_json, write_stdout};
+use super::client::{ClientFlags, reply};
 use super::render::table;
 use crate::policy::PolicyOverrides;
 use crate::time_fmt;
@@ -66,62 +65,50 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome> {
         .post_bytes(&["v1", "modules"], "application/wasm", bytes)
         .await
         .with_context(|| format!("cannot deploy {}", args.component.display()))?;
-    if args.client.json {
-        write_json(&answer)?;
-        return Ok(Outcome::Success);
-    }
-    let module: Module = decode(answer)?;
-    let rows: Vec<Vec<String>> = module
-        .jobs
-        .iter()
-        .map(|j| {
-            vec![
-                j.name.clone(),
-                j.description.clone(),
-                j.policy
-                    .max_attempts
-                    .map_or_else(|| "default".to_owned(), |n| n.to_string()),
-            ]
-        })
-        .collect();
-    write_stdout(
+    reply(answer, args.client.json, |module: Module| {
+        let rows: Vec<Vec<String>> = module
+            .jobs
+            .iter()
+            .map(|j| {
+                vec![
+                    j.name.clone(),
+                    j.description.clone(),
+                    j.policy
+                        .max_attempts
+                        .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+                ]
+            })
+            .collect();
         format!(
             "deployed module {} ({} bytes)\n\n{}",
             module.hash,
             module.size,
             table(&["JOB", "DESCRIPTION", "MAX ATTEMPTS"], &rows)
         )
-        .trim_end(),
-    )?;
-    Ok(Outcome::Success)
+    })
 }
 
 /// Runs `stepwise modules`.
 pub async fn list(args: ListArgs) -> Result<Outcome> {
     let client = args.client.client()?;
     let answer: Value = client.get(&["v1", "modules"], &[]).await?;
-    if args.client.json {
-        write_json(&answer)?;
-        return Ok(Outcome::Success);
-    }
-    let list: ModuleList = decode(answer)?;
-    if list.modules.is_empty() {
-        write_stdout("no modules deployed yet (stepwise deploy FILE.wasm)")?;
-        return Ok(Outcome::Success);
-    }
-    let rows: Vec<Vec<String>> = list
-        .modules
-        .iter()
-        .map(|m| {
-            let jobs: Vec<&str> = m.jobs.iter().map(|j| j.name.as_str()).collect();
-            vec![
-                m.hash.chars().take(SHORT_HASH).collect(),
-                m.size.to_string(),
-                jobs.join(", "),
-                time_fmt::rfc3339(m.deployed_at),
-            ]
-        })
-        .collect();
-    write_stdout(table(&["HASH", "SIZE", "JOBS", "DEPLOYED"], &rows).trim_end())?;
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |list: ModuleList| {
+        if list.modules.is_empty() {
+            return "no modules deployed yet (stepwise deploy FILE.wasm)".to_owned();
+        }
+        let rows: Vec<Vec<String>> = list
+            .modules
+            .iter()
+            .map(|m| {
+                let jobs: Vec<&str> = m.jobs.iter().map(|j| j.name.as_str()).collect();
+                vec![
+                    m.hash.chars().take(SHORT_HASH).collect(),
+                    m.size.to_string(),
+                    jobs.join(", "),
+                    time_fmt::rfc3339(m.deployed_at),
+                ]
+            })
+            .collect();
+        table(&["HASH", "SIZE", "JOBS", "DEPLOYED"], &rows)
+    })
 }

@@ -6,8 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Outcome;
-use super::client::{ClientFlags, decode};
-use super::common::{write_json, write_stdout};
+use super::client::{ClientFlags, reply};
 
 /// Subcommands of `stepwise queue`.
 #[derive(Debug, clap::Subcommand)]
@@ -89,13 +88,7 @@ pub async fn execute(command: Command) -> Result<Outcome> {
             (args.client, answer)
         }
     };
-    if client_flags.json {
-        write_json(&answer)?;
-    } else {
-        let queue: Queue = decode(answer)?;
-        write_stdout(&queue.summary())?;
-    }
-    Ok(Outcome::Success)
+    reply(answer, client_flags.json, |queue: Queue| queue.summary())
 }
 
 #[cfg(test)]

@@ -6,8 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
-use super::client::{ClientFlags, decode};
-use super::common::{write_json, write_stdout};
+use super::client::{ClientFlags, reply};
 use super::render;
 use crate::model::RunView;
 use crate::time_fmt;
@@ -123,50 +122,40 @@ impl ListArgs {
 async fn list(args: ListArgs) -> Result<Outcome> {
     let client = args.client.client()?;
     let answer: Value = client.get(&["v1", "runs"], &args.query()).await?;
-    if args.client.json {
-        write_json(&answer)?;
-        return Ok(Outcome::Success);
-    }
-    let page: RunPage = decode(answer)?;
-    let mut text = if page.runs.is_empty() {
-        "no runs".to_owned()
-    } else {
-        let rows: Vec<Vec<String>> = page
-            .runs
-            .iter()
-            .map(|r| {
-                vec![
-                    r.id.clone(),
-                    r.job.clone(),
-                    r.queue.clone(),
-                    r.status.clone(),
-                    r.attempts.to_string(),
-                    time_fmt::rfc3339(r.created_at),
-                ]
-            })
-            .collect();
-        render::table(
-            &["ID", "JOB", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"],
-            &rows,
-        )
-    };
-    if let Some(next) = &page.next {
-        text.push_str(&format!("\nmore runs follow: add --after {next}"));
-    }
-    write_stdout(text.trim_end())?;
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |page: RunPage| {
+        let mut text = if page.runs.is_empty() {
+            "no runs".to_owned()
+        } else {
+            let rows: Vec<Vec<String>> = page
+                .runs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.job.clone(),
+                        r.queue.clone(),
+                        r.status.clone(),
+                        r.attempts.to_string(),
+                        time_fmt::rfc3339(r.created_at),
+                    ]
+                })
+                .collect();
+            render::table(
+                &["ID", "JOB", "QUEUE", "STATUS", "ATTEMPTS", "CREATED"],
+                &rows,
+            )
+        };
+        if let Some(next) = &page.next {
+            text.push_str(&format!("\nmore runs follow: add --after {next}"));
+        }
+        text
+    })
 }
 
 async fn show(args: IdArgs) -> Result<Outcome> {
     let client = args.client.client()?;
     let answer: Value = client.get(&["v1", "runs", &args.id], &[]).await?;
-    if args.client.json {
-        write_json(&answer)?;
-    } else {
-        let view: RunView = decode(answer)?;
-        write_stdout(render::run(&view).trim_end())?;
-    }
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |view: RunView| render::run(&view))
 }
 
 async fn retry(args: IdArgs) -> Result<Outcome> {
@@ -174,13 +163,9 @@ async fn retry(args: IdArgs) -> Result<Outcome> {
     let answer: Value = client
         .post_empty(&["v1", "runs", &args.id, "retry"])
         .await?;
-    if args.client.json {
-        write_json(&answer)?;
-    } else {
-        let run: RunRow = decode(answer)?;
-        write_stdout(&format!("retried {} ({})", run.id, run.status))?;
-    }
-    Ok(Outcome::Success)
+    reply(answer, args.client.json, |run: RunRow| {
+        format!("retried {} ({})", run.id, run.status)
+    })
 }
 
 #[cfg(test)]
