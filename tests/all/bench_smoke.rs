@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use serde_json::Value;
+use stepwise_host::bench::CONTRACT_FIELDS;
 use stepwise_tests::guests;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");
@@ -28,18 +29,7 @@ fn bench_with(workload: &str, jobs: &str, extra: &[&str]) -> Value {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1, "one JSON line: {text}");
     let report: Value = serde_json::from_str(&text).unwrap();
-    for key in [
-        "system",
-        "workload",
-        "durability",
-        "jobs",
-        "concurrency",
-        "jobs_per_s",
-        "p50_ms",
-        "p99_ms",
-        "commits",
-        "rows_per_commit",
-    ] {
+    for key in CONTRACT_FIELDS {
         assert!(
             report.get(key).is_some(),
             "{workload}: missing {key} in {report}"

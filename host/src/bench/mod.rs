@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub use report::Report;
+pub use report::{CONTRACT_FIELDS, Report};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::RuntimeConfig;

@@ -5,6 +5,20 @@ use serde_json::{Map, Value};
 
 use crate::store::Durability;
 
+/// The fields `../shared/bench.md` names: every report has them, under these names.
+pub const CONTRACT_FIELDS: [&str; 10] = [
+    "system",
+    "workload",
+    "durability",
+    "jobs",
+    "concurrency",
+    "jobs_per_s",
+    "p50_ms",
+    "p99_ms",
+    "commits",
+    "rows_per_commit",
+];
+
 /// A workload's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -113,18 +127,7 @@ mod tests {
             .latencies(vec![1.0, 2.0, 3.0])
             .with("extra", 1);
         let v = serde_json::to_value(&r).unwrap();
-        for key in [
-            "system",
-            "workload",
-            "durability",
-            "jobs",
-            "concurrency",
-            "jobs_per_s",
-            "p50_ms",
-            "p99_ms",
-            "commits",
-            "rows_per_commit",
-        ] {
+        for key in CONTRACT_FIELDS {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["rows_per_commit"], 37.5);

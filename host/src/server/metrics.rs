@@ -35,6 +35,24 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, scale: f64
     let _ = writeln!(out, "{name}_count {count}");
 }
 
+/// Writes a gauge with one sample per (tenant, queue).
+fn per_queue_gauge<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (&'a (String, String), &'a u64)>,
+) {
+    header(out, name, "gauge", help);
+    for ((tenant, queue), n) in samples {
+        let _ = writeln!(
+            out,
+            "{name}{{tenant=\"{}\",queue=\"{}\"}} {n}",
+            label(tenant),
+            label(queue)
+        );
+    }
+}
+
 /// Renders every metric.
 pub fn render(engine: &Engine) -> Result<String, StoreError> {
     let mut out = String::new();
@@ -49,34 +67,18 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
             .map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "stepwise_runs{{status=\"{status}\"}} {n}");
     }
-    header(
+    per_queue_gauge(
         &mut out,
         "stepwise_queue_depth",
-        "gauge",
         "Runs not yet final, by queue.",
+        &census.depth,
     );
-    for ((tenant, queue), n) in &census.depth {
-        let _ = writeln!(
-            out,
-            "stepwise_queue_depth{{tenant=\"{}\",queue=\"{}\"}} {n}",
-            label(tenant),
-            label(queue)
-        );
-    }
-    header(
+    per_queue_gauge(
         &mut out,
         "stepwise_dead_letters",
-        "gauge",
         "Dead-lettered runs, by queue.",
+        &census.dead_letters,
     );
-    for ((tenant, queue), n) in &census.dead_letters {
-        let _ = writeln!(
-            out,
-            "stepwise_dead_letters{{tenant=\"{}\",queue=\"{}\"}} {n}",
-            label(tenant),
-            label(queue)
-        );
-    }
 
     let m = engine.metrics();
     header(
