@@ -50,9 +50,9 @@ pub struct EngineConfig {
 }
 
 impl Default for EngineConfig {
-    /// Immediate durability, a 64 MiB store cache, [`RuntimeConfig::default`], [`Policy::default`], 64 concurrent
-    /// attempts, 1 MiB payloads, [`JournalLimits::default`], idempotency keys kept 24 h after
-    /// their run ends.
+    /// Immediate durability, a 64 MiB store cache, [`RuntimeConfig::default`],
+    /// [`Policy::default`], 64 concurrent attempts, 1 MiB payloads, [`JournalLimits::default`],
+    /// idempotency keys kept 24 h after their run ends.
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
