@@ -46,7 +46,15 @@ fn every_workload_runs_and_checks_itself() {
         let r = bench(workload, "40");
         assert_eq!(r["jobs"], 40);
         assert!(r["commits"].as_u64().unwrap() > 0);
+        assert!(r["writer_busy_pct"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // Three steps per job: the engine measured the gaps between durable step completions.
+    let r = bench_with("steps3", "40", &["--cache-mb", "16"]);
+    assert!(
+        r["step_to_step_p50_ms_at_most"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
+    assert_eq!(r["cache_mb"], 16);
     let r = bench("retry10", "40");
     assert_eq!(r["completed_steps_run_twice"], 0);
     assert_eq!(r["second_step_executions"], 44);

@@ -70,6 +70,7 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     let n = bench.options.jobs;
     let (stop, scheduler) = start_scheduler(bench);
     let (commits0, rows0) = engine.store().commit_counts();
+    let commit_micros0 = engine.store().stats().commit_latency.sum();
     let finished0 = engine.metrics().runs_finished();
     let started = Instant::now();
     let ids = enqueue_all(bench, job, n, |i| json!({"i": i})).await?;
@@ -80,6 +81,7 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     .await;
     let elapsed = started.elapsed();
     let (commits1, rows1) = engine.store().commit_counts();
+    let commit_micros = engine.store().stats().commit_latency.sum() - commit_micros0;
     stop_scheduler(bench, stop, scheduler).await;
 
     let mut latencies = Vec::with_capacity(n);
@@ -113,6 +115,12 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     .commits(commits1 - commits0, rows1 - rows0)
     .latencies(latencies);
     report.jobs_per_s = round(n as f64 / elapsed.as_secs_f64());
+    // Share of the wall time the one writer thread spent committing (fsync included): near
+    // 100 %, the writer is the bound.
+    report = report.with(
+        "writer_busy_pct",
+        round(commit_micros as f64 / elapsed.as_micros() as f64 * 100.0),
+    );
     if let Some(bound) = engine.metrics().step_gaps().median_bound() {
         // From the engine's histogram: the bucket bound the median gap falls under.
         report = report.with("step_to_step_p50_ms_at_most", bound as f64 / 1e3);
