@@ -74,14 +74,27 @@ pub enum FailureKind {
     Timeout,
     /// The guest tried to grow its memory past the limit.
     MemoryLimit,
-    /// The guest trapped (panic, unreachable, stack overflow, bad host call, ...).
+    /// The guest trapped (panic, unreachable, stack overflow, `exit`, ...).
     Trap,
+    /// The guest broke the step protocol (succeed without begin, begin inside a step, sleep
+    /// inside a step, a non-JSON output, an unusable step name). Deterministic, so final.
+    ProtocolViolation,
+    /// The guest exceeded a host limit other than fuel, time or memory: an output, error or
+    /// journal too large, too many steps, a sleep beyond the longest delay. Final.
+    LimitExceeded,
+    /// The host failed while running the attempt (a bug caught at the attempt boundary). The
+    /// run is dead-lettered so it can be retried once the host is fixed.
+    HostError,
 }
 
 impl FailureKind {
-    /// Whether another attempt may help. Only a non-retryable error ends the run at once.
+    /// Whether another attempt may help. A non-retryable error, a protocol violation, an
+    /// exceeded limit and a host error end the run at once.
     pub fn is_retryable(self) -> bool {
-        !matches!(self, Self::NonRetryable)
+        !matches!(
+            self,
+            Self::NonRetryable | Self::ProtocolViolation | Self::LimitExceeded | Self::HostError
+        )
     }
 
     /// The name used in JSON and tables.
@@ -94,6 +107,9 @@ impl FailureKind {
             Self::Timeout => "timeout",
             Self::MemoryLimit => "memory_limit",
             Self::Trap => "trap",
+            Self::ProtocolViolation => "protocol_violation",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::HostError => "host_error",
         }
     }
 }
@@ -145,6 +161,9 @@ pub struct StepRecord {
     /// Its position among the run's steps, in the order they first began (from 0).
     #[serde(default)]
     pub ordinal: u32,
+    /// Size of the recorded output's JSON text, counted against the run's journal limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_bytes: u64,
     /// Work or timer.
     pub kind: StepKind,
     /// Where it is.
@@ -168,6 +187,10 @@ pub struct StepRecord {
     /// When it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Millis>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl StepRecord {
@@ -366,6 +389,7 @@ mod tests {
         let s = StepRecord {
             name: "x".into(),
             ordinal: 0,
+            output_bytes: 0,
             kind: StepKind::Step,
             status: StepStatus::Failed,
             attempts: 7,

@@ -10,6 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Jitter, Millis};
 
+/// The longest delay the host schedules anything after: a backoff, a retry-after, a durable
+/// sleep, an enqueue's delay. 365 days, so timestamps stay far inside every clock type.
+pub const MAX_DELAY_MS: u64 = 365 * 24 * 60 * 60 * 1_000;
+
+/// The largest backoff growth factor per failure.
+pub const MAX_MULTIPLIER: f64 = 1_000.0;
+
 /// Exponential backoff between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -42,12 +49,68 @@ impl Backoff {
     /// `min(max, initial * multiplier^(failures-1))`, then reduced by up to `jitter` of itself:
     /// jitter only ever shortens the delay so `max_ms` stays a true bound, and concurrent runs
     /// failing together spread out instead of retrying in lockstep.
+    ///
+    /// Total for any stored value: a non-finite multiplier or jitter counts as none, and the
+    /// result never exceeds [`MAX_DELAY_MS`].
     pub fn delay_ms(&self, failures: u32, jitter: &dyn Jitter) -> u64 {
         let exponent = failures.saturating_sub(1).min(64) as i32;
-        let raw = self.initial_ms as f64 * self.multiplier.max(1.0).powi(exponent);
-        let capped = raw.min(self.max_ms as f64);
-        let spread = self.jitter.clamp(0.0, 1.0) * jitter.fraction();
-        (capped * (1.0 - spread)).round() as u64
+        let multiplier = if self.multiplier.is_finite() {
+            self.multiplier.clamp(1.0, MAX_MULTIPLIER)
+        } else {
+            1.0
+        };
+        let max = self.max_ms.min(MAX_DELAY_MS) as f64;
+        let raw = self.initial_ms.min(MAX_DELAY_MS) as f64 * multiplier.powi(exponent);
+        let capped = raw.min(max);
+        let fraction = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let spread = fraction * jitter.fraction().clamp(0.0, 1.0);
+        // Float-to-int casts saturate, and `capped` is within [0, MAX_DELAY_MS].
+        ((capped * (1.0 - spread)).round() as u64).min(MAX_DELAY_MS)
+    }
+
+    /// Rejects values no backoff can be computed from, naming the field.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let err = |field, problem: String| Err(PolicyError { field, problem });
+        if !(self.multiplier.is_finite() && (1.0..=MAX_MULTIPLIER).contains(&self.multiplier)) {
+            return err(
+                "backoff.multiplier",
+                format!(
+                    "must be a number between 1.0 and {MAX_MULTIPLIER}, got {}",
+                    self.multiplier
+                ),
+            );
+        }
+        if !(self.jitter.is_finite() && (0.0..=1.0).contains(&self.jitter)) {
+            return err(
+                "backoff.jitter",
+                format!("must be a number between 0.0 and 1.0, got {}", self.jitter),
+            );
+        }
+        for (field, value) in [
+            ("backoff.initial_ms", self.initial_ms),
+            ("backoff.max_ms", self.max_ms),
+        ] {
+            if value > MAX_DELAY_MS {
+                return err(
+                    field,
+                    format!("must be at most {MAX_DELAY_MS} (365 days), got {value}"),
+                );
+            }
+        }
+        if self.max_ms < self.initial_ms {
+            return err(
+                "backoff.max_ms",
+                format!(
+                    "({}) is below initial_ms ({})",
+                    self.max_ms, self.initial_ms
+                ),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -161,24 +224,7 @@ impl PolicyOverrides {
             );
         }
         if let Some(b) = self.backoff {
-            if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
-                return err(
-                    "backoff.multiplier",
-                    format!("must be at least 1.0, got {}", b.multiplier),
-                );
-            }
-            if !(0.0..=1.0).contains(&b.jitter) {
-                return err(
-                    "backoff.jitter",
-                    format!("must be between 0.0 and 1.0, got {}", b.jitter),
-                );
-            }
-            if b.max_ms < b.initial_ms {
-                return err(
-                    "backoff.max_ms",
-                    format!("({}) is below initial_ms ({})", b.max_ms, b.initial_ms),
-                );
-            }
+            b.check()?;
         }
         for (field, value, cap) in [
             ("fuel", self.fuel, caps.fuel),
@@ -197,11 +243,27 @@ impl PolicyOverrides {
 
 impl Caps {
     /// Bounds `policy` by the caps; used for module defaults, which are trusted less than the
-    /// operator but are not worth refusing a whole module over.
+    /// operator but are not worth refusing a whole module over, and again before every attempt
+    /// so that no stored value, however it got there, reaches the sandbox unbounded.
     pub fn clamp(&self, policy: Policy) -> Policy {
+        let b = policy.backoff;
+        let initial_ms = b.initial_ms.min(MAX_DELAY_MS);
         Policy {
-            max_attempts: policy.max_attempts.clamp(1, self.max_attempts),
-            backoff: policy.backoff,
+            max_attempts: policy.max_attempts.clamp(1, self.max_attempts.max(1)),
+            backoff: Backoff {
+                initial_ms,
+                max_ms: b.max_ms.clamp(initial_ms, MAX_DELAY_MS),
+                multiplier: if b.multiplier.is_finite() {
+                    b.multiplier.clamp(1.0, MAX_MULTIPLIER)
+                } else {
+                    1.0
+                },
+                jitter: if b.jitter.is_finite() {
+                    b.jitter.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                },
+            },
             fuel: policy.fuel.clamp(1, self.fuel),
             timeout_ms: policy.timeout_ms.clamp(1, self.timeout_ms),
             memory_bytes: policy.memory_bytes.clamp(1, self.memory_bytes),
@@ -218,7 +280,7 @@ pub fn next_attempt_at(
     jitter: &dyn Jitter,
 ) -> Millis {
     let delay = match retry_after_ms {
-        Some(ms) => ms,
+        Some(ms) => ms.min(MAX_DELAY_MS),
         None => policy.backoff.delay_ms(failures, jitter),
     };
     now.saturating_add(delay)
@@ -287,6 +349,51 @@ mod tests {
         assert_eq!(
             bad.validate(&Caps::default()).unwrap_err().field,
             "memory_bytes"
+        );
+    }
+
+    #[test]
+    fn absurd_backoffs_are_refused_and_never_overflow() {
+        let nan = Backoff {
+            multiplier: f64::NAN,
+            ..Backoff::default()
+        };
+        assert_eq!(nan.check().unwrap_err().field, "backoff.multiplier");
+        let huge = Backoff {
+            multiplier: 1e308,
+            ..Backoff::default()
+        };
+        assert_eq!(huge.check().unwrap_err().field, "backoff.multiplier");
+        let inf_jitter = Backoff {
+            jitter: f64::INFINITY,
+            ..Backoff::default()
+        };
+        assert_eq!(inf_jitter.check().unwrap_err().field, "backoff.jitter");
+        let long = Backoff {
+            initial_ms: u64::MAX,
+            max_ms: u64::MAX,
+            ..Backoff::default()
+        };
+        assert_eq!(long.check().unwrap_err().field, "backoff.initial_ms");
+        // Whatever is stored, the delay is computed and bounded.
+        for b in [nan, huge, inf_jitter, long] {
+            for failures in [1, 2, 64, u32::MAX] {
+                assert!(b.delay_ms(failures, &NoJitter) <= MAX_DELAY_MS);
+            }
+        }
+        let p = Policy {
+            backoff: huge,
+            ..Policy::default()
+        };
+        let clamped = Caps::default().clamp(p);
+        assert!(clamped.backoff.check().is_ok());
+        assert_eq!(
+            next_attempt_at(u64::MAX - 1, &p, 3, Some(u64::MAX), &NoJitter),
+            u64::MAX
+        );
+        assert_eq!(
+            next_attempt_at(0, &p, 3, Some(u64::MAX), &NoJitter),
+            MAX_DELAY_MS
         );
     }
 

@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 use super::{Engine, EngineError};
 use crate::clock::Millis;
 use crate::model::{EventKind, LOCAL_TENANT, RunRecord, RunStatus, TimelineEntry};
-use crate::policy::PolicyOverrides;
+use crate::policy::{MAX_DELAY_MS, PolicyError, PolicyOverrides};
 use crate::store::{Batch, CommitOutcome, IdempotencyGuard, IdempotencyRecord};
+use crate::time_fmt;
 
 /// A request to create a run.
 #[derive(Debug, Clone)]
@@ -140,6 +141,16 @@ impl Engine {
                 return self.resolve_taken(key, &held.run, held.payload_hash == hash);
             }
         }
+        let quota = inner.config.tenants.max_waiting_runs_of(&req.tenant);
+        let waiting = inner.store.tenant_waiting(&req.tenant)?;
+        if waiting >= quota {
+            return Err(EngineError::QuotaExceeded {
+                tenant: req.tenant.clone(),
+                what: "waiting runs",
+                limit: quota,
+                used: waiting,
+            });
+        }
         let module_hash = match &req.module {
             Some(hash) => hash.clone(),
             None => inner
@@ -159,9 +170,28 @@ impl Engine {
             .caps()
             .clamp(spec.policy.over(inner.config.default_policy));
         let policy = req.overrides.over(job_policy);
-        let ready_at = req
-            .run_at
-            .unwrap_or_else(|| now.saturating_add(req.delay_ms.unwrap_or(0)));
+        let ready_at = match (req.run_at, req.delay_ms) {
+            (Some(at), _) if at > now.saturating_add(MAX_DELAY_MS) => {
+                return Err(PolicyError {
+                    field: "run_at",
+                    problem: format!(
+                        "must be at most 365 days ahead ({}), got {}",
+                        time_fmt::rfc3339(now.saturating_add(MAX_DELAY_MS)),
+                        time_fmt::rfc3339(at)
+                    ),
+                }
+                .into());
+            }
+            (Some(at), _) => at,
+            (None, Some(ms)) if ms > MAX_DELAY_MS => {
+                return Err(PolicyError {
+                    field: "delay",
+                    problem: format!("must be at most {MAX_DELAY_MS} ms (365 days), got {ms} ms"),
+                }
+                .into());
+            }
+            (None, delay) => now.saturating_add(delay.unwrap_or(0)),
+        };
         let run = RunRecord {
             id: new_run_id(),
             tenant: req.tenant,
@@ -193,9 +223,9 @@ impl Engine {
         };
         let mut batch = Batch::new();
         batch
-            .put_run(&run)
+            .put_run(&run, None)
             .put_tenant_run(&run.tenant, &run.id)
-            .set_ready(&run.id, None, run.ready_at)
+            .set_ready(&run, None, run.ready_at)
             .put_timeline(&run.id, 0, &created);
         if let Some(key) = &run.idempotency_key {
             batch.guard(IdempotencyGuard {
@@ -221,10 +251,6 @@ impl Engine {
                 return self.resolve_taken(key, &holder, same_payload);
             }
         }
-        self.inner.placement.lock().expect("placement").insert(
-            run.id.clone(),
-            (run.priority, (run.tenant.clone(), run.queue.clone())),
-        );
         tracing::info!(run = %run.id, tenant = %run.tenant, job = %run.job, "run created");
         inner.wake.notify_one();
         Ok(Enqueued {

@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use crate::clock::{Clock, Millis};
 use crate::model::{
-    ErrorInfo, EventKind, LogLevel, LogLine, LogSource, StepKind, StepRecord, StepStatus,
-    TimelineEntry,
+    ErrorInfo, EventKind, FailureKind, LogLevel, LogLine, LogSource, StepKind, StepRecord,
+    StepStatus, TimelineEntry,
 };
+use crate::policy::MAX_DELAY_MS;
 use crate::runtime::GuestError;
 use crate::runtime::bindings::StepState;
 use crate::store::{Batch, Sequences, Store, StoreError};
@@ -53,7 +54,12 @@ pub enum HostFault {
         /// The parser's complaint.
         message: String,
     },
-    /// Recording the step failed; the attempt cannot continue safely.
+    /// The guest went past one of the journal's limits (steps per run, journal bytes, the
+    /// longest sleep).
+    #[error("{0}")]
+    Limit(String),
+    /// Recording the step failed; the attempt cannot continue safely. A host fault: the run
+    /// is attempted again later without the attempt being charged to the guest.
     #[error("could not record step '{step}': {source}")]
     Storage {
         /// The step.
@@ -63,24 +69,51 @@ pub enum HostFault {
     },
 }
 
-/// Limits on what one attempt may write.
+impl HostFault {
+    /// How the run records this fault.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Protocol(_) | Self::InvalidOutput { .. } => FailureKind::ProtocolViolation,
+            Self::OutputTooLarge { .. } | Self::Limit(_) => FailureKind::LimitExceeded,
+            Self::Storage { .. } => FailureKind::HostError,
+        }
+    }
+}
+
+/// Limits on what one attempt, and one run's journal, may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct JournalLimits {
-    /// Largest step output, in bytes.
+    /// Largest step output and largest job output, in bytes.
     pub max_output_bytes: usize,
+    /// Largest error message a guest may report, in bytes.
+    pub max_error_bytes: usize,
     /// Log bytes one attempt may write; the rest is counted and dropped.
     pub max_log_bytes: usize,
+    /// Log lines one attempt may write; the rest is counted and dropped.
+    pub max_log_lines: usize,
     /// Longest single log line; longer lines are cut.
     pub max_log_line: usize,
+    /// Steps and sleeps one run may record.
+    pub max_steps: usize,
+    /// Bytes of step outputs one run may record, all steps together.
+    pub max_journal_bytes: u64,
+    /// Longest step name, in bytes.
+    pub max_step_name: usize,
 }
 
 impl Default for JournalLimits {
-    /// 1 MiB outputs, 256 KiB of logs per attempt, 4 KiB lines.
+    /// 1 MiB outputs, 64 KiB error messages, 256 KiB and 10,000 lines of logs per attempt,
+    /// 4 KiB lines, 10,000 steps and 64 MiB of step outputs per run, 256-byte step names.
     fn default() -> Self {
         Self {
             max_output_bytes: 1 << 20,
+            max_error_bytes: 64 << 10,
             max_log_bytes: 256 << 10,
+            max_log_lines: 10_000,
             max_log_line: 4 << 10,
+            max_steps: 10_000,
+            max_journal_bytes: 64 << 20,
+            max_step_name: 256,
         }
     }
 }
@@ -100,7 +133,10 @@ pub struct Journal {
     timeline: Vec<(u32, TimelineEntry)>,
     logs: Vec<(u32, LogLine)>,
     log_bytes: usize,
+    log_lines: usize,
     logs_dropped: u64,
+    /// Bytes of step outputs recorded for the run, all attempts together.
+    journal_bytes: u64,
     steps_completed: u32,
     /// When the last step completion of this attempt became durable.
     last_durable: Option<std::time::Instant>,
@@ -120,6 +156,7 @@ impl Journal {
     ) -> Result<Self, StoreError> {
         let (steps, seq) = store.journal_state(run_id)?;
         let mut journal = Self::empty(store, clock, run_id, attempt, limits);
+        journal.journal_bytes = steps.iter().map(|s| s.output_bytes).sum();
         journal.steps = steps.into_iter().map(|s| (s.name.clone(), s)).collect();
         journal.seq = seq;
         Ok(journal)
@@ -147,7 +184,9 @@ impl Journal {
             timeline: Vec::new(),
             logs: Vec::new(),
             log_bytes: 0,
+            log_lines: 0,
             logs_dropped: 0,
+            journal_bytes: 0,
             steps_completed: 0,
             last_durable: None,
             step_gaps_micros: Vec::new(),
@@ -208,12 +247,16 @@ impl Journal {
             message.truncate(cut);
             message.push_str(" [truncated]");
         }
-        // The budget counts what is kept: a long line is cut first, then measured.
-        if self.log_bytes + message.len() > self.limits.max_log_bytes {
-            self.logs_dropped += 1;
+        // The budget counts what is kept: a long line is cut first, then measured. Lines are
+        // bounded too, so a flood of empty lines cannot grow memory either.
+        if self.log_bytes.saturating_add(message.len()) > self.limits.max_log_bytes
+            || self.log_lines >= self.limits.max_log_lines
+        {
+            self.logs_dropped = self.logs_dropped.saturating_add(1);
             return;
         }
         self.log_bytes += message.len();
+        self.log_lines += 1;
         let line = LogLine {
             at: self.clock.now(),
             attempt: self.attempt,
@@ -229,6 +272,50 @@ impl Journal {
         HostFault::Protocol(msg)
     }
 
+    /// Checks a name the guest gives a new step or sleep, and that the run has room for it.
+    fn check_new_step(&self, name: &str) -> Result<(), HostFault> {
+        if self.steps.contains_key(name) {
+            return Ok(());
+        }
+        if name.is_empty() || name.len() > self.limits.max_step_name {
+            return Err(Self::protocol(format!(
+                "a step name must be 1 to {} bytes, got {} bytes",
+                self.limits.max_step_name,
+                name.len()
+            )));
+        }
+        if self.steps.len() >= self.limits.max_steps {
+            return Err(HostFault::Limit(format!(
+                "the run already has {} steps, the most one run may record",
+                self.limits.max_steps
+            )));
+        }
+        Ok(())
+    }
+
+    /// A guest's error with its message bounded; an oversized one becomes a limit failure
+    /// that keeps the message's beginning.
+    pub fn bounded_error(&self, error: &GuestError) -> GuestError {
+        let limit = self.limits.max_error_bytes;
+        if error.message.len() <= limit {
+            return error.clone();
+        }
+        GuestError {
+            kind: FailureKind::LimitExceeded,
+            message: format!(
+                "error message is {} bytes, over the {limit}-byte limit; it began: {}",
+                error.message.len(),
+                prefix(&error.message, 1024)
+            ),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The largest job output accepted.
+    pub fn max_output_bytes(&self) -> usize {
+        self.limits.max_output_bytes
+    }
+
     /// `steps.begin`: replay a completed step, or count a new attempt of it.
     pub fn begin(&mut self, name: &str) -> Result<StepState, HostFault> {
         if let Some(open) = &self.current {
@@ -236,6 +323,7 @@ impl Journal {
                 "step '{name}' began while step '{open}' was still running"
             )));
         }
+        self.check_new_step(name)?;
         let now = self.clock.now();
         let ordinal = self.steps.len() as u32;
         let step = self
@@ -244,6 +332,7 @@ impl Journal {
             .or_insert_with(|| StepRecord {
                 name: name.to_owned(),
                 ordinal,
+                output_bytes: 0,
                 kind: StepKind::Step,
                 status: StepStatus::Running,
                 attempts: 0,
@@ -299,15 +388,25 @@ impl Journal {
                 limit: self.limits.max_output_bytes,
             });
         }
+        let bytes = output.len() as u64;
+        if self.journal_bytes.saturating_add(bytes) > self.limits.max_journal_bytes {
+            return Err(HostFault::Limit(format!(
+                "output of step '{name}' ({bytes} bytes) would take the run's step outputs past \
+                 the {}-byte limit ({} bytes recorded)",
+                self.limits.max_journal_bytes, self.journal_bytes
+            )));
+        }
         let value: Value = serde_json::from_str(&output).map_err(|e| HostFault::InvalidOutput {
             step: name.to_owned(),
             message: e.to_string(),
         })?;
         self.current = None;
+        self.journal_bytes += bytes;
         let now = self.clock.now();
         let step = self.steps.get_mut(name).expect("begun step exists");
         step.status = StepStatus::Completed;
         step.output = Some(value);
+        step.output_bytes = bytes;
         step.completed_at = Some(now);
         let attempts = step.attempts;
         self.steps_completed += 1;
@@ -342,6 +441,7 @@ impl Journal {
     /// `steps.fail`: record this attempt's failure of the step.
     pub fn fail(&mut self, name: &str, error: &GuestError) -> Result<(), HostFault> {
         self.take_current(name, "fail")?;
+        let error = &self.bounded_error(error);
         let step = self.steps.get_mut(name).expect("begun step exists");
         step.status = StepStatus::Failed;
         step.error = Some(ErrorInfo {
@@ -363,6 +463,13 @@ impl Journal {
                 "sleep('{name}') inside step '{open}'"
             ))));
         }
+        self.check_new_step(name).map_err(wasmtime::Error::new)?;
+        if duration_ms > MAX_DELAY_MS && !self.steps.contains_key(name) {
+            return Err(wasmtime::Error::new(HostFault::Limit(format!(
+                "sleep '{name}' of {duration_ms} ms is longer than the longest delay, \
+                 {MAX_DELAY_MS} ms (365 days)"
+            ))));
+        }
         let now = self.clock.now();
         let ordinal = self.steps.len() as u32;
         let step = self
@@ -371,6 +478,7 @@ impl Journal {
             .or_insert_with(|| StepRecord {
                 name: name.to_owned(),
                 ordinal,
+                output_bytes: 0,
                 kind: StepKind::Sleep,
                 status: StepStatus::Sleeping,
                 attempts: 1,
@@ -432,6 +540,15 @@ impl Journal {
     }
 }
 
+/// The longest prefix of `text` of at most `bytes` bytes that ends on a char boundary.
+pub(crate) fn prefix(text: &str, bytes: usize) -> &str {
+    let mut cut = bytes.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 #[cfg(test)]
 mod tests {
     //! The journal against a real store: replay after a durable completion, the step protocol,
@@ -442,7 +559,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::model::FailureKind;
 
     const RUN: &str = "run_1";
 

@@ -80,8 +80,8 @@ impl Engine {
         };
         let seq = store.sequences(&id)?.timeline;
         batch
-            .put_run(&run)
-            .set_ready(&id, None, run.ready_at)
+            .put_run(&run, Some(RunStatus::Failed))
+            .set_ready(&run, None, run.ready_at)
             .put_timeline(&id, seq, &entry)
             .remove_dead_letter(&run);
         self.refresh_idempotency(&run, &mut batch)?;

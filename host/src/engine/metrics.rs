@@ -8,7 +8,7 @@ use crate::model::FailureKind;
 use crate::runtime::AttemptOutcome;
 
 /// Every failure kind, in the order the failure counters are kept.
-pub const FAILURE_KINDS: [FailureKind; 7] = [
+pub const FAILURE_KINDS: [FailureKind; 10] = [
     FailureKind::Retryable,
     FailureKind::NonRetryable,
     FailureKind::RetryAfter,
@@ -16,6 +16,9 @@ pub const FAILURE_KINDS: [FailureKind; 7] = [
     FailureKind::Timeout,
     FailureKind::MemoryLimit,
     FailureKind::Trap,
+    FailureKind::ProtocolViolation,
+    FailureKind::LimitExceeded,
+    FailureKind::HostError,
 ];
 
 /// Upper bounds of the step-to-step histogram, in microseconds.
@@ -30,6 +33,7 @@ pub struct EngineMetrics {
     attempts: AtomicU64,
     step_completions: AtomicU64,
     runs_finished: AtomicU64,
+    host_panics: AtomicU64,
     failures: [AtomicU64; FAILURE_KINDS.len()],
     /// Step-to-step gaps, in microseconds.
     step_gaps: Histogram,
@@ -41,6 +45,7 @@ impl Default for EngineMetrics {
             attempts: AtomicU64::new(0),
             step_completions: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
+            host_panics: AtomicU64::new(0),
             failures: Default::default(),
             step_gaps: Histogram::new(&STEP_GAP_BOUNDS_MICROS),
         }
@@ -78,6 +83,15 @@ impl EngineMetrics {
 
     pub(crate) fn record_finished(&self) {
         self.runs_finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_host_panic(&self) {
+        self.host_panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts that panicked the host (caught at the attempt boundary).
+    pub fn host_panics(&self) -> u64 {
+        self.host_panics.load(Ordering::Relaxed)
     }
 
     /// Runs that reached a final state (completed or failed) since the engine opened.

@@ -4,6 +4,7 @@
 
 mod enqueue;
 pub mod journal;
+mod limits;
 mod manual;
 mod metrics;
 pub mod native;
@@ -11,7 +12,7 @@ mod outcome;
 mod scheduler;
 mod tenants;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +26,7 @@ use crate::store::{Batch, Durability, QueueSettings, Store, StoreError};
 pub(crate) use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
+pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
 pub use metrics::EngineMetrics;
 pub use tenants::NewTenant;
 
@@ -47,12 +49,17 @@ pub struct EngineConfig {
     pub journal: JournalLimits,
     /// How long an idempotency key is kept after its run ends, in milliseconds.
     pub idempotency_retention_ms: u64,
+    /// Per-tenant slot limits, weights and quotas.
+    pub tenants: TenantLimits,
+    /// Most memory the running attempts may have, the sum of their memory caps, in bytes.
+    pub memory_budget_bytes: u64,
 }
 
 impl Default for EngineConfig {
     /// Immediate durability, a 64 MiB store cache, [`RuntimeConfig::default`],
     /// [`Policy::default`], 64 concurrent attempts, 1 MiB payloads, [`JournalLimits::default`],
-    /// idempotency keys kept 24 h after their run ends.
+    /// idempotency keys kept 24 h after their run ends, [`TenantLimits::default`], and a
+    /// memory budget of half the machine's memory ([`default_memory_budget`]).
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
@@ -63,6 +70,8 @@ impl Default for EngineConfig {
             max_payload_bytes: 1 << 20,
             journal: JournalLimits::default(),
             idempotency_retention_ms: 24 * 60 * 60 * 1_000,
+            tenants: TenantLimits::default(),
+            memory_budget_bytes: default_memory_budget(),
         }
     }
 }
@@ -128,6 +137,18 @@ pub enum EngineError {
     /// An idempotency key is empty or too long.
     #[error("invalid idempotency key: must be 1-256 bytes")]
     InvalidIdempotencyKey,
+    /// A tenant quota would be exceeded; nothing was stored.
+    #[error("tenant '{tenant}' is at its quota of {limit} {what} ({used} in use)")]
+    QuotaExceeded {
+        /// The tenant.
+        tenant: String,
+        /// What the quota counts: `waiting runs`, `modules`, `module bytes`.
+        what: &'static str,
+        /// The quota.
+        limit: u64,
+        /// What is in use.
+        used: u64,
+    },
     /// Only failed runs can be retried by hand.
     #[error("run '{run}' is {}, only failed runs can be retried", status.as_str())]
     NotFailed {
@@ -138,12 +159,6 @@ pub enum EngineError {
     },
 }
 
-/// (tenant, queue).
-pub(crate) type QueueKey = (String, String);
-
-/// A run's priority and queue.
-pub(crate) type Placement = (i32, QueueKey);
-
 struct Inner {
     store: Arc<Store>,
     runtime: Runtime,
@@ -151,10 +166,6 @@ struct Inner {
     jitter: Arc<dyn Jitter>,
     config: EngineConfig,
     wake: Notify,
-    inflight: Mutex<HashSet<String>>,
-    /// Priority and (tenant, queue) of runs waiting or executing: fixed for a run's life, and
-    /// what the scheduler needs to choose among due runs without decoding their records.
-    placement: Mutex<HashMap<String, Placement>>,
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
@@ -202,11 +213,9 @@ impl Engine {
                 jitter,
                 config,
                 wake: Notify::new(),
-                inflight: Mutex::default(),
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
                 natives: Mutex::default(),
-                placement: Mutex::default(),
             }),
         })
     }
@@ -249,7 +258,7 @@ impl Engine {
 
     /// Whether an attempt of run `id` is executing now.
     pub fn is_running(&self, id: &str) -> bool {
-        self.inner.inflight.lock().expect("inflight").contains(id)
+        self.inner.store.is_claimed(id)
     }
 
     fn caps(&self) -> &Caps {

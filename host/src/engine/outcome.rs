@@ -32,6 +32,19 @@ pub fn settle(
 ) -> Settled {
     run.updated_at = now;
     match outcome {
+        AttemptOutcome::Completed(text) if text.len() > journal.max_output_bytes() => {
+            let error = ErrorInfo {
+                kind: FailureKind::LimitExceeded,
+                message: format!(
+                    "job output is {} bytes, over the {}-byte limit",
+                    text.len(),
+                    journal.max_output_bytes()
+                ),
+                step: None,
+                retry_after_ms: None,
+            };
+            fail_attempt(run, journal, error, now, jitter)
+        }
         AttemptOutcome::Completed(text) => match serde_json::from_str::<Value>(text) {
             Ok(output) => {
                 run.status = RunStatus::Completed;
@@ -44,7 +57,7 @@ pub fn settle(
             }
             Err(e) => {
                 let error = ErrorInfo {
-                    kind: FailureKind::Trap,
+                    kind: FailureKind::ProtocolViolation,
                     message: format!("job output is not valid JSON: {e}"),
                     step: None,
                     retry_after_ms: None,
@@ -58,6 +71,7 @@ pub fn settle(
             Settled { dead_letter: false }
         }
         AttemptOutcome::Failed(e) => {
+            let e = journal.bounded_error(e);
             let error = ErrorInfo {
                 kind: e.kind,
                 message: e.message.clone(),
@@ -76,6 +90,8 @@ pub fn settle(
             journal.fail_current(error.clone());
             fail_attempt(run, journal, error, now, jitter)
         }
+        // Not the guest's doing: the scheduler commits nothing for it and tries again later.
+        AttemptOutcome::HostFault(_) => Settled { dead_letter: false },
     }
 }
 
@@ -89,8 +105,8 @@ fn fail_attempt(
     let used = match error.step.as_deref().and_then(|s| journal.step(s)) {
         Some(step) => step.budget_used(),
         None => {
-            run.body_failures += 1;
-            run.body_failures - run.body_budget_base
+            run.body_failures = run.body_failures.saturating_add(1);
+            run.body_failures.saturating_sub(run.body_budget_base)
         }
     };
     let unit = match &error.step {
@@ -105,7 +121,10 @@ fn fail_attempt(
     );
     let max = run.policy.max_attempts;
     let give_up = if !error.kind.is_retryable() {
-        Some(format!("{unit} failed with a non-retryable error"))
+        Some(format!(
+            "{unit} failed with a final error ({})",
+            error.kind.as_str()
+        ))
     } else if used >= max {
         Some(format!("{unit} used all {max} attempts"))
     } else {
@@ -130,7 +149,7 @@ fn fail_attempt(
                 format!(
                     "attempt {} of {max} for {unit} in {}, at {}",
                     used + 1,
-                    time_fmt::duration(at - now),
+                    time_fmt::duration(at.saturating_sub(now)),
                     time_fmt::rfc3339(at)
                 ),
             );
@@ -209,7 +228,7 @@ mod tests {
             let settled = settle(run, &mut journal, outcome, self.clock.now(), &NoJitter);
             let mut batch = Batch::new();
             journal.drain_into(&mut batch);
-            batch.put_run(run);
+            batch.put_run(run, None);
             self.store.commit(batch).await.unwrap();
             settled
         }
@@ -304,16 +323,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_output_that_is_not_json_fails_the_attempt_as_a_trap() {
+    async fn an_output_that_is_not_json_fails_the_run_as_a_protocol_violation() {
         let f = Fixture::new();
         let mut run = new_run();
         let j = f.start(&mut run);
         let outcome = AttemptOutcome::Completed("not json".into());
         let settled = f.settle(&mut run, j, &outcome).await;
-        assert_retrying_at(&run, settled, T0 + INITIAL_MS);
+        assert_dead_lettered(&run, settled, T0);
         assert_eq!(run.output, None);
         let error = run.error.as_ref().unwrap();
-        assert_eq!(error.kind, FailureKind::Trap);
+        assert_eq!(error.kind, FailureKind::ProtocolViolation);
         assert_eq!(error.step, None);
         assert!(
             error.message.starts_with("job output is not valid JSON"),
@@ -404,7 +423,7 @@ mod tests {
         assert_eq!(run.error.as_ref().unwrap().kind, FailureKind::NonRetryable);
         assert_eq!(
             f.timeline().last().unwrap().detail,
-            "step 'charge' failed with a non-retryable error"
+            "step 'charge' failed with a final error (non_retryable)"
         );
     }
 
@@ -470,13 +489,14 @@ mod tests {
         assert!(matches!(j.begin("parse").unwrap(), StepState::Run(1)));
         let fault = j.succeed("parse", "{oops".into()).await.unwrap_err();
         assert!(matches!(fault, HostFault::InvalidOutput { .. }));
-        // The runtime turns the host fault into a trap of kind `trap`.
+        // The runtime turns the host fault into a trap of the fault's kind: final.
+        assert_eq!(fault.kind(), FailureKind::ProtocolViolation);
         let outcome = AttemptOutcome::Trapped {
-            kind: FailureKind::Trap,
+            kind: fault.kind(),
             message: fault.to_string(),
         };
         let settled = f.settle(&mut run, j, &outcome).await;
-        assert_retrying_at(&run, settled, T0 + INITIAL_MS);
+        assert_dead_lettered(&run, settled, T0);
         assert_eq!(run.error.as_ref().unwrap().step.as_deref(), Some("parse"));
         assert_eq!(run.body_failures, 0);
         let step = f.stored_step(RUN, "parse").unwrap();

@@ -1,82 +1,107 @@
-//! The scheduler: picks due runs from the ready index, executes their attempts concurrently up
-//! to the global limit and each queue's own limit, and otherwise waits — on the clock until the
-//! next due time, or for new work — never polling.
+//! The scheduler: claims due runs from the store's ready index — fairly across tenants, within
+//! the global, per-tenant and per-queue slot limits and the host's memory budget (see
+//! [`crate::store::ClaimPolicy`]) — executes their attempts concurrently, and otherwise waits:
+//! on the clock until the next due time, or for new work, never polling.
 //!
-//! Among the runs that are due, higher priorities start first, then earlier due times. The
-//! window considered is bounded (twice the free capacity plus 16 runs, in due order), so
-//! priority is exact within a backlog of that size and approximate beyond it.
+//! Whatever ends an attempt — settlement, a storage failure, a panic caught at the task
+//! boundary — ends its claim, so its slot, its tenant's and queue's counts and its memory
+//! are released. A run the host could not record is held back briefly and tried again,
+//! uncharged; a run whose attempt panicked the host fails on its own with `host_error`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use tokio::task::JoinSet;
 
 use super::outcome::settle;
-use super::{Engine, EngineError, QueueKey};
+use super::{Engine, EngineError};
+use crate::clock::Millis;
 use crate::engine::journal::Journal;
 use crate::engine::native::{self, Handler};
-use crate::model::{ErrorInfo, EventKind, FailureKind, RunStatus};
+use crate::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
+use crate::runtime::AttemptOutcome;
 use crate::runtime::bindings::JobContext;
-use crate::store::Batch;
+use crate::store::{Batch, StoreError};
+
+/// How long a run whose attempt the host could not record waits before it is tried again.
+const HOST_FAULT_HOLD_MS: Millis = 1_000;
+
+/// How an attempt task ended, for releasing its claim.
+struct Ended {
+    run: String,
+    result: Result<Option<Millis>, EngineError>,
+    served_ms: u64,
+}
 
 impl Engine {
     /// Executes due attempts until `done()` holds (checked whenever an attempt ends), or until
     /// no run is waiting at all.
     pub async fn work_until(&self, done: impl Fn() -> bool) -> Result<(), EngineError> {
         let inner = &self.inner;
-        let mut tasks: JoinSet<(String, QueueKey, Result<(), EngineError>)> = JoinSet::new();
-        let mut per_queue: HashMap<QueueKey, usize> = HashMap::new();
+        let mut tasks: JoinSet<Ended> = JoinSet::new();
+        let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
             if done() {
                 // Let attempts already running settle, so nothing is cut short.
-                while let Some(joined) = tasks.join_next().await {
-                    self.finish_task(joined, &mut per_queue);
+                while let Some(joined) = tasks.join_next_with_id().await {
+                    self.finish_task(joined, &mut by_task).await;
                 }
                 return Ok(());
             }
             let room = inner.config.concurrency.saturating_sub(tasks.len());
             if room > 0 {
-                for (id, queue) in self.pick(room, &per_queue)? {
-                    inner.inflight.lock().expect("inflight").insert(id.clone());
-                    *per_queue.entry(queue.clone()).or_default() += 1;
+                let now = inner.clock.now();
+                for claimed in inner.store.claim(now, room, &self.claim_policy()) {
                     let engine = self.clone();
-                    tasks.spawn(async move {
-                        let result = engine.attempt(&id).await;
-                        (id, queue, result)
+                    let run = claimed.run;
+                    let handle = tasks.spawn({
+                        let run = run.clone();
+                        async move {
+                            let started = Instant::now();
+                            let result = engine.attempt(&run).await;
+                            let served_ms =
+                                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                            Ended {
+                                run,
+                                result,
+                                served_ms,
+                            }
+                        }
                     });
+                    by_task.insert(handle.id(), run);
                 }
             }
-            // The next time worth waking for: the earliest run not already executing. A run that
-            // is due now but was not started is held back by its queue's limit; only a finishing
-            // attempt can free it, so the clock is not worth waiting on for it.
-            let next_due = {
-                let inflight = inner.inflight.lock().expect("inflight");
-                inner.store.next_due(&inflight)?
-            };
-            let now = inner.clock.now();
+            let next_due = inner.store.next_pending();
             if tasks.is_empty() {
+                if !inner.store.has_unclaimed() {
+                    return Ok(());
+                }
                 match next_due {
-                    None => return Ok(()),
-                    Some(at) => {
-                        if at <= now {
-                            // Due but not startable with nothing running: cannot happen with
-                            // limits of at least 1; back off briefly rather than spin.
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    // Due but not claimable with nothing running cannot happen (every limit
+                    // admits one attempt); back off briefly rather than spin.
+                    None => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+                            _ = inner.wake.notified() => {}
                         }
+                    }
+                    Some(at) => {
                         tokio::select! {
                             _ = inner.clock.sleep_until(at) => {}
                             _ = inner.wake.notified() => {}
                         }
-                        continue;
                     }
                 }
+                continue;
             }
-            let next_due = next_due.filter(|at| *at > now);
             let can_wait_on_clock =
                 tasks.len() < inner.config.concurrency && !inner.clock.is_manual();
             tokio::select! {
-                Some(joined) = tasks.join_next() => self.finish_task(joined, &mut per_queue),
+                Some(joined) = tasks.join_next_with_id() => {
+                    self.finish_task(joined, &mut by_task).await;
+                }
                 _ = inner.wake.notified() => {}
                 _ = async {
                     match next_due {
@@ -86,62 +111,6 @@ impl Engine {
                 } => {}
             }
         }
-    }
-
-    /// Chooses up to `room` due runs to start: highest priority first, then earliest, skipping
-    /// runs already executing and queues at their limit.
-    fn pick(
-        &self,
-        room: usize,
-        per_queue: &HashMap<QueueKey, usize>,
-    ) -> Result<Vec<(String, QueueKey)>, EngineError> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        // Candidates considered: the free slots twice over plus a margin, enough for priorities
-        // to act within a burst; running runs are skipped inside the index.
-        let candidates = room.saturating_mul(2).saturating_add(16);
-        let ready = {
-            let inflight = inner.inflight.lock().expect("inflight");
-            inner.store.due(now, candidates, &inflight)?
-        };
-        let mut due = Vec::new();
-        for (at, id) in ready {
-            let cached = inner.placement.lock().expect("placement").get(&id).cloned();
-            let (priority, queue) = match cached {
-                Some(p) => p,
-                // Runs created before this process started: decode once, then remember.
-                None => {
-                    let p = match inner.store.run(&id)? {
-                        Some(run) => (run.priority, (run.tenant, run.queue)),
-                        None => (0, (String::new(), String::new())),
-                    };
-                    inner
-                        .placement
-                        .lock()
-                        .expect("placement")
-                        .insert(id.clone(), p.clone());
-                    p
-                }
-            };
-            due.push((priority, at, id, queue));
-        }
-        due.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let mut started: HashMap<QueueKey, usize> = HashMap::new();
-        let mut picked = Vec::new();
-        for (_, _, id, queue) in due {
-            if picked.len() >= room {
-                break;
-            }
-            let limit = self.queue_settings(&queue.0, &queue.1).concurrency;
-            let running = per_queue.get(&queue).copied().unwrap_or(0)
-                + started.get(&queue).copied().unwrap_or(0);
-            if limit.is_some_and(|l| running >= l as usize) {
-                continue;
-            }
-            *started.entry(queue.clone()).or_default() += 1;
-            picked.push((id, queue));
-        }
-        Ok(picked)
     }
 
     /// Runs the scheduler until `shutdown` is set (then lets running attempts finish), waiting
@@ -163,24 +132,97 @@ impl Engine {
         self.inner.wake.notify_one();
     }
 
-    fn finish_task(
+    async fn finish_task(
         &self,
-        joined: Result<(String, QueueKey, Result<(), EngineError>), tokio::task::JoinError>,
-        per_queue: &mut HashMap<QueueKey, usize>,
+        joined: Result<(tokio::task::Id, Ended), tokio::task::JoinError>,
+        by_task: &mut HashMap<tokio::task::Id, String>,
     ) {
+        let store = &self.inner.store;
         match joined {
-            Ok((id, queue, result)) => {
-                self.inner.inflight.lock().expect("inflight").remove(&id);
-                if let Some(n) = per_queue.get_mut(&queue) {
-                    *n = n.saturating_sub(1);
-                }
-                if let Err(e) = result {
-                    // The run stays in the ready index and is attempted again.
-                    tracing::error!(run = %id, error = %e, "attempt could not be recorded");
-                }
+            Ok((task, ended)) => {
+                by_task.remove(&task);
+                let hold = match ended.result {
+                    Ok(hold) => hold,
+                    Err(e) => {
+                        // Not the guest's doing: tried again later, not charged.
+                        tracing::error!(run = %ended.run, error = %e, "attempt could not be recorded");
+                        Some(self.inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS))
+                    }
+                };
+                store.release(&ended.run, ended.served_ms, hold);
             }
-            Err(e) => tracing::error!(error = %e, "attempt task panicked"),
+            Err(e) => {
+                let Some(run) = by_task.remove(&e.id()) else {
+                    tracing::error!(error = %e, "an attempt task ended without a run");
+                    return;
+                };
+                let message = panic_message(e);
+                tracing::error!(run = %run, error = %message, "attempt panicked the host");
+                self.inner.metrics.record_host_panic();
+                if let Err(e) = self.fail_on_host_error(&run, &message).await {
+                    tracing::error!(run = %run, error = %e, "could not fail the run after a panic");
+                }
+                store.release(
+                    &run,
+                    0,
+                    Some(self.inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)),
+                );
+            }
         }
+    }
+
+    /// Fails `run` with `host_error` after its attempt panicked the host: dead-lettered with
+    /// the panic's message, so it can be retried by hand once the host is fixed.
+    async fn fail_on_host_error(&self, id: &str, message: &str) -> Result<(), EngineError> {
+        let Some(run) = self.inner.store.run(id)? else {
+            return Ok(());
+        };
+        if run.status.is_final() {
+            return Ok(());
+        }
+        let error = ErrorInfo {
+            kind: FailureKind::HostError,
+            message: format!("the host failed while running this attempt: {message}"),
+            step: None,
+            retry_after_ms: None,
+        };
+        self.fail_now(run, error, "the host failed").await
+    }
+
+    /// Ends `run` as failed with `error`, dead-lettered, in one commit.
+    async fn fail_now(
+        &self,
+        mut run: RunRecord,
+        error: ErrorInfo,
+        detail: &str,
+    ) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let mut journal = Journal::load(
+            inner.store.clone(),
+            inner.clock.clone(),
+            &run.id,
+            run.attempts,
+            inner.config.journal,
+        )?;
+        let previous_ready = run.ready_at;
+        let previous_status = run.status;
+        run.status = RunStatus::Failed;
+        run.ready_at = None;
+        run.finished_at = Some(now);
+        run.updated_at = now;
+        run.error = Some(error);
+        journal.event(EventKind::Failed, None, detail);
+        let mut batch = Batch::new();
+        journal.drain_into(&mut batch);
+        batch
+            .put_run(&run, Some(previous_status))
+            .set_ready(&run, previous_ready, None)
+            .put_dead_letter(&run, now);
+        self.refresh_idempotency(&run, &mut batch)?;
+        inner.store.commit(batch).await?;
+        inner.metrics.record_finished();
+        Ok(())
     }
 
     /// Executes runs until `id` reaches a final state (or nothing is left to run).
@@ -197,24 +239,42 @@ impl Engine {
         self.work_until(|| false).await
     }
 
-    /// One attempt of run `id`, settled and committed.
-    async fn attempt(&self, id: &str) -> Result<(), EngineError> {
+    /// One attempt of run `id`, settled and committed. Returns a time to hold the run back
+    /// until when the host could not record the attempt (nothing was charged to the guest).
+    async fn attempt(&self, id: &str) -> Result<Option<Millis>, EngineError> {
         let inner = &self.inner;
-        let Some(mut run) = inner.store.run(id)? else {
-            return Err(EngineError::UnknownRun(id.to_owned()));
+        let mut run = match inner.store.run(id) {
+            Ok(Some(run)) => run,
+            Ok(None) => return Err(EngineError::UnknownRun(id.to_owned())),
+            Err(StoreError::Corrupt { what, message }) => {
+                // This run alone cannot proceed; take it out of scheduling for good.
+                let at = inner
+                    .store
+                    .waiting()?
+                    .into_iter()
+                    .find(|(_, r)| r == id)
+                    .map(|(at, _)| at);
+                inner
+                    .store
+                    .set_aside(id, at, format!("stored {what} is corrupt: {message}"))
+                    .await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
         };
         let previous_ready = run.ready_at;
+        let previous_status = run.status;
         if run.status.is_final() {
             // A stale index entry (e.g. from an interrupted manual operation): drop it.
             let mut batch = Batch::new();
-            batch.set_ready(id, previous_ready, None);
+            batch.set_ready(&run, previous_ready, None);
             inner.store.commit(batch).await?;
-            return Ok(());
+            return Ok(None);
         }
         if previous_ready.is_some_and(|at| at > inner.clock.now()) {
-            return Ok(());
+            return Ok(None);
         }
-        run.attempts += 1;
+        run.attempts = run.attempts.saturating_add(1);
         let mut journal = Journal::load(
             inner.store.clone(),
             inner.clock.clone(),
@@ -227,27 +287,15 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 // A module that cannot be loaded will not load on the next attempt either.
-                run.status = RunStatus::Failed;
-                run.ready_at = None;
-                run.finished_at = Some(inner.clock.now());
-                run.error = Some(ErrorInfo {
+                let error = ErrorInfo {
                     kind: FailureKind::NonRetryable,
                     message: format!("module {} could not be loaded: {e}", run.module),
                     step: None,
                     retry_after_ms: None,
-                });
-                journal.event(EventKind::Failed, None, "module could not be loaded");
-                let mut batch = Batch::new();
-                journal.drain_into(&mut batch);
-                batch
-                    .put_run(&run)
-                    .set_ready(id, previous_ready, None)
-                    .put_dead_letter(&run, inner.clock.now());
-                self.refresh_idempotency(&run, &mut batch)?;
-                inner.store.commit(batch).await?;
-                inner.metrics.record_finished();
-                inner.placement.lock().expect("placement").remove(id);
-                return Ok(());
+                };
+                self.fail_now(run, error, "module could not be loaded")
+                    .await?;
+                return Ok(None);
             }
         };
         let ctx = JobContext {
@@ -256,18 +304,23 @@ impl Engine {
             attempt: run.attempts,
         };
         let payload = run.payload.to_string();
-        let policy = run.policy;
+        // Bounded again here, so no stored value reaches the sandbox unchecked.
+        let policy = self.caps().clamp(run.policy);
         let (report, mut journal) = match &handler {
             Handler::Wasm(module) => {
                 inner
                     .runtime
-                    .execute(module, journal, &policy, ctx, payload)
+                    .execute(module, journal, &policy, &run.tenant, ctx, payload)
                     .await
             }
             Handler::Native(native) => {
                 native::execute(&**native, journal, run.job.clone(), payload).await
             }
         };
+        if let AttemptOutcome::HostFault(message) = &report.outcome {
+            tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
+            return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
+        }
         let now = inner.clock.now();
         let settled = settle(&mut run, &mut journal, &report.outcome, now, &*inner.jitter);
         inner
@@ -277,8 +330,8 @@ impl Engine {
         let mut batch = Batch::new();
         journal.drain_into(&mut batch);
         batch
-            .put_run(&run)
-            .set_ready(id, previous_ready, run.ready_at);
+            .put_run(&run, Some(previous_status))
+            .set_ready(&run, previous_ready, run.ready_at);
         if settled.dead_letter {
             batch.put_dead_letter(&run, now);
         }
@@ -288,7 +341,6 @@ impl Engine {
         inner.store.commit(batch).await?;
         if run.status.is_final() {
             inner.metrics.record_finished();
-            inner.placement.lock().expect("placement").remove(id);
         }
         tracing::info!(
             run = %id,
@@ -298,6 +350,21 @@ impl Engine {
             elapsed_ms = report.elapsed.as_millis() as u64,
             "attempt settled"
         );
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// The message of a panic that ended a task.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
     }
 }

@@ -70,6 +70,7 @@ impl Engine {
         tenant: &str,
         bytes: &[u8],
     ) -> Result<(Arc<LoadedModule>, ModuleRecord), EngineError> {
+        self.check_module_quota(tenant, bytes)?;
         let module = self.deploy(bytes).await?;
         let record = ModuleRecord {
             hash: module.hash.clone(),
@@ -82,6 +83,31 @@ impl Engine {
         self.inner.store.commit(batch).await?;
         tracing::info!(tenant = %tenant, module = %record.hash, "module deployed");
         Ok((module, record))
+    }
+
+    /// Refuses a deployment that would take `tenant` past its module quotas (a module it
+    /// already deployed is never refused: deploying it again only renews its routes).
+    fn check_module_quota(&self, tenant: &str, bytes: &[u8]) -> Result<(), EngineError> {
+        let hash = crate::runtime::Runtime::hash(bytes);
+        let modules = self.inner.store.tenant_modules(tenant)?;
+        if modules.iter().any(|m| m.hash == hash) {
+            return Ok(());
+        }
+        let (max_count, max_bytes) = self.inner.config.tenants.modules_quota_of(tenant);
+        let quota = |what, limit: u64, used: u64| EngineError::QuotaExceeded {
+            tenant: tenant.to_owned(),
+            what,
+            limit,
+            used,
+        };
+        if modules.len() >= max_count {
+            return Err(quota("modules", max_count as u64, modules.len() as u64));
+        }
+        let used: u64 = modules.iter().map(|m| m.size).sum();
+        if used.saturating_add(bytes.len() as u64) > max_bytes {
+            return Err(quota("module bytes", max_bytes, used));
+        }
+        Ok(())
     }
 
     /// The modules `tenant` deployed.

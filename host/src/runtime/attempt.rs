@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{ErrorKind, JobContext, JobError};
+use super::cpu::{CpuTicket, HOT_FUEL_PER_TICK};
 use super::sandbox::HostState;
 use super::{LoadedModule, Runtime};
 use crate::clock::Millis;
@@ -51,13 +52,16 @@ pub enum AttemptOutcome {
         /// When the run should resume.
         wake_at: Millis,
     },
-    /// The attempt was stopped by a limit or a trap.
+    /// The attempt was stopped by a limit, a protocol violation or a trap.
     Trapped {
-        /// Fuel, timeout, memory or trap.
+        /// Fuel, timeout, memory, limit, protocol violation or trap.
         kind: FailureKind,
         /// What happened, with the guest's last stderr output when there is any.
         message: String,
     },
+    /// The host failed to record what the attempt did (storage). Nothing of the attempt is
+    /// settled and it is not charged to the guest: the run is attempted again later.
+    HostFault(String),
 }
 
 /// An outcome with what the attempt cost.
@@ -71,26 +75,42 @@ pub struct AttemptReport {
     pub elapsed: Duration,
 }
 
-/// A store with fuel, a wall-clock deadline and the memory limiter installed.
+/// A store with fuel, a wall-clock deadline and the memory limiter installed; with a CPU
+/// ticket, a hot guest runs only in its turn (see [`super::cpu`]).
 pub(super) fn new_store(
     engine: &wasmtime::Engine,
     state: HostState,
     fuel: u64,
     timeout: Duration,
+    cpu: Option<CpuTicket>,
 ) -> wasmtime::Result<Store<HostState>> {
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
     store.set_fuel(fuel)?;
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started.checked_add(timeout).unwrap_or(started);
     store.set_epoch_deadline(1);
+    let mut last_fuel = fuel;
     store.epoch_deadline_callback(move |mut ctx| {
         if Instant::now() >= deadline {
             ctx.data_mut().timed_out = true;
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            // Between deadline checks, let other runs use this worker thread.
-            Ok(UpdateDeadline::Yield(1))
+            return Ok(UpdateDeadline::Interrupt);
         }
+        let left = ctx.get_fuel().unwrap_or(0);
+        let burned = last_fuel.saturating_sub(left);
+        last_fuel = left;
+        // Between deadline checks, let other runs use this worker thread; a hot guest also
+        // waits for its turn on the CPU.
+        Ok(match &cpu {
+            Some(ticket) if burned >= HOT_FUEL_PER_TICK => {
+                UpdateDeadline::YieldCustom(1, ticket.next_turn())
+            }
+            Some(ticket) => {
+                ticket.cool();
+                UpdateDeadline::Yield(1)
+            }
+            None => UpdateDeadline::Yield(1),
+        })
     });
     Ok(store)
 }
@@ -107,18 +127,20 @@ impl Runtime {
         module: &LoadedModule,
         journal: Journal,
         policy: &Policy,
+        tenant: &str,
         ctx: JobContext,
         payload: String,
     ) -> (AttemptReport, Journal) {
         let _slot = self.slot().await;
         let started = Instant::now();
-        let timeout = Duration::from_millis(policy.timeout_ms);
+        let timeout = Duration::from_millis(policy.timeout_ms.min(self.config.caps.timeout_ms));
         let state = HostState::new(
             Some(journal),
             policy.memory_bytes,
             self.config.capture_bytes,
         );
-        let mut store = match new_store(self.engine(), state, policy.fuel, timeout) {
+        let ticket = self.cpu.ticket(tenant);
+        let mut store = match new_store(self.engine(), state, policy.fuel, timeout, Some(ticket)) {
             Ok(s) => s,
             Err(e) => unreachable_store(e),
         };
@@ -171,7 +193,19 @@ fn classify(result: &CallResult, state: &HostState) -> Option<AttemptOutcome> {
                 return Some(AttemptOutcome::Suspended { wake_at: s.wake_at });
             }
             if let Some(f) = e.downcast_ref::<HostFault>() {
-                return trapped(FailureKind::Trap, &f.to_string());
+                if let HostFault::Storage { .. } = f {
+                    return Some(AttemptOutcome::HostFault(f.to_string()));
+                }
+                return trapped(f.kind(), &f.to_string());
+            }
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                return trapped(
+                    FailureKind::Trap,
+                    &format!(
+                        "guest called exit({}) instead of returning from run",
+                        exit.0
+                    ),
+                );
             }
             if state.limiter.hit {
                 return trapped(

@@ -88,6 +88,8 @@ pub struct LoadedModule {
     /// The jobs it offers.
     pub jobs: Vec<JobSpec>,
     pub(crate) pre: HandlerPre<HostState>,
+    /// Memory it holds loaded (its compiled image, at least its component's size).
+    pub size_bytes: u64,
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -182,15 +184,56 @@ pub(crate) fn pre_instantiate(
     HandlerPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))
 }
 
-/// Checks what `describe` returned: at least one job, names non-empty and unique.
+/// Most jobs one module may offer.
+pub const MAX_JOBS_PER_MODULE: usize = 256;
+
+/// Longest job name, in bytes.
+pub const MAX_JOB_NAME: usize = 128;
+
+/// Longest job description, in bytes.
+pub const MAX_JOB_DESCRIPTION: usize = 4 << 10;
+
+/// Refuses a `describe` that lists more jobs than a module may offer.
+pub(crate) fn check_spec_count(n: usize) -> Result<(), LoadError> {
+    if n > MAX_JOBS_PER_MODULE {
+        return Err(LoadError::Describe(format!(
+            "the component lists {n} jobs, more than the {MAX_JOBS_PER_MODULE} a module may offer"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks what `describe` returned: 1 to [`MAX_JOBS_PER_MODULE`] jobs, each with a unique
+/// plain name, a bounded description and a policy the host can run (no NaN, infinite or
+/// out-of-range backoff; the numeric limits are clamped to the caps later, not refused).
 pub(crate) fn check_jobs(jobs: &[JobSpec]) -> Result<(), LoadError> {
     if jobs.is_empty() {
         return Err(LoadError::Describe("the component offers no jobs".into()));
     }
+    check_spec_count(jobs.len())?;
     let mut seen = BTreeSet::new();
     for job in jobs {
-        if job.name.trim().is_empty() {
-            return Err(LoadError::Describe("a job has an empty name".into()));
+        let plain = job
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if job.name.is_empty() || job.name.len() > MAX_JOB_NAME || !plain {
+            return Err(LoadError::Describe(format!(
+                "job name {:?} is not 1-{MAX_JOB_NAME} ASCII letters, digits, '-', '_' or '.'",
+                super::super::engine::journal::prefix(&job.name, 200)
+            )));
+        }
+        if job.description.len() > MAX_JOB_DESCRIPTION {
+            return Err(LoadError::Describe(format!(
+                "job '{}' has a {}-byte description, over the {MAX_JOB_DESCRIPTION}-byte limit",
+                job.name,
+                job.description.len()
+            )));
+        }
+        if let Some(backoff) = job.policy.backoff {
+            backoff
+                .check()
+                .map_err(|e| LoadError::Describe(format!("job '{}': {e}", job.name)))?;
         }
         if !seen.insert(job.name.as_str()) {
             return Err(LoadError::Describe(format!(
@@ -231,5 +274,26 @@ mod tests {
         assert!(check_jobs(&[job("a"), job("b")]).is_ok());
         let e = check_jobs(&[job("a"), job("a")]).unwrap_err();
         assert!(e.to_string().contains("'a' appears twice"), "{e}");
+        assert!(check_jobs(&[job(&"x".repeat(129))]).is_err());
+        assert!(check_jobs(&[job("a b")]).is_err());
+        let many: Vec<JobSpec> = (0..=MAX_JOBS_PER_MODULE)
+            .map(|i| job(&format!("j{i}")))
+            .collect();
+        assert!(
+            check_jobs(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("257 jobs")
+        );
+        let mut nan = job("nan");
+        nan.policy.backoff = Some(Backoff {
+            multiplier: f64::NAN,
+            ..Backoff::default()
+        });
+        let e = check_jobs(&[nan]).unwrap_err().to_string();
+        assert!(
+            e.contains("job 'nan'") && e.contains("backoff.multiplier"),
+            "{e}"
+        );
     }
 }

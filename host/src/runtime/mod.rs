@@ -9,10 +9,11 @@
 mod attempt;
 pub(crate) mod bindings;
 mod component;
+mod cpu;
 mod host;
+mod module_cache;
 pub(crate) mod sandbox;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,16 +43,25 @@ pub struct RuntimeConfig {
     pub compile_cache: Option<PathBuf>,
     /// Bytes of stdout and of stderr kept per attempt; the rest is counted and dropped.
     pub capture_bytes: usize,
+    /// Most bytes of compiled modules kept loaded in memory; the least recently used are
+    /// dropped past it and reloaded on demand.
+    pub module_cache_bytes: u64,
+    /// Most bytes the on-disk compile cache keeps (a soft limit wasmtime's cache worker
+    /// enforces by deleting the least recently used files).
+    pub compile_cache_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
-    /// Default caps, 256 instances, no compile cache, 64 KiB of captured output per stream.
+    /// Default caps, 256 instances, no compile cache, 64 KiB of captured output per stream,
+    /// 512 MiB of loaded modules, 1 GiB of compile cache on disk.
     fn default() -> Self {
         Self {
             caps: Caps::default(),
             max_instances: 256,
             compile_cache: None,
             capture_bytes: 64 << 10,
+            module_cache_bytes: 512 << 20,
+            compile_cache_bytes: 1 << 30,
         }
     }
 }
@@ -65,13 +75,25 @@ pub struct RuntimeError(String);
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    modules: Mutex<HashMap<String, Arc<LoadedModule>>>,
+    modules: Mutex<module_cache::ModuleCache>,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
-    /// One permit per pooling-allocator slot: an attempt waits for a slot instead of failing
-    /// to instantiate, so a full pool is never charged to the guest as a failure.
+    /// One permit per pooling-allocator slot for attempts: an attempt waits for a slot instead
+    /// of failing to instantiate, so a full pool is never charged to the guest as a failure.
     slots: tokio::sync::Semaphore,
+    /// Slots of their own for `describe` at deploy, so a deploy never waits behind attempts.
+    describe_slots: tokio::sync::Semaphore,
+    cpu: cpu::CpuGate,
 }
+
+/// Pool slots kept for `describe` calls, beside the attempts' slots.
+const DESCRIBE_SLOTS: u32 = 4;
+
+/// Memory a `describe` call may use: it only lists jobs.
+const DESCRIBE_MEMORY_BYTES: u64 = 64 << 20;
+
+/// Fuel a `describe` call may use.
+const DESCRIBE_FUEL: u64 = 10_000_000_000;
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,7 +110,7 @@ fn engine_config(config: &RuntimeConfig, pooling: bool) -> Result<Config, Runtim
         .epoch_interruption(true)
         .max_wasm_stack(1 << 20);
     if pooling {
-        let n = config.max_instances.max(1);
+        let n = config.max_instances.max(1).saturating_add(DESCRIBE_SLOTS);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(n)
             .total_core_instances(n * 16)
@@ -108,7 +130,10 @@ fn engine_config(config: &RuntimeConfig, pooling: bool) -> Result<Config, Runtim
     }
     if let Some(dir) = &config.compile_cache {
         let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
+        cache
+            .with_directory(dir)
+            .with_files_total_size_soft_limit(config.compile_cache_bytes)
+            .with_cleanup_interval(Duration::from_secs(60));
         let cache = wasmtime::Cache::new(cache).map_err(|e| RuntimeError(format!("{e:#}")))?;
         c.cache(Some(cache));
     }
@@ -157,6 +182,8 @@ impl Runtime {
             linker,
             modules: Mutex::default(),
             slots: tokio::sync::Semaphore::new(config.max_instances.max(1) as usize),
+            describe_slots: tokio::sync::Semaphore::new(DESCRIBE_SLOTS as usize),
+            cpu: cpu::CpuGate::for_this_machine(),
             config,
             ticker_stop,
         })
@@ -171,9 +198,8 @@ impl Runtime {
     pub fn cached(&self, hash: &str) -> Option<Arc<LoadedModule>> {
         self.modules
             .lock()
-            .expect("module cache")
+            .unwrap_or_else(|e| e.into_inner())
             .get(hash)
-            .cloned()
     }
 
     /// Validates, compiles and pre-instantiates a component, and learns its jobs. Loading the
@@ -195,11 +221,18 @@ impl Runtime {
         let pre = component::pre_instantiate(&self.linker, &component)?;
         let jobs = self.describe(&pre).await?;
         component::check_jobs(&jobs)?;
-        let module = Arc::new(LoadedModule { hash, jobs, pre });
+        let image = component.image_range();
+        let compiled = (image.end as usize).saturating_sub(image.start as usize) as u64;
+        let module = Arc::new(LoadedModule {
+            hash,
+            jobs,
+            pre,
+            size_bytes: compiled.max(bytes.len() as u64),
+        });
         self.modules
             .lock()
-            .expect("module cache")
-            .insert(module.hash.clone(), module.clone());
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(module.clone(), self.config.module_cache_bytes);
         tracing::info!(module = %module.hash, jobs = ?module.job_names(), "loaded handler component");
         Ok(module)
     }
@@ -209,12 +242,21 @@ impl Runtime {
         pre: &bindings::HandlerPre<HostState>,
     ) -> Result<Vec<JobSpec>, LoadError> {
         let caps = self.config.caps;
-        let _slot = self.slot().await;
+        let _slot = self
+            .describe_slots
+            .acquire()
+            .await
+            .expect("the describe semaphore is never closed");
         let mut store = attempt::new_store(
             &self.engine,
-            HostState::new(None, caps.memory_bytes, self.config.capture_bytes),
-            caps.fuel,
+            HostState::new(
+                None,
+                caps.memory_bytes.min(DESCRIBE_MEMORY_BYTES),
+                self.config.capture_bytes,
+            ),
+            caps.fuel.min(DESCRIBE_FUEL),
             Duration::from_secs(10),
+            None,
         )
         .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
         let handler = pre
@@ -225,7 +267,16 @@ impl Runtime {
             .call_describe(&mut store)
             .await
             .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+        component::check_spec_count(specs.len())?;
         Ok(specs.into_iter().map(JobSpec::from).collect())
+    }
+
+    /// (modules, bytes) held in the loaded-module cache.
+    pub fn cache_usage(&self) -> (usize, u64) {
+        self.modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .usage()
     }
 
     /// The runtime's settings.

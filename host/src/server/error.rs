@@ -11,7 +11,7 @@ use crate::engine::EngineError;
 use crate::runtime::LoadError;
 
 /// Every error code the API can return.
-pub const CODES: [&str; 16] = [
+pub const CODES: [&str; 17] = [
     "invalid_json",
     "invalid_payload",
     "invalid_options",
@@ -28,6 +28,7 @@ pub const CODES: [&str; 16] = [
     "invalid_module",
     "internal",
     "shutting_down",
+    "quota_exceeded",
 ];
 
 /// An error answer.
@@ -114,6 +115,11 @@ impl From<EngineError> for ApiError {
             }
             EngineError::NotFailed { .. } => Self::new(S::CONFLICT, "not_failed", message),
             EngineError::TenantExists(_) => Self::new(S::CONFLICT, "tenant_exists", message),
+            EngineError::QuotaExceeded { what, limit, .. } => {
+                Self::new(S::TOO_MANY_REQUESTS, "quota_exceeded", message)
+                    .with("quota", what)
+                    .with("limit", limit)
+            }
             _ => Self::new(S::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

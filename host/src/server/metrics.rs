@@ -80,7 +80,62 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
         &census.dead_letters,
     );
 
+    let occupancy = engine.store().occupancy();
+    let running_by_queue: Vec<_> = occupancy
+        .running_by_queue
+        .iter()
+        .map(|(k, n)| (k, *n as u64))
+        .collect();
+    per_queue_gauge(
+        &mut out,
+        "stepwise_queue_running",
+        "Attempts executing now, by queue.",
+        running_by_queue.iter().map(|(k, n)| (*k, n)),
+    );
+    header(
+        &mut out,
+        "stepwise_tenant_running",
+        "gauge",
+        "Attempts executing now, by tenant.",
+    );
+    for (tenant, n) in &occupancy.running_by_tenant {
+        let _ = writeln!(
+            out,
+            "stepwise_tenant_running{{tenant=\"{}\"}} {n}",
+            label(tenant)
+        );
+    }
+    header(
+        &mut out,
+        "stepwise_memory_reserved_bytes",
+        "gauge",
+        "Memory caps of the attempts executing now, summed (bounded by the memory budget).",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_memory_reserved_bytes {}",
+        occupancy.memory_in_use
+    );
+    header(
+        &mut out,
+        "stepwise_unreadable_runs",
+        "gauge",
+        "Runs set aside because their stored record cannot be decoded.",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_unreadable_runs {}",
+        engine.store().unreadable_runs().len()
+    );
+
     let m = engine.metrics();
+    header(
+        &mut out,
+        "stepwise_host_panics_total",
+        "counter",
+        "Attempts that panicked the host, caught at the attempt boundary.",
+    );
+    let _ = writeln!(out, "stepwise_host_panics_total {}", m.host_panics());
     header(
         &mut out,
         "stepwise_attempts_total",

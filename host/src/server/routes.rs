@@ -350,16 +350,18 @@ fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
     let census = state
         .engine
         .store()
-        .census()
+        .queue_census(tenant, queue)
         .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
     let key = (tenant.to_owned(), queue.to_owned());
     let settings = state.engine.queue_settings(tenant, queue);
+    let running = state.engine.store().occupancy().running_by_queue;
     ok(
         StatusCode::OK,
         json!({
             "queue": queue,
             "concurrency": settings.concurrency,
             "depth": census.depth.get(&key).copied().unwrap_or(0),
+            "running": running.get(&key).copied().unwrap_or(0),
             "dead_letters": census.dead_letters.get(&key).copied().unwrap_or(0),
         }),
     )

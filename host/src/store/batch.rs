@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
+use super::ready::Placement;
 use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 use crate::clock::Millis;
-use crate::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
+use crate::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
 
 /// One mutation.
 #[derive(Debug, Clone)]
@@ -13,6 +14,8 @@ pub(super) enum Op {
     PutRun {
         id: String,
         json: Vec<u8>,
+        /// (tenant, queue, status before, status now), for the counters.
+        counts: (String, String, Option<RunStatus>, RunStatus),
     },
     PutTenantRun {
         tenant: String,
@@ -36,7 +39,7 @@ pub(super) enum Op {
     SetReady {
         run: String,
         old: Option<Millis>,
-        new: Option<Millis>,
+        new: Option<(Millis, Placement)>,
     },
     PutDeadLetter {
         tenant: String,
@@ -153,11 +156,13 @@ impl Batch {
         self
     }
 
-    /// Writes a run record.
-    pub fn put_run(&mut self, run: &RunRecord) -> &mut Self {
+    /// Writes a run record whose stored status was `prev` (`None` for a new run), so the
+    /// store's counters move from `prev` to the run's status.
+    pub fn put_run(&mut self, run: &RunRecord, prev: Option<RunStatus>) -> &mut Self {
         self.ops.push(Op::PutRun {
             id: run.id.clone(),
             json: to_json(run),
+            counts: (run.tenant.clone(), run.queue.clone(), prev, run.status),
         });
         self
     }
@@ -201,15 +206,32 @@ impl Batch {
         self
     }
 
-    /// Moves a run in the ready index from `old` to `new` (either may be absent).
-    pub fn set_ready(&mut self, run: &str, old: Option<Millis>, new: Option<Millis>) -> &mut Self {
+    /// Moves `run` in the ready index from `old` to `new` (either may be absent).
+    pub fn set_ready(
+        &mut self,
+        run: &RunRecord,
+        old: Option<Millis>,
+        new: Option<Millis>,
+    ) -> &mut Self {
         if old != new {
-            self.ops.push(Op::SetReady {
-                run: run.to_owned(),
-                old,
-                new,
-            });
+            let new = new.map(|at| (at, Placement::of(run)));
+            self.move_ready(&run.id, old, new);
         }
+        self
+    }
+
+    /// Moves the run `id` in the ready index from `old` to `new`, placed as given.
+    pub fn move_ready(
+        &mut self,
+        id: &str,
+        old: Option<Millis>,
+        new: Option<(Millis, Placement)>,
+    ) -> &mut Self {
+        self.ops.push(Op::SetReady {
+            run: id.to_owned(),
+            old,
+            new,
+        });
         self
     }
 

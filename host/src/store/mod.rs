@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 pub use batch::{Batch, CommitOutcome, IdempotencyGuard};
 pub use read::Census;
+pub use ready::{ClaimPolicy, Claimed, Occupancy, Placement, QueueId};
 pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 pub use writer::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, WriterStats};
 
@@ -107,6 +108,7 @@ pub struct Store {
     stats: Arc<WriterStats>,
     ready: Arc<ready::ReadyIndex>,
     path: PathBuf,
+    unreadable: std::sync::Mutex<Vec<Unreadable>>,
 }
 
 /// Default for the most memory redb may use to cache pages. redb's own default (1 GiB) lets the
@@ -146,7 +148,8 @@ impl Store {
             .map_err(|e| open_err(&path, &e))?;
         let db = Arc::new(db);
         init_schema(&db)?;
-        let ready = Arc::new(ready::ReadyIndex::new(load_ready(&db)?));
+        let (entries, unreadable) = load_ready(&db)?;
+        let ready = Arc::new(ready::ReadyIndex::new(entries));
         let stats = Arc::new(WriterStats::default());
         let (writer, thread) = writer::spawn(db.clone(), durability, stats.clone(), ready.clone())?;
         Ok(Self {
@@ -156,7 +159,35 @@ impl Store {
             stats,
             ready,
             path,
+            unreadable: std::sync::Mutex::new(unreadable),
         })
+    }
+
+    /// Runs left out of scheduling because their stored record cannot be decoded, as
+    /// (run id, why). Each fails on its own; everything else goes on.
+    pub fn unreadable_runs(&self) -> Vec<(String, String)> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Takes `run` out of scheduling for good because its record cannot be decoded: its
+    /// ready entry is removed (durably) and it is listed by [`Store::unreadable_runs`].
+    pub async fn set_aside(
+        &self,
+        run: &str,
+        at: Option<crate::clock::Millis>,
+        why: String,
+    ) -> Result<(), StoreError> {
+        tracing::error!(run = %run, error = %why, "run record cannot be read; run set aside");
+        self.unreadable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((run.to_owned(), why));
+        let mut batch = Batch::new();
+        batch.move_ready(run, at, None);
+        self.commit(batch).await.map(|_| ())
     }
 
     /// The database file.
@@ -204,18 +235,40 @@ impl Drop for Store {
     }
 }
 
-/// Every entry of the durable ready index, to seed its in-memory mirror.
-fn load_ready(db: &Database) -> Result<Vec<(crate::clock::Millis, String)>, StoreError> {
+/// A ready entry with its run's placement.
+type ReadyEntry = (crate::clock::Millis, String, ready::Placement);
+
+/// A run set aside, with the reason.
+type Unreadable = (String, String);
+
+/// Every entry of the durable ready index with its run's placement, to seed the in-memory
+/// index; and the runs whose records cannot be decoded (left out, each with the reason).
+fn load_ready(db: &Database) -> Result<(Vec<ReadyEntry>, Vec<Unreadable>), StoreError> {
     use redb::ReadableDatabase;
     let txn = db.begin_read()?;
     let table = txn.open_table(schema::READY)?;
+    let runs = txn.open_table(schema::RUNS)?;
     let mut out = Vec::new();
+    let mut unreadable = Vec::new();
     for entry in table.iter()? {
         let (k, _) = entry?;
         let (at, id) = k.value();
-        out.push((at, id.to_owned()));
+        let run: Result<crate::model::RunRecord, StoreError> = match runs.get(id)? {
+            Some(v) => decode(v.value(), || format!("run {id}")),
+            None => Err(StoreError::Corrupt {
+                what: format!("run {id}"),
+                message: "listed as ready but not stored".into(),
+            }),
+        };
+        match run {
+            Ok(run) => out.push((at, id.to_owned(), ready::Placement::of(&run))),
+            Err(e) => {
+                tracing::error!(run = %id, error = %e, "run record cannot be read; run set aside");
+                unreadable.push((id.to_owned(), e.to_string()));
+            }
+        }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 /// Decodes a stored record; `what` names it (built only when decoding fails).
@@ -261,8 +314,45 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::TENANT_MODULES)?;
         txn.open_table(schema::JOB_ROUTES)?;
         txn.open_table(schema::QUEUES)?;
+        txn.open_table(schema::COUNTERS)?;
+        if meta.get("counters_built")?.is_none() {
+            build_counters(&txn)?;
+            meta.insert("counters_built", 1)?;
+        }
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Counts every stored run and dead letter into the counters table: once, for a store written
+/// before the counters existed (a new store counts from empty).
+fn build_counters(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut counts: std::collections::BTreeMap<(String, String, &'static str), u64> =
+        Default::default();
+    {
+        let runs = txn.open_table(schema::RUNS)?;
+        for entry in runs.iter()? {
+            let (k, v) = entry?;
+            // A record that cannot be decoded is not counted (and is set aside when due).
+            if let Ok(run) = decode::<crate::model::RunRecord>(v.value(), || k.value().to_owned()) {
+                *counts
+                    .entry((run.tenant, run.queue, run.status.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        let dead = txn.open_table(schema::DEAD_LETTERS)?;
+        for entry in dead.iter()? {
+            let (k, _) = entry?;
+            let (t, q, _) = k.value();
+            *counts
+                .entry((t.to_owned(), q.to_owned(), writer::DEAD_LETTERS_COUNTER))
+                .or_default() += 1;
+        }
+    }
+    let mut table = txn.open_table(schema::COUNTERS)?;
+    for ((t, q, c), n) in counts {
+        table.insert((t.as_str(), q.as_str(), c), n)?;
+    }
     Ok(())
 }
 

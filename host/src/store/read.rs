@@ -2,11 +2,10 @@
 //! block the writer, and see only committed data) — except the ready index, answered from its
 //! in-memory mirror.
 
-use std::collections::HashSet;
-
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 
+use super::ready::{ClaimPolicy, Claimed, Occupancy};
 use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 use super::{Sequences, Store, StoreError, decode, schema};
 use crate::clock::Millis;
@@ -73,20 +72,38 @@ impl Store {
         sequences_in(&self.db.begin_read()?, run)
     }
 
-    /// Up to `limit` runs due at or before `now`, earliest first, as (due time, run id),
-    /// leaving out the runs in `skip` (the runs executing now).
-    pub fn due(
-        &self,
-        now: Millis,
-        limit: usize,
-        skip: &HashSet<String>,
-    ) -> Result<Vec<(Millis, String)>, StoreError> {
-        Ok(self.ready.due(now, limit, skip))
+    /// Claims up to `room` runs due at `now` for attempts, fairly across tenants and within
+    /// `policy`'s limits (see [`ClaimPolicy`]). A claimed run is not claimed again until
+    /// [`Store::release`].
+    pub fn claim(&self, now: Millis, room: usize, policy: &dyn ClaimPolicy) -> Vec<Claimed> {
+        self.ready.claim(now, room, policy)
     }
 
-    /// The earliest due time of a waiting run not in `skip`, if any.
-    pub fn next_due(&self, skip: &HashSet<String>) -> Result<Option<Millis>, StoreError> {
-        Ok(self.ready.next_due(skip))
+    /// Ends the claim on `run` once its attempt is over (whatever ended it), charging
+    /// `served_ms` of attempt time to its tenant; its next entry, if any, becomes claimable
+    /// no earlier than `hold_until`.
+    pub fn release(&self, run: &str, served_ms: u64, hold_until: Option<Millis>) {
+        self.ready.release(run, served_ms, hold_until);
+    }
+
+    /// Whether `run` is claimed by an attempt now.
+    pub fn is_claimed(&self, run: &str) -> bool {
+        self.ready.is_claimed(run)
+    }
+
+    /// The earliest time a waiting run that was not yet due at the last claim becomes due.
+    pub fn next_pending(&self) -> Option<Millis> {
+        self.ready.next_pending()
+    }
+
+    /// Whether a run is waiting that no attempt holds.
+    pub fn has_unclaimed(&self) -> bool {
+        self.ready.has_unclaimed()
+    }
+
+    /// Slots and memory held by executing attempts, and the runs waiting.
+    pub fn occupancy(&self) -> Occupancy {
+        self.ready.occupancy()
     }
 
     /// Every run waiting for an attempt, as (due time, run id).
@@ -260,9 +277,57 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs by status, non-final runs by (tenant, queue), and dead letters by (tenant, queue):
-    /// one pass over the runs table, for the metrics endpoint.
+    /// Runs by status, non-final runs by (tenant, queue), and dead letters by (tenant, queue),
+    /// from the counters the writer keeps: reads one row per (queue, counter), never a run.
     pub fn census(&self) -> Result<Census, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::COUNTERS)?;
+        let mut census = Census::default();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (t, q, counter) = k.value();
+            census.add(t, q, counter, v.value());
+        }
+        Ok(census)
+    }
+
+    /// The counters of one queue, as [`Census`] holds them (depth, dead letters).
+    pub fn queue_census(&self, tenant: &str, queue: &str) -> Result<Census, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::COUNTERS)?;
+        let mut census = Census::default();
+        for entry in table.range((tenant, queue, "")..)? {
+            let (k, v) = entry?;
+            let (t, q, counter) = k.value();
+            if t != tenant || q != queue {
+                break;
+            }
+            census.add(t, q, counter, v.value());
+        }
+        Ok(census)
+    }
+
+    /// Runs not yet final of `tenant`, over all its queues, from the counters.
+    pub fn tenant_waiting(&self, tenant: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::COUNTERS)?;
+        let mut n = 0u64;
+        for entry in table.range((tenant, "", "")..)? {
+            let (k, v) = entry?;
+            let (t, _, counter) = k.value();
+            if t != tenant {
+                break;
+            }
+            if matches!(counter, "queued" | "retrying" | "sleeping") {
+                n = n.saturating_add(v.value());
+            }
+        }
+        Ok(n)
+    }
+
+    /// [`Store::census`] computed the slow way, by decoding every run: the oracle the
+    /// counters are tested against.
+    pub fn census_by_scan(&self) -> Result<Census, StoreError> {
         let mut census = Census::default();
         for run in self.runs()? {
             *census.by_status.entry(run.status).or_default() += 1;
@@ -288,7 +353,7 @@ impl Store {
 }
 
 /// Counts over every stored run; see [`Store::census`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Census {
     /// Runs by status.
     pub by_status: std::collections::BTreeMap<crate::model::RunStatus, u64>,
@@ -296,6 +361,23 @@ pub struct Census {
     pub depth: std::collections::BTreeMap<(String, String), u64>,
     /// Dead-lettered runs, by (tenant, queue).
     pub dead_letters: std::collections::BTreeMap<(String, String), u64>,
+}
+
+impl Census {
+    fn add(&mut self, tenant: &str, queue: &str, counter: &str, n: u64) {
+        let key = || (tenant.to_owned(), queue.to_owned());
+        if counter == super::writer::DEAD_LETTERS_COUNTER {
+            *self.dead_letters.entry(key()).or_default() += n;
+            return;
+        }
+        let Ok(status) = counter.parse::<crate::model::RunStatus>() else {
+            return;
+        };
+        *self.by_status.entry(status).or_default() += n;
+        if !status.is_final() {
+            *self.depth.entry(key()).or_default() += n;
+        }
+    }
 }
 
 /// A run's rows of a (run id, sequence) table, in order.

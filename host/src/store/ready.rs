@@ -1,69 +1,407 @@
-//! The ready index held in memory: every run waiting for an attempt, by due time.
+//! The ready index held in memory: every run waiting for an attempt, organised for fair
+//! claiming — by tenant, then queue, then priority and due time — plus the runs claimed by
+//! attempts executing now and what they hold (slots per tenant and queue, memory).
 //!
 //! It mirrors the `ready` table, which stays the durable truth: it is loaded from that table
-//! when the store opens, and the writer thread applies each committed batch's ready moves to it
-//! before acknowledging the batch. The scheduler asks it what is due several times per attempt;
-//! answering from memory instead of a read transaction takes that work off the hot path.
+//! (with each run's placement) when the store opens, and the writer thread applies each
+//! committed batch's ready moves to it before acknowledging the batch.
+//!
+//! Claiming is weighted fair sharing of attempt slots across tenants: each free slot goes to
+//! the tenant with the fewest running attempts per unit of weight (ties: the least attempt
+//! time served per unit of weight), among tenants below their own cap with a startable run.
+//! Within that tenant the best head of its queues wins: higher priority, then earlier due
+//! time, skipping queues at their limit. Priority therefore never crosses tenants, and a
+//! tenant's backlog of any size costs another tenant nothing but its share. Written by hand:
+//! no crate offers a multi-level fair queue with claims and per-level caps.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Mutex;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use crate::clock::Millis;
+use crate::model::RunRecord;
 
-/// Runs waiting for an attempt, ordered by (due time, run id).
+/// A queue, named by tenant and queue name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId {
+    /// The tenant.
+    pub tenant: String,
+    /// The queue.
+    pub queue: String,
+}
+
+/// What the scheduler needs to know about a waiting run, fixed for its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Its queue.
+    pub queue: Arc<QueueId>,
+    /// Higher starts first among the tenant's due runs.
+    pub priority: i32,
+    /// The memory cap of its attempts, counted against the host's memory budget.
+    pub memory_bytes: u64,
+}
+
+impl Placement {
+    /// The placement of `run`.
+    pub fn of(run: &RunRecord) -> Self {
+        Self {
+            queue: Arc::new(QueueId {
+                tenant: run.tenant.clone(),
+                queue: run.queue.clone(),
+            }),
+            priority: run.priority,
+            memory_bytes: run.policy.memory_bytes,
+        }
+    }
+}
+
+/// The limits a claim respects, chosen by the engine.
+pub trait ClaimPolicy {
+    /// Most attempts of `tenant` executing at once (at least 1).
+    fn tenant_limit(&self, tenant: &str) -> usize;
+    /// `tenant`'s share weight (at least 1).
+    fn tenant_weight(&self, tenant: &str) -> u64;
+    /// Most attempts of `queue` executing at once; `None` = no limit of its own.
+    fn queue_limit(&self, tenant: &str, queue: &str) -> Option<usize>;
+    /// Most memory (sum of the running attempts' caps) in use at once.
+    fn memory_budget(&self) -> u64;
+}
+
+/// A run claimed for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The run.
+    pub run: String,
+    /// Its placement.
+    pub placement: Placement,
+}
+
+/// Where an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// In `pending`, not yet due.
+    Pending,
+    /// In its queue's due set.
+    Due,
+    /// Its run is claimed; the entry waits for the claim's release.
+    Parked,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// When it is due (the durable time, or later for a run held back after a host fault).
+    at: Millis,
+    placement: Placement,
+    place: Place,
+}
+
+type DueKey = (Reverse<i32>, Millis, Arc<str>);
+
+#[derive(Debug, Default)]
+struct TenantState {
+    /// Due runs by queue name.
+    queues: BTreeMap<String, BTreeSet<DueKey>>,
+    running: usize,
+    running_per_queue: HashMap<String, usize>,
+    /// Milliseconds of attempts served, for tie-breaks between equally loaded tenants.
+    served_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<Arc<str>, Entry>,
+    pending: BTreeSet<(Millis, Arc<str>)>,
+    tenants: BTreeMap<String, TenantState>,
+    claimed: HashMap<Arc<str>, Placement>,
+    memory_in_use: u64,
+}
+
+/// The index. See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct ReadyIndex {
-    entries: Mutex<BTreeSet<(Millis, String)>>,
+    inner: Mutex<Inner>,
+}
+
+/// Slots and memory held by claimed runs, and the runs waiting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Claimed runs (attempts executing).
+    pub running: usize,
+    /// Memory caps of the claimed runs, summed.
+    pub memory_in_use: u64,
+    /// Runs waiting (due or not), not counting parked entries of claimed runs.
+    pub waiting: usize,
+    /// Claimed runs by tenant.
+    pub running_by_tenant: BTreeMap<String, usize>,
+    /// Claimed runs by queue.
+    pub running_by_queue: BTreeMap<(String, String), usize>,
+}
+
+impl Inner {
+    fn insert(&mut self, run: Arc<str>, at: Millis, placement: Placement) {
+        let place = if self.claimed.contains_key(&run) {
+            Place::Parked
+        } else {
+            self.pending.insert((at, run.clone()));
+            Place::Pending
+        };
+        self.entries.insert(
+            run,
+            Entry {
+                at,
+                placement,
+                place,
+            },
+        );
+    }
+
+    fn remove(&mut self, run: &str) -> Option<Entry> {
+        let (key, entry) = self.entries.remove_entry(run)?;
+        match entry.place {
+            Place::Pending => {
+                self.pending.remove(&(entry.at, key));
+            }
+            Place::Due => {
+                let q = &entry.placement.queue;
+                if let Some(t) = self.tenants.get_mut(&q.tenant)
+                    && let Some(set) = t.queues.get_mut(&q.queue)
+                {
+                    set.remove(&(Reverse(entry.placement.priority), entry.at, key));
+                    if set.is_empty() {
+                        t.queues.remove(&q.queue);
+                    }
+                }
+            }
+            Place::Parked => {}
+        }
+        Some(entry)
+    }
+
+    /// Moves every pending entry due at `now` into its queue's due set.
+    fn promote(&mut self, now: Millis) {
+        while let Some(first) = self.pending.first() {
+            if first.0 > now {
+                break;
+            }
+            let (at, run) = self.pending.pop_first().expect("checked above");
+            let Some(entry) = self.entries.get_mut(&run) else {
+                continue;
+            };
+            entry.place = Place::Due;
+            let q = entry.placement.queue.clone();
+            let key = (Reverse(entry.placement.priority), at, run);
+            self.tenants
+                .entry(q.tenant.clone())
+                .or_default()
+                .queues
+                .entry(q.queue.clone())
+                .or_default()
+                .insert(key);
+        }
+    }
+
+    /// The tenant the next slot goes to, with its best startable run.
+    fn choose(&self, policy: &dyn ClaimPolicy, skip: &[&str]) -> Choice {
+        let mut best: Option<(&str, (u128, u128))> = None;
+        for (name, t) in &self.tenants {
+            if t.queues.is_empty() || skip.contains(&name.as_str()) {
+                continue;
+            }
+            if t.running >= policy.tenant_limit(name).max(1) {
+                continue;
+            }
+            let weight = u128::from(policy.tenant_weight(name).max(1));
+            // Compared as fractions scaled by a common factor, so no float is involved.
+            let load = (t.running as u128 * 1_000_000 / weight, {
+                u128::from(t.served_ms) * 1_000 / weight
+            });
+            if best.is_none_or(|(_, b)| load < b) {
+                best = Some((name, load));
+            }
+        }
+        let Some((tenant, _)) = best else {
+            return Choice::Nothing;
+        };
+        let t = &self.tenants[tenant];
+        let mut head: Option<&DueKey> = None;
+        for (queue, set) in &t.queues {
+            let running = t.running_per_queue.get(queue).copied().unwrap_or(0);
+            if policy
+                .queue_limit(tenant, queue)
+                .is_some_and(|l| running >= l.max(1))
+            {
+                continue;
+            }
+            let Some(first) = set.first() else { continue };
+            let memory = self.entries[&first.2].placement.memory_bytes;
+            let fits = self.memory_in_use.saturating_add(memory) <= policy.memory_budget()
+                // A run bigger than the whole budget still runs, alone.
+                || self.claimed.is_empty();
+            if !fits {
+                continue;
+            }
+            if head.is_none_or(|h| (first.0, first.1) < (h.0, h.1)) {
+                head = Some(first);
+            }
+        }
+        match head {
+            Some(key) => Choice::Run(key.2.clone()),
+            None => Choice::Blocked(tenant.to_owned()),
+        }
+    }
+}
+
+enum Choice {
+    Run(Arc<str>),
+    /// The tenant has due runs, none startable now.
+    Blocked(String),
+    Nothing,
 }
 
 impl ReadyIndex {
     /// An index holding `entries`.
-    pub fn new(entries: impl IntoIterator<Item = (Millis, String)>) -> Self {
+    pub fn new(entries: impl IntoIterator<Item = (Millis, String, Placement)>) -> Self {
+        let mut inner = Inner::default();
+        for (at, run, placement) in entries {
+            inner.insert(run.into(), at, placement);
+        }
         Self {
-            entries: Mutex::new(entries.into_iter().collect()),
+            inner: Mutex::new(inner),
         }
     }
 
-    /// Moves `run` from `old` to `new` (either may be absent), as a committed batch did.
-    pub fn apply(&self, run: &str, old: Option<Millis>, new: Option<Millis>) {
-        let mut entries = self.entries.lock().expect("ready index");
-        if let Some(old) = old {
-            entries.remove(&(old, run.to_owned()));
-        }
-        if let Some(new) = new {
-            entries.insert((new, run.to_owned()));
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves `run` to `new` (or out of the index), as a committed batch did.
+    pub fn apply(&self, run: &str, new: Option<(Millis, &Placement)>) {
+        let mut inner = self.lock();
+        inner.remove(run);
+        if let Some((at, placement)) = new {
+            inner.insert(run.into(), at, placement.clone());
         }
     }
 
-    /// Up to `limit` runs due at or before `now` and not in `skip`, earliest first.
-    pub fn due(&self, now: Millis, limit: usize, skip: &HashSet<String>) -> Vec<(Millis, String)> {
-        let entries = self.entries.lock().expect("ready index");
-        entries
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .filter(|(_, id)| !skip.contains(id))
-            .take(limit)
-            .cloned()
-            .collect()
+    /// Claims up to `room` due runs, fairly across tenants (see the module docs).
+    pub fn claim(&self, now: Millis, room: usize, policy: &dyn ClaimPolicy) -> Vec<Claimed> {
+        let mut inner = self.lock();
+        inner.promote(now);
+        let mut out = Vec::new();
+        let mut blocked: Vec<String> = Vec::new();
+        while out.len() < room {
+            let skip: Vec<&str> = blocked.iter().map(String::as_str).collect();
+            let run = match inner.choose(policy, &skip) {
+                Choice::Run(run) => run,
+                Choice::Blocked(tenant) => {
+                    blocked.push(tenant);
+                    continue;
+                }
+                Choice::Nothing => break,
+            };
+            let Some(entry) = inner.remove(&run) else {
+                break;
+            };
+            let placement = entry.placement.clone();
+            let q = placement.queue.clone();
+            let t = inner.tenants.entry(q.tenant.clone()).or_default();
+            t.running += 1;
+            *t.running_per_queue.entry(q.queue.clone()).or_default() += 1;
+            inner.memory_in_use = inner.memory_in_use.saturating_add(placement.memory_bytes);
+            inner.claimed.insert(run.clone(), placement.clone());
+            // The run keeps its durable entry until its attempt settles; parked meanwhile.
+            inner.entries.insert(
+                run.clone(),
+                Entry {
+                    at: entry.at,
+                    placement: placement.clone(),
+                    place: Place::Parked,
+                },
+            );
+            out.push(Claimed {
+                run: run.to_string(),
+                placement,
+            });
+        }
+        out
     }
 
-    /// The earliest due time of a run not in `skip`.
-    pub fn next_due(&self, skip: &HashSet<String>) -> Option<Millis> {
-        let entries = self.entries.lock().expect("ready index");
-        entries
-            .iter()
-            .find(|(_, id)| !skip.contains(id))
-            .map(|(at, _)| *at)
+    /// Ends the claim on `run`: its slot and memory are free again, `served_ms` of attempt
+    /// time is charged to its tenant, and its entry (if the attempt left one) becomes
+    /// claimable — no earlier than `hold_until` when given.
+    pub fn release(&self, run: &str, served_ms: u64, hold_until: Option<Millis>) {
+        let mut inner = self.lock();
+        let Some((key, placement)) = inner.claimed.remove_entry(run) else {
+            return;
+        };
+        inner.memory_in_use = inner.memory_in_use.saturating_sub(placement.memory_bytes);
+        let q = &placement.queue;
+        if let Some(t) = inner.tenants.get_mut(&q.tenant) {
+            t.running = t.running.saturating_sub(1);
+            t.served_ms = t.served_ms.saturating_add(served_ms);
+            if let Some(n) = t.running_per_queue.get_mut(&q.queue) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    t.running_per_queue.remove(&q.queue);
+                }
+            }
+        }
+        if let Some(entry) = inner.entries.remove(run) {
+            let at = hold_until.map_or(entry.at, |h| h.max(entry.at));
+            inner.insert(key, at, entry.placement);
+        }
+    }
+
+    /// Whether `run` is claimed by an executing attempt.
+    pub fn is_claimed(&self, run: &str) -> bool {
+        self.lock().claimed.contains_key(run)
+    }
+
+    /// The earliest due time of a run not yet due at the last claim, if any.
+    pub fn next_pending(&self) -> Option<Millis> {
+        self.lock().pending.first().map(|(at, _)| *at)
+    }
+
+    /// Whether any run is waiting (due or not) that is not claimed.
+    pub fn has_unclaimed(&self) -> bool {
+        let inner = self.lock();
+        inner.entries.values().any(|e| e.place != Place::Parked)
+    }
+
+    /// What the claimed runs hold, and how many runs wait.
+    pub fn occupancy(&self) -> Occupancy {
+        let inner = self.lock();
+        let mut o = Occupancy {
+            running: inner.claimed.len(),
+            memory_in_use: inner.memory_in_use,
+            waiting: inner
+                .entries
+                .values()
+                .filter(|e| e.place != Place::Parked)
+                .count(),
+            ..Occupancy::default()
+        };
+        for p in inner.claimed.values() {
+            *o.running_by_tenant
+                .entry(p.queue.tenant.clone())
+                .or_default() += 1;
+            *o.running_by_queue
+                .entry((p.queue.tenant.clone(), p.queue.queue.clone()))
+                .or_default() += 1;
+        }
+        o
     }
 
     /// Every entry, earliest first.
     pub fn all(&self) -> Vec<(Millis, String)> {
-        self.entries
-            .lock()
-            .expect("ready index")
+        let inner = self.lock();
+        let mut out: Vec<(Millis, String)> = inner
+            .entries
             .iter()
-            .cloned()
-            .collect()
+            .map(|(id, e)| (e.at, id.to_string()))
+            .collect();
+        out.sort();
+        out
     }
 }
 
@@ -71,23 +409,153 @@ impl ReadyIndex {
 mod tests {
     use super::*;
 
+    struct Limits {
+        tenant: usize,
+        queue: Option<usize>,
+        memory: u64,
+        weights: HashMap<String, u64>,
+    }
+
+    impl Default for Limits {
+        fn default() -> Self {
+            Self {
+                tenant: usize::MAX,
+                queue: None,
+                memory: u64::MAX,
+                weights: HashMap::new(),
+            }
+        }
+    }
+
+    impl ClaimPolicy for Limits {
+        fn tenant_limit(&self, _: &str) -> usize {
+            self.tenant
+        }
+        fn tenant_weight(&self, tenant: &str) -> u64 {
+            self.weights.get(tenant).copied().unwrap_or(1)
+        }
+        fn queue_limit(&self, _: &str, _: &str) -> Option<usize> {
+            self.queue
+        }
+        fn memory_budget(&self) -> u64 {
+            self.memory
+        }
+    }
+
+    fn place(tenant: &str, queue: &str, priority: i32, memory: u64) -> Placement {
+        Placement {
+            queue: Arc::new(QueueId {
+                tenant: tenant.into(),
+                queue: queue.into(),
+            }),
+            priority,
+            memory_bytes: memory,
+        }
+    }
+
+    fn ids(claimed: &[Claimed]) -> Vec<&str> {
+        claimed.iter().map(|c| c.run.as_str()).collect()
+    }
+
     #[test]
-    fn moves_skips_and_orders_by_due_time() {
-        let index = ReadyIndex::new([(30, "c".to_owned()), (10, "a".to_owned())]);
-        index.apply("b", None, Some(20));
-        index.apply("a", Some(10), Some(40));
-        let none = HashSet::new();
-        assert_eq!(
-            index.due(30, 10, &none),
-            vec![(20, "b".to_owned()), (30, "c".to_owned())]
-        );
-        assert_eq!(index.due(30, 1, &none), vec![(20, "b".to_owned())]);
-        let skip: HashSet<String> = ["b".to_owned()].into();
-        assert_eq!(index.due(30, 10, &skip), vec![(30, "c".to_owned())]);
-        assert_eq!(index.next_due(&skip), Some(30));
-        index.apply("c", Some(30), None);
-        index.apply("a", Some(40), None);
-        assert_eq!(index.next_due(&skip), None);
-        assert_eq!(index.all(), vec![(20, "b".to_owned())]);
+    fn due_order_within_a_tenant_is_priority_then_time() {
+        let index = ReadyIndex::new([
+            (30, "c".to_owned(), place("t", "q", 0, 1)),
+            (10, "a".to_owned(), place("t", "q", 0, 1)),
+            (20, "hi".to_owned(), place("t", "q", 5, 1)),
+            (50, "later".to_owned(), place("t", "q", 9, 1)),
+        ]);
+        let got = index.claim(30, 10, &Limits::default());
+        assert_eq!(ids(&got), vec!["hi", "a", "c"]);
+        assert_eq!(index.next_pending(), Some(50));
+        assert!(index.is_claimed("a"));
+    }
+
+    #[test]
+    fn slots_alternate_between_tenants_whatever_their_backlogs_and_priorities() {
+        let mut entries = Vec::new();
+        for i in 0..50_000 {
+            entries.push((i, format!("a{i:05}"), place("a", "q", i32::MAX, 1)));
+        }
+        entries.push((60_000, "b0".to_owned(), place("b", "q", 0, 1)));
+        entries.push((60_001, "b1".to_owned(), place("b", "q", 0, 1)));
+        let index = ReadyIndex::new(entries);
+        let got = index.claim(100_000, 4, &Limits::default());
+        let tenants: Vec<&str> = got
+            .iter()
+            .map(|c| c.placement.queue.tenant.as_str())
+            .collect();
+        assert_eq!(tenants, vec!["a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn weights_scale_a_tenants_share_and_caps_bound_it() {
+        let mut entries = Vec::new();
+        for i in 0..100 {
+            entries.push((i, format!("a{i:03}"), place("a", "q", 0, 1)));
+            entries.push((i, format!("b{i:03}"), place("b", "q", 0, 1)));
+        }
+        let index = ReadyIndex::new(entries);
+        let limits = Limits {
+            weights: [("a".to_owned(), 3)].into(),
+            ..Limits::default()
+        };
+        let got = index.claim(1_000, 8, &limits);
+        let a = got
+            .iter()
+            .filter(|c| c.placement.queue.tenant == "a")
+            .count();
+        assert_eq!((a, got.len() - a), (6, 2));
+        let capped = Limits {
+            tenant: 1,
+            ..Limits::default()
+        };
+        // Each tenant already holds more than 1 slot: nothing more is claimed.
+        assert!(index.claim(1_000, 8, &capped).is_empty());
+    }
+
+    #[test]
+    fn queue_limits_and_the_memory_budget_hold_runs_back_until_release() {
+        let index = ReadyIndex::new([
+            (1, "q1".to_owned(), place("t", "one", 0, 10)),
+            (2, "q2".to_owned(), place("t", "one", 0, 10)),
+            (3, "big".to_owned(), place("t", "two", 0, 100)),
+        ]);
+        let limits = Limits {
+            queue: Some(1),
+            memory: 50,
+            ..Limits::default()
+        };
+        assert_eq!(ids(&index.claim(10, 10, &limits)), vec!["q1"]);
+        // q2 waits for q1's queue slot; big does not fit beside q1 in the budget.
+        assert!(index.claim(10, 10, &limits).is_empty());
+        // q1's attempt settled (the writer moved it out) and its claim ends.
+        index.apply("q1", None);
+        index.release("q1", 5, None);
+        assert_eq!(ids(&index.claim(10, 10, &limits)), vec!["q2"]);
+        assert!(index.claim(10, 10, &limits).is_empty());
+        index.apply("q2", None);
+        index.release("q2", 5, None);
+        // Alone, a run bigger than the budget still runs.
+        assert_eq!(ids(&index.claim(10, 10, &limits)), vec!["big"]);
+        assert_eq!(index.occupancy().memory_in_use, 100);
+    }
+
+    #[test]
+    fn an_entry_rewritten_while_claimed_waits_for_the_release_and_a_hold() {
+        let index = ReadyIndex::new([(1, "r".to_owned(), place("t", "q", 0, 1))]);
+        let limits = Limits::default();
+        assert_eq!(ids(&index.claim(5, 1, &limits)), vec!["r"]);
+        // The attempt's settlement scheduled a retry due at once: not claimable yet.
+        index.apply("r", Some((5, &place("t", "q", 0, 1))));
+        assert!(index.claim(5, 1, &limits).is_empty());
+        assert!(!index.has_unclaimed());
+        // A host fault: released with a hold.
+        index.release("r", 0, Some(1_000));
+        assert!(index.claim(999, 1, &limits).is_empty());
+        assert_eq!(index.next_pending(), Some(1_000));
+        assert_eq!(ids(&index.claim(1_000, 1, &limits)), vec!["r"]);
+        assert_eq!(index.occupancy().running_by_tenant["t"], 1);
+        assert_eq!(index.all(), vec![(1_000, "r".to_owned())]);
     }
 }

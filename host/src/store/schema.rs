@@ -56,5 +56,11 @@ pub const JOB_ROUTES: TableDefinition<(&str, &str), &str> = TableDefinition::new
 /// (tenant, queue) → [`super::QueueSettings`] (JSON).
 pub const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("queues");
 
+/// (tenant, queue, counter) → count: runs by status (`queued`, `retrying`, `sleeping`,
+/// `completed`, `failed`) and `dead_letters`, kept by the writer with every commit so
+/// statistics never scan the runs. Built from a scan once for a store that predates it
+/// (meta key `counters_built`).
+pub const COUNTERS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("counters");
+
 /// sha256 hex → component bytes, content-addressed.
 pub const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");

@@ -1,7 +1,6 @@
 //! Unit tests of the store: persistence across reopen, ordering of the ready index, sequence
 //! numbers and group commit.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -21,6 +20,7 @@ fn step(name: &str, ordinal: u32) -> StepRecord {
     StepRecord {
         name: name.into(),
         ordinal,
+        output_bytes: 0,
         kind: StepKind::Step,
         status: StepStatus::Completed,
         attempts: 1,
@@ -33,6 +33,24 @@ fn step(name: &str, ordinal: u32) -> StepRecord {
     }
 }
 
+/// No limits: every due run may be claimed.
+struct Unlimited;
+
+impl ClaimPolicy for Unlimited {
+    fn tenant_limit(&self, _: &str) -> usize {
+        usize::MAX
+    }
+    fn tenant_weight(&self, _: &str) -> u64 {
+        1
+    }
+    fn queue_limit(&self, _: &str, _: &str) -> Option<usize> {
+        None
+    }
+    fn memory_budget(&self) -> u64 {
+        u64::MAX
+    }
+}
+
 #[tokio::test]
 async fn records_survive_reopen_and_keep_step_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,7 +58,7 @@ async fn records_survive_reopen_and_keep_step_order() {
         let store = Store::open(dir.path(), Durability::Immediate).unwrap();
         let r = run("r1");
         let mut b = Batch::new();
-        b.put_run(&r).set_ready("r1", None, r.ready_at);
+        b.put_run(&r, None).set_ready(&r, None, r.ready_at);
         for (ordinal, name) in ["zeta", "alpha", "mid"].into_iter().enumerate() {
             b.put_step("r1", &step(name, ordinal as u32));
         }
@@ -80,10 +98,11 @@ async fn records_survive_reopen_and_keep_step_order() {
             logs: 0
         }
     );
-    assert_eq!(
-        store.due(10, 10, &HashSet::new()).unwrap(),
-        vec![(5, "r1".to_owned())]
-    );
+    // The ready entry was reloaded with the run's placement.
+    let claimed = store.claim(10, 10, &Unlimited);
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run, "r1");
+    assert_eq!(claimed[0].placement, Placement::of(&run("r1")));
     assert!(store.run("nope").unwrap().is_none());
 }
 
@@ -91,23 +110,26 @@ async fn records_survive_reopen_and_keep_step_order() {
 async fn ready_index_orders_by_time_and_moves() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+    let placed = |at| Some((at, Placement::of(&run("x"))));
     let mut b = Batch::new();
-    b.set_ready("late", None, Some(30))
-        .set_ready("early", None, Some(10))
-        .set_ready("mid", None, Some(20));
+    b.move_ready("late", None, placed(30))
+        .move_ready("early", None, placed(10))
+        .move_ready("mid", None, placed(20));
     store.commit(b).await.unwrap();
-    assert_eq!(store.next_due(&HashSet::new()).unwrap(), Some(10));
+    assert_eq!(store.next_pending(), Some(10));
     let due: Vec<_> = store
-        .due(25, 10, &HashSet::new())
-        .unwrap()
+        .claim(25, 10, &Unlimited)
         .into_iter()
-        .map(|d| d.1)
+        .map(|c| c.run)
         .collect();
     assert_eq!(due, vec!["early", "mid"]);
+    assert_eq!(store.next_pending(), Some(30));
     let mut b = Batch::new();
-    b.set_ready("early", Some(10), Some(40))
-        .set_ready("mid", Some(20), None);
+    b.move_ready("early", Some(10), placed(40))
+        .move_ready("mid", Some(20), None);
     store.commit(b).await.unwrap();
+    store.release("early", 0, None);
+    store.release("mid", 0, None);
     let all: Vec<_> = store.waiting().unwrap();
     assert_eq!(all, vec![(30, "late".into()), (40, "early".into())]);
 }
@@ -155,7 +177,7 @@ async fn an_idempotency_guard_admits_one_batch_per_key() {
     let store = Arc::new(Store::open(dir.path(), Durability::Immediate).unwrap());
     let guarded = |id: &str, payload_hash: &str| {
         let mut batch = Batch::new();
-        batch.put_run(&run(id)).guard(IdempotencyGuard {
+        batch.put_run(&run(id), None).guard(IdempotencyGuard {
             tenant: "t".into(),
             queue: "q".into(),
             key: "k".into(),
@@ -220,7 +242,7 @@ async fn concurrent_commits_share_transactions() {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut b = Batch::new();
-                b.put_run(&run(&format!("r{i:03}")));
+                b.put_run(&run(&format!("r{i:03}")), None);
                 store.commit(b).await
             })
         })

@@ -5,6 +5,7 @@
 //! once (one fsync in `immediate` mode), and then acknowledges every caller. Under load this is
 //! what turns a disk that does a few hundred fsyncs a second into thousands of durable writes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -176,13 +177,15 @@ fn commit(
     let mut outcomes = Vec::with_capacity(batches.len());
     {
         let mut tables = Tables::new(&txn);
+        let mut deltas = Deltas::new();
         for batch in batches {
             let outcome = check_guard(&mut tables, batch)?;
             if outcome == CommitOutcome::Applied {
-                rows += apply(&mut tables, batch)?;
+                rows += apply(&mut tables, batch, &mut deltas)?;
             }
             outcomes.push(outcome);
         }
+        apply_deltas(&mut tables, deltas)?;
     }
     txn.commit()?;
     stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -196,8 +199,8 @@ fn commit(
 /// Applies a committed batch's ready-index moves to the in-memory mirror.
 fn mirror_ready(ready: &ReadyIndex, batch: &Batch) {
     for op in &batch.ops {
-        if let Op::SetReady { run, old, new } = op {
-            ready.apply(run, *old, *new);
+        if let Op::SetReady { run, new, .. } = op {
+            ready.apply(run, new.as_ref().map(|(at, p)| (*at, p)));
         }
     }
 }
@@ -244,6 +247,7 @@ tables! {
     job_routes: JOB_ROUTES as (&'static str, &'static str) => &'static str;
     queues: QUEUES as (&'static str, &'static str) => &'static [u8];
     modules: MODULES as &'static str => &'static [u8];
+    counters: COUNTERS as (&'static str, &'static str, &'static str) => u64;
 }
 
 /// Takes the batch's idempotency key inside the transaction, or reports who holds it.
@@ -270,11 +274,49 @@ fn check_guard(tables: &mut Tables<'_>, batch: &Batch) -> Result<CommitOutcome, 
     Ok(CommitOutcome::Applied)
 }
 
-fn apply(tables: &mut Tables<'_>, batch: &Batch) -> Result<u64, StoreError> {
+/// Counter changes of one commit, by (tenant, queue, counter).
+type Deltas = HashMap<(String, String, &'static str), i64>;
+
+/// The counter of dead-lettered runs.
+pub(super) const DEAD_LETTERS_COUNTER: &str = "dead_letters";
+
+fn count(deltas: &mut Deltas, tenant: &str, queue: &str, counter: &'static str, by: i64) {
+    *deltas
+        .entry((tenant.to_owned(), queue.to_owned(), counter))
+        .or_default() += by;
+}
+
+/// Writes a commit's counter changes, each touched counter once.
+fn apply_deltas(tables: &mut Tables<'_>, deltas: Deltas) -> Result<(), StoreError> {
+    for ((tenant, queue, counter), by) in deltas {
+        if by == 0 {
+            continue;
+        }
+        let table = tables.counters()?;
+        let key = (tenant.as_str(), queue.as_str(), counter);
+        let now = table.get(key)?.map_or(0, |v| v.value());
+        let next = now.saturating_add_signed(by);
+        if next == 0 {
+            table.remove(key)?;
+        } else {
+            table.insert(key, next)?;
+        }
+    }
+    Ok(())
+}
+
+fn apply(tables: &mut Tables<'_>, batch: &Batch, deltas: &mut Deltas) -> Result<u64, StoreError> {
     for op in &batch.ops {
         match op {
-            Op::PutRun { id, json } => {
+            Op::PutRun { id, json, counts } => {
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
+                let (tenant, queue, prev, now) = counts;
+                if *prev != Some(*now) {
+                    if let Some(prev) = prev {
+                        count(deltas, tenant, queue, prev.as_str(), -1);
+                    }
+                    count(deltas, tenant, queue, now.as_str(), 1);
+                }
             }
             Op::PutStep { run, ordinal, json } => {
                 tables
@@ -296,7 +338,7 @@ fn apply(tables: &mut Tables<'_>, batch: &Batch) -> Result<u64, StoreError> {
                 if let Some(old) = old {
                     ready.remove((*old, run.as_str()))?;
                 }
-                if let Some(new) = new {
+                if let Some((new, _)) = new {
                     ready.insert((*new, run.as_str()), ())?;
                 }
             }
@@ -306,14 +348,22 @@ fn apply(tables: &mut Tables<'_>, batch: &Batch) -> Result<u64, StoreError> {
                 run,
                 at,
             } => {
-                tables
+                let was = tables
                     .dead_letters()?
-                    .insert((tenant.as_str(), queue.as_str(), run.as_str()), *at)?;
+                    .insert((tenant.as_str(), queue.as_str(), run.as_str()), *at)?
+                    .is_some();
+                if !was {
+                    count(deltas, tenant, queue, DEAD_LETTERS_COUNTER, 1);
+                }
             }
             Op::RemoveDeadLetter { tenant, queue, run } => {
-                tables
+                let was = tables
                     .dead_letters()?
-                    .remove((tenant.as_str(), queue.as_str(), run.as_str()))?;
+                    .remove((tenant.as_str(), queue.as_str(), run.as_str()))?
+                    .is_some();
+                if was {
+                    count(deltas, tenant, queue, DEAD_LETTERS_COUNTER, -1);
+                }
             }
             Op::PutModule { hash, bytes } => {
                 tables.modules()?.insert(hash.as_str(), bytes.as_slice())?;
