@@ -95,6 +95,11 @@ impl Bench {
                 max_instances: (options.concurrency as u32).max(16),
                 ..RuntimeConfig::default()
             },
+            // One tenant: it may use every slot.
+            tenants: crate::engine::TenantLimits {
+                concurrency: Some(options.concurrency.max(1)),
+                ..Default::default()
+            },
             ..EngineConfig::default()
         };
         let engine = Engine::open(

@@ -45,6 +45,11 @@ pub fn open_engine(data: &Path) -> Result<Engine> {
             compile_cache: compile_cache(),
             ..RuntimeConfig::default()
         },
+        // Local runs have one tenant: it may use every slot.
+        tenants: crate::engine::TenantLimits {
+            concurrency: Some(EngineConfig::default().concurrency),
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
     Engine::open(

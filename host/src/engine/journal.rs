@@ -81,7 +81,8 @@ impl HostFault {
 }
 
 /// Limits on what one attempt, and one run's journal, may hold.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JournalLimits {
     /// Largest step output and largest job output, in bytes.
     pub max_output_bytes: usize,

@@ -13,6 +13,28 @@
 //! max_payload_bytes = 1048576     # 1 MiB
 //! idempotency_retention = "24h"   # kept this long after the run ends
 //! shutdown_grace = "30s"          # in-flight attempts get this long to finish
+//! tenant_concurrency = 32         # slots one tenant may hold (default: half of concurrency)
+//! memory_budget_mb = 8192         # sum of running attempts' memory caps (default: half of RAM)
+//! module_cache_mb = 512           # compiled modules kept loaded (LRU)
+//! compile_cache_mb = 1024         # compiled modules kept on disk
+//!
+//! [limits]                        # what one attempt and one run may write
+//! max_output_bytes = 1048576      # a step's or the job's output
+//! max_error_bytes = 65536         # an error message
+//! max_log_bytes = 262144          # log bytes per attempt
+//! max_log_lines = 10000           # log lines per attempt
+//! max_steps = 10000               # steps and sleeps per run
+//! max_journal_bytes = 67108864    # step outputs per run, all together
+//!
+//! [tenant_defaults]               # quotas of every tenant
+//! max_waiting_runs = 100000       # runs not yet final
+//! max_modules = 100
+//! max_module_bytes_total = 1073741824
+//!
+//! [[tenants]]                     # one tenant's overrides
+//! name = "acme"
+//! concurrency = 48
+//! weight = 2
 //!
 //! [default_policy]                # under each job's own defaults
 //! max_attempts = 5
@@ -35,6 +57,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
+use crate::engine::journal::JournalLimits;
+use crate::engine::{TenantLimits, TenantSettings};
 use crate::policy::{Caps, Policy};
 use crate::store::Durability;
 
@@ -85,6 +109,115 @@ pub struct ServeConfig {
     pub compile_cache: Option<PathBuf>,
     /// Per-queue concurrency limits (the API can change them later).
     pub queues: Vec<QueueLimit>,
+    /// Attempt slots one tenant may hold. Default: half of `concurrency`.
+    pub tenant_concurrency: Option<usize>,
+    /// Most memory the running attempts may have (the sum of their memory caps), in MiB.
+    /// Default: half of the machine's memory.
+    pub memory_budget_mb: Option<u64>,
+    /// Most compiled modules kept loaded in memory, in MiB. Default 512.
+    pub module_cache_mb: u64,
+    /// Most compiled modules kept in the on-disk compile cache, in MiB. Default 1024.
+    pub compile_cache_mb: u64,
+    /// What one attempt and one run may write. Default: see `JournalLimits`.
+    pub limits: JournalLimits,
+    /// Every tenant's quotas. Default: see `TenantQuotas`.
+    pub tenant_defaults: TenantQuotas,
+    /// Per-tenant overrides of the slot cap, weight and quotas.
+    pub tenants: Vec<TenantOverride>,
+}
+
+/// Quotas of every tenant, from the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantQuotas {
+    /// Runs not yet final. Default 100,000.
+    pub max_waiting_runs: u64,
+    /// Modules deployed. Default 100.
+    pub max_modules: usize,
+    /// Bytes of modules deployed, all together. Default 1 GiB.
+    pub max_module_bytes_total: u64,
+}
+
+impl Default for TenantQuotas {
+    fn default() -> Self {
+        let d = TenantLimits::default();
+        Self {
+            max_waiting_runs: d.max_waiting_runs,
+            max_modules: d.max_modules,
+            max_module_bytes_total: d.max_module_bytes_total,
+        }
+    }
+}
+
+/// One tenant's overrides, from the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOverride {
+    /// The tenant.
+    pub name: String,
+    /// Attempt slots it may hold.
+    pub concurrency: Option<usize>,
+    /// Its share weight (1-1000; default 1).
+    pub weight: Option<u64>,
+    /// See [`TenantQuotas::max_waiting_runs`].
+    pub max_waiting_runs: Option<u64>,
+    /// See [`TenantQuotas::max_modules`].
+    pub max_modules: Option<usize>,
+    /// See [`TenantQuotas::max_module_bytes_total`].
+    pub max_module_bytes_total: Option<u64>,
+}
+
+impl ServeConfig {
+    /// The per-tenant limits these settings describe.
+    pub fn tenant_limits(&self) -> TenantLimits {
+        let d = &self.tenant_defaults;
+        TenantLimits {
+            concurrency: self.tenant_concurrency,
+            max_waiting_runs: d.max_waiting_runs,
+            max_modules: d.max_modules,
+            max_module_bytes_total: d.max_module_bytes_total,
+            overrides: self
+                .tenants
+                .iter()
+                .map(|t| {
+                    let settings = TenantSettings {
+                        concurrency: t.concurrency,
+                        weight: t.weight,
+                        max_waiting_runs: t.max_waiting_runs,
+                        max_modules: t.max_modules,
+                        max_module_bytes_total: t.max_module_bytes_total,
+                    };
+                    (t.name.clone(), settings)
+                })
+                .collect(),
+        }
+    }
+
+    /// Refuses settings no host could run with, naming the key.
+    fn check(&self) -> anyhow::Result<()> {
+        self.default_policy
+            .backoff
+            .check()
+            .context("default_policy")?;
+        anyhow::ensure!(self.concurrency >= 1, "concurrency must be at least 1");
+        anyhow::ensure!(
+            self.tenant_concurrency != Some(0),
+            "tenant_concurrency must be at least 1"
+        );
+        for t in &self.tenants {
+            anyhow::ensure!(
+                t.concurrency != Some(0),
+                "tenants.{}: concurrency must be at least 1",
+                t.name
+            );
+            anyhow::ensure!(
+                t.weight.is_none_or(|w| (1..=1_000).contains(&w)),
+                "tenants.{}: weight must be between 1 and 1000",
+                t.name
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServeConfig {
@@ -104,6 +237,13 @@ impl Default for ServeConfig {
             caps: Caps::default(),
             compile_cache: None,
             queues: Vec::new(),
+            tenant_concurrency: None,
+            memory_budget_mb: None,
+            module_cache_mb: 512,
+            compile_cache_mb: 1024,
+            limits: JournalLimits::default(),
+            tenant_defaults: TenantQuotas::default(),
+            tenants: Vec::new(),
         }
     }
 }
@@ -119,7 +259,12 @@ impl ServeConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
     }
 }
 
@@ -154,6 +299,21 @@ mod tests {
         assert_eq!(c.caps.max_attempts, 100);
         assert_eq!(c.queues[0].concurrency, 4);
         assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.limits.max_log_lines, 10_000);
+        let limits = c.tenant_limits();
+        assert_eq!(limits.concurrency_of("acme", 64), 48);
+        assert_eq!(limits.weight_of("acme"), 2);
+        assert_eq!(limits.concurrency_of("other", 64), 32);
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn nan_backoffs_and_zero_caps_are_refused() {
+        let c: ServeConfig = toml::from_str("[default_policy.backoff]\nmultiplier = nan").unwrap();
+        let e = format!("{:#}", c.check().unwrap_err());
+        assert!(e.contains("backoff.multiplier"), "{e}");
+        let c: ServeConfig = toml::from_str("[[tenants]]\nname = \"a\"\nweight = 0").unwrap();
+        assert!(c.check().is_err());
     }
 
     #[test]

@@ -63,14 +63,25 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
                     .clone()
                     .unwrap_or_else(|| config.data.join("compile-cache")),
             ),
-            max_instances: (config.concurrency as u32).max(16),
+            max_instances: u32::try_from(config.concurrency)
+                .unwrap_or(u32::MAX)
+                .max(16),
+            module_cache_bytes: config.module_cache_mb.saturating_mul(1 << 20),
+            compile_cache_bytes: config.compile_cache_mb.saturating_mul(1 << 20),
             ..RuntimeConfig::default()
         },
         default_policy: config.default_policy,
         concurrency: config.concurrency.max(1),
         max_payload_bytes: config.max_payload_bytes,
-        idempotency_retention_ms: config.idempotency_retention.as_millis() as u64,
-        ..EngineConfig::default()
+        idempotency_retention_ms: u64::try_from(config.idempotency_retention.as_millis())
+            .unwrap_or(u64::MAX),
+        journal: config.limits,
+        tenants: config.tenant_limits(),
+        memory_budget_bytes: config
+            .memory_budget_mb
+            .map_or_else(crate::engine::default_memory_budget, |mb| {
+                mb.saturating_mul(1 << 20)
+            }),
     }
 }
 
