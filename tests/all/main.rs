@@ -19,3 +19,4 @@ mod retries;
 mod sandbox;
 mod service_crash;
 mod tenancy;
+mod tenancy_service;

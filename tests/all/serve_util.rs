@@ -29,19 +29,32 @@ pub struct Server {
     /// Every stderr line of every process started on this data dir, for failure messages.
     log: Arc<Mutex<Vec<String>>>,
     dir: tempfile::TempDir,
+    /// The config file every process on this data dir is started with, if any.
+    config: Option<std::path::PathBuf>,
 }
 
 impl Server {
     /// Starts a server on a fresh, empty data dir.
     pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// Starts a server on a fresh, empty data dir with `toml` as its config file (empty: none).
+    pub fn start_with_config(toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (child, url) = spawn(dir.path(), &log);
+        let config = (!toml.is_empty()).then(|| {
+            let path = dir.path().join("stepwise.toml");
+            std::fs::write(&path, toml).expect("write the config file");
+            path
+        });
+        let (child, url) = spawn(dir.path(), config.as_deref(), &log);
         Self {
             child: Some(child),
             url,
             log,
             dir,
+            config,
         }
     }
 
@@ -86,7 +99,7 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.note("restart");
-        let (child, url) = spawn(self.dir.path(), &self.log);
+        let (child, url) = spawn(self.dir.path(), self.config.as_deref(), &self.log);
         self.child = Some(child);
         self.url = url;
     }
@@ -137,9 +150,14 @@ fn listening_url(line: &str) -> Option<String> {
 
 /// Starts `stepwise serve` on `data` and waits for its listening line. A thread keeps reading
 /// the process's stderr into `log` until the process ends, so the pipe never fills up.
-fn spawn(data: &Path, log: &Arc<Mutex<Vec<String>>>) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
+fn spawn(data: &Path, config: Option<&Path>, log: &Arc<Mutex<Vec<String>>>) -> (Child, String) {
+    let mut command = Command::new(BIN);
+    if let Some(config) = config {
+        command.arg("serve").arg("--config").arg(config);
+    } else {
+        command.arg("serve");
+    }
+    let mut child = command
         .arg("--data")
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])

@@ -1,0 +1,130 @@
+//! Tenancy through a real `stepwise serve` process: a hostile tenant's attacks all end in
+//! their own failure kinds while a second tenant deploys, enqueues and completes its work,
+//! and the control paths answer; quotas refuse with `429 quota_exceeded` and store nothing.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stepwise_tests::guests;
+
+use crate::serve_util::*;
+
+const FINAL: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn a_hostile_tenant_cannot_stop_another_tenant() {
+    let server = Server::start();
+    let api = server.api();
+    let (a, b) = (
+        api.admin_create_tenant("hostile").await,
+        api.admin_create_tenant("healthy").await,
+    );
+    api.deploy(&a, guests::HOSTILE).await;
+    api.deploy(&a, guests::RAW_PROTOCOL).await;
+    for (path, says) in [
+        (guests::DESCRIBE_NAN, "backoff.multiplier"),
+        (guests::DESCRIBE_HUGE, "100003 jobs"),
+    ] {
+        let bytes = std::fs::read(path).unwrap();
+        let answer = api
+            .request(
+                reqwest::Method::POST,
+                Some(&a),
+                "/v1/modules",
+                Body::Raw(bytes, "application/wasm"),
+            )
+            .await;
+        let error = assert_error(&answer, 422, "invalid_module");
+        assert!(error["message"].as_str().unwrap().contains(says), "{error}");
+    }
+
+    // Spinners that hold A's slots for seconds, at the top priority, and the other attacks.
+    let spin = |in_step: bool| {
+        json!({"job": "spin", "payload": {"in_step": in_step}, "priority": i32::MAX,
+               "fuel": 1_000_000_000_000_u64, "timeout_ms": 3_000})
+    };
+    let mut attacks: Vec<(String, &str)> = Vec::new();
+    for i in 0..20 {
+        let id = api.enqueue_new(&a, "attacks", spin(i % 2 == 0)).await;
+        attacks.push((id, "timeout"));
+    }
+    for (job, payload, kind) in [
+        ("bomb", json!({}), "memory_limit"),
+        ("recurse", json!({}), "trap"),
+        ("big-step-output", json!({"bytes": 2 << 20}), "limit_exceeded"),
+        ("big-output", json!({"bytes": 2 << 20}), "limit_exceeded"),
+        ("big-error", json!({"bytes": 1 << 20}), "limit_exceeded"),
+        ("long-step-name", json!({"bytes": 100_000}), "protocol_violation"),
+        ("sleep-forever", json!({}), "limit_exceeded"),
+        ("exit", json!({"code": 7}), "trap"),
+        ("panic", json!({}), "trap"),
+        ("non-json-output", json!({}), "protocol_violation"),
+        ("begin-twice", json!({}), "protocol_violation"),
+    ] {
+        let body = json!({"job": job, "payload": payload, "memory_bytes": 128 << 20,
+                          "priority": i32::MAX});
+        attacks.push((api.enqueue_new(&a, "attacks", body).await, kind));
+    }
+
+    // Meanwhile the healthy tenant deploys and runs its jobs, and the control paths answer.
+    api.deploy(&b, guests::TESTBED).await;
+    assert_eq!(api.text("/healthz").await.0, 200);
+    let mut healthy = Vec::new();
+    for i in 0..50 {
+        let body = json!({"job": "echo", "payload": {"message": format!("m{i}"), "count": i}});
+        healthy.push(api.enqueue_new(&b, "work", body).await);
+    }
+    for id in &healthy {
+        let view = api.wait_final(&b, id, FINAL).await;
+        assert_eq!(view["status"], "completed", "{view}");
+    }
+
+    for (id, kind) in &attacks {
+        let view = api.wait_final(&a, id, FINAL).await;
+        assert_eq!(view["status"], "failed", "{view}");
+        assert_eq!(view["error"]["kind"], *kind, "{}", view["error"]);
+    }
+    let (status, metrics) = api.text("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("stepwise_memory_reserved_bytes 0"), "{metrics}");
+    let queue = api.get(&b, "/v1/queues/work").await.1;
+    assert_eq!((queue["depth"].clone(), queue["running"].clone()), (json!(0), json!(0)));
+    let queue = api.get(&a, "/v1/queues/attacks").await.1;
+    assert_eq!(queue["dead_letters"], json!(attacks.len()), "{queue}");
+}
+
+#[tokio::test]
+async fn quotas_refuse_with_429_and_store_nothing() {
+    let server = Server::start_with_config(
+        "[[tenants]]\nname = \"small\"\nmax_waiting_runs = 3\nmax_modules = 1\n",
+    );
+    let api = server.api();
+    let t = api.admin_create_tenant("small").await;
+    api.deploy(&t, guests::TESTBED).await;
+    // Deploying the same module again is not a new module.
+    api.deploy(&t, guests::TESTBED).await;
+    let bytes = std::fs::read(guests::HOSTILE).unwrap();
+    let answer = api
+        .request(
+            reqwest::Method::POST,
+            Some(&t),
+            "/v1/modules",
+            Body::Raw(bytes, "application/wasm"),
+        )
+        .await;
+    let error = assert_error(&answer, 429, "quota_exceeded");
+    assert_eq!(error["quota"], "modules", "{error}");
+    assert_eq!(api.get(&t, "/v1/modules").await.1["modules"].as_array().unwrap().len(), 1);
+
+    // Three sleeping runs fill the quota of runs not yet final.
+    let sleeper = json!({"job": "sleeper", "payload": {"ms": 600_000}});
+    for _ in 0..3 {
+        api.enqueue_new(&t, "q", sleeper.clone()).await;
+    }
+    let answer = api.enqueue(&t, "q", sleeper.clone()).await;
+    let error = assert_error(&answer, 429, "quota_exceeded");
+    assert_eq!(error["quota"], "waiting runs", "{error}");
+    assert_eq!(error["limit"], 3, "{error}");
+    let runs: Value = api.get(&t, "/v1/runs").await.1;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 3, "{runs}");
+}
