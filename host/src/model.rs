@@ -363,6 +363,31 @@ pub struct RunView {
     pub timeline: Vec<TimelineEntry>,
     /// Guest logs and captured output, in order.
     pub logs: Vec<LogLine>,
+    /// Where the lists above were cut, for a view that holds only their first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<ViewMore>,
+}
+
+/// Where to continue the lists of a paged [`RunView`]: the position of the first entry not
+/// shown, per list (absent when the list is whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewMore {
+    /// `GET /v1/runs/{id}/steps?from=N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// `GET /v1/runs/{id}/timeline?from=N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<u32>,
+    /// `GET /v1/runs/{id}/logs?from=N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<u32>,
+}
+
+impl ViewMore {
+    /// Whether every list is whole.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_none() && self.timeline.is_none() && self.logs.is_none()
+    }
 }
 
 #[cfg(test)]

@@ -92,4 +92,16 @@ fn every_workload_runs_and_checks_itself() {
     let r = bench("sleepers", "20");
     assert_eq!(r["jobs"], 20);
     assert!(r["max_wake_lateness_ms"].as_f64().is_some());
+
+    // Two tenants: B's throughput alone, beside A's hogs and behind A's backlog.
+    let r = bench("noisy", "20");
+    for key in [
+        "solo_jobs_per_s",
+        "hostile_ratio",
+        "backlog_ratio",
+        "hostile_p50_ms",
+    ] {
+        assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+    }
+    assert_eq!(r["hostile_series"].as_array().unwrap().len(), 3, "{r}");
 }

@@ -51,10 +51,18 @@ async fn a_hostile_tenant_cannot_stop_another_tenant() {
     for (job, payload, kind) in [
         ("bomb", json!({}), "memory_limit"),
         ("recurse", json!({}), "trap"),
-        ("big-step-output", json!({"bytes": 2 << 20}), "limit_exceeded"),
+        (
+            "big-step-output",
+            json!({"bytes": 2 << 20}),
+            "limit_exceeded",
+        ),
         ("big-output", json!({"bytes": 2 << 20}), "limit_exceeded"),
         ("big-error", json!({"bytes": 1 << 20}), "limit_exceeded"),
-        ("long-step-name", json!({"bytes": 100_000}), "protocol_violation"),
+        (
+            "long-step-name",
+            json!({"bytes": 100_000}),
+            "protocol_violation",
+        ),
         ("sleep-forever", json!({}), "limit_exceeded"),
         ("exit", json!({"code": 7}), "trap"),
         ("panic", json!({}), "trap"),
@@ -86,9 +94,15 @@ async fn a_hostile_tenant_cannot_stop_another_tenant() {
     }
     let (status, metrics) = api.text("/metrics").await;
     assert_eq!(status, 200);
-    assert!(metrics.contains("stepwise_memory_reserved_bytes 0"), "{metrics}");
+    assert!(
+        metrics.contains("stepwise_memory_reserved_bytes 0"),
+        "{metrics}"
+    );
     let queue = api.get(&b, "/v1/queues/work").await.1;
-    assert_eq!((queue["depth"].clone(), queue["running"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (queue["depth"].clone(), queue["running"].clone()),
+        (json!(0), json!(0))
+    );
     let queue = api.get(&a, "/v1/queues/attacks").await.1;
     assert_eq!(queue["dead_letters"], json!(attacks.len()), "{queue}");
 }
@@ -114,7 +128,13 @@ async fn quotas_refuse_with_429_and_store_nothing() {
         .await;
     let error = assert_error(&answer, 429, "quota_exceeded");
     assert_eq!(error["quota"], "modules", "{error}");
-    assert_eq!(api.get(&t, "/v1/modules").await.1["modules"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.get(&t, "/v1/modules").await.1["modules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Three sleeping runs fill the quota of runs not yet final.
     let sleeper = json!({"job": "sleeper", "payload": {"ms": 600_000}});
@@ -127,4 +147,88 @@ async fn quotas_refuse_with_429_and_store_nothing() {
     assert_eq!(error["limit"], 3, "{error}");
     let runs: Value = api.get(&t, "/v1/runs").await.1;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 3, "{runs}");
+}
+
+#[tokio::test]
+async fn run_views_and_lists_are_bounded_pages() {
+    let server = Server::start();
+    let api = server.api();
+    let t = api.admin_create_tenant("pages").await;
+    api.deploy(&t, guests::HOSTILE).await;
+    api.deploy(&t, guests::TESTBED).await;
+    let steps = api
+        .enqueue_new(
+            &t,
+            "q",
+            json!({"job": "many-steps", "payload": {"n": 1_200}}),
+        )
+        .await;
+    let logs = api
+        .enqueue_new(
+            &t,
+            "q",
+            json!({"job": "log-flood", "payload": {"lines": 2_500}}),
+        )
+        .await;
+    let message = "m".repeat(20_000);
+    let big = api
+        .enqueue_new(
+            &t,
+            "q",
+            json!({"job": "echo", "payload": {"message": message, "count": 1}}),
+        )
+        .await;
+    for id in [&steps, &logs, &big] {
+        assert_eq!(api.wait_final(&t, id, FINAL).await["status"], "completed");
+    }
+
+    let view = api.run(&t, &steps).await;
+    assert_eq!(view["steps"].as_array().unwrap().len(), 1_000);
+    assert_eq!(view["more"]["steps"], 1_000, "{}", view["more"]);
+    let (status, page) = api
+        .get(&t, &format!("/v1/runs/{steps}/steps?from=1000&limit=1000"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 200);
+    // The testbed's many-steps (deployed last, so it serves the job) names repeats `s#N`.
+    assert_eq!(page["items"][0]["name"], "s#1001");
+    assert_eq!(page["next"], Value::Null);
+
+    let view = api.run(&t, &logs).await;
+    assert_eq!(view["logs"].as_array().unwrap().len(), 1_000);
+    let mut seen = 1_000;
+    let mut from = view["more"]["logs"].as_u64().unwrap();
+    loop {
+        let path = format!("/v1/runs/{logs}/logs?from={from}&limit=1000");
+        let page = api.get(&t, &path).await.1;
+        seen += page["items"].as_array().unwrap().len();
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, 2_500);
+    let (status, _) = api.get(&t, &format!("/v1/runs/{logs}/logs?from=x")).await;
+    assert_eq!(status, 400);
+
+    // In a list, the 20 KB payload and output are summarized; the view has them whole.
+    let list = api.get(&t, "/v1/runs?queue=q").await.1;
+    let listed = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == big.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        listed["payload"]["truncated_bytes"].as_u64().unwrap() > 20_000,
+        "{listed}"
+    );
+    assert!(
+        listed["output"]["truncated_bytes"].as_u64().unwrap() > 20_000,
+        "{listed}"
+    );
+    let whole = api.run(&t, &big).await;
+    assert_eq!(whole["output"]["message"].as_str().unwrap().len(), 20_000);
+    assert!(whole.get("more").is_none(), "{whole}");
 }

@@ -81,4 +81,24 @@ fn sleeper(ctx: &mut Ctx, input: Nap) -> Result<u64, JobError> {
     Ok(input.ms)
 }
 
-export_jobs!(noop, steps3, retry10, replay, sleeper);
+/// Loops until its fuel or time runs out: the noisy neighbour's compute hog (`noisy`).
+#[job(max_attempts = 1)]
+fn spin(_ctx: &mut Ctx, _input: Indexed) -> Result<u64, JobError> {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Fills memory in 8 MiB chunks until the host refuses more: the noisy neighbour's memory
+/// bomb (`noisy`).
+#[job(max_attempts = 1)]
+fn bomb(_ctx: &mut Ctx, _input: Indexed) -> Result<u64, JobError> {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        chunks.push(vec![0x5a_u8; 8 << 20]);
+        std::hint::black_box(&chunks);
+    }
+}
+
+export_jobs!(noop, steps3, retry10, replay, sleeper, spin, bomb);

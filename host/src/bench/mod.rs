@@ -5,6 +5,7 @@
 //! engine, store and scheduler as `stepwise serve`; nothing is simulated.
 
 mod native_jobs;
+mod noisy;
 mod report;
 mod workloads;
 
@@ -22,7 +23,7 @@ use crate::store::Durability;
 use crate::{SeededJitter, SystemClock};
 
 /// The workloads, by name.
-pub const WORKLOADS: [&str; 7] = [
+pub const WORKLOADS: [&str; 8] = [
     "noop",
     "steps3",
     "retry10",
@@ -30,6 +31,7 @@ pub const WORKLOADS: [&str; 7] = [
     "replay1000",
     "instantiate",
     "sleepers",
+    "noisy",
 ];
 
 /// What to run.
@@ -95,9 +97,10 @@ impl Bench {
                 max_instances: (options.concurrency as u32).max(16),
                 ..RuntimeConfig::default()
             },
-            // One tenant: it may use every slot.
+            // One tenant: it may use every slot. `noisy` has two and keeps the default
+            // caps (half the slots each), as `stepwise serve` does.
             tenants: crate::engine::TenantLimits {
-                concurrency: Some(options.concurrency.max(1)),
+                concurrency: (options.workload != "noisy").then_some(options.concurrency.max(1)),
                 ..Default::default()
             },
             ..EngineConfig::default()
@@ -157,14 +160,19 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
             WORKLOADS.join(", ")
         );
     }
-    if options.native && matches!(options.workload.as_str(), "instantiate" | "enqueue_idem") {
+    if options.native
+        && matches!(
+            options.workload.as_str(),
+            "instantiate" | "enqueue_idem" | "noisy"
+        )
+    {
         bail!(
             "'{}' has no native variant: it measures the {}",
             options.workload,
-            if options.workload == "instantiate" {
-                "sandbox itself"
-            } else {
-                "HTTP API, which only serves components"
+            match options.workload.as_str() {
+                "instantiate" => "sandbox itself",
+                "noisy" => "sandbox's isolation of hostile guests",
+                _ => "HTTP API, which only serves components",
             }
         );
     }
@@ -177,6 +185,7 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
         "replay1000" => workloads::replay(&bench).await,
         "instantiate" => workloads::instantiate(&bench).await,
         "sleepers" => workloads::sleepers(&bench).await,
+        "noisy" => noisy::noisy(&bench).await,
         _ => unreachable!("checked above"),
     }?;
     Ok(Report {

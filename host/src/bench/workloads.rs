@@ -19,7 +19,7 @@ use crate::runtime::bindings::JobContext;
 const BATCH: usize = 1_000;
 
 /// Starts the scheduler in the background; setting the flag (and waking) stops it.
-fn start_scheduler(bench: &Bench) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+pub(super) fn start_scheduler(bench: &Bench) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let (engine, flag) = (bench.engine.clone(), stop.clone());
     let handle = tokio::spawn(async move {
@@ -30,7 +30,11 @@ fn start_scheduler(bench: &Bench) -> (Arc<AtomicBool>, tokio::task::JoinHandle<(
     (stop, handle)
 }
 
-async fn stop_scheduler(bench: &Bench, stop: Arc<AtomicBool>, handle: tokio::task::JoinHandle<()>) {
+pub(super) async fn stop_scheduler(
+    bench: &Bench,
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<()>,
+) {
     stop.store(true, Ordering::SeqCst);
     bench.engine.wake();
     let _ = handle.await;

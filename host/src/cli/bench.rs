@@ -12,11 +12,13 @@ use crate::store::Durability;
 /// Arguments of `stepwise bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The workload: noop, steps3, retry10, enqueue_idem, replay1000, instantiate or sleepers.
+    /// The workload: noop, steps3, retry10, enqueue_idem, replay1000, instantiate, sleepers or
+    /// noisy.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(WORKLOADS))]
     workload: String,
     /// Jobs to run (replay1000: steps to replay; instantiate: instances). Default: 20000;
-    /// sleepers 100000; replay1000 1000; instantiate 10000.
+    /// sleepers 100000; replay1000 1000; instantiate 10000; noisy 2000 (tenant B's jobs per
+    /// phase).
     #[arg(long)]
     jobs: Option<usize>,
     /// Attempts executing at once.
@@ -53,6 +55,7 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         "sleepers" => 100_000,
         "replay1000" => 1_000,
         "instantiate" => 10_000,
+        "noisy" => 2_000,
         _ => 20_000,
     });
     let report = crate::bench::run(BenchOptions {

@@ -89,6 +89,25 @@ pub struct RunPage {
     pub next: Option<String>,
 }
 
+/// Largest payload or output shown whole in a list of runs; larger ones are summarized.
+pub const LIST_VALUE_BYTES: usize = 16 << 10;
+
+/// `run` as a list shows it: a payload or output over [`LIST_VALUE_BYTES`] of JSON becomes
+/// `{"truncated_bytes": N}` (the run view has the whole value), so a page of runs stays small
+/// however large its runs' values are.
+pub(crate) fn summarize(mut run: RunRecord) -> RunRecord {
+    for value in [Some(&mut run.payload), run.output.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        let bytes = serde_json::to_vec(value).map_or(0, |v| v.len());
+        if bytes > LIST_VALUE_BYTES {
+            *value = serde_json::json!({ "truncated_bytes": bytes });
+        }
+    }
+    run
+}
+
 /// A new time-ordered run id.
 fn new_run_id() -> String {
     format!("run_{}", uuid::Uuid::now_v7().simple())
@@ -330,7 +349,7 @@ impl Engine {
                     && filter.job.as_ref().is_none_or(|j| &run.job == j)
                     && filter.status.is_none_or(|s| run.status == s);
                 if keep {
-                    runs.push(run);
+                    runs.push(summarize(run));
                     if runs.len() == limit {
                         return Ok(RunPage {
                             runs,

@@ -1,7 +1,8 @@
 //! Operator actions on finished runs: manual retry (the failed step gets a fresh attempt budget,
 //! completed steps are reused), and retrying or purging a queue's dead letters.
 
-use super::{Engine, EngineError};
+use super::enqueue::summarize;
+use super::{Engine, EngineError, RunPage};
 use crate::model::{EventKind, RunRecord, RunStatus, TimelineEntry};
 use crate::store::Batch;
 
@@ -91,27 +92,49 @@ impl Engine {
         Ok(run)
     }
 
-    /// A queue's dead-lettered runs, oldest first.
-    pub fn dead_letters(&self, tenant: &str, queue: &str) -> Result<Vec<RunRecord>, EngineError> {
+    /// A page of a queue's dead-lettered runs in id order, after the run id `after`, at most
+    /// `limit` (1-1000), with large payloads and outputs summarized as in [`Engine::list_runs`].
+    pub fn dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RunPage, EngineError> {
         let store = &self.inner.store;
+        let limit = limit.clamp(1, 1_000);
         let mut runs = Vec::new();
-        for (id, _) in store.dead_letters(tenant, queue)? {
+        let mut ids = store
+            .dead_letters(tenant, queue)?
+            .into_iter()
+            .map(|(id, _)| id);
+        let mut ids = ids
+            .by_ref()
+            .skip_while(|id| after.is_some_and(|a| id.as_str() <= a))
+            .peekable();
+        while runs.len() < limit {
+            let Some(id) = ids.next() else { break };
             if let Some(run) = store.run(&id)? {
-                runs.push(run);
+                runs.push(summarize(run));
             }
         }
-        Ok(runs)
+        let next = ids
+            .peek()
+            .is_some()
+            .then(|| runs.last().map(|r: &RunRecord| r.id.clone()))
+            .flatten();
+        Ok(RunPage { runs, next })
     }
 
-    /// Retries every dead-lettered run of a queue; returns the runs retried.
+    /// Retries every dead-lettered run of a queue; returns the ids of the runs retried.
     pub async fn retry_dead_letters(
         &self,
         tenant: &str,
         queue: &str,
-    ) -> Result<Vec<RunRecord>, EngineError> {
+    ) -> Result<Vec<String>, EngineError> {
         let mut retried = Vec::new();
-        for run in self.dead_letters(tenant, queue)? {
-            retried.push(self.retry_for(tenant, &run.id).await?);
+        for (id, _) in self.inner.store.dead_letters(tenant, queue)? {
+            retried.push(self.retry_for(tenant, &id).await?.id);
         }
         Ok(retried)
     }
@@ -123,12 +146,12 @@ impl Engine {
         tenant: &str,
         queue: &str,
     ) -> Result<usize, EngineError> {
-        let runs = self.dead_letters(tenant, queue)?;
+        let ids = self.inner.store.dead_letters(tenant, queue)?;
         let mut batch = Batch::new();
-        for run in &runs {
-            batch.remove_dead_letter(run);
+        for (id, _) in &ids {
+            batch.remove_dead_letter_of(tenant, queue, id);
         }
         self.inner.store.commit(batch).await?;
-        Ok(runs.len())
+        Ok(ids.len())
     }
 }

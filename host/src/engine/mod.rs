@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, Jitter};
-use crate::model::{RunStatus, RunView};
+use crate::model::{RunStatus, RunView, ViewMore};
 use crate::policy::{Caps, Policy, PolicyError};
 use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
-use crate::store::{Batch, Durability, QueueSettings, Store, StoreError};
+use crate::store::{Batch, Durability, Listing, QueueSettings, Store, StoreError};
 pub(crate) use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
@@ -289,7 +289,8 @@ impl Engine {
         Ok(self.inner.runtime.load(&bytes).await?)
     }
 
-    /// A run with its steps, timeline and logs.
+    /// A run with all its steps, timeline and logs (local use: `stepwise run`, tests). The
+    /// service shows [`Engine::view_page`].
     pub fn view(&self, id: &str) -> Result<RunView, EngineError> {
         let store = &self.inner.store;
         let run = store
@@ -300,6 +301,32 @@ impl Engine {
             steps: store.steps(id)?,
             timeline: store.timeline(id)?,
             logs: store.logs(id)?,
+            more: None,
+            run,
+        })
+    }
+
+    /// A run with the first `limit` of its steps, timeline entries and log lines, and where
+    /// each list continues: what one answer may hold is bounded whatever the run recorded.
+    pub fn view_page(&self, id: &str, limit: usize) -> Result<RunView, EngineError> {
+        let store = &self.inner.store;
+        let run = store
+            .run(id)?
+            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
+        let (steps, more_steps) = store.page(Listing::Steps, id, 0, limit)?;
+        let (timeline, more_timeline) = store.page(Listing::Timeline, id, 0, limit)?;
+        let (logs, more_logs) = store.page(Listing::Logs, id, 0, limit)?;
+        let more = ViewMore {
+            steps: more_steps,
+            timeline: more_timeline,
+            logs: more_logs,
+        };
+        Ok(RunView {
+            dead_lettered: store.is_dead_lettered(&run)?,
+            steps,
+            timeline,
+            logs,
+            more: (!more.is_empty()).then_some(more),
             run,
         })
     }

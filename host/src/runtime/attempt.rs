@@ -91,6 +91,8 @@ pub(super) fn new_store(
     let deadline = started.checked_add(timeout).unwrap_or(started);
     store.set_epoch_deadline(1);
     let mut last_fuel = fuel;
+    // Host calls seen at the previous tick; none yet at the first, which only sets the mark.
+    let mut last_calls: Option<u64> = None;
     store.epoch_deadline_callback(move |mut ctx| {
         if Instant::now() >= deadline {
             ctx.data_mut().timed_out = true;
@@ -99,10 +101,14 @@ pub(super) fn new_store(
         let left = ctx.get_fuel().unwrap_or(0);
         let burned = last_fuel.saturating_sub(left);
         last_fuel = left;
+        let calls = ctx.data().host_calls;
+        // A whole tick without a host call is a guest computing all along, whatever its fuel
+        // says (filling memory burns little fuel but a lot of CPU).
+        let quiet = last_calls.replace(calls) == Some(calls);
         // Between deadline checks, let other runs use this worker thread; a hot guest also
         // waits for its turn on the CPU.
         Ok(match &cpu {
-            Some(ticket) if burned >= HOT_FUEL_PER_TICK => {
+            Some(ticket) if quiet || burned >= HOT_FUEL_PER_TICK => {
                 UpdateDeadline::YieldCustom(1, ticket.next_turn())
             }
             Some(ticket) => {

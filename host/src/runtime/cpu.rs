@@ -1,5 +1,6 @@
-//! Fair CPU for compute-bound guests: an attempt that burned more than a threshold of fuel
-//! since the last epoch tick is "hot", and a hot attempt runs only while it holds one of its
+//! Fair CPU for compute-bound guests: an attempt that made no host call during a whole epoch
+//! tick, or burned more than a threshold of fuel within one, is "hot", and a hot attempt runs
+//! only while it holds one of its
 //! tenant's CPU permits and one of the host's. Each tick a hot attempt gives its permits back
 //! and queues for them again (tokio's semaphores are FIFO), so hot attempts take turns: within
 //! a tenant, and across tenants, since a tenant has one attempt at a time in the host's queue.

@@ -24,6 +24,9 @@ pub struct HostState {
     pub(crate) stderr: CapturedOutput,
     /// Set by the epoch callback when the wall-clock deadline interrupted the guest.
     pub(crate) timed_out: bool,
+    /// Calls of our own imports (steps, log) so far: a guest that made none during a whole
+    /// epoch tick was computing all along (see `runtime::cpu`).
+    pub(crate) host_calls: u64,
 }
 
 impl HostState {
@@ -49,6 +52,7 @@ impl HostState {
             stdout,
             stderr,
             timed_out: false,
+            host_calls: 0,
         }
     }
 }

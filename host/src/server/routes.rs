@@ -22,10 +22,10 @@ use super::error::ApiError;
 use crate::engine::{NewRun, RunFilter, check_queue_name};
 use crate::model::{RunRecord, RunStatus};
 use crate::policy::{Backoff, PolicyOverrides};
-use crate::store::QueueSettings;
+use crate::store::{Listing, QueueSettings};
 
 /// Every route, as (method, path): the API reference must list each.
-pub const ROUTES: [(&str, &str); 14] = [
+pub const ROUTES: [(&str, &str); 17] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("POST", "/v1/tenants"),
@@ -40,6 +40,9 @@ pub const ROUTES: [(&str, &str); 14] = [
     ("GET", "/v1/runs"),
     ("GET", "/v1/runs/{id}"),
     ("POST", "/v1/runs/{id}/retry"),
+    ("GET", "/v1/runs/{id}/steps"),
+    ("GET", "/v1/runs/{id}/timeline"),
+    ("GET", "/v1/runs/{id}/logs"),
 ];
 
 type ApiResult = Result<Response, ApiError>;
@@ -80,6 +83,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/retry", post(retry_run))
+        .route("/v1/runs/{id}/steps", get(run_steps))
+        .route("/v1/runs/{id}/timeline", get(run_timeline))
+        .route("/v1/runs/{id}/logs", get(run_logs))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state)
@@ -404,10 +410,19 @@ async fn list_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     QueueName(queue): QueueName,
+    Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     check_queue_name(&queue)?;
-    let runs = state.engine.dead_letters(&tenant, &queue)?;
-    ok(StatusCode::OK, json!({ "runs": runs }))
+    let page = state.engine.dead_letters(
+        &tenant,
+        &queue,
+        query.get("after").map(String::as_str),
+        page_limit(&query, &["after", "limit"])?,
+    )?;
+    ok(
+        StatusCode::OK,
+        json!({ "runs": page.runs, "next": page.next }),
+    )
 }
 
 async fn retry_dead_letters(
@@ -417,8 +432,7 @@ async fn retry_dead_letters(
 ) -> ApiResult {
     reject_new_work(&state)?;
     check_queue_name(&queue)?;
-    let runs = state.engine.retry_dead_letters(&tenant, &queue).await?;
-    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let ids = state.engine.retry_dead_letters(&tenant, &queue).await?;
     ok(StatusCode::OK, json!({ "retried": ids }))
 }
 
@@ -437,28 +451,11 @@ async fn list_runs(
     Tenant(tenant): Tenant,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    for key in query.keys() {
-        if !["queue", "job", "status", "limit", "after"].contains(&key.as_str()) {
-            return Err(ApiError::invalid_options(format!(
-                "unknown query parameter '{key}': use queue, job, status, limit or after"
-            )));
-        }
-    }
+    let limit = page_limit(&query, &["queue", "job", "status", "limit", "after"])?;
     let status = match query.get("status") {
         Some(s) if s == "running" => None,
         Some(s) => Some(s.parse::<RunStatus>().map_err(ApiError::invalid_options)?),
         None => None,
-    };
-    let limit = match query.get("limit") {
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=1_000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_options(format!(
-                    "limit '{l}' must be a number from 1 to 1000"
-                )));
-            }
-        },
-        None => 100,
     };
     let filter = RunFilter {
         queue: query.get("queue").cloned(),
@@ -478,15 +475,89 @@ async fn list_runs(
     ok(StatusCode::OK, json!({"runs": runs, "next": page.next}))
 }
 
+/// Entries of each list a run view holds; the rest are paged (`GET /v1/runs/{id}/logs`, ...).
+const VIEW_PAGE: usize = 1_000;
+
+/// Refuses query parameters other than `allowed`; returns `limit` (1-1000, default 100).
+fn page_limit(query: &HashMap<String, String>, allowed: &[&str]) -> Result<usize, ApiError> {
+    for key in query.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(ApiError::invalid_options(format!(
+                "unknown query parameter '{key}': use {}",
+                allowed.join(", ")
+            )));
+        }
+    }
+    match query.get("limit") {
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=1_000).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_options(format!(
+                "limit '{l}' must be a number from 1 to 1000"
+            ))),
+        },
+        None => Ok(100),
+    }
+}
+
 async fn get_run(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(id): Param,
 ) -> ApiResult {
     state.engine.tenant_run(&tenant, &id)?;
-    let mut view = state.engine.view(&id)?;
+    let mut view = state.engine.view_page(&id, VIEW_PAGE)?;
     view.run = shown(&state, view.run);
     ok(StatusCode::OK, to_value(&view))
+}
+
+/// `GET /v1/runs/{id}/{steps|timeline|logs}?from=N&limit=M`: one page of a run's list.
+async fn run_listing(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    what: Listing,
+    query: &HashMap<String, String>,
+) -> ApiResult {
+    let limit = page_limit(query, &["from", "limit"])?;
+    let from = match query.get("from") {
+        Some(f) => f.parse::<u32>().map_err(|_| {
+            ApiError::invalid_options(format!("from '{f}' must be a position (0 or more)"))
+        })?,
+        None => 0,
+    };
+    state.engine.tenant_run(tenant, id)?;
+    let store = state.engine.store();
+    let store_err = |e| ApiError::from(crate::engine::EngineError::Store(e));
+    let (items, next): (Vec<Value>, Option<u32>) =
+        store.page(what, id, from, limit).map_err(store_err)?;
+    ok(StatusCode::OK, json!({ "items": items, "next": next }))
+}
+
+async fn run_steps(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(id): Param,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    run_listing(&state, &tenant, &id, Listing::Steps, &query).await
+}
+
+async fn run_timeline(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(id): Param,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    run_listing(&state, &tenant, &id, Listing::Timeline, &query).await
+}
+
+async fn run_logs(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(id): Param,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    run_listing(&state, &tenant, &id, Listing::Logs, &query).await
 }
 
 async fn retry_run(

@@ -248,10 +248,15 @@ impl Batch {
 
     /// Removes a run from its queue's dead letters.
     pub fn remove_dead_letter(&mut self, run: &RunRecord) -> &mut Self {
+        self.remove_dead_letter_of(&run.tenant, &run.queue, &run.id)
+    }
+
+    /// Removes the run `id` from the dead letters of `tenant`'s `queue`.
+    pub fn remove_dead_letter_of(&mut self, tenant: &str, queue: &str, id: &str) -> &mut Self {
         self.ops.push(Op::RemoveDeadLetter {
-            tenant: run.tenant.clone(),
-            queue: run.queue.clone(),
-            run: run.id.clone(),
+            tenant: tenant.to_owned(),
+            queue: queue.to_owned(),
+            run: id.to_owned(),
         });
         self
     }

@@ -57,6 +57,34 @@ impl Store {
         self.scan(schema::LOGS, run, "log line")
     }
 
+    /// Up to `limit` of a run's steps, timeline entries or log lines (`what`) from position
+    /// `from`, with the position to continue from when more follow.
+    pub fn page<T: DeserializeOwned>(
+        &self,
+        what: Listing,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<(Vec<T>, Option<u32>), StoreError> {
+        let (def, name) = match what {
+            Listing::Steps => (schema::STEPS, "step"),
+            Listing::Timeline => (schema::TIMELINE, "timeline entry"),
+            Listing::Logs => (schema::LOGS, "log line"),
+        };
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(def)?;
+        let mut out = Vec::new();
+        for entry in table.range((run, from)..=(run, u32::MAX))? {
+            let (k, v) = entry?;
+            let seq = k.value().1;
+            if out.len() >= limit {
+                return Ok((out, Some(seq)));
+            }
+            out.push(decode(v.value(), || format!("{name} {run}/{seq}"))?);
+        }
+        Ok((out, None))
+    }
+
     fn scan<T: DeserializeOwned>(
         &self,
         def: redb::TableDefinition<(&str, u32), &[u8]>,
@@ -350,6 +378,17 @@ impl Store {
         }
         Ok(census)
     }
+}
+
+/// What [`Store::page`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// A run's steps, by ordinal.
+    Steps,
+    /// A run's timeline, by sequence.
+    Timeline,
+    /// A run's log, by sequence.
+    Logs,
 }
 
 /// Counts over every stored run; see [`Store::census`].
