@@ -58,6 +58,19 @@ impl Server {
         }
     }
 
+    /// The server process's resident memory, in bytes (Linux: from /proc).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kb * 1024
+    }
+
     /// The server's base URL, `http://127.0.0.1:<port>` (it changes on every restart).
     pub fn url(&self) -> &str {
         &self.url

@@ -232,3 +232,38 @@ async fn run_views_and_lists_are_bounded_pages() {
     assert_eq!(whole["output"]["message"].as_str().unwrap().len(), 20_000);
     assert!(whole.get("more").is_none(), "{whole}");
 }
+
+#[tokio::test]
+async fn memory_bombs_leave_no_resident_memory_behind() {
+    let server = Server::start();
+    let api = server.api();
+    let t = api.admin_create_tenant("bomber").await;
+    api.deploy(&t, guests::HOSTILE).await;
+    api.deploy(&t, guests::TESTBED).await;
+    let warm = api
+        .enqueue_new(
+            &t,
+            "w",
+            json!({"job": "echo", "payload": {"message": "x", "count": 1}}),
+        )
+        .await;
+    api.wait_final(&t, &warm, FINAL).await;
+    let baseline = server.rss_bytes();
+    let mut bombs = Vec::new();
+    for _ in 0..8 {
+        let body = json!({"job": "bomb", "memory_bytes": 256 << 20});
+        bombs.push(api.enqueue_new(&t, "bombs", body).await);
+    }
+    for id in &bombs {
+        let view = api.wait_final(&t, id, FINAL).await;
+        assert_eq!(view["error"]["kind"], "memory_limit", "{view}");
+    }
+    // Eight attempts touched 256 MiB each; what they held went back to the system.
+    let after = server.rss_bytes();
+    assert!(
+        after < baseline + (128 << 20),
+        "RSS {} MiB after the bombs, {} MiB before",
+        after >> 20,
+        baseline >> 20
+    );
+}

@@ -124,7 +124,11 @@ fn engine_config(config: &RuntimeConfig, pooling: bool) -> Result<Config, Runtim
             .linear_memory_keep_resident(1 << 20)
             .table_keep_resident(64 << 10)
             .async_stack_keep_resident(128 << 10)
-            .decommit_batch_size(16)
+            // Decommit what lies beyond the resident part as soon as an instance ends: batching
+            // kept up to 16 slots' worth of a memory bomb's pages resident (measured: 2.6 GB
+            // left after 20 sequential 512 MiB bombs with a batch of 16, ~100 MB with 1, for
+            // ~0.5 µs more per instance).
+            .decommit_batch_size(1)
             .pagemap_scan(wasmtime::Enabled::Auto);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
