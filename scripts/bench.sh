@@ -58,6 +58,7 @@ run replay1000 1 1000
 run replay1000 1 1000 --native
 run instantiate 1 10000
 run enqueue_idem 1 "$JOBS"
+run noisy 50 2000
 
 python3 - "$OUT_JSON" > "$OUT_MD" <<'PY'
 import json, sys

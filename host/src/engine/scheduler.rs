@@ -186,25 +186,27 @@ impl Engine {
             step: None,
             retry_after_ms: None,
         };
-        self.fail_now(run, error, "the host failed").await
+        let journal = Journal::load(
+            self.inner.store.clone(),
+            self.inner.clock.clone(),
+            &run.id,
+            run.attempts,
+            self.inner.config.journal,
+        )?;
+        self.fail_now(run, error, "the host failed", journal).await
     }
 
-    /// Ends `run` as failed with `error`, dead-lettered, in one commit.
+    /// Ends `run` as failed with `error`, dead-lettered, in one commit with what `journal`
+    /// holds.
     async fn fail_now(
         &self,
         mut run: RunRecord,
         error: ErrorInfo,
         detail: &str,
+        mut journal: Journal,
     ) -> Result<(), EngineError> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let mut journal = Journal::load(
-            inner.store.clone(),
-            inner.clock.clone(),
-            &run.id,
-            run.attempts,
-            inner.config.journal,
-        )?;
         let previous_ready = run.ready_at;
         let previous_status = run.status;
         run.status = RunStatus::Failed;
@@ -243,10 +245,17 @@ impl Engine {
     /// until when the host could not record the attempt (nothing was charged to the guest).
     async fn attempt(&self, id: &str) -> Result<Option<Millis>, EngineError> {
         let inner = &self.inner;
-        let mut run = match inner.store.run(id) {
-            Ok(Some(run)) => run,
-            Ok(None) => return Err(EngineError::UnknownRun(id.to_owned())),
+        let unreadable = match inner.store.run(id) {
+            Ok(Some(run)) => Ok(run),
+            Ok(None) => Err("listed as ready but not stored".to_owned()),
             Err(StoreError::Corrupt { what, message }) => {
+                Err(format!("stored {what} is corrupt: {message}"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut run = match unreadable {
+            Ok(run) => run,
+            Err(why) => {
                 // This run alone cannot proceed; take it out of scheduling for good.
                 let at = inner
                     .store
@@ -254,13 +263,9 @@ impl Engine {
                     .into_iter()
                     .find(|(_, r)| r == id)
                     .map(|(at, _)| at);
-                inner
-                    .store
-                    .set_aside(id, at, format!("stored {what} is corrupt: {message}"))
-                    .await?;
+                inner.store.set_aside(id, at, why).await?;
                 return Ok(None);
             }
-            Err(e) => return Err(e.into()),
         };
         let previous_ready = run.ready_at;
         let previous_status = run.status;
@@ -293,7 +298,7 @@ impl Engine {
                     step: None,
                     retry_after_ms: None,
                 };
-                self.fail_now(run, error, "module could not be loaded")
+                self.fail_now(run, error, "module could not be loaded", journal)
                     .await?;
                 return Ok(None);
             }

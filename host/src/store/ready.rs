@@ -110,10 +110,14 @@ struct TenantState {
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<Arc<str>, Entry>,
+    /// Entries parked behind a claim, so the unclaimed ones are counted without a scan.
+    parked: usize,
     pending: BTreeSet<(Millis, Arc<str>)>,
     tenants: BTreeMap<String, TenantState>,
     claimed: HashMap<Arc<str>, Placement>,
     memory_in_use: u64,
+    /// One shared name per queue, however many of its runs wait.
+    queue_names: HashMap<QueueId, Arc<QueueId>>,
 }
 
 /// The index. See the module docs.
@@ -138,8 +142,10 @@ pub struct Occupancy {
 }
 
 impl Inner {
-    fn insert(&mut self, run: Arc<str>, at: Millis, placement: Placement) {
+    fn insert(&mut self, run: Arc<str>, at: Millis, mut placement: Placement) {
+        placement.queue = self.intern(&placement.queue);
         let place = if self.claimed.contains_key(&run) {
+            self.parked += 1;
             Place::Parked
         } else {
             self.pending.insert((at, run.clone()));
@@ -153,6 +159,13 @@ impl Inner {
                 place,
             },
         );
+    }
+
+    fn intern(&mut self, queue: &Arc<QueueId>) -> Arc<QueueId> {
+        self.queue_names
+            .entry(QueueId::clone(queue))
+            .or_insert_with(|| queue.clone())
+            .clone()
     }
 
     fn remove(&mut self, run: &str) -> Option<Entry> {
@@ -172,7 +185,7 @@ impl Inner {
                     }
                 }
             }
-            Place::Parked => {}
+            Place::Parked => self.parked = self.parked.saturating_sub(1),
         }
         Some(entry)
     }
@@ -233,7 +246,10 @@ impl Inner {
                 continue;
             }
             let Some(first) = set.first() else { continue };
-            let memory = self.entries[&first.2].placement.memory_bytes;
+            let Some(entry) = self.entries.get(&first.2) else {
+                continue;
+            };
+            let memory = entry.placement.memory_bytes;
             let fits = self.memory_in_use.saturating_add(memory) <= policy.memory_budget()
                 // A run bigger than the whole budget still runs, alone.
                 || self.claimed.is_empty();
@@ -310,6 +326,7 @@ impl ReadyIndex {
             inner.memory_in_use = inner.memory_in_use.saturating_add(placement.memory_bytes);
             inner.claimed.insert(run.clone(), placement.clone());
             // The run keeps its durable entry until its attempt settles; parked meanwhile.
+            inner.parked += 1;
             inner.entries.insert(
                 run.clone(),
                 Entry {
@@ -347,6 +364,9 @@ impl ReadyIndex {
             }
         }
         if let Some(entry) = inner.entries.remove(run) {
+            if entry.place == Place::Parked {
+                inner.parked = inner.parked.saturating_sub(1);
+            }
             let at = hold_until.map_or(entry.at, |h| h.max(entry.at));
             inner.insert(key, at, entry.placement);
         }
@@ -365,7 +385,7 @@ impl ReadyIndex {
     /// Whether any run is waiting (due or not) that is not claimed.
     pub fn has_unclaimed(&self) -> bool {
         let inner = self.lock();
-        inner.entries.values().any(|e| e.place != Place::Parked)
+        inner.entries.len() > inner.parked
     }
 
     /// What the claimed runs hold, and how many runs wait.
@@ -374,11 +394,7 @@ impl ReadyIndex {
         let mut o = Occupancy {
             running: inner.claimed.len(),
             memory_in_use: inner.memory_in_use,
-            waiting: inner
-                .entries
-                .values()
-                .filter(|e| e.place != Place::Parked)
-                .count(),
+            waiting: inner.entries.len().saturating_sub(inner.parked),
             ..Occupancy::default()
         };
         for p in inner.claimed.values() {
