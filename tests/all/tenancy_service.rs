@@ -150,6 +150,38 @@ async fn quotas_refuse_with_429_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn the_stored_bytes_quota_refuses_new_runs_once_reached() {
+    let server = Server::start_with_config("[tenant_defaults]\nmax_stored_bytes = 200000\n");
+    let api = server.api();
+    let t = api.admin_create_tenant("filler").await;
+    api.deploy(&t, guests::TESTBED).await;
+    let body = json!({"job": "echo", "payload": {"message": "f".repeat(30_000), "count": 1}});
+    let mut created = 0;
+    let refused = loop {
+        let answer = api.enqueue(&t, "q", body.clone()).await;
+        if answer.0 != 201 {
+            break answer;
+        }
+        created += 1;
+        let id = run_id(&answer.1["run"]);
+        api.wait_final(&t, &id, FINAL).await;
+        assert!(created < 20, "the quota never refused");
+    };
+    let error = assert_error(&refused, 429, "quota_exceeded");
+    assert_eq!(error["quota"], "stored bytes", "{error}");
+    // Each run stores its payload and its output (~60 KB): the quota stops the fourth.
+    assert!(
+        (3..=4).contains(&created),
+        "{created} runs before the refusal"
+    );
+    let (_, metrics) = api.text("/metrics").await;
+    assert!(
+        metrics.contains("stepwise_tenant_stored_bytes{tenant=\"filler\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn run_views_and_lists_are_bounded_pages() {
     let server = Server::start();
     let api = server.api();

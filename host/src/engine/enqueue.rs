@@ -170,6 +170,16 @@ impl Engine {
                 used: waiting,
             });
         }
+        let quota = inner.config.tenants.max_stored_bytes_of(&req.tenant);
+        let stored = inner.store.tenant_stored_bytes(&req.tenant)?;
+        if stored >= quota {
+            return Err(EngineError::QuotaExceeded {
+                tenant: req.tenant.clone(),
+                what: "stored bytes",
+                limit: quota,
+                used: stored,
+            });
+        }
         let module_hash = match &req.module {
             Some(hash) => hash.clone(),
             None => inner
@@ -242,6 +252,7 @@ impl Engine {
         };
         let mut batch = Batch::new();
         batch
+            .charge_to(&run.tenant)
             .put_run(&run, None)
             .put_tenant_run(&run.tenant, &run.id)
             .set_ready(&run, None, run.ready_at)

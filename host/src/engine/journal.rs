@@ -124,6 +124,8 @@ pub struct Journal {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     run_id: String,
+    /// The tenant whose stored-bytes counter this journal's commits add to.
+    tenant: Option<String>,
     attempt: u32,
     limits: JournalLimits,
     steps: HashMap<String, StepRecord>,
@@ -175,6 +177,7 @@ impl Journal {
             store,
             clock,
             run_id: run_id.to_owned(),
+            tenant: None,
             attempt,
             limits,
             steps: HashMap::new(),
@@ -192,6 +195,11 @@ impl Journal {
             last_durable: None,
             step_gaps_micros: Vec::new(),
         }
+    }
+
+    /// Charges what this journal commits to `tenant`'s stored bytes.
+    pub fn charge_to(&mut self, tenant: &str) {
+        self.tenant = Some(tenant.to_owned());
     }
 
     /// The step that began and has not reported back (the one a trap interrupted).
@@ -515,6 +523,9 @@ impl Journal {
 
     /// Moves everything not yet committed into `batch`.
     pub fn drain_into(&mut self, batch: &mut Batch) {
+        if let Some(tenant) = &self.tenant {
+            batch.charge_to(tenant);
+        }
         for name in std::mem::take(&mut self.dirty) {
             if let Some(step) = self.steps.get(&name) {
                 batch.put_step(&self.run_id, step);

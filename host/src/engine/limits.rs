@@ -29,6 +29,9 @@ pub struct TenantSettings {
     /// Most bytes of modules deployed, all together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_module_bytes_total: Option<u64>,
+    /// Most bytes of records its runs may store (runs, steps, timelines, logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stored_bytes: Option<u64>,
 }
 
 /// The operator's per-tenant defaults and overrides. Every default is stated on
@@ -44,18 +47,22 @@ pub struct TenantLimits {
     pub max_modules: usize,
     /// See [`TenantSettings::max_module_bytes_total`].
     pub max_module_bytes_total: u64,
+    /// See [`TenantSettings::max_stored_bytes`].
+    pub max_stored_bytes: u64,
     /// Per-tenant overrides, by tenant name.
     pub overrides: HashMap<String, TenantSettings>,
 }
 
 impl Default for TenantLimits {
-    /// Half the slots each, weight 1, 100,000 waiting runs, 100 modules and 1 GiB of modules.
+    /// Half the slots each, weight 1, 100,000 waiting runs, 100 modules and 1 GiB of modules,
+    /// 10 GiB of stored records.
     fn default() -> Self {
         Self {
             concurrency: None,
             max_waiting_runs: 100_000,
             max_modules: 100,
             max_module_bytes_total: 1 << 30,
+            max_stored_bytes: 10 << 30,
             overrides: HashMap::new(),
         }
     }
@@ -85,6 +92,13 @@ impl TenantLimits {
         self.get(tenant)
             .max_waiting_runs
             .unwrap_or(self.max_waiting_runs)
+    }
+
+    /// `tenant`'s quota of stored bytes.
+    pub fn max_stored_bytes_of(&self, tenant: &str) -> u64 {
+        self.get(tenant)
+            .max_stored_bytes
+            .unwrap_or(self.max_stored_bytes)
     }
 
     /// `tenant`'s quota of modules, as (count, total bytes).

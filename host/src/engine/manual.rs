@@ -81,6 +81,7 @@ impl Engine {
         };
         let seq = store.sequences(&id)?.timeline;
         batch
+            .charge_to(&run.tenant)
             .put_run(&run, Some(RunStatus::Failed))
             .set_ready(&run, None, run.ready_at)
             .put_timeline(&id, seq, &entry)

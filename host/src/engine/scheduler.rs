@@ -186,13 +186,14 @@ impl Engine {
             step: None,
             retry_after_ms: None,
         };
-        let journal = Journal::load(
+        let mut journal = Journal::load(
             self.inner.store.clone(),
             self.inner.clock.clone(),
             &run.id,
             run.attempts,
             self.inner.config.journal,
         )?;
+        journal.charge_to(&run.tenant);
         self.fail_now(run, error, "the host failed", journal).await
     }
 
@@ -287,6 +288,7 @@ impl Engine {
             run.attempts,
             inner.config.journal,
         )?;
+        journal.charge_to(&run.tenant);
         journal.event(EventKind::AttemptStarted, None, "");
         let handler = match self.handler(&run.module).await {
             Ok(m) => m,

@@ -30,6 +30,7 @@
 //! max_waiting_runs = 100000       # runs not yet final
 //! max_modules = 100
 //! max_module_bytes_total = 1073741824
+//! max_stored_bytes = 10737418240  # records stored by the tenant's runs
 //!
 //! [[tenants]]                     # one tenant's overrides
 //! name = "acme"
@@ -136,6 +137,8 @@ pub struct TenantQuotas {
     pub max_modules: usize,
     /// Bytes of modules deployed, all together. Default 1 GiB.
     pub max_module_bytes_total: u64,
+    /// Bytes of records the tenant's runs may store. Default 10 GiB.
+    pub max_stored_bytes: u64,
 }
 
 impl Default for TenantQuotas {
@@ -145,6 +148,7 @@ impl Default for TenantQuotas {
             max_waiting_runs: d.max_waiting_runs,
             max_modules: d.max_modules,
             max_module_bytes_total: d.max_module_bytes_total,
+            max_stored_bytes: d.max_stored_bytes,
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct TenantOverride {
     pub max_modules: Option<usize>,
     /// See [`TenantQuotas::max_module_bytes_total`].
     pub max_module_bytes_total: Option<u64>,
+    /// See [`TenantQuotas::max_stored_bytes`].
+    pub max_stored_bytes: Option<u64>,
 }
 
 impl ServeConfig {
@@ -176,6 +182,7 @@ impl ServeConfig {
             max_waiting_runs: d.max_waiting_runs,
             max_modules: d.max_modules,
             max_module_bytes_total: d.max_module_bytes_total,
+            max_stored_bytes: d.max_stored_bytes,
             overrides: self
                 .tenants
                 .iter()
@@ -186,6 +193,7 @@ impl ServeConfig {
                         max_waiting_runs: t.max_waiting_runs,
                         max_modules: t.max_modules,
                         max_module_bytes_total: t.max_module_bytes_total,
+                        max_stored_bytes: t.max_stored_bytes,
                     };
                     (t.name.clone(), settings)
                 })

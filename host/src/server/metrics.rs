@@ -107,6 +107,19 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
     }
     header(
         &mut out,
+        "stepwise_tenant_stored_bytes",
+        "gauge",
+        "Bytes of records each tenant's runs stored (counted against its quota).",
+    );
+    for (tenant, n) in &census.stored_bytes {
+        let _ = writeln!(
+            out,
+            "stepwise_tenant_stored_bytes{{tenant=\"{}\"}} {n}",
+            label(tenant)
+        );
+    }
+    header(
+        &mut out,
         "stepwise_memory_reserved_bytes",
         "gauge",
         "Memory caps of the attempts executing now, summed (bounded by the memory budget).",

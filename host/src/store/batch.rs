@@ -128,6 +128,27 @@ pub enum CommitOutcome {
 pub struct Batch {
     pub(super) ops: Vec<Op>,
     pub(super) guard: Option<IdempotencyGuard>,
+    /// The tenant whose stored-bytes counter the batch's records are added to.
+    pub(super) charge: Option<String>,
+}
+
+impl Op {
+    /// Bytes of record this mutation stores (keys and removals count nothing).
+    pub(super) fn stored_bytes(&self) -> u64 {
+        let n = match self {
+            Self::PutRun { json, .. }
+            | Self::PutStep { json, .. }
+            | Self::PutTimeline { json, .. }
+            | Self::PutLog { json, .. }
+            | Self::PutTenant { json, .. }
+            | Self::PutTenantModule { json, .. }
+            | Self::PutQueue { json, .. }
+            | Self::PutIdempotency { json, .. } => json.len(),
+            Self::PutModule { bytes, .. } => bytes.len(),
+            _ => 0,
+        };
+        n as u64
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -148,6 +169,12 @@ impl Batch {
     /// Number of mutations.
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    /// Adds what this batch stores to `tenant`'s stored-bytes counter (its quota).
+    pub fn charge_to(&mut self, tenant: &str) -> &mut Self {
+        self.charge = Some(tenant.to_owned());
+        self
     }
 
     /// Applies the batch only if `guard`'s key is free.

@@ -335,6 +335,16 @@ impl Store {
         Ok(census)
     }
 
+    /// Bytes of records `tenant`'s runs stored (its runs, steps, timelines, logs), from the
+    /// counters.
+    pub fn tenant_stored_bytes(&self, tenant: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::COUNTERS)?;
+        Ok(table
+            .get((tenant, "", super::writer::STORED_BYTES_COUNTER))?
+            .map_or(0, |v| v.value()))
+    }
+
     /// Runs not yet final of `tenant`, over all its queues, from the counters.
     pub fn tenant_waiting(&self, tenant: &str) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -400,11 +410,17 @@ pub struct Census {
     pub depth: std::collections::BTreeMap<(String, String), u64>,
     /// Dead-lettered runs, by (tenant, queue).
     pub dead_letters: std::collections::BTreeMap<(String, String), u64>,
+    /// Bytes of records stored by each tenant's runs (not counted by [`Store::census_by_scan`]).
+    pub stored_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 impl Census {
     fn add(&mut self, tenant: &str, queue: &str, counter: &str, n: u64) {
         let key = || (tenant.to_owned(), queue.to_owned());
+        if counter == super::writer::STORED_BYTES_COUNTER {
+            *self.stored_bytes.entry(tenant.to_owned()).or_default() += n;
+            return;
+        }
         if counter == super::writer::DEAD_LETTERS_COUNTER {
             *self.dead_letters.entry(key()).or_default() += n;
             return;

@@ -280,6 +280,9 @@ type Deltas = HashMap<(String, String, &'static str), i64>;
 /// The counter of dead-lettered runs.
 pub(super) const DEAD_LETTERS_COUNTER: &str = "dead_letters";
 
+/// The counter of bytes of records a tenant's runs stored, kept under the queue name "".
+pub(super) const STORED_BYTES_COUNTER: &str = "stored_bytes";
+
 fn count(deltas: &mut Deltas, tenant: &str, queue: &str, counter: &'static str, by: i64) {
     *deltas
         .entry((tenant.to_owned(), queue.to_owned(), counter))
@@ -417,6 +420,11 @@ fn apply(tables: &mut Tables<'_>, batch: &Batch, deltas: &mut Deltas) -> Result<
                     .remove((tenant.as_str(), queue.as_str(), key.as_str()))?;
             }
         }
+    }
+    if let Some(tenant) = &batch.charge {
+        let bytes: u64 = batch.ops.iter().map(Op::stored_bytes).sum();
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        count(deltas, tenant, "", STORED_BYTES_COUNTER, bytes);
     }
     Ok(batch.ops.len() as u64)
 }
