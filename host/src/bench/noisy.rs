@@ -123,6 +123,41 @@ async fn b_phase(bench: &Bench, label: &str) -> Result<Phase> {
     })
 }
 
+/// `component` with a custom section appended: the same handler under a new hash, so the host
+/// validates, compiles and describes it again as for a new deployment.
+fn fresh_copy(component: &[u8], n: u64) -> Vec<u8> {
+    fn leb(mut v: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"stepwise-bench";
+    let payload = n.to_le_bytes();
+    let mut section = Vec::new();
+    leb(name.len(), &mut section);
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(section.len(), &mut out);
+    out.extend_from_slice(&section);
+    out
+}
+
+/// Milliseconds to deploy a never-seen copy of the bench component (compile + describe).
+async fn deploy_ms(bench: &Bench, component: &[u8], n: u64) -> Result<f64> {
+    let bytes = fresh_copy(component, n);
+    let started = Instant::now();
+    bench.engine.deploy(&bytes).await?;
+    Ok(started.elapsed().as_secs_f64() * 1e3)
+}
+
 /// Waits until A has nothing left, so the next phase starts clean.
 async fn drain_a(bench: &Bench) {
     let started = Instant::now();
@@ -150,6 +185,13 @@ pub(crate) async fn noisy(bench: &Bench) -> Result<Report> {
         ..PolicyOverrides::default()
     };
     let (mut solo, mut hostile, mut backlog) = (Vec::new(), Vec::new(), Vec::new());
+    // The control path: a deploy alone and with every one of A's slots spinning.
+    let component = bench
+        .engine
+        .store()
+        .module(&bench.module)?
+        .context("the bench component is stored")?;
+    let (mut deploy_solo, mut deploy_hostile) = (Vec::new(), Vec::new());
     let (hogs, idle) = (
         hostile_runs(bench.options.jobs),
         backlog_runs(bench.options.jobs),
@@ -158,10 +200,12 @@ pub(crate) async fn noisy(bench: &Bench) -> Result<Report> {
     b_phase(bench, "warm-up").await?;
     for round in 1..=ROUNDS {
         solo.push(b_phase(bench, &format!("round {round}: B alone")).await?);
+        deploy_solo.push(deploy_ms(bench, &component, round as u64 * 2).await?);
 
         enqueue(bench, A, "spin", hogs, hog).await?;
         enqueue(bench, A, "bomb", hogs, hog).await?;
         hostile.push(b_phase(bench, &format!("round {round}: B beside A's hogs")).await?);
+        deploy_hostile.push(deploy_ms(bench, &component, round as u64 * 2 + 1).await?);
         drain_a(bench).await;
 
         solo.push(b_phase(bench, &format!("round {round}: B alone")).await?);
@@ -206,6 +250,14 @@ pub(crate) async fn noisy(bench: &Bench) -> Result<Report> {
         .with("solo_series", series(&solo, |p| p.jobs_per_s))
         .with("hostile_series", series(&hostile, |p| p.jobs_per_s))
         .with("backlog_series", series(&backlog, |p| p.jobs_per_s))
+        .with(
+            "deploy_ms_solo",
+            round(deploy_solo.iter().sum::<f64>() / ROUNDS as f64),
+        )
+        .with(
+            "deploy_ms_beside_hogs",
+            round(deploy_hostile.iter().sum::<f64>() / ROUNDS as f64),
+        )
         .with("hostile_runs_per_phase", (2 * hogs) as u64)
         .with("backlog_runs_per_phase", idle as u64))
 }
