@@ -100,6 +100,8 @@ fn every_workload_runs_and_checks_itself() {
         "hostile_ratio",
         "backlog_ratio",
         "hostile_p50_ms",
+        "deploy_ms_solo",
+        "deploy_ms_beside_hogs",
     ] {
         assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
     }
