@@ -1,44 +1,15 @@
-//! Test guest: a describe() a hostile tenant could write with the raw WIT bindings (no SDK):
-//! 100,003 jobs: the host must refuse the module at deploy instead of storing them all.
+//! Test guest (raw WIT bindings, no SDK; see `../../raw_describe.rs`): a `describe` listing
+//! 100,003 jobs. The host must refuse the module at deploy instead of storing them all.
 
 #![allow(
     unsafe_code,
     reason = "the bindings generated here contain the canonical ABI glue, which is unsafe"
 )]
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    world: "handler",
-});
+include!("../../raw_describe.rs");
 
-use stepwise::jobs::types::{Backoff, JobPolicy};
-
-fn spec(name: &str, backoff: Option<Backoff>, limits: Option<u64>) -> JobSpec {
-    JobSpec {
-        name: name.into(),
-        description: String::new(),
-        policy: JobPolicy {
-            max_attempts: limits.map(|_| u32::MAX),
-            backoff,
-            fuel: limits,
-            timeout_ms: limits,
-            memory_bytes: limits,
-        },
-    }
+fn specs() -> Vec<JobSpec> {
+    (0..100_003)
+        .map(|i| spec(&format!("job-{i}"), None, None))
+        .collect()
 }
-
-struct Raw;
-
-impl Guest for Raw {
-    fn run(_ctx: JobContext, _payload: String) -> Result<String, JobError> {
-        Ok("\"ran\"".into())
-    }
-
-    fn describe() -> Vec<JobSpec> {
-        (0..100_003)
-            .map(|i| spec(&format!("job-{i}"), None, None))
-            .collect()
-    }
-}
-
-export!(Raw);

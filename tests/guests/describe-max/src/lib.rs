@@ -1,42 +1,14 @@
-//! Test guest: a describe() a hostile tenant could write with the raw WIT bindings (no SDK):
-//! a job asking for u64::MAX fuel, time and memory and u32::MAX attempts: the host accepts it with every value clamped to its caps.
+//! Test guest (raw WIT bindings, no SDK; see `../../raw_describe.rs`): a `describe` asking for
+//! `u64::MAX` fuel, time and memory and `u32::MAX` attempts. The host accepts it with every
+//! value clamped to its caps.
 
 #![allow(
     unsafe_code,
     reason = "the bindings generated here contain the canonical ABI glue, which is unsafe"
 )]
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    world: "handler",
-});
+include!("../../raw_describe.rs");
 
-use stepwise::jobs::types::{Backoff, JobPolicy};
-
-fn spec(name: &str, backoff: Option<Backoff>, limits: Option<u64>) -> JobSpec {
-    JobSpec {
-        name: name.into(),
-        description: String::new(),
-        policy: JobPolicy {
-            max_attempts: limits.map(|_| u32::MAX),
-            backoff,
-            fuel: limits,
-            timeout_ms: limits,
-            memory_bytes: limits,
-        },
-    }
+fn specs() -> Vec<JobSpec> {
+    vec![spec("max", None, Some(u64::MAX))]
 }
-
-struct Raw;
-
-impl Guest for Raw {
-    fn run(_ctx: JobContext, _payload: String) -> Result<String, JobError> {
-        Ok("\"ran\"".into())
-    }
-
-    fn describe() -> Vec<JobSpec> {
-        vec![spec("max", None, Some(u64::MAX))]
-    }
-}
-
-export!(Raw);
