@@ -86,8 +86,8 @@ fn waiting(bench: &Bench, tenant: &str) -> u64 {
     bench
         .engine
         .store()
-        .tenant_waiting(tenant)
-        .unwrap_or(u64::MAX)
+        .tenant_usage(tenant)
+        .map_or(u64::MAX, |u| u.waiting_runs)
 }
 
 /// B's `steps3` jobs from first enqueue to last completion.

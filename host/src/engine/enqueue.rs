@@ -160,25 +160,28 @@ impl Engine {
                 return self.resolve_taken(key, &held.run, held.payload_hash == hash);
             }
         }
-        let quota = inner.config.tenants.max_waiting_runs_of(&req.tenant);
-        let waiting = inner.store.tenant_waiting(&req.tenant)?;
-        if waiting >= quota {
-            return Err(EngineError::QuotaExceeded {
-                tenant: req.tenant.clone(),
-                what: "waiting runs",
-                limit: quota,
-                used: waiting,
-            });
-        }
-        let quota = inner.config.tenants.max_stored_bytes_of(&req.tenant);
-        let stored = inner.store.tenant_stored_bytes(&req.tenant)?;
-        if stored >= quota {
-            return Err(EngineError::QuotaExceeded {
-                tenant: req.tenant.clone(),
-                what: "stored bytes",
-                limit: quota,
-                used: stored,
-            });
+        let usage = inner.store.tenant_usage(&req.tenant)?;
+        let limits = &inner.config.tenants;
+        for (what, limit, used) in [
+            (
+                "waiting runs",
+                limits.max_waiting_runs_of(&req.tenant),
+                usage.waiting_runs,
+            ),
+            (
+                "stored bytes",
+                limits.max_stored_bytes_of(&req.tenant),
+                usage.stored_bytes,
+            ),
+        ] {
+            if used >= limit {
+                return Err(EngineError::QuotaExceeded {
+                    tenant: req.tenant.clone(),
+                    what,
+                    limit,
+                    used,
+                });
+            }
         }
         let module_hash = match &req.module {
             Some(hash) => hash.clone(),

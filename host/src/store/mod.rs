@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 pub use batch::{Batch, CommitOutcome, IdempotencyGuard};
-pub use read::{Census, Listing};
+pub use read::{Census, Listing, TenantUsage};
 pub use ready::{ClaimPolicy, Claimed, Occupancy, Placement, QueueId};
 pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 pub use writer::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, WriterStats};

@@ -335,32 +335,26 @@ impl Store {
         Ok(census)
     }
 
-    /// Bytes of records `tenant`'s runs stored (its runs, steps, timelines, logs), from the
-    /// counters.
-    pub fn tenant_stored_bytes(&self, tenant: &str) -> Result<u64, StoreError> {
+    /// What `tenant` holds against its quotas, from the counters in one read.
+    pub fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::COUNTERS)?;
-        Ok(table
-            .get((tenant, "", super::writer::STORED_BYTES_COUNTER))?
-            .map_or(0, |v| v.value()))
-    }
-
-    /// Runs not yet final of `tenant`, over all its queues, from the counters.
-    pub fn tenant_waiting(&self, tenant: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::COUNTERS)?;
-        let mut n = 0u64;
+        let mut usage = TenantUsage::default();
         for entry in table.range((tenant, "", "")..)? {
             let (k, v) = entry?;
             let (t, _, counter) = k.value();
             if t != tenant {
                 break;
             }
-            if matches!(counter, "queued" | "retrying" | "sleeping") {
-                n = n.saturating_add(v.value());
+            match counter {
+                "queued" | "retrying" | "sleeping" => {
+                    usage.waiting_runs = usage.waiting_runs.saturating_add(v.value());
+                }
+                super::writer::STORED_BYTES_COUNTER => usage.stored_bytes = v.value(),
+                _ => {}
             }
         }
-        Ok(n)
+        Ok(usage)
     }
 
     /// [`Store::census`] computed the slow way, by decoding every run: the oracle the
@@ -388,6 +382,15 @@ impl Store {
         }
         Ok(census)
     }
+}
+
+/// What a tenant holds against its quotas; see [`Store::tenant_usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantUsage {
+    /// Runs not yet final, over all its queues.
+    pub waiting_runs: u64,
+    /// Bytes of records its runs stored (runs, steps, timelines, logs).
+    pub stored_bytes: u64,
 }
 
 /// What [`Store::page`] lists.
