@@ -98,6 +98,20 @@ async fn a_hostile_tenant_cannot_stop_another_tenant() {
         metrics.contains("stepwise_memory_reserved_bytes 0"),
         "{metrics}"
     );
+    // Fairness is measured too: what each tenant's attempts burned and held.
+    for tenant in ["hostile", "healthy"] {
+        let line = format!("stepwise_tenant_attempt_seconds_total{{tenant=\"{tenant}\"}}");
+        assert!(metrics.contains(&line), "{metrics}");
+    }
+    let fuel = |tenant: &str| -> f64 {
+        let prefix = format!("stepwise_tenant_fuel_total{{tenant=\"{tenant}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no fuel line for {tenant}: {metrics}"))
+    };
+    assert!(fuel("hostile") > fuel("healthy"), "{metrics}");
     let queue = api.get(&b, "/v1/queues/work").await.1;
     assert_eq!(
         (queue["depth"].clone(), queue["running"].clone()),

@@ -1,6 +1,8 @@
 //! Counters of the engine's work since it opened, for `/metrics`: attempts, live step
 //! completions, failures by kind, and the step-to-step latency histogram.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::histogram::Histogram;
@@ -37,6 +39,19 @@ pub struct EngineMetrics {
     failures: [AtomicU64; FAILURE_KINDS.len()],
     /// Step-to-step gaps, in microseconds.
     step_gaps: Histogram,
+    /// What each tenant's attempts used, for fairness to be measured and not only claimed.
+    tenants: Mutex<BTreeMap<String, TenantUse>>,
+}
+
+/// What one tenant's attempts used since the engine opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantUse {
+    /// Attempts executed.
+    pub attempts: u64,
+    /// Fuel (wasm operators) their guests burned: the CPU they computed with.
+    pub fuel: u64,
+    /// Wall time they held a slot, in microseconds.
+    pub busy_micros: u64,
 }
 
 impl Default for EngineMetrics {
@@ -48,6 +63,7 @@ impl Default for EngineMetrics {
             host_panics: AtomicU64::new(0),
             failures: Default::default(),
             step_gaps: Histogram::new(&STEP_GAP_BOUNDS_MICROS),
+            tenants: Mutex::default(),
         }
     }
 }
@@ -83,6 +99,27 @@ impl EngineMetrics {
 
     pub(crate) fn record_finished(&self) {
         self.runs_finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one attempt of `tenant` that burned `fuel` and held its slot for `elapsed`.
+    pub(crate) fn record_tenant(&self, tenant: &str, fuel: u64, elapsed: std::time::Duration) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = match tenants.get_mut(tenant) {
+            Some(entry) => entry,
+            None => tenants.entry(tenant.to_owned()).or_default(),
+        };
+        entry.attempts = entry.attempts.saturating_add(1);
+        entry.fuel = entry.fuel.saturating_add(fuel);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        entry.busy_micros = entry.busy_micros.saturating_add(micros);
+    }
+
+    /// What each tenant's attempts used, by tenant.
+    pub fn tenant_use(&self) -> BTreeMap<String, TenantUse> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn record_host_panic(&self) {

@@ -27,7 +27,7 @@ pub(crate) use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
-pub use metrics::EngineMetrics;
+pub use metrics::{EngineMetrics, TenantUse};
 pub use tenants::NewTenant;
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].

@@ -333,6 +333,9 @@ impl Engine {
         inner
             .metrics
             .record_attempt(&report.outcome, journal.steps_completed());
+        inner
+            .metrics
+            .record_tenant(&run.tenant, report.fuel_used, report.elapsed);
         inner.metrics.record_step_gaps(journal.step_gaps_micros());
         let mut batch = Batch::new();
         journal.drain_into(&mut batch);

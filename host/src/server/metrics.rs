@@ -142,6 +142,29 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
     );
 
     let m = engine.metrics();
+    let tenant_use = m.tenant_use();
+    for (name, help, value) in [
+        (
+            "stepwise_tenant_attempts_total",
+            "Attempts executed, by tenant.",
+            (|u: &crate::engine::TenantUse| u.attempts as f64) as fn(&_) -> f64,
+        ),
+        (
+            "stepwise_tenant_fuel_total",
+            "Fuel (wasm operators) burned by each tenant's guests: their compute.",
+            |u| u.fuel as f64,
+        ),
+        (
+            "stepwise_tenant_attempt_seconds_total",
+            "Wall time each tenant's attempts held a slot.",
+            |u| u.busy_micros as f64 / 1e6,
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        for (tenant, u) in &tenant_use {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(tenant), value(u));
+        }
+    }
     header(
         &mut out,
         "stepwise_host_panics_total",
