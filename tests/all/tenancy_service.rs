@@ -91,6 +91,14 @@ async fn a_hostile_tenant_cannot_stop_another_tenant() {
         let view = api.wait_final(&a, id, FINAL).await;
         assert_eq!(view["status"], "failed", "{view}");
         assert_eq!(view["error"]["kind"], *kind, "{}", view["error"]);
+        if *kind == "timeout" {
+            // Ended by its own deadline check, even while it queued for its CPU turn.
+            let message = view["error"]["message"].as_str().unwrap();
+            assert_eq!(
+                message, "attempt exceeded its wall-clock deadline",
+                "{view}"
+            );
+        }
     }
     let (status, metrics) = api.text("/metrics").await;
     assert_eq!(status, 200);

@@ -109,7 +109,7 @@ pub(super) fn new_store(
         // waits for its turn on the CPU.
         Ok(match &cpu {
             Some(ticket) if quiet || burned >= HOT_FUEL_PER_TICK => {
-                UpdateDeadline::YieldCustom(1, ticket.next_turn())
+                UpdateDeadline::YieldCustom(1, ticket.next_turn(deadline))
             }
             Some(ticket) => {
                 ticket.cool();

@@ -71,19 +71,25 @@ impl CpuTicket {
     }
 
     /// The wait of a hot attempt for its next turn: permits given back, then taken again
-    /// behind whoever queued meanwhile.
-    pub(crate) fn next_turn(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    /// behind whoever queued meanwhile. The wait ends at `deadline` in any case, so the
+    /// attempt's own deadline check (the next tick) ends it on time rather than a queue.
+    pub(crate) fn next_turn(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         self.cool();
         let (own, host, held) = (self.own.clone(), self.host.clone(), self.held.clone());
         Box::pin(async move {
-            // Neither semaphore is ever closed; a failed acquire just runs the guest ungated.
-            let Ok(mine) = own.acquire_owned().await else {
-                return;
+            let take = async {
+                // Neither semaphore is ever closed; a failed acquire runs the guest ungated.
+                let mine = own.acquire_owned().await.ok()?;
+                let shared = host.acquire_owned().await.ok()?;
+                Some((mine, shared))
             };
-            let Ok(shared) = host.acquire_owned().await else {
-                return;
-            };
-            *held.lock().unwrap_or_else(|e| e.into_inner()) = Some((mine, shared));
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if let Ok(Some(permits)) = tokio::time::timeout_at(deadline, take).await {
+                *held.lock().unwrap_or_else(|e| e.into_inner()) = Some(permits);
+            }
         })
     }
 }
@@ -98,17 +104,21 @@ mod tests {
             host: Arc::new(Semaphore::new(2)),
             tenants: Mutex::default(),
         };
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3_600);
         let (a1, a2, b) = (gate.ticket("a"), gate.ticket("a"), gate.ticket("b"));
-        a1.next_turn().await;
+        a1.next_turn(far).await;
         // a2 waits for a1's tenant permit; b does not.
-        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), a2.next_turn());
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), a2.next_turn(far));
         assert!(waiting.await.is_err());
-        b.next_turn().await;
+        b.next_turn(far).await;
+        // A wait never outlasts the attempt's deadline.
+        a2.next_turn(std::time::Instant::now()).await;
+        assert!(a2.held.lock().unwrap().is_none());
         a1.cool();
-        tokio::time::timeout(std::time::Duration::from_secs(5), a2.next_turn())
+        tokio::time::timeout(std::time::Duration::from_secs(5), a2.next_turn(far))
             .await
             .expect("a2 gets the permit a1 gave back");
         drop(a2);
-        a1.next_turn().await;
+        a1.next_turn(far).await;
     }
 }
