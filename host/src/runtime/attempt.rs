@@ -121,6 +121,9 @@ pub(super) fn new_store(
     Ok(store)
 }
 
+/// Linear memory above which an attempt's store is dropped on a blocking thread.
+const LARGE_MEMORY: usize = 16 << 20;
+
 /// Extra time allowed beyond the guest's deadline for a host call in progress (a commit) to
 /// finish before the attempt is abandoned outright.
 const HOST_CALL_GRACE: Duration = Duration::from_secs(5);
@@ -157,7 +160,16 @@ impl Runtime {
         let result = tokio::time::timeout(timeout + HOST_CALL_GRACE, call).await;
         let fuel_used = policy.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let outcome = classify(&result, store.data());
-        let mut state = store.into_data();
+        let mut state = if store.data().limiter.peak > LARGE_MEMORY {
+            // Returning a large memory to the kernel takes milliseconds of page work: do it
+            // on a blocking thread, not on a worker other tenants' attempts need.
+            match tokio::task::spawn_blocking(move || store.into_data()).await {
+                Ok(state) => state,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        } else {
+            store.into_data()
+        };
         let mut journal = state.journal.take().expect("attempt journal");
         let stderr = capture_output(&state, &mut journal);
         let outcome = outcome.unwrap_or_else(|| trapped_with_stderr(&result, &stderr));

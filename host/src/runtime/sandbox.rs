@@ -71,6 +71,8 @@ impl WasiView for HostState {
 pub(crate) struct MemoryLimiter {
     limit: usize,
     pub(crate) hit: bool,
+    /// The largest linear memory the guest asked for, granted or not.
+    pub(crate) peak: usize,
 }
 
 /// Table elements an attempt may have; generous for Rust guests, bounded for hostile ones.
@@ -81,6 +83,7 @@ impl MemoryLimiter {
         Self {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             hit: false,
+            peak: 0,
         }
     }
 }
@@ -92,6 +95,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
         if desired > self.limit {
             self.hit = true;
             return Ok(false);
