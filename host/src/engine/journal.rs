@@ -249,10 +249,7 @@ impl Journal {
     /// Appends a log line, within the attempt's log budget.
     pub fn log(&mut self, level: LogLevel, source: LogSource, mut message: String) {
         if message.len() > self.limits.max_log_line {
-            let mut cut = self.limits.max_log_line;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
+            let cut = prefix(&message, self.limits.max_log_line).len();
             message.truncate(cut);
             message.push_str(" [truncated]");
         }

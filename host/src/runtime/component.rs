@@ -220,7 +220,7 @@ pub(crate) fn check_jobs(jobs: &[JobSpec]) -> Result<(), LoadError> {
         if job.name.is_empty() || job.name.len() > MAX_JOB_NAME || !plain {
             return Err(LoadError::Describe(format!(
                 "job name {:?} is not 1-{MAX_JOB_NAME} ASCII letters, digits, '-', '_' or '.'",
-                super::super::engine::journal::prefix(&job.name, 200)
+                crate::engine::journal::prefix(&job.name, 200)
             )));
         }
         if job.description.len() > MAX_JOB_DESCRIPTION {
