@@ -658,15 +658,7 @@ async fn errors_have_stable_codes_and_one_shape() {
         )
         .await;
     assert_error(&text, 422, "invalid_module");
-    let bytes = std::fs::read(guests::WRONG_WORLD).unwrap();
-    let wrong = api
-        .request(
-            Method::POST,
-            Some(&token),
-            "/v1/modules",
-            Body::Raw(bytes, "application/wasm"),
-        )
-        .await;
+    let wrong = api.upload(&token, guests::WRONG_WORLD).await;
     let error = assert_error(&wrong, 422, "invalid_module");
     assert!(
         error["message"]

@@ -343,17 +343,21 @@ impl Api {
         token
     }
 
-    /// Uploads the component at `path`; returns the module.
-    pub async fn deploy(&self, token: &str, path: &str) -> Value {
+    /// `POST /v1/modules` with the component at `path`, whatever the answer.
+    pub async fn upload(&self, token: &str, path: &str) -> (u16, Value) {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-        let (status, body) = self
-            .request(
-                Method::POST,
-                Some(token),
-                "/v1/modules",
-                Body::Raw(bytes, "application/wasm"),
-            )
-            .await;
+        self.request(
+            Method::POST,
+            Some(token),
+            "/v1/modules",
+            Body::Raw(bytes, "application/wasm"),
+        )
+        .await
+    }
+
+    /// Uploads the component at `path`, expecting 201; returns the module.
+    pub async fn deploy(&self, token: &str, path: &str) -> Value {
+        let (status, body) = self.upload(token, path).await;
         assert_eq!(status, 201, "deploy {path}: {body}");
         body
     }

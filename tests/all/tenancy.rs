@@ -79,6 +79,11 @@ fn new_run(module: &str, tenant: &str, job: &str, tag: &str) -> NewRun {
     }
 }
 
+/// Creates `run`; returns its id.
+async fn create(engine: &Engine, run: NewRun) -> String {
+    engine.enqueue(run).await.unwrap().run.id
+}
+
 /// Waits (for real, bounded) until `check` holds for the engine's occupancy.
 async fn until_running(engine: &Engine, want: &[(&str, usize)]) {
     let want: BTreeMap<String, usize> = want.iter().map(|(t, n)| ((*t).into(), *n)).collect();
@@ -115,13 +120,7 @@ async fn a_tenant_with_50000_due_runs_at_top_priority_does_not_delay_another_ten
         });
     }
     enqueues.join_all().await;
-    let b = h
-        .engine
-        .enqueue(new_run(&module, "b", "work", "b"))
-        .await
-        .unwrap()
-        .run
-        .id;
+    let b = create(&h.engine, new_run(&module, "b", "work", "b")).await;
     h.engine.run_to_end(&b).await.unwrap();
     let started = jobs.started.lock().unwrap().clone();
     let position = started.iter().position(|t| t == "b").unwrap();
@@ -149,16 +148,10 @@ async fn per_tenant_caps_hold_while_attempts_run() {
         ..EngineConfig::default()
     });
     for i in 0..10 {
-        h.engine
-            .enqueue(new_run(&module, "a", "hold", &format!("a{i}")))
-            .await
-            .unwrap();
+        create(&h.engine, new_run(&module, "a", "hold", &format!("a{i}"))).await;
     }
     for i in 0..6 {
-        h.engine
-            .enqueue(new_run(&module, "b", "hold", &format!("b{i}")))
-            .await
-            .unwrap();
+        create(&h.engine, new_run(&module, "b", "hold", &format!("b{i}"))).await;
     }
     let engine = h.engine.clone();
     let drain = tokio::spawn(async move { engine.drain().await });
@@ -203,20 +196,8 @@ async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
         )
         .await
         .unwrap();
-    let boom = h
-        .engine
-        .enqueue(new_run(&module, "a", "boom", "boom"))
-        .await
-        .unwrap()
-        .run
-        .id;
-    let next = h
-        .engine
-        .enqueue(new_run(&module, "a", "work", "next"))
-        .await
-        .unwrap()
-        .run
-        .id;
+    let boom = create(&h.engine, new_run(&module, "a", "boom", "boom")).await;
+    let next = create(&h.engine, new_run(&module, "a", "work", "next")).await;
     h.engine.drain().await.unwrap();
     let view = h.engine.view(&boom).unwrap();
     assert_eq!(view.run.status, RunStatus::Failed);
@@ -257,15 +238,10 @@ async fn an_unreadable_run_record_is_set_aside_and_everything_else_goes_on() {
     let (poisoned, healthy) = {
         let engine = open();
         let module = engine.register_native("jobs", Jobs::new());
-        let p = engine
-            .enqueue(new_run(&module, "a", "work", "p"))
-            .await
-            .unwrap();
-        let q = engine
-            .enqueue(new_run(&module, "b", "work", "q"))
-            .await
-            .unwrap();
-        (p.run.id, q.run.id)
+        (
+            create(&engine, new_run(&module, "a", "work", "p")).await,
+            create(&engine, new_run(&module, "b", "work", "q")).await,
+        )
     };
     // Corrupt one stored record behind the host's back, as a disk or a bug could.
     {

@@ -25,15 +25,7 @@ async fn a_hostile_tenant_cannot_stop_another_tenant() {
         (guests::DESCRIBE_NAN, "backoff.multiplier"),
         (guests::DESCRIBE_HUGE, "100003 jobs"),
     ] {
-        let bytes = std::fs::read(path).unwrap();
-        let answer = api
-            .request(
-                reqwest::Method::POST,
-                Some(&a),
-                "/v1/modules",
-                Body::Raw(bytes, "application/wasm"),
-            )
-            .await;
+        let answer = api.upload(&a, path).await;
         let error = assert_error(&answer, 422, "invalid_module");
         assert!(error["message"].as_str().unwrap().contains(says), "{error}");
     }
@@ -139,15 +131,7 @@ async fn quotas_refuse_with_429_and_store_nothing() {
     api.deploy(&t, guests::TESTBED).await;
     // Deploying the same module again is not a new module.
     api.deploy(&t, guests::TESTBED).await;
-    let bytes = std::fs::read(guests::HOSTILE).unwrap();
-    let answer = api
-        .request(
-            reqwest::Method::POST,
-            Some(&t),
-            "/v1/modules",
-            Body::Raw(bytes, "application/wasm"),
-        )
-        .await;
+    let answer = api.upload(&t, guests::HOSTILE).await;
     let error = assert_error(&answer, 429, "quota_exceeded");
     assert_eq!(error["quota"], "modules", "{error}");
     assert_eq!(
