@@ -267,7 +267,16 @@ impl Engine {
 
     /// Validates a component, stores it content-addressed and returns it with its jobs.
     pub async fn deploy(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, EngineError> {
-        let module = self.inner.runtime.load(bytes).await?;
+        self.deploy_hashed(bytes, Runtime::hash(bytes)).await
+    }
+
+    /// [`Engine::deploy`] for bytes whose sha256 the caller already computed.
+    pub(crate) async fn deploy_hashed(
+        &self,
+        bytes: &[u8],
+        hash: String,
+    ) -> Result<Arc<LoadedModule>, EngineError> {
+        let module = self.inner.runtime.load_hashed(bytes, hash).await?;
         if self.inner.store.module(&module.hash)?.is_none() {
             let mut batch = Batch::new();
             batch.put_module(&module.hash, bytes);

@@ -70,8 +70,9 @@ impl Engine {
         tenant: &str,
         bytes: &[u8],
     ) -> Result<(Arc<LoadedModule>, ModuleRecord), EngineError> {
-        self.check_module_quota(tenant, bytes)?;
-        let module = self.deploy(bytes).await?;
+        let hash = crate::runtime::Runtime::hash(bytes);
+        self.check_module_quota(tenant, &hash, bytes.len() as u64)?;
+        let module = self.deploy_hashed(bytes, hash).await?;
         let record = ModuleRecord {
             hash: module.hash.clone(),
             size: bytes.len() as u64,
@@ -87,8 +88,7 @@ impl Engine {
 
     /// Refuses a deployment that would take `tenant` past its module quotas (a module it
     /// already deployed is never refused: deploying it again only renews its routes).
-    fn check_module_quota(&self, tenant: &str, bytes: &[u8]) -> Result<(), EngineError> {
-        let hash = crate::runtime::Runtime::hash(bytes);
+    fn check_module_quota(&self, tenant: &str, hash: &str, size: u64) -> Result<(), EngineError> {
         let modules = self.inner.store.tenant_modules(tenant)?;
         if modules.iter().any(|m| m.hash == hash) {
             return Ok(());
@@ -104,7 +104,7 @@ impl Engine {
             return Err(quota("modules", max_count as u64, modules.len() as u64));
         }
         let used: u64 = modules.iter().map(|m| m.size).sum();
-        if used.saturating_add(bytes.len() as u64) > max_bytes {
+        if used.saturating_add(size) > max_bytes {
             return Err(quota("module bytes", max_bytes, used));
         }
         Ok(())

@@ -209,7 +209,15 @@ impl Runtime {
     /// Validates, compiles and pre-instantiates a component, and learns its jobs. Loading the
     /// same bytes again returns the cached module.
     pub async fn load(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, LoadError> {
-        let hash = Self::hash(bytes);
+        self.load_hashed(bytes, Self::hash(bytes)).await
+    }
+
+    /// [`Runtime::load`] for bytes whose [`Runtime::hash`] the caller already computed.
+    pub(crate) async fn load_hashed(
+        &self,
+        bytes: &[u8],
+        hash: String,
+    ) -> Result<Arc<LoadedModule>, LoadError> {
         if let Some(m) = self.cached(&hash) {
             return Ok(m);
         }
