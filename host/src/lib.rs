@@ -38,6 +38,7 @@
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod egress;
 pub mod engine;
 pub mod examples;
 pub mod histogram;
@@ -48,6 +49,7 @@ pub mod server;
 pub mod store;
 #[cfg(test)]
 mod testing;
+mod text;
 pub mod time_fmt;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};

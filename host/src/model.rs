@@ -224,6 +224,10 @@ pub enum EventKind {
     Failed,
     /// An operator retried the failed run.
     ManualRetry,
+    /// The guest sent an outbound HTTP request (see [`TimelineEntry::http`]).
+    HttpRequest,
+    /// The host refused an outbound HTTP request before sending anything.
+    HttpDenied,
 }
 
 /// One entry of a run's timeline.
@@ -242,6 +246,37 @@ pub struct TimelineEntry {
     /// A human-readable detail (error message, next attempt time, ...).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// For [`EventKind::HttpRequest`] and [`EventKind::HttpDenied`]: the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCall>,
+}
+
+/// One outbound HTTP call of a guest, as kept on its run's timeline. Never headers, bodies or
+/// the query string: those may hold credentials or personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpCall {
+    /// The method (`GET`, `POST`, ...).
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host as the guest named it.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The path, without the query string.
+    pub path: String,
+    /// The response status, when a response arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why the call was refused or failed, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// From sending the request to the end of the response body (or the failure).
+    pub duration_ms: u64,
+    /// Request body bytes sent.
+    pub request_bytes: u64,
+    /// Response body bytes received.
+    pub response_bytes: u64,
 }
 
 /// Where a log line came from.
@@ -254,6 +289,8 @@ pub enum LogSource {
     Stdout,
     /// The guest's standard error.
     Stderr,
+    /// The host, about what it did for the guest (a refused outbound request, say).
+    Host,
 }
 
 /// Severity of a log line.

@@ -230,7 +230,15 @@ async fn call_noop(
     };
     let (report, _) = engine
         .runtime()
-        .execute(module, journal, policy, "bench", ctx, "{\"i\":1}".into())
+        .execute(
+            module,
+            journal,
+            policy,
+            "bench",
+            None,
+            ctx,
+            "{\"i\":1}".into(),
+        )
         .await;
     match report.outcome {
         crate::runtime::AttemptOutcome::Completed(_) => Ok(()),

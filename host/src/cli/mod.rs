@@ -9,6 +9,7 @@ mod client;
 mod common;
 mod demo;
 mod dlq;
+mod egress;
 mod enqueue;
 mod modules;
 mod queue;
@@ -67,6 +68,9 @@ enum Command {
     /// Show a queue on a server or set its concurrency limit.
     #[command(subcommand)]
     Queue(queue::Command),
+    /// Show or change which hosts the tenant's handlers may send HTTP requests to.
+    #[command(subcommand)]
+    Egress(egress::Command),
 }
 
 /// How a command ended, for the process exit code.
@@ -113,6 +117,7 @@ pub fn main() -> ExitCode {
             Command::Runs(command) => runs::execute(command).await,
             Command::Dlq(command) => dlq::execute(command).await,
             Command::Queue(command) => queue::execute(command).await,
+            Command::Egress(command) => egress::execute(command).await,
         }
     });
     match result {

@@ -252,6 +252,7 @@ impl Engine {
             attempt: None,
             step: None,
             detail: format!("job '{}' on queue '{}'", run.job, run.queue),
+            http: None,
         };
         let mut batch = Batch::new();
         batch

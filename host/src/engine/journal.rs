@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::clock::{Clock, Millis};
 use crate::model::{
-    ErrorInfo, EventKind, FailureKind, LogLevel, LogLine, LogSource, StepKind, StepRecord,
-    StepStatus, TimelineEntry,
+    ErrorInfo, EventKind, FailureKind, HttpCall, LogLevel, LogLine, LogSource, StepKind,
+    StepRecord, StepStatus, TimelineEntry,
 };
 use crate::policy::MAX_DELAY_MS;
 use crate::runtime::GuestError;
@@ -241,9 +241,38 @@ impl Journal {
             attempt: Some(self.attempt),
             step: step.map(str::to_owned),
             detail: detail.into(),
+            http: None,
         };
         self.timeline.push((self.seq.timeline, entry));
         self.seq.timeline += 1;
+    }
+
+    /// Records an outbound HTTP call on the timeline, under the step in progress; a refused
+    /// call is also logged, so the reason shows where a handler author looks first.
+    pub fn record_http(&mut self, call: HttpCall, denied: bool) {
+        let target = format!(
+            "{} {}://{}:{}{}",
+            call.method, call.scheme, call.host, call.port, call.path
+        );
+        let detail = match (&call.status, &call.error) {
+            (_, Some(e)) if denied => format!("{target} refused: {e}"),
+            (_, Some(e)) => format!("{target} failed after {} ms: {e}", call.duration_ms),
+            (Some(s), None) => format!("{target} -> {s} in {} ms", call.duration_ms),
+            (None, None) => target,
+        };
+        if denied {
+            self.log(LogLevel::Warn, LogSource::Host, detail.clone());
+        }
+        let kind = if denied {
+            EventKind::HttpDenied
+        } else {
+            EventKind::HttpRequest
+        };
+        let step = self.current.clone();
+        self.event(kind, step.as_deref(), detail);
+        if let Some((_, last)) = self.timeline.last_mut() {
+            last.http = Some(call);
+        }
     }
 
     /// Appends a log line, within the attempt's log budget.
@@ -549,14 +578,7 @@ impl Journal {
     }
 }
 
-/// The longest prefix of `text` of at most `bytes` bytes that ends on a char boundary.
-pub(crate) fn prefix(text: &str, bytes: usize) -> &str {
-    let mut cut = bytes.min(text.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
-}
+pub(crate) use crate::text::prefix;
 
 #[cfg(test)]
 mod tests {
@@ -965,6 +987,7 @@ mod tests {
                 attempt: None,
                 step: None,
                 detail: String::new(),
+                http: None,
             },
         );
         f.store.commit(created).await.unwrap();

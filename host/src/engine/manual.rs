@@ -78,6 +78,7 @@ impl Engine {
             attempt: None,
             step: failed_step,
             detail,
+            http: None,
         };
         let seq = store.sequences(&id)?.timeline;
         batch

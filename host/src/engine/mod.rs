@@ -2,6 +2,7 @@
 //! the views a user inspects. It ties the runtime (wasmtime) to the store (redb) through the
 //! injected clock and jitter.
 
+mod egress;
 mod enqueue;
 pub mod journal;
 mod limits;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, Jitter};
+use crate::egress::{Egress, EgressConfig, EgressSetupError};
 use crate::model::{RunStatus, RunView, ViewMore};
 use crate::policy::{Caps, Policy, PolicyError};
 use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
@@ -53,13 +55,16 @@ pub struct EngineConfig {
     pub tenants: TenantLimits,
     /// Most memory the running attempts may have, the sum of their memory caps, in bytes.
     pub memory_budget_bytes: u64,
+    /// The operator's outbound HTTP policy: private addresses, extra CA, per-attempt caps.
+    pub egress: EgressConfig,
 }
 
 impl Default for EngineConfig {
     /// Immediate durability, a 64 MiB store cache, [`RuntimeConfig::default`],
     /// [`Policy::default`], 64 concurrent attempts, 1 MiB payloads, [`JournalLimits::default`],
-    /// idempotency keys kept 24 h after their run ends, [`TenantLimits::default`], and a
-    /// memory budget of half the machine's memory ([`default_memory_budget`]).
+    /// idempotency keys kept 24 h after their run ends, [`TenantLimits::default`], a
+    /// memory budget of half the machine's memory ([`default_memory_budget`]) and
+    /// [`EgressConfig::default`] (no private addresses).
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
@@ -72,6 +77,7 @@ impl Default for EngineConfig {
             idempotency_retention_ms: 24 * 60 * 60 * 1_000,
             tenants: TenantLimits::default(),
             memory_budget_bytes: default_memory_budget(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -89,6 +95,12 @@ pub enum EngineError {
     /// The runtime could not start.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The operator's egress settings are unusable (a bad CA file).
+    #[error(transparent)]
+    EgressSetup(#[from] EgressSetupError),
+    /// A tenant's egress settings were refused; nothing was stored.
+    #[error("invalid egress settings: {0}")]
+    InvalidEgress(String),
     /// The module does not offer the job.
     #[error("unknown job '{job}': the module offers {}", available.join(", "))]
     UnknownJob {
@@ -169,6 +181,7 @@ struct Inner {
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
+    egress: Arc<Egress>,
     natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
 }
 
@@ -200,6 +213,14 @@ impl Engine {
             config.store_cache_bytes,
         )?);
         let runtime = Runtime::new(config.runtime.clone())?;
+        let egress = Arc::new(Egress::new(config.egress.clone())?);
+        for (tenant, settings) in store.egress_all()? {
+            // Stored settings were checked when written; a cap lowered since then clamps them
+            // at each attempt, and a rule that no longer parses is dropped with a warning.
+            if let Err(e) = egress.install(&tenant, &settings) {
+                tracing::warn!(tenant = %tenant, error = %e, "stored egress settings refused");
+            }
+        }
         let queues = store
             .queues()?
             .into_iter()
@@ -215,6 +236,7 @@ impl Engine {
                 wake: Notify::new(),
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
+                egress,
                 natives: Mutex::default(),
             }),
         })

@@ -317,7 +317,15 @@ impl Engine {
             Handler::Wasm(module) => {
                 inner
                     .runtime
-                    .execute(module, journal, &policy, &run.tenant, ctx, payload)
+                    .execute(
+                        module,
+                        journal,
+                        &policy,
+                        &run.tenant,
+                        Some(&inner.egress),
+                        ctx,
+                        payload,
+                    )
                     .await
             }
             Handler::Native(native) => {

@@ -1,6 +1,7 @@
 //! One attempt: a fresh `Store` with its limits, a fresh instance from the pre-instantiated
 //! component, one call of `run`, and a typed account of how it ended.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -10,6 +11,7 @@ use super::cpu::{CpuTicket, HOT_FUEL_PER_TICK};
 use super::sandbox::HostState;
 use super::{LoadedModule, Runtime};
 use crate::clock::Millis;
+use crate::egress::{Egress, EgressHooks};
 use crate::engine::journal::{HostFault, Journal, Suspend};
 use crate::model::{FailureKind, LogLevel, LogSource};
 use crate::policy::Policy;
@@ -129,22 +131,33 @@ const LARGE_MEMORY: usize = 16 << 20;
 const HOST_CALL_GRACE: Duration = Duration::from_secs(5);
 
 impl Runtime {
-    /// Runs one attempt of `ctx.job` with `payload`, recording steps through `journal`.
+    /// Runs one attempt of `ctx.job` with `payload`, recording steps through `journal`;
+    /// outbound HTTP goes through `egress` (`None`: every request is refused).
     /// Returns how it ended and hands the journal back, holding what is left to commit.
+    #[allow(clippy::too_many_arguments)]
     pub async fn execute(
         &self,
         module: &LoadedModule,
         journal: Journal,
         policy: &Policy,
         tenant: &str,
+        egress: Option<&Arc<Egress>>,
         ctx: JobContext,
         payload: String,
     ) -> (AttemptReport, Journal) {
         let _slot = self.slot().await;
         let started = Instant::now();
         let timeout = Duration::from_millis(policy.timeout_ms.min(self.config.caps.timeout_ms));
+        let hooks = match egress {
+            Some(e) => {
+                let deadline = started.checked_add(timeout).unwrap_or(started);
+                EgressHooks::for_attempt(Arc::new(e.for_attempt(tenant, deadline)))
+            }
+            None => EgressHooks::deny_all(),
+        };
         let state = HostState::new(
             Some(journal),
+            hooks,
             policy.memory_bytes,
             self.config.capture_bytes,
         );
@@ -170,6 +183,9 @@ impl Runtime {
         } else {
             store.into_data()
         };
+        // Dropping the guest's resources ends its requests and records their calls.
+        state.table = wasmtime::component::ResourceTable::new();
+        state.record_http_calls();
         let mut journal = state.journal.take().expect("attempt journal");
         let stderr = capture_output(&state, &mut journal);
         let outcome = outcome.unwrap_or_else(|| trapped_with_stderr(&result, &stderr));

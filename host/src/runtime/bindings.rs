@@ -5,13 +5,17 @@
 //! protocol violation, an oversize output) and suspension (durable sleep) are traps that the
 //! host owns: the guest never observes them, the attempt just ends.
 
+// The host's own bindings come from `handler-core`; the `wasi:http` half of the `handler` world
+// is linked from wasmtime-wasi-http, generated from the same vendored WIT (`wit/deps/http`).
 wasmtime::component::bindgen!({
-    world: "handler",
+    world: "handler-core",
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
+pub use HandlerCore as Handler;
+pub use HandlerCorePre as HandlerPre;
 pub use stepwise::jobs::log::Level;
 pub use stepwise::jobs::steps::StepState;
 pub use stepwise::jobs::types::ErrorKind;

@@ -21,6 +21,54 @@ const OWN_IMPORTS: [&str; 3] = [
     "stepwise:jobs/log@0.1.0",
 ];
 
+/// WASI interfaces the host links (WASI 0.2, any 0.2.x patch version): the CLI, clock, random,
+/// filesystem and I/O interfaces Rust's standard library imports (no directories are opened,
+/// no environment is passed), and outbound HTTP. Sockets and incoming HTTP are not provided:
+/// a guest reaches the network only through `wasi:http`, where egress rules apply.
+const WASI_PROVIDED: [&str; 20] = [
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+];
+
+/// WASI interfaces provided beside [`WASI_PROVIDED`] that need no mention in errors.
+const WASI_ALSO_PROVIDED: [&str; 2] = ["wasi:random/insecure", "wasi:random/insecure-seed"];
+
+/// Why the host cannot satisfy an import, if it cannot.
+fn import_problem(name: &str) -> Option<String> {
+    if OWN_IMPORTS.contains(&name) {
+        return None;
+    }
+    let (iface, version) = name.split_once('@').unwrap_or((name, ""));
+    let wasi = WASI_PROVIDED.contains(&iface) || WASI_ALSO_PROVIDED.contains(&iface);
+    if !wasi {
+        return Some(format!("imports {name}, which Stepwise does not provide"));
+    }
+    if !version.starts_with("0.2.") {
+        return Some(format!(
+            "imports {name}; Stepwise provides {iface} at WASI 0.2 (0.2.0 to 0.2.12)"
+        ));
+    }
+    None
+}
+
 /// Exports the world requires.
 const REQUIRED_EXPORTS: [&str; 2] = ["run", "describe"];
 
@@ -147,10 +195,9 @@ pub(crate) fn check_world(
         .iter()
         .filter(|e| !REQUIRED_EXPORTS.contains(&e.as_str()))
         .collect();
-    let foreign_imports: Vec<String> = ty
+    let import_problems: Vec<String> = ty
         .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .filter(|name| !name.starts_with("wasi:") && !OWN_IMPORTS.contains(&name.as_str()))
+        .filter_map(|(name, _)| import_problem(name))
         .collect();
     let mut problems = Vec::new();
     if !missing.is_empty() {
@@ -160,12 +207,7 @@ pub(crate) fn check_world(
         let list: Vec<&str> = unexpected.iter().map(|s| s.as_str()).collect();
         problems.push(format!("unexpected exports: {}", list.join(", ")));
     }
-    if !foreign_imports.is_empty() {
-        problems.push(format!(
-            "imports the host does not provide: {}",
-            foreign_imports.join(", ")
-        ));
-    }
+    problems.extend(import_problems);
     if problems.is_empty() {
         Ok(())
     } else {

@@ -9,6 +9,7 @@ use crate::model::{LogLevel, LogSource};
 impl HostState {
     fn journal(&mut self) -> wasmtime::Result<&mut Journal> {
         self.host_calls = self.host_calls.wrapping_add(1);
+        self.record_http_calls();
         self.journal.as_mut().ok_or_else(|| {
             wasmtime::Error::new(HostFault::Protocol(
                 "steps and logs are only available while a job runs, not in describe()".into(),

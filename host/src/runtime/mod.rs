@@ -160,6 +160,8 @@ impl Runtime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
         bindings::Handler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state: &mut HostState| state,
@@ -263,6 +265,7 @@ impl Runtime {
             &self.engine,
             HostState::new(
                 None,
+                crate::egress::EgressHooks::deny_all(),
                 caps.memory_bytes.min(DESCRIBE_MEMORY_BYTES),
                 self.config.capture_bytes,
             ),

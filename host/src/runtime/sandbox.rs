@@ -1,5 +1,6 @@
 //! What one attempt's `Store` holds: the WASI context (no files, sockets or environment), the
-//! captured standard output and error, the memory limiter, and the run's step journal.
+//! `wasi:http` context with the attempt's egress hooks, the captured standard output and error,
+//! the memory limiter, and the run's step journal.
 
 use std::io;
 use std::pin::Pin;
@@ -10,12 +11,17 @@ use tokio::io::AsyncWrite;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::egress::EgressHooks;
 use crate::engine::journal::Journal;
 
 /// Data of one attempt's `Store`.
 pub struct HostState {
     pub(crate) wasi: WasiCtx,
+    pub(crate) http: WasiHttpCtx,
+    /// Outbound HTTP: the tenant's rules and the attempt's limits (refuse-all in describe).
+    pub(crate) egress: EgressHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     /// Absent while `describe` runs: steps exist only inside `run`.
@@ -30,7 +36,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(journal: Option<Journal>, memory_bytes: u64, capture_bytes: usize) -> Self {
+    pub(crate) fn new(
+        journal: Option<Journal>,
+        egress: EgressHooks,
+        memory_bytes: u64,
+        capture_bytes: usize,
+    ) -> Self {
         let stdout = CapturedOutput::new(capture_bytes);
         let stderr = CapturedOutput::new(capture_bytes);
         // The builder's defaults are already closed: no preopened directories, no environment,
@@ -46,6 +57,8 @@ impl HostState {
             .build();
         Self {
             wasi,
+            http: WasiHttpCtx::new(),
+            egress,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
             journal,
@@ -62,6 +75,28 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
+}
+
+impl HostState {
+    /// Moves the outbound calls finished since the last host call onto the run's timeline.
+    pub(crate) fn record_http_calls(&mut self) {
+        let (Some(egress), Some(journal)) = (self.egress.attempt(), self.journal.as_mut()) else {
+            return;
+        };
+        for (call, denied) in egress.take_calls() {
+            journal.record_http(call, denied);
         }
     }
 }

@@ -32,6 +32,14 @@
 //! max_module_bytes_total = 1073741824
 //! max_stored_bytes = 10737418240  # records stored by the tenant's runs
 //!
+//! [egress]                        # outbound HTTP of every tenant's guests
+//! allow_private = false           # loopback, private, link-local: refused unless true
+//! ca_file = "/etc/stepwise/extra-ca.pem"   # trusted beside the Mozilla roots
+//!
+//! [egress.caps]                   # no tenant's limits may exceed these (per attempt)
+//! max_requests = 1000
+//! max_response_bytes = 16777216
+//!
 //! [[tenants]]                     # one tenant's overrides
 //! name = "acme"
 //! concurrency = 48
@@ -58,6 +66,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
+use crate::egress::EgressConfig;
 use crate::engine::journal::JournalLimits;
 use crate::engine::{TenantLimits, TenantSettings};
 use crate::policy::{Caps, Policy};
@@ -125,6 +134,9 @@ pub struct ServeConfig {
     pub tenant_defaults: TenantQuotas,
     /// Per-tenant overrides of the slot cap, weight and quotas.
     pub tenants: Vec<TenantOverride>,
+    /// Outbound HTTP: private addresses, extra CA, per-attempt caps. Default: see
+    /// `EgressConfig` (private addresses refused, caps at the ceiling).
+    pub egress: EgressConfig,
 }
 
 /// Quotas of every tenant, from the config file.
@@ -208,6 +220,7 @@ impl ServeConfig {
             .check()
             .context("default_policy")?;
         anyhow::ensure!(self.concurrency >= 1, "concurrency must be at least 1");
+        self.egress.check().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
             self.tenant_concurrency != Some(0),
             "tenant_concurrency must be at least 1"
@@ -252,6 +265,7 @@ impl Default for ServeConfig {
             limits: JournalLimits::default(),
             tenant_defaults: TenantQuotas::default(),
             tenants: Vec::new(),
+            egress: EgressConfig::default(),
         }
     }
 }

@@ -114,6 +114,9 @@ impl From<EngineError> for ApiError {
                 Self::new(S::CONFLICT, "idempotency_conflict", message).with("run_id", run)
             }
             EngineError::NotFailed { .. } => Self::new(S::CONFLICT, "not_failed", message),
+            EngineError::InvalidEgress(_) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_egress", message)
+            }
             EngineError::TenantExists(_) => Self::new(S::CONFLICT, "tenant_exists", message),
             EngineError::QuotaExceeded { what, limit, .. } => {
                 Self::new(S::TOO_MANY_REQUESTS, "quota_exceeded", message)

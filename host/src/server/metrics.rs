@@ -167,6 +167,20 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
     }
     header(
         &mut out,
+        "stepwise_outbound_requests_total",
+        "counter",
+        "Guests' outbound HTTP requests by tenant and outcome: 1xx-5xx (status class), error \
+         (failed after it was allowed) or denied (refused by egress rules or limits).",
+    );
+    for (tenant, class, n) in engine.egress().stats().snapshot() {
+        let _ = writeln!(
+            out,
+            "stepwise_outbound_requests_total{{tenant=\"{}\",outcome=\"{class}\"}} {n}",
+            label(&tenant)
+        );
+    }
+    header(
+        &mut out,
         "stepwise_host_panics_total",
         "counter",
         "Attempts that panicked the host, caught at the attempt boundary.",

@@ -82,6 +82,7 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
             .map_or_else(crate::engine::default_memory_budget, |mb| {
                 mb.saturating_mul(1 << 20)
             }),
+        egress: config.egress.clone(),
     }
 }
 

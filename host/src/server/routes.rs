@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Admin, Tenant};
 use super::error::ApiError;
+use crate::egress::{EgressLimits, TenantEgress};
 use crate::engine::{NewRun, RunFilter, check_queue_name};
 use crate::model::{RunRecord, RunStatus};
 use crate::policy::{Backoff, PolicyOverrides};
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             post(enqueue).layer(DefaultBodyLimit::max(enqueue_limit)),
         )
         .route("/v1/queues/{queue}", get(get_queue).put(put_queue))
+        .route("/v1/egress", get(get_egress).put(put_egress))
         .route(
             "/v1/queues/{queue}/dead-letters",
             get(list_dead_letters).delete(purge_dead_letters),
@@ -404,6 +406,44 @@ async fn put_queue(
     };
     state.engine.set_queue(&tenant, &queue, settings).await?;
     queue_view(&state, &tenant, &queue)
+}
+
+async fn get_egress(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
+    egress_view(&state, state.engine.egress_settings(&tenant)?)
+}
+
+async fn put_egress(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let settings: TenantEgress = parse(&small_body(body)?)?;
+    let stored = state.engine.set_egress(&tenant, settings).await?;
+    egress_view(&state, stored)
+}
+
+/// A tenant's egress settings with the limits its attempts run with and the operator's
+/// policy that no tenant setting widens.
+fn egress_view(state: &AppState, settings: TenantEgress) -> ApiResult {
+    let egress = state.engine.egress();
+    let caps = egress.config().caps();
+    let effective = settings
+        .limits
+        .unwrap_or_default()
+        .over(EgressLimits::default())
+        .clamp(&caps);
+    ok(
+        StatusCode::OK,
+        json!({
+            "rules": settings.rules,
+            "limits": settings.limits.unwrap_or_default(),
+            "effective_limits": effective,
+            "operator": {
+                "allow_private": egress.config().allow_private,
+                "caps": caps,
+            },
+        }),
+    )
 }
 
 async fn list_dead_letters(

@@ -79,6 +79,10 @@ pub(super) enum Op {
         queue: String,
         json: Vec<u8>,
     },
+    PutEgress {
+        tenant: String,
+        json: Vec<u8>,
+    },
     PutIdempotency {
         tenant: String,
         queue: String,
@@ -143,6 +147,7 @@ impl Op {
             | Self::PutTenant { json, .. }
             | Self::PutTenantModule { json, .. }
             | Self::PutQueue { json, .. }
+            | Self::PutEgress { json, .. }
             | Self::PutIdempotency { json, .. } => json.len(),
             Self::PutModule { bytes, .. } => bytes.len(),
             _ => 0,
@@ -337,6 +342,19 @@ impl Batch {
         self.ops.push(Op::PutQueue {
             tenant: tenant.to_owned(),
             queue: queue.to_owned(),
+            json: to_json(settings),
+        });
+        self
+    }
+
+    /// Writes a tenant's egress rules and limits.
+    pub fn put_egress(
+        &mut self,
+        tenant: &str,
+        settings: &crate::egress::TenantEgress,
+    ) -> &mut Self {
+        self.ops.push(Op::PutEgress {
+            tenant: tenant.to_owned(),
             json: to_json(settings),
         });
         self

@@ -315,6 +315,7 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::JOB_ROUTES)?;
         txn.open_table(schema::QUEUES)?;
         txn.open_table(schema::COUNTERS)?;
+        txn.open_table(schema::EGRESS)?;
         if meta.get("counters_built")?.is_none() {
             build_counters(&txn)?;
             meta.insert("counters_built", 1)?;

@@ -239,6 +239,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Every tenant's stored egress settings.
+    pub fn egress_all(&self) -> Result<Vec<(String, crate::egress::TenantEgress)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::EGRESS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let tenant = k.value();
+            out.push((
+                tenant.to_owned(),
+                decode(v.value(), || format!("egress settings of {tenant}"))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// One tenant's stored egress settings (none stored: nothing allowed).
+    pub fn egress(&self, tenant: &str) -> Result<crate::egress::TenantEgress, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::EGRESS)?;
+        match table.get(tenant)? {
+            Some(v) => decode(v.value(), || format!("egress settings of {tenant}")),
+            None => Ok(Default::default()),
+        }
+    }
+
     /// The holder of an idempotency key, expired or not.
     pub fn idempotency(
         &self,

@@ -64,3 +64,6 @@ pub const COUNTERS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::
 
 /// sha256 hex → component bytes, content-addressed.
 pub const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
+
+/// tenant → [`crate::egress::TenantEgress`] (JSON): the tenant's egress rules and limits.
+pub const EGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("egress");

@@ -75,6 +75,7 @@ async fn records_survive_reopen_and_keep_step_order() {
                 attempt: None,
                 step: None,
                 detail: String::new(),
+                http: None,
             },
         );
         store.commit(b).await.unwrap();

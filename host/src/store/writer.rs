@@ -248,6 +248,7 @@ tables! {
     queues: QUEUES as (&'static str, &'static str) => &'static [u8];
     modules: MODULES as &'static str => &'static [u8];
     counters: COUNTERS as (&'static str, &'static str, &'static str) => u64;
+    egress: EGRESS as &'static str => &'static [u8];
 }
 
 /// Takes the batch's idempotency key inside the transaction, or reports who holds it.
@@ -402,6 +403,9 @@ fn apply(tables: &mut Tables<'_>, batch: &Batch, deltas: &mut Deltas) -> Result<
                 tables
                     .queues()?
                     .insert((tenant.as_str(), queue.as_str()), json.as_slice())?;
+            }
+            Op::PutEgress { tenant, json } => {
+                tables.egress()?.insert(tenant.as_str(), json.as_slice())?;
             }
             Op::PutIdempotency {
                 tenant,

@@ -1,0 +1,55 @@
+//! A tenant's egress settings: read, checked against the operator's caps, stored, and
+//! installed for its next attempts.
+
+use super::{Engine, EngineError};
+use crate::egress::{EgressRule, RuleSpec, TenantEgress};
+use crate::store::Batch;
+
+impl Engine {
+    /// A tenant's egress settings as stored (none: nothing allowed).
+    pub fn egress_settings(&self, tenant: &str) -> Result<TenantEgress, EngineError> {
+        Ok(self.inner.store.egress(tenant)?)
+    }
+
+    /// Replaces a tenant's egress settings. Every rule is parsed and every limit checked
+    /// against the operator's caps first; on any refusal nothing is stored. Returns the
+    /// settings in their normalised form (`api.stripe.com` → `https://api.stripe.com:443`).
+    pub async fn set_egress(
+        &self,
+        tenant: &str,
+        settings: TenantEgress,
+    ) -> Result<TenantEgress, EngineError> {
+        let egress = &self.inner.egress;
+        let rules = egress
+            .check(&settings)
+            .map_err(EngineError::InvalidEgress)?;
+        let normalised = TenantEgress {
+            rules: dedup(rules.iter().map(EgressRule::spec)),
+            limits: settings.limits,
+        };
+        let mut batch = Batch::new();
+        batch.put_egress(tenant, &normalised);
+        self.inner.store.commit(batch).await?;
+        egress
+            .install(tenant, &normalised)
+            .map_err(EngineError::InvalidEgress)?;
+        tracing::info!(tenant = %tenant, rules = normalised.rules.len(), "egress settings replaced");
+        Ok(normalised)
+    }
+
+    /// The shared egress policy (operator settings and counters).
+    pub fn egress(&self) -> &crate::egress::Egress {
+        &self.inner.egress
+    }
+}
+
+/// The rules in order, each once.
+fn dedup(specs: impl Iterator<Item = RuleSpec>) -> Vec<RuleSpec> {
+    let mut out: Vec<RuleSpec> = Vec::new();
+    for s in specs {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
