@@ -189,6 +189,32 @@ impl Ctx {
         }
     }
 
+    /// A key for an `Idempotency-Key` header: the same on every attempt of the step in
+    /// progress (in this run), different for every other step and run. Only inside a step:
+    /// outside one there is nothing for the key to stay the same across.
+    ///
+    /// For a new key per attempt (a dunning call that must charge again), combine it with the
+    /// attempt number that [`step_attempt`](Ctx::step_attempt) passes to its closure.
+    ///
+    /// ```no_run
+    /// # use stepwise_sdk::prelude::*;
+    /// # #[job] fn j(ctx: &mut Ctx, _in: ()) -> Result<(), JobError> {
+    /// ctx.step("charge", || {
+    ///     let key = ctx.idempotency_key()?; // e.g. "run_0193….charge"
+    ///     # let _ = key;
+    ///     Ok(())
+    /// })
+    /// # }
+    /// # fn main() {}
+    /// ```
+    pub fn idempotency_key(&self) -> Result<String, JobError> {
+        let open = self.open_step.borrow();
+        let step = open.as_deref().ok_or_else(|| {
+            JobError::non_retryable("idempotency_key() is only available inside a step")
+        })?;
+        Ok(idempotency_key(&self.run_id, step))
+    }
+
     /// A durable timer: returns once `duration` has passed since the run first reached the
     /// sleep named `name`.
     ///
@@ -337,6 +363,22 @@ impl StepNames {
             n => format!("{base}#{n}"),
         })
     }
+}
+
+/// `{run}.{step}` for short plain step names; long or unusual ones are replaced by the first
+/// 16 bytes of their sha256, so a key stays under 100 bytes (providers cap them at 255).
+fn idempotency_key(run_id: &str, step: &str) -> String {
+    let plain = step.len() <= 48
+        && step
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'#'));
+    if plain {
+        return format!("{run_id}.{step}");
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(step.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{run_id}.{hex}")
 }
 
 #[cfg(test)]
@@ -509,5 +551,19 @@ mod tests {
         assert_eq!(host.0.borrow().logs, [(Level::Info, "inside".to_owned())]);
         // The nesting error ended the outer step, so the next step is free to start.
         c.step("next", || Ok(())).unwrap();
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_per_step_and_bounded() {
+        assert_eq!(idempotency_key("run_1", "charge"), "run_1.charge");
+        assert_eq!(idempotency_key("run_1", "send#2"), "run_1.send#2");
+        let long = "x".repeat(300);
+        let k = idempotency_key("run_1", &long);
+        assert_eq!(k, idempotency_key("run_1", &long));
+        assert_eq!(k.len(), "run_1.".len() + 32);
+        assert_ne!(
+            idempotency_key("run_1", "a b"),
+            idempotency_key("run_2", "a b")
+        );
     }
 }

@@ -110,6 +110,7 @@ mod compile_fail;
 mod ctx;
 mod error;
 mod host;
+pub mod http;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -135,6 +136,8 @@ pub mod __bindings {
         pub_export_macro: true,
         export_macro_name: "__export_handler",
         default_bindings_module: "::stepwise_sdk::__bindings",
+        // The WASI interfaces `wasi:http` uses are bound here too, for the HTTP client.
+        generate_all,
     });
 }
 

@@ -38,6 +38,7 @@
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod dev;
 pub mod egress;
 pub mod engine;
 pub mod examples;

@@ -11,6 +11,7 @@ mod bad_input;
 mod bench_smoke;
 mod cli_service;
 mod crash;
+mod egress;
 mod hostile;
 mod idempotency;
 mod lifecycle;

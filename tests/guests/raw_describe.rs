@@ -4,7 +4,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "handler",
+    world: "handler-core",
 });
 
 use stepwise::jobs::types::{Backoff, JobPolicy};

@@ -8,6 +8,7 @@ mod bench;
 mod client;
 mod common;
 mod demo;
+mod dev;
 mod dlq;
 mod egress;
 mod enqueue;
@@ -71,6 +72,9 @@ enum Command {
     /// Show or change which hosts the tenant's handlers may send HTTP requests to.
     #[command(subcommand)]
     Egress(egress::Command),
+    /// Development tools (the fake payment provider).
+    #[command(subcommand)]
+    Dev(dev::Command),
 }
 
 /// How a command ended, for the process exit code.
@@ -118,6 +122,7 @@ pub fn main() -> ExitCode {
             Command::Dlq(command) => dlq::execute(command).await,
             Command::Queue(command) => queue::execute(command).await,
             Command::Egress(command) => egress::execute(command).await,
+            Command::Dev(command) => dev::execute(command).await,
         }
     });
     match result {

@@ -62,7 +62,7 @@ impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
+        options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> SendFuture {
         let Some(attempt) = self.attempt.clone() else {
@@ -74,13 +74,39 @@ impl WasiHttpHooks for EgressHooks {
         Box::new(async move {
             let deadline = tokio::time::Instant::from_std(attempt.deadline);
             let call = Call::new(&request);
-            match tokio::time::timeout_at(deadline, send(&attempt, call, request, over, in_flight))
-                .await
-            {
+            let timeouts = Timeouts::new(&attempt.limits, options);
+            let sending = send(&attempt, call, request, over, in_flight, timeouts);
+            match tokio::time::timeout_at(deadline, sending).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::ConnectionTimeout),
             }
         })
+    }
+}
+
+/// The timeouts of one request: the guest's, where it set shorter ones than the limits.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+}
+
+impl Timeouts {
+    fn new(limits: &super::EgressLimits, options: Option<RequestOptions>) -> Self {
+        let cap = |limit_ms: u64, asked: Option<Duration>| {
+            let limit = Duration::from_millis(limit_ms);
+            asked.map_or(limit, |a| a.min(limit))
+        };
+        Self {
+            connect: cap(
+                limits.connect_timeout_ms,
+                options.and_then(|o| o.connect_timeout),
+            ),
+            first_byte: cap(
+                limits.first_byte_timeout_ms,
+                options.and_then(|o| o.first_byte_timeout),
+            ),
+        }
     }
 }
 
@@ -190,6 +216,7 @@ async fn send(
     mut request: http::Request<WasiBody>,
     over: Option<u32>,
     in_flight: Arc<Semaphore>,
+    timeouts: Timeouts,
 ) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
     let limits = attempt.limits;
     if let Some(n) = over {
@@ -234,7 +261,7 @@ async fn send(
         let error = Error::HttpRequestBodySize(Some(limits.max_request_bytes));
         return Err(call.fail(attempt, error, &sent));
     }
-    let connect_timeout = Duration::from_millis(limits.connect_timeout_ms);
+    let connect_timeout = timeouts.connect;
     let addrs = match tokio::time::timeout(connect_timeout, resolve(&host, port)).await {
         Ok(Ok(addrs)) => addrs,
         Ok(Err(e)) => return Err(call.fail(attempt, e, &AtomicU64::new(0))),
@@ -311,18 +338,16 @@ async fn send(
             Err(_) => Err(Error::ConnectionTimeout),
         }
     });
-    let first_byte = Duration::from_millis(limits.first_byte_timeout_ms);
+    let first_byte = timeouts.first_byte;
     let response = {
         let exchange = tokio::time::timeout(first_byte, sender.send_request(request));
         tokio::pin!(exchange);
         // Drive the connection while waiting for the response head.
-        loop {
-            tokio::select! {
-                r = &mut exchange => break r,
-                r = &mut conn => {
-                    let e = r.err().unwrap_or(Error::HttpResponseIncomplete);
-                    return Err(call.fail(attempt, e, &sent));
-                }
+        tokio::select! {
+            r = &mut exchange => r,
+            r = &mut conn => {
+                let e = r.err().unwrap_or(Error::HttpResponseIncomplete);
+                return Err(call.fail(attempt, e, &sent));
             }
         }
     };
@@ -355,7 +380,7 @@ async fn send(
         };
         body.boxed_unsync()
     });
-    let io: IoFuture = Box::new(async move { conn.await });
+    let io: IoFuture = Box::new(conn);
     Ok((response, io))
 }
 

@@ -9,7 +9,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "handler",
+    world: "handler-core",
 });
 
 use stepwise::jobs::steps;

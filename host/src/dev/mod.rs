@@ -1,0 +1,3 @@
+//! Development tools that run beside the host: the fake payment provider.
+
+pub mod provider;

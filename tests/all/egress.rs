@@ -1,0 +1,249 @@
+//! Outbound HTTP end to end: a real guest built with the SDK's client, the real host's egress
+//! checks, and the fake provider on loopback. Time is the harness's manual clock; network
+//! timeouts are real (a second at most).
+
+use serde_json::{Value, json};
+use stepwise_host::egress::{EgressConfig, LimitsPatch, RuleSpec, TenantEgress};
+use stepwise_host::{EngineConfig, PolicyOverrides, RunStatus, RunView};
+use stepwise_tests::guests;
+
+use crate::util::{Harness, harness_with};
+
+/// The tenant of `NewRun::local` runs.
+const LOCAL: &str = "local";
+
+fn harness(allow_private: bool) -> Harness {
+    harness_with(EngineConfig {
+        egress: EgressConfig {
+            allow_private,
+            ..EgressConfig::default()
+        },
+        ..EngineConfig::default()
+    })
+}
+
+fn rules(patterns: &[&str]) -> TenantEgress {
+    TenantEgress {
+        rules: patterns
+            .iter()
+            .map(|p| RuleSpec {
+                pattern: p.to_string(),
+                methods: vec![],
+            })
+            .collect(),
+        limits: None,
+    }
+}
+
+async fn provider() -> String {
+    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("provider listens");
+    format!("http://{addr}")
+}
+
+async fn provider_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn fetch(h: &Harness, payload: Value) -> RunView {
+    h.run(
+        guests::HTTP_CLIENT,
+        "fetch",
+        payload,
+        PolicyOverrides::default(),
+    )
+    .await
+}
+
+fn http_entries(view: &RunView) -> Vec<&stepwise_host::model::TimelineEntry> {
+    view.timeline.iter().filter(|t| t.http.is_some()).collect()
+}
+
+#[tokio::test]
+async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
+    let h = harness(true);
+    let base = provider().await;
+    let view = fetch(&h, json!({ "url": format!("{base}/bytes/10") })).await;
+    assert_eq!(view.run.status, RunStatus::Failed);
+    let error = view.run.error.as_ref().unwrap();
+    assert!(error.message.contains("refused"), "{error:?}");
+    let calls = http_entries(&view);
+    assert_eq!(calls.len(), 1);
+    let call = calls[0].http.as_ref().unwrap();
+    assert_eq!(
+        (call.method.as_str(), call.host.as_str()),
+        ("GET", "127.0.0.1")
+    );
+    assert!(
+        call.error.as_ref().unwrap().contains("no egress rule"),
+        "{call:?}"
+    );
+    assert_eq!(calls[0].step.as_deref(), Some("call"));
+    assert!(
+        view.logs
+            .iter()
+            .any(|l| l.message.contains("no egress rule")),
+        "the refusal is logged"
+    );
+    let seen = provider_json(&format!("{base}/requests")).await;
+    assert_eq!(seen, json!({}), "the provider saw nothing");
+}
+
+#[tokio::test]
+async fn an_allowed_request_reaches_the_provider_and_lands_on_the_timeline() {
+    let h = harness(true);
+    let base = provider().await;
+    let port = base.rsplit(':').next().unwrap();
+    h.engine
+        .set_egress(LOCAL, rules(&[&format!("http://127.0.0.1:{port}")]))
+        .await
+        .unwrap();
+    let view = fetch(&h, json!({ "url": format!("{base}/bytes/1234?secret=x") })).await;
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
+    assert_eq!(
+        view.run.output,
+        Some(json!({ "status": 200, "bytes": 1234 }))
+    );
+    let call = http_entries(&view)[0].http.clone().unwrap();
+    assert_eq!(call.status, Some(200));
+    assert_eq!(call.response_bytes, 1234);
+    assert_eq!(call.path, "/bytes/1234", "no query string on the timeline");
+}
+
+#[tokio::test]
+async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private() {
+    let h = harness(false);
+    let base = provider().await;
+    let port = base.rsplit(':').next().unwrap();
+    // The tenant allows `localhost`, a name: it resolves to loopback, which the host refuses.
+    h.engine
+        .set_egress(LOCAL, rules(&[&format!("http://localhost:{port}")]))
+        .await
+        .unwrap();
+    let view = fetch(
+        &h,
+        json!({ "url": format!("http://localhost:{port}/bytes/1") }),
+    )
+    .await;
+    assert_eq!(view.run.status, RunStatus::Failed);
+    let call = http_entries(&view)[0].http.clone().unwrap();
+    let why = call.error.unwrap();
+    assert!(why.contains("loopback"), "{why}");
+    let seen = provider_json(&format!("{base}/requests")).await;
+    assert_eq!(seen, json!({}), "no connection was made");
+}
+
+#[tokio::test]
+async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() {
+    let h = harness(true);
+    let base = provider().await;
+    let port = base.rsplit(':').next().unwrap();
+    let mut settings = rules(&[&format!("http://127.0.0.1:{port}")]);
+    settings.limits = Some(LimitsPatch {
+        max_response_bytes: Some(1000),
+        max_requests: Some(3),
+        ..LimitsPatch::default()
+    });
+    h.engine.set_egress(LOCAL, settings).await.unwrap();
+
+    let big = fetch(&h, json!({ "url": format!("{base}/bytes/5000") })).await;
+    assert_eq!(big.run.status, RunStatus::Failed);
+    assert!(
+        big.run.error.as_ref().unwrap().message.contains("limit"),
+        "{:?}",
+        big.run.error
+    );
+    let call = http_entries(&big)[0].http.clone().unwrap();
+    assert!(call.error.unwrap().contains("1000-byte limit"));
+
+    let many = fetch(&h, json!({ "url": format!("{base}/bytes/1"), "times": 5 })).await;
+    assert_eq!(many.run.status, RunStatus::Failed);
+    let calls = http_entries(&many);
+    assert_eq!(calls.len(), 4, "three sent, the first refusal recorded");
+    let refused = calls[3].http.clone().unwrap();
+    assert!(refused.error.unwrap().contains("max_requests"));
+    let seen = provider_json(&format!("{base}/requests")).await;
+    assert_eq!(
+        seen["/bytes"], 4,
+        "one big and three small requests arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_charge_response_is_retried_with_the_same_key_and_charged_once() {
+    let h = harness(true);
+    let base = provider().await;
+    let port = base.rsplit(':').next().unwrap();
+    h.engine
+        .set_egress(LOCAL, rules(&[&format!("http://127.0.0.1:{port}")]))
+        .await
+        .unwrap();
+    // The first charge is processed but its response comes only after the client gave up.
+    reqwest::Client::new()
+        .post(format!("{base}/control"))
+        .json(&json!({ "lose_next": 1, "lose_delay_ms": 5000 }))
+        .send()
+        .await
+        .unwrap();
+    let view = h
+        .run(
+            guests::HTTP_CLIENT,
+            "charge",
+            json!({ "base_url": base, "amount": 1200 }),
+            PolicyOverrides::default(),
+        )
+        .await;
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
+    let charges = provider_json(&format!("{base}/v1/charges")).await;
+    assert_eq!(charges["count"], 1, "exactly one charge: {charges}");
+    let key = charges["charges"][0]["idempotency_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(key, format!("{}.charge", view.run.id));
+    assert_eq!(
+        view.run.output.as_ref().unwrap()["idempotency_key"],
+        json!(key)
+    );
+    let calls = http_entries(&view);
+    assert_eq!(calls.len(), 2, "the timed-out call and the retry");
+    assert!(calls[0].http.as_ref().unwrap().error.is_some());
+    assert_eq!(calls[1].http.as_ref().unwrap().status, Some(200));
+}
+
+#[tokio::test]
+async fn bad_egress_settings_are_refused_and_nothing_is_stored() {
+    let h = harness(false);
+    h.engine
+        .set_egress(LOCAL, rules(&["api.stripe.com"]))
+        .await
+        .unwrap();
+    for bad in [
+        rules(&["ftp://x.com"]),
+        rules(&["*.com"]),
+        rules(&["x.com/path"]),
+    ] {
+        let e = h.engine.set_egress(LOCAL, bad).await.unwrap_err();
+        assert!(e.to_string().contains("invalid egress settings"), "{e}");
+    }
+    let mut over = rules(&[]);
+    over.limits = Some(LimitsPatch {
+        max_requests: Some(1_000_000),
+        ..LimitsPatch::default()
+    });
+    let e = h.engine.set_egress(LOCAL, over).await.unwrap_err();
+    assert!(e.to_string().contains("max_requests"), "{e}");
+    let kept = h.engine.egress_settings(LOCAL).unwrap();
+    assert_eq!(kept.rules[0].pattern, "https://api.stripe.com:443");
+}
