@@ -11,7 +11,7 @@ use crate::engine::EngineError;
 use crate::runtime::LoadError;
 
 /// Every error code the API can return.
-pub const CODES: [&str; 17] = [
+pub const CODES: [&str; 18] = [
     "invalid_json",
     "invalid_payload",
     "invalid_options",
@@ -29,6 +29,7 @@ pub const CODES: [&str; 17] = [
     "internal",
     "shutting_down",
     "quota_exceeded",
+    "invalid_egress",
 ];
 
 /// An error answer.
