@@ -26,7 +26,7 @@ use crate::policy::{Backoff, PolicyOverrides};
 use crate::store::{Listing, QueueSettings};
 
 /// Every route, as (method, path): the API reference must list each.
-pub const ROUTES: [(&str, &str); 17] = [
+pub const ROUTES: [(&str, &str); 19] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("POST", "/v1/tenants"),
@@ -44,6 +44,8 @@ pub const ROUTES: [(&str, &str); 17] = [
     ("GET", "/v1/runs/{id}/steps"),
     ("GET", "/v1/runs/{id}/timeline"),
     ("GET", "/v1/runs/{id}/logs"),
+    ("GET", "/v1/egress"),
+    ("PUT", "/v1/egress"),
 ];
 
 type ApiResult = Result<Response, ApiError>;
