@@ -189,6 +189,23 @@ impl Ctx {
         }
     }
 
+    /// The value of the tenant's secret `name`, if the tenant stored it as readable
+    /// (`stepwise secrets set NAME --readable`). For HTTP credentials prefer a secret bound
+    /// to hosts, written `{{secret:NAME}}` in a request header: the guest never sees it. The
+    /// host masks the value wherever it would appear in the run's logs, outputs and errors.
+    ///
+    /// ```no_run
+    /// # use stepwise_sdk::prelude::*;
+    /// # #[job] fn j(ctx: &mut Ctx, _in: ()) -> Result<(), JobError> {
+    /// let signing_key = ctx.secret("WEBHOOK_SIGNING_KEY")?;
+    /// # let _ = signing_key;
+    /// # Ok(()) }
+    /// # fn main() {}
+    /// ```
+    pub fn secret(&self, name: &str) -> Result<String, JobError> {
+        self.host.secret(name).map_err(JobError::non_retryable)
+    }
+
     /// A key for an `Idempotency-Key` header: the same on every attempt of the step in
     /// progress (in this run), different for every other step and run. Only inside a step:
     /// outside one there is nothing for the key to stay the same across.

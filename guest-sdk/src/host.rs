@@ -4,7 +4,7 @@
 //! can be unit-tested natively against a fake journal: off wasm, the generated imports are stubs
 //! that cannot be called.
 
-use crate::__bindings::stepwise::jobs::{log, steps, types};
+use crate::__bindings::stepwise::jobs::{log, secrets, steps, types};
 use crate::error::{ErrorKind, JobError, duration_to_ms};
 
 /// The host's answer to the start of a step.
@@ -33,6 +33,11 @@ pub(crate) trait Host {
     fn fail(&self, name: &str, error: &JobError);
     fn sleep(&self, name: &str, duration_ms: u64);
     fn log(&self, level: Level, message: &str);
+    /// A readable secret's value, or the host's reason for refusing it.
+    fn secret(&self, name: &str) -> Result<String, String> {
+        let _ = name;
+        Err("this host holds no secrets".into())
+    }
 }
 
 /// The real host, through the generated imports.
@@ -67,6 +72,10 @@ impl Host for WitHost {
             Level::Error => log::Level::Error,
         };
         log::write(level, message);
+    }
+
+    fn secret(&self, name: &str) -> Result<String, String> {
+        secrets::read(name)
     }
 }
 

@@ -46,6 +46,7 @@ pub mod histogram;
 pub mod model;
 pub mod policy;
 pub mod runtime;
+pub mod secrets;
 pub mod server;
 pub mod store;
 #[cfg(test)]

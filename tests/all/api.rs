@@ -664,7 +664,7 @@ async fn errors_have_stable_codes_and_one_shape() {
         error["message"]
             .as_str()
             .unwrap()
-            .contains("stepwise:jobs/handler@0.1.0"),
+            .contains("stepwise:jobs/handler@0.1.1"),
         "{error}"
     );
 

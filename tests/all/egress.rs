@@ -42,6 +42,13 @@ async fn provider() -> String {
     format!("http://{addr}")
 }
 
+/// A fake provider that the local tenant's rules allow (plain HTTP on its loopback port).
+async fn allowed_provider(h: &Harness) -> String {
+    let base = provider().await;
+    h.engine.set_egress(LOCAL, rules(&[&base])).await.unwrap();
+    base
+}
+
 async fn provider_json(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
@@ -93,12 +100,7 @@ async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
 #[tokio::test]
 async fn an_allowed_request_reaches_the_provider_and_lands_on_the_timeline() {
     let h = harness(true);
-    let base = provider().await;
-    let port = base.rsplit(':').next().unwrap();
-    h.engine
-        .set_egress(LOCAL, rules(&[&format!("http://127.0.0.1:{port}")]))
-        .await
-        .unwrap();
+    let base = allowed_provider(&h).await;
     let view = fetch(&h, json!({ "url": format!("{base}/bytes/1234?secret=x") })).await;
     assert_eq!(
         view.run.status,
@@ -143,8 +145,7 @@ async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private
 async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() {
     let h = harness(true);
     let base = provider().await;
-    let port = base.rsplit(':').next().unwrap();
-    let mut settings = rules(&[&format!("http://127.0.0.1:{port}")]);
+    let mut settings = rules(&[&base]);
     settings.limits = Some(LimitsPatch {
         max_response_bytes: Some(1000),
         max_requests: Some(3),
@@ -178,12 +179,7 @@ async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() 
 #[tokio::test]
 async fn a_lost_charge_response_is_retried_with_the_same_key_and_charged_once() {
     let h = harness(true);
-    let base = provider().await;
-    let port = base.rsplit(':').next().unwrap();
-    h.engine
-        .set_egress(LOCAL, rules(&[&format!("http://127.0.0.1:{port}")]))
-        .await
-        .unwrap();
+    let base = allowed_provider(&h).await;
     // The first charge is processed but its response comes only after the client gave up.
     reqwest::Client::new()
         .post(format!("{base}/control"))

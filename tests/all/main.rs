@@ -18,6 +18,7 @@ mod lifecycle;
 mod recovery;
 mod retries;
 mod sandbox;
+mod secrets;
 mod service_crash;
 mod tenancy;
 mod tenancy_service;

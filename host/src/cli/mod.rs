@@ -19,6 +19,7 @@ mod resume;
 mod retry;
 mod run;
 mod runs;
+mod secrets;
 mod serve;
 mod show;
 mod tenant;
@@ -72,6 +73,9 @@ enum Command {
     /// Show or change which hosts the tenant's handlers may send HTTP requests to.
     #[command(subcommand)]
     Egress(egress::Command),
+    /// Store, list and remove the tenant's secrets on a server; make a sealing key.
+    #[command(subcommand)]
+    Secrets(secrets::Command),
     /// Development tools (the fake payment provider).
     #[command(subcommand)]
     Dev(dev::Command),
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Queue(command) => queue::execute(command).await,
             Command::Egress(command) => egress::execute(command).await,
             Command::Dev(command) => dev::execute(command).await,
+            Command::Secrets(command) => secrets::execute(command).await,
         }
     });
     match result {

@@ -27,6 +27,23 @@ pub use send::EgressHooks;
 
 use crate::model::HttpCall;
 
+/// What the egress hooks, the guest's secret reads and log masking see of a tenant's secrets
+/// (implemented by `crate::secrets`).
+pub trait SecretSource: Send + Sync {
+    /// The value of `name` for a header of a request to `scheme://host:port`, or why not.
+    fn for_header(
+        &self,
+        name: &str,
+        scheme: Scheme,
+        host: &str,
+        port: u16,
+    ) -> Result<String, String>;
+    /// The value of a readable secret, or why not.
+    fn readable(&self, name: &str) -> Result<String, String>;
+    /// `text` with every secret value replaced by `[secret:NAME]`.
+    fn mask(&self, text: &str) -> String;
+}
+
 /// Per-attempt limits on outbound HTTP. Every field has a documented default and an
 /// operator cap ([`EgressConfig::caps`]); a tenant may choose other values within the caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,7 +344,12 @@ impl Egress {
     }
 
     /// The settings one attempt of `tenant`'s runs sends with, until `deadline`.
-    pub fn for_attempt(self: &Arc<Self>, tenant: &str, deadline: Instant) -> AttemptEgress {
+    pub fn for_attempt(
+        self: &Arc<Self>,
+        tenant: &str,
+        deadline: Instant,
+        secrets: Arc<dyn SecretSource>,
+    ) -> AttemptEgress {
         let policy = self
             .tenants
             .read()
@@ -347,6 +369,7 @@ impl Egress {
             policy,
             limits,
             deadline,
+            secrets,
             calls: Arc::default(),
         }
     }
@@ -359,6 +382,7 @@ pub struct AttemptEgress {
     policy: Arc<TenantPolicy>,
     limits: EgressLimits,
     deadline: Instant,
+    secrets: Arc<dyn SecretSource>,
     calls: Arc<Mutex<Vec<(HttpCall, bool)>>>,
 }
 
@@ -366,6 +390,11 @@ impl AttemptEgress {
     /// The calls finished or refused since the last take, each with whether it was refused.
     pub fn take_calls(&self) -> Vec<(HttpCall, bool)> {
         std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The tenant's secrets, for reads and masking.
+    pub fn secrets(&self) -> &dyn SecretSource {
+        &*self.secrets
     }
 
     /// The limits this attempt runs with.

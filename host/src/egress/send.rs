@@ -254,6 +254,9 @@ async fn send(
         );
         return Err(call.deny(attempt, why));
     }
+    if let Err(why) = fill_secrets(attempt, &mut request, scheme, &host, port) {
+        return Err(call.deny(attempt, why));
+    }
     if let Some(len) = declared_length(&request)
         && len > limits.max_request_bytes
     {
@@ -382,6 +385,45 @@ async fn send(
     });
     let io: IoFuture = Box::new(conn);
     Ok((response, io))
+}
+
+/// The placeholder a guest writes in a header for a host-bound secret.
+const PLACEHOLDER: &str = "{{secret:";
+
+/// Replaces every `{{secret:NAME}}` in the request's headers with the value, where the secret
+/// is bound to this request's destination; otherwise says why the request must be refused.
+/// The filled headers are marked sensitive so no layer prints them.
+fn fill_secrets(
+    attempt: &AttemptEgress,
+    request: &mut http::Request<WasiBody>,
+    scheme: Scheme,
+    host: &str,
+    port: u16,
+) -> Result<(), String> {
+    for value in request.headers_mut().values_mut() {
+        let Ok(text) = value.to_str() else { continue };
+        if !text.contains(PLACEHOLDER) {
+            continue;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find(PLACEHOLDER) {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + PLACEHOLDER.len()..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| "a header has an unclosed {{secret:...}} placeholder".to_owned())?;
+            let name = &after[..end];
+            out.push_str(&attempt.secrets.for_header(name, scheme, host, port)?);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        let mut filled = http::HeaderValue::from_str(&out)
+            .map_err(|_| "a secret's value is not valid in a header".to_owned())?;
+        filled.set_sensitive(true);
+        *value = filled;
+    }
+    Ok(())
 }
 
 /// What a request's `Content-Length` says, if it says anything.

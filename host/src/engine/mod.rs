@@ -11,6 +11,7 @@ mod metrics;
 pub mod native;
 mod outcome;
 mod scheduler;
+mod secrets;
 mod tenants;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use crate::egress::{Egress, EgressConfig, EgressSetupError};
 use crate::model::{RunStatus, RunView, ViewMore};
 use crate::policy::{Caps, Policy, PolicyError};
 use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
+use crate::secrets::{Secrets, SecretsConfig, SecretsError};
 use crate::store::{Batch, Durability, Listing, QueueSettings, Store, StoreError};
 pub(crate) use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
@@ -57,6 +59,8 @@ pub struct EngineConfig {
     pub memory_budget_bytes: u64,
     /// The operator's outbound HTTP policy: private addresses, extra CA, per-attempt caps.
     pub egress: EgressConfig,
+    /// The keys that seal tenants' secrets (none: secrets unavailable).
+    pub secrets: SecretsConfig,
 }
 
 impl Default for EngineConfig {
@@ -64,7 +68,7 @@ impl Default for EngineConfig {
     /// [`Policy::default`], 64 concurrent attempts, 1 MiB payloads, [`JournalLimits::default`],
     /// idempotency keys kept 24 h after their run ends, [`TenantLimits::default`], a
     /// memory budget of half the machine's memory ([`default_memory_budget`]) and
-    /// [`EgressConfig::default`] (no private addresses).
+    /// [`EgressConfig::default`] (no private addresses) and no secrets key.
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
@@ -78,6 +82,7 @@ impl Default for EngineConfig {
             tenants: TenantLimits::default(),
             memory_budget_bytes: default_memory_budget(),
             egress: EgressConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -98,6 +103,13 @@ pub enum EngineError {
     /// The operator's egress settings are unusable (a bad CA file).
     #[error(transparent)]
     EgressSetup(#[from] EgressSetupError),
+    /// A secrets operation failed (no key configured, a bad secret, a value that no longer
+    /// opens).
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// No secret with this name exists.
+    #[error("unknown secret '{0}'")]
+    UnknownSecret(String),
     /// A tenant's egress settings were refused; nothing was stored.
     #[error("invalid egress settings: {0}")]
     InvalidEgress(String),
@@ -182,6 +194,7 @@ struct Inner {
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
     egress: Arc<Egress>,
+    secrets: Secrets,
     natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
 }
 
@@ -214,6 +227,14 @@ impl Engine {
         )?);
         let runtime = Runtime::new(config.runtime.clone())?;
         let egress = Arc::new(Egress::new(config.egress.clone())?);
+        let secrets = Secrets::new(config.secrets.keys()?);
+        for (tenant, records) in store.secrets_all()? {
+            // A store whose key is missing or wrong still opens: those tenants' secrets stay
+            // unavailable (requests naming them are refused) and the log says why.
+            if let Err(e) = secrets.install(&tenant, &records) {
+                tracing::error!(tenant = %tenant, error = %e, "stored secrets unavailable");
+            }
+        }
         for (tenant, settings) in store.egress_all()? {
             // Stored settings were checked when written; a cap lowered since then clamps them
             // at each attempt, and a rule that no longer parses is dropped with a warning.
@@ -237,6 +258,7 @@ impl Engine {
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
                 egress,
+                secrets,
                 natives: Mutex::default(),
             }),
         })

@@ -322,7 +322,7 @@ impl Engine {
                         journal,
                         &policy,
                         &run.tenant,
-                        Some(&inner.egress),
+                        Some((&inner.egress, self.secrets_of(&run.tenant))),
                         ctx,
                         payload,
                     )

@@ -11,7 +11,7 @@ use super::cpu::{CpuTicket, HOT_FUEL_PER_TICK};
 use super::sandbox::HostState;
 use super::{LoadedModule, Runtime};
 use crate::clock::Millis;
-use crate::egress::{Egress, EgressHooks};
+use crate::egress::{Egress, EgressHooks, SecretSource};
 use crate::engine::journal::{HostFault, Journal, Suspend};
 use crate::model::{FailureKind, LogLevel, LogSource};
 use crate::policy::Policy;
@@ -141,7 +141,7 @@ impl Runtime {
         journal: Journal,
         policy: &Policy,
         tenant: &str,
-        egress: Option<&Arc<Egress>>,
+        egress: Option<(&Arc<Egress>, Arc<dyn SecretSource>)>,
         ctx: JobContext,
         payload: String,
     ) -> (AttemptReport, Journal) {
@@ -149,9 +149,9 @@ impl Runtime {
         let started = Instant::now();
         let timeout = Duration::from_millis(policy.timeout_ms.min(self.config.caps.timeout_ms));
         let hooks = match egress {
-            Some(e) => {
+            Some((e, secrets)) => {
                 let deadline = started.checked_add(timeout).unwrap_or(started);
-                EgressHooks::for_attempt(Arc::new(e.for_attempt(tenant, deadline)))
+                EgressHooks::for_attempt(Arc::new(e.for_attempt(tenant, deadline, secrets)))
             }
             None => EgressHooks::deny_all(),
         };
@@ -188,7 +188,10 @@ impl Runtime {
         state.record_http_calls();
         let mut journal = state.journal.take().expect("attempt journal");
         let stderr = capture_output(&state, &mut journal);
-        let outcome = outcome.unwrap_or_else(|| trapped_with_stderr(&result, &stderr));
+        let outcome = mask_outcome(
+            &state,
+            outcome.unwrap_or_else(|| trapped_with_stderr(&result, &stderr)),
+        );
         (
             AttemptReport {
                 outcome,
@@ -197,6 +200,22 @@ impl Runtime {
             },
             journal,
         )
+    }
+}
+
+/// The outcome with the tenant's secret values masked in its output and messages.
+fn mask_outcome(state: &HostState, outcome: AttemptOutcome) -> AttemptOutcome {
+    match outcome {
+        AttemptOutcome::Completed(output) => AttemptOutcome::Completed(state.masked(output)),
+        AttemptOutcome::Failed(mut e) => {
+            e.message = state.masked(e.message);
+            AttemptOutcome::Failed(e)
+        }
+        AttemptOutcome::Trapped { kind, message } => AttemptOutcome::Trapped {
+            kind,
+            message: state.masked(message),
+        },
+        other => other,
     }
 }
 
@@ -293,7 +312,7 @@ fn capture_output(state: &HostState, journal: &mut Journal) -> String {
     ] {
         let (text, dropped) = stream.take();
         for line in text.lines() {
-            journal.log(level, source, line.to_owned());
+            journal.log(level, source, state.masked(line.to_owned()));
         }
         if dropped > 0 {
             journal.log(

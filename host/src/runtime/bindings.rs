@@ -26,6 +26,7 @@ pub type WitJobSpec = JobSpec;
 /// The generated host traits, implemented in [`super::host`].
 pub(crate) mod host_traits {
     pub use super::stepwise::jobs::log::Host as LogHost;
+    pub use super::stepwise::jobs::secrets::Host as SecretsHost;
     pub use super::stepwise::jobs::steps::Host as StepsHost;
     pub use super::stepwise::jobs::types::Host as TypesHost;
 }

@@ -12,13 +12,15 @@ use super::sandbox::HostState;
 use crate::policy::{Backoff, PolicyOverrides};
 
 /// The world a handler must target, as named in errors.
-pub const WORLD: &str = "stepwise:jobs/handler@0.1.0";
+pub const WORLD: &str = "stepwise:jobs/handler@0.1.1";
 
-/// Interfaces of our own package a handler may import.
-const OWN_IMPORTS: [&str; 3] = [
-    "stepwise:jobs/types@0.1.0",
-    "stepwise:jobs/steps@0.1.0",
-    "stepwise:jobs/log@0.1.0",
+/// Interfaces of our own package a handler may import, at any 0.1.x version (0.1.1 added
+/// `secrets`; the linker resolves a 0.1.0 import to the 0.1.1 definition).
+const OWN_IMPORTS: [&str; 4] = [
+    "stepwise:jobs/types",
+    "stepwise:jobs/steps",
+    "stepwise:jobs/log",
+    "stepwise:jobs/secrets",
 ];
 
 /// WASI interfaces the host links (WASI 0.2, any 0.2.x patch version): the CLI, clock, random,
@@ -53,10 +55,11 @@ const WASI_ALSO_PROVIDED: [&str; 2] = ["wasi:random/insecure", "wasi:random/inse
 
 /// Why the host cannot satisfy an import, if it cannot.
 fn import_problem(name: &str) -> Option<String> {
-    if OWN_IMPORTS.contains(&name) {
-        return None;
-    }
     let (iface, version) = name.split_once('@').unwrap_or((name, ""));
+    if OWN_IMPORTS.contains(&iface) {
+        return (!version.starts_with("0.1."))
+            .then(|| format!("imports {name}; this host provides {iface} at 0.1.x (up to 0.1.1)"));
+    }
     let wasi = WASI_PROVIDED.contains(&iface) || WASI_ALSO_PROVIDED.contains(&iface);
     if !wasi {
         return Some(format!("imports {name}, which Stepwise does not provide"));

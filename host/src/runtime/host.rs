@@ -1,6 +1,6 @@
 //! The host side of the WIT imports: every step call is answered by the run's [`Journal`].
 
-use super::bindings::host_traits::{LogHost, StepsHost, TypesHost};
+use super::bindings::host_traits::{LogHost, SecretsHost, StepsHost, TypesHost};
 use super::bindings::{JobError, Level, StepState};
 use super::sandbox::HostState;
 use crate::engine::journal::{HostFault, Journal};
@@ -26,13 +26,15 @@ impl StepsHost for HostState {
     }
 
     async fn succeed(&mut self, name: String, output: String) -> wasmtime::Result<()> {
+        let output = self.masked(output);
         self.journal()?
             .succeed(&name, output)
             .await
             .map_err(wasmtime::Error::new)
     }
 
-    async fn fail(&mut self, name: String, error: JobError) -> wasmtime::Result<()> {
+    async fn fail(&mut self, name: String, mut error: JobError) -> wasmtime::Result<()> {
+        error.message = self.masked(error.message);
         self.journal()?
             .fail(&name, &(&error).into())
             .map_err(wasmtime::Error::new)
@@ -52,7 +54,18 @@ impl LogHost for HostState {
             Level::Warn => LogLevel::Warn,
             Level::Error => LogLevel::Error,
         };
+        let message = self.masked(message);
         self.journal()?.log(level, LogSource::Guest, message);
         Ok(())
+    }
+}
+
+impl SecretsHost for HostState {
+    async fn read(&mut self, name: String) -> wasmtime::Result<Result<String, String>> {
+        self.host_calls = self.host_calls.wrapping_add(1);
+        Ok(match self.egress.attempt() {
+            Some(attempt) => attempt.secrets().readable(&name),
+            None => Err("secrets are only available while a job runs, not in describe()".into()),
+        })
     }
 }

@@ -90,6 +90,14 @@ impl WasiHttpView for HostState {
 }
 
 impl HostState {
+    /// `text` with the tenant's secret values masked.
+    pub(crate) fn masked(&self, text: String) -> String {
+        match self.egress.attempt() {
+            Some(attempt) => attempt.secrets().mask(&text),
+            None => text,
+        }
+    }
+
     /// Moves the outbound calls finished since the last host call onto the run's timeline.
     pub(crate) fn record_http_calls(&mut self) {
         let (Some(egress), Some(journal)) = (self.egress.attempt(), self.journal.as_mut()) else {

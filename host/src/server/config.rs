@@ -32,6 +32,9 @@
 //! max_module_bytes_total = 1073741824
 //! max_stored_bytes = 10737418240  # records stored by the tenant's runs
 //!
+//! secrets_key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"  # an example: make yours with `stepwise secrets keygen`
+//! secrets_previous_keys = []      # keys being rotated out (see README, "Secrets")
+//!
 //! [egress]                        # outbound HTTP of every tenant's guests
 //! allow_private = false           # loopback, private, link-local: refused unless true
 //! ca_file = "/etc/stepwise/extra-ca.pem"   # trusted beside the Mozilla roots
@@ -70,6 +73,7 @@ use crate::egress::EgressConfig;
 use crate::engine::journal::JournalLimits;
 use crate::engine::{TenantLimits, TenantSettings};
 use crate::policy::{Caps, Policy};
+use crate::secrets::{KeyText, SecretsConfig};
 use crate::store::Durability;
 
 /// A queue limit set from the config file.
@@ -137,6 +141,12 @@ pub struct ServeConfig {
     /// Outbound HTTP: private addresses, extra CA, per-attempt caps. Default: see
     /// `EgressConfig` (private addresses refused, caps at the ceiling).
     pub egress: EgressConfig,
+    /// The key (64 hex digits) that seals tenants' secrets; `STEPWISE_SECRETS_KEY` overrides
+    /// it. Default: none (secrets unavailable).
+    pub secrets_key: Option<KeyText>,
+    /// Keys being rotated out, still accepted for opening; `STEPWISE_SECRETS_PREVIOUS_KEYS`
+    /// (comma-separated) overrides it.
+    pub secrets_previous_keys: Vec<KeyText>,
 }
 
 /// Quotas of every tenant, from the config file.
@@ -221,6 +231,11 @@ impl ServeConfig {
             .context("default_policy")?;
         anyhow::ensure!(self.concurrency >= 1, "concurrency must be at least 1");
         self.egress.check().map_err(anyhow::Error::msg)?;
+        SecretsConfig {
+            key: self.secrets_key.clone(),
+            previous_keys: self.secrets_previous_keys.clone(),
+        }
+        .keys()?;
         anyhow::ensure!(
             self.tenant_concurrency != Some(0),
             "tenant_concurrency must be at least 1"
@@ -266,6 +281,8 @@ impl Default for ServeConfig {
             tenant_defaults: TenantQuotas::default(),
             tenants: Vec::new(),
             egress: EgressConfig::default(),
+            secrets_key: None,
+            secrets_previous_keys: Vec::new(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! [`ApiError::from`] is the one mapping from engine errors to HTTP statuses and codes; the codes
 //! are listed in docs/api.md (checked by a test against [`CODES`]).
 
+use crate::secrets::SecretsError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use crate::engine::EngineError;
 use crate::runtime::LoadError;
 
 /// Every error code the API can return.
-pub const CODES: [&str; 18] = [
+pub const CODES: [&str; 20] = [
     "invalid_json",
     "invalid_payload",
     "invalid_options",
@@ -30,6 +31,8 @@ pub const CODES: [&str; 18] = [
     "shutting_down",
     "quota_exceeded",
     "invalid_egress",
+    "invalid_secret",
+    "secrets_unavailable",
 ];
 
 /// An error answer.
@@ -115,6 +118,13 @@ impl From<EngineError> for ApiError {
                 Self::new(S::CONFLICT, "idempotency_conflict", message).with("run_id", run)
             }
             EngineError::NotFailed { .. } => Self::new(S::CONFLICT, "not_failed", message),
+            EngineError::Secrets(SecretsError::NoKey) => {
+                Self::new(S::SERVICE_UNAVAILABLE, "secrets_unavailable", message)
+            }
+            EngineError::Secrets(SecretsError::Invalid(_)) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_secret", message)
+            }
+            EngineError::UnknownSecret(_) => Self::not_found(message),
             EngineError::InvalidEgress(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "invalid_egress", message)
             }

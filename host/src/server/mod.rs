@@ -22,6 +22,7 @@ pub use routes::ROUTES;
 
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::RuntimeConfig;
+use crate::secrets::{KeyText, SecretsConfig};
 use crate::store::QueueSettings;
 use crate::{SeededJitter, SystemClock};
 
@@ -83,6 +84,10 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
                 mb.saturating_mul(1 << 20)
             }),
         egress: config.egress.clone(),
+        secrets: SecretsConfig {
+            key: config.secrets_key.clone(),
+            previous_keys: config.secrets_previous_keys.clone(),
+        },
     }
 }
 
@@ -134,6 +139,16 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     {
         config.admin_token = Some(token);
     }
+    if let Ok(key) = std::env::var("STEPWISE_SECRETS_KEY")
+        && !key.is_empty()
+    {
+        config.secrets_key = Some(KeyText(key));
+    }
+    if let Ok(keys) = std::env::var("STEPWISE_SECRETS_PREVIOUS_KEYS")
+        && !keys.is_empty()
+    {
+        config.secrets_previous_keys = keys.split(',').map(|k| KeyText(k.to_owned())).collect();
+    }
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create data dir {}", config.data.display()))?;
     let config_data = std::fs::canonicalize(&config.data)?;
@@ -145,6 +160,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         Arc::new(SeededJitter::from_entropy()),
     )
     .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+    engine
+        .reseal_secrets()
+        .await
+        .context("cannot re-seal the stored secrets with the current key")?;
     for q in &config.queues {
         let settings = QueueSettings {
             concurrency: Some(q.concurrency),

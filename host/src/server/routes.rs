@@ -23,10 +23,11 @@ use crate::egress::{EgressLimits, TenantEgress};
 use crate::engine::{NewRun, RunFilter, check_queue_name};
 use crate::model::{RunRecord, RunStatus};
 use crate::policy::{Backoff, PolicyOverrides};
+use crate::secrets::NewSecret;
 use crate::store::{Listing, QueueSettings};
 
 /// Every route, as (method, path): the API reference must list each.
-pub const ROUTES: [(&str, &str); 19] = [
+pub const ROUTES: [(&str, &str); 22] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("POST", "/v1/tenants"),
@@ -46,6 +47,9 @@ pub const ROUTES: [(&str, &str); 19] = [
     ("GET", "/v1/runs/{id}/logs"),
     ("GET", "/v1/egress"),
     ("PUT", "/v1/egress"),
+    ("GET", "/v1/secrets"),
+    ("PUT", "/v1/secrets/{name}"),
+    ("DELETE", "/v1/secrets/{name}"),
 ];
 
 type ApiResult = Result<Response, ApiError>;
@@ -76,6 +80,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/queues/{queue}", get(get_queue).put(put_queue))
         .route("/v1/egress", get(get_egress).put(put_egress))
+        .route("/v1/secrets", get(list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            axum::routing::put(put_secret).delete(delete_secret),
+        )
         .route(
             "/v1/queues/{queue}/dead-letters",
             get(list_dead_letters).delete(purge_dead_letters),
@@ -408,6 +417,31 @@ async fn put_queue(
     };
     state.engine.set_queue(&tenant, &queue, settings).await?;
     queue_view(&state, &tenant, &queue)
+}
+
+async fn list_secrets(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
+    let secrets = state.engine.list_secrets(&tenant)?;
+    ok(StatusCode::OK, json!({ "secrets": secrets }))
+}
+
+async fn put_secret(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(name): Param,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let secret: NewSecret = parse(&small_body(body)?)?;
+    let info = state.engine.set_secret(&tenant, &name, secret).await?;
+    ok(StatusCode::OK, json!(info))
+}
+
+async fn delete_secret(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(name): Param,
+) -> ApiResult {
+    state.engine.delete_secret(&tenant, &name).await?;
+    ok(StatusCode::OK, json!({ "deleted": name }))
 }
 
 async fn get_egress(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {

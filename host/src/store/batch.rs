@@ -83,6 +83,15 @@ pub(super) enum Op {
         tenant: String,
         json: Vec<u8>,
     },
+    PutSecret {
+        tenant: String,
+        name: String,
+        json: Vec<u8>,
+    },
+    RemoveSecret {
+        tenant: String,
+        name: String,
+    },
     PutIdempotency {
         tenant: String,
         queue: String,
@@ -148,6 +157,7 @@ impl Op {
             | Self::PutTenantModule { json, .. }
             | Self::PutQueue { json, .. }
             | Self::PutEgress { json, .. }
+            | Self::PutSecret { json, .. }
             | Self::PutIdempotency { json, .. } => json.len(),
             Self::PutModule { bytes, .. } => bytes.len(),
             _ => 0,
@@ -356,6 +366,25 @@ impl Batch {
         self.ops.push(Op::PutEgress {
             tenant: tenant.to_owned(),
             json: to_json(settings),
+        });
+        self
+    }
+
+    /// Writes a tenant's secret (its value sealed).
+    pub fn put_secret(&mut self, tenant: &str, record: &crate::secrets::SecretRecord) -> &mut Self {
+        self.ops.push(Op::PutSecret {
+            tenant: tenant.to_owned(),
+            name: record.name.clone(),
+            json: to_json(record),
+        });
+        self
+    }
+
+    /// Removes a tenant's secret.
+    pub fn remove_secret(&mut self, tenant: &str, name: &str) -> &mut Self {
+        self.ops.push(Op::RemoveSecret {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
         });
         self
     }

@@ -316,6 +316,7 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::QUEUES)?;
         txn.open_table(schema::COUNTERS)?;
         txn.open_table(schema::EGRESS)?;
+        txn.open_table(schema::SECRETS)?;
         if meta.get("counters_built")?.is_none() {
             build_counters(&txn)?;
             meta.insert("counters_built", 1)?;

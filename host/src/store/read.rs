@@ -255,6 +255,44 @@ impl Store {
         Ok(out)
     }
 
+    /// Every stored secret (sealed), by tenant, in name order.
+    pub fn secrets_all(
+        &self,
+    ) -> Result<Vec<(String, Vec<crate::secrets::SecretRecord>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::SECRETS)?;
+        let mut out: Vec<(String, Vec<crate::secrets::SecretRecord>)> = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (tenant, name) = k.value();
+            let record = decode(v.value(), || format!("secret {tenant}/{name}"))?;
+            match out.last_mut() {
+                Some((t, list)) if t == tenant => list.push(record),
+                _ => out.push((tenant.to_owned(), vec![record])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One tenant's stored secrets (sealed), in name order.
+    pub fn secrets_of(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<crate::secrets::SecretRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::SECRETS)?;
+        let mut out = Vec::new();
+        for entry in table.range((tenant, "")..)? {
+            let (k, v) = entry?;
+            let (t, name) = k.value();
+            if t != tenant {
+                break;
+            }
+            out.push(decode(v.value(), || format!("secret {t}/{name}"))?);
+        }
+        Ok(out)
+    }
+
     /// One tenant's stored egress settings (none stored: nothing allowed).
     pub fn egress(&self, tenant: &str) -> Result<crate::egress::TenantEgress, StoreError> {
         let txn = self.db.begin_read()?;

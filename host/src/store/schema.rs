@@ -67,3 +67,7 @@ pub const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules"
 
 /// tenant → [`crate::egress::TenantEgress`] (JSON): the tenant's egress rules and limits.
 pub const EGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("egress");
+
+/// (tenant, secret name) → [`crate::secrets::SecretRecord`] (JSON): the value sealed with the
+/// operator's key, never in clear.
+pub const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");

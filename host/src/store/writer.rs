@@ -249,6 +249,7 @@ tables! {
     modules: MODULES as &'static str => &'static [u8];
     counters: COUNTERS as (&'static str, &'static str, &'static str) => u64;
     egress: EGRESS as &'static str => &'static [u8];
+    secrets: SECRETS as (&'static str, &'static str) => &'static [u8];
 }
 
 /// Takes the batch's idempotency key inside the transaction, or reports who holds it.
@@ -403,6 +404,14 @@ fn apply(tables: &mut Tables<'_>, batch: &Batch, deltas: &mut Deltas) -> Result<
                 tables
                     .queues()?
                     .insert((tenant.as_str(), queue.as_str()), json.as_slice())?;
+            }
+            Op::PutSecret { tenant, name, json } => {
+                tables
+                    .secrets()?
+                    .insert((tenant.as_str(), name.as_str()), json.as_slice())?;
+            }
+            Op::RemoveSecret { tenant, name } => {
+                tables.secrets()?.remove((tenant.as_str(), name.as_str()))?;
             }
             Op::PutEgress { tenant, json } => {
                 tables.egress()?.insert(tenant.as_str(), json.as_slice())?;

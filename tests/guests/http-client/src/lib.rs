@@ -57,14 +57,21 @@ fn fetch(ctx: &mut Ctx, input: Fetch) -> Result<Fetched, JobError> {
 struct Charge {
     base_url: String,
     amount: u64,
+    /// A host-bound secret sent as `Authorization: Bearer {{secret:NAME}}`.
+    #[serde(default)]
+    auth_secret: Option<String>,
 }
 
 /// Charges once per run, however many attempts it takes: the key is the step's.
 #[job(max_attempts = 5, backoff_initial_ms = 50, backoff_max_ms = 200)]
 fn charge(ctx: &mut Ctx, input: Charge) -> Result<serde_json::Value, JobError> {
     let charge: serde_json::Value = ctx.step("charge", || {
-        let response = Request::post(&format!("{}/v1/charges", input.base_url))
-            .header("Idempotency-Key", &ctx.idempotency_key()?)
+        let mut request = Request::post(&format!("{}/v1/charges", input.base_url))
+            .header("Idempotency-Key", &ctx.idempotency_key()?);
+        if let Some(name) = &input.auth_secret {
+            request = request.header("Authorization", &format!("Bearer {{{{secret:{name}}}}}"));
+        }
+        let response = request
             .timeout(Duration::from_secs(1))
             .json(&serde_json::json!({ "amount": input.amount }))?
             .send()?
@@ -74,4 +81,16 @@ fn charge(ctx: &mut Ctx, input: Charge) -> Result<serde_json::Value, JobError> {
     Ok(charge)
 }
 
-export_jobs!(fetch, charge);
+/// Reads a readable secret and tries to leak it everywhere a run records text.
+#[job(max_attempts = 1)]
+#[allow(clippy::print_stdout, reason = "captured output is one of the places it must be masked")]
+fn reveal(ctx: &mut Ctx, name: String) -> Result<(), JobError> {
+    let value = ctx.secret(&name)?;
+    ctx.log_info(format!("the value is {value}"));
+    println!("stdout has {value}");
+    eprintln!("stderr has {value}");
+    let kept: String = ctx.step("keep", || Ok(format!("kept {value}")))?;
+    Err(JobError::non_retryable(format!("failing with {kept}")))
+}
+
+export_jobs!(fetch, charge, reveal);
