@@ -300,3 +300,94 @@ async fn egress_rules_through_the_api_and_the_cli_with_bad_input_refused() {
     let view = cli.json(&["egress", "deny", "api.stripe.com"]);
     assert_eq!(view["rules"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn secrets_through_the_api_and_the_cli_never_show_a_value() {
+    const VALUE: &str = "sk_live_cli_7Hq2Lm";
+    let key = stepwise_host::secrets::SecretKeys::generate();
+    let server = Server::start_with_config(&format!("secrets_key = \"{key}\"\n"));
+    let api = server.api();
+    let cli = Cli {
+        server: &server,
+        token: api.admin_create_tenant("secrets-cli").await,
+    };
+    // The value comes from stdin, never from the command line.
+    let mut child = Command::new(BIN)
+        .args([
+            "secrets",
+            "set",
+            "PAYMENTS_KEY",
+            "--host",
+            "api.stripe.com",
+            "--json",
+        ])
+        .env("STEPWISE_URL", server.url())
+        .env("STEPWISE_TOKEN", &cli.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(child.stdin.take().unwrap(), "{VALUE}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(set["hosts"][0]["pattern"], "https://api.stripe.com:443");
+    assert_eq!(set["readable"], false);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(VALUE));
+
+    let listed = cli.text(&["secrets", "list"]);
+    assert!(
+        listed.contains("PAYMENTS_KEY: bound to https://api.stripe.com:443"),
+        "{listed}"
+    );
+    let (_, all) = api.get(&cli.token, "/v1/secrets").await;
+    assert!(!all.to_string().contains(VALUE), "{all}");
+
+    for (body, says) in [
+        (serde_json::json!({"value": "v"}), "nothing could use it"),
+        (serde_json::json!({"value": "", "readable": true}), "1 to"),
+        (
+            serde_json::json!({"value": "v", "hosts": [{"pattern": "*.com"}]}),
+            "top-level",
+        ),
+    ] {
+        let answer = api.put(&cli.token, "/v1/secrets/K", body).await;
+        let error = crate::serve_util::assert_error(&answer, 422, "invalid_secret");
+        assert!(error["message"].as_str().unwrap().contains(says), "{error}");
+    }
+    let answer = api
+        .put(
+            &cli.token,
+            "/v1/secrets/bad%20name",
+            serde_json::json!({"value": "v", "readable": true}),
+        )
+        .await;
+    crate::serve_util::assert_error(&answer, 422, "invalid_secret");
+    let out = cli.cmd(&["secrets", "rm", "NOPE"]);
+    assert_eq!(out.status.code(), Some(2));
+    cli.text(&["secrets", "rm", "PAYMENTS_KEY"]);
+    assert!(cli.text(&["secrets", "list"]).contains("no secrets"));
+    assert!(
+        !server.log().contains(VALUE),
+        "the server log holds the value"
+    );
+
+    // A server without a key refuses secrets with its own code.
+    let keyless = Server::start();
+    let api = keyless.api();
+    let token = api.admin_create_tenant("no-key").await;
+    let answer = api
+        .put(
+            &token,
+            "/v1/secrets/K",
+            serde_json::json!({"value": "v", "readable": true}),
+        )
+        .await;
+    crate::serve_util::assert_error(&answer, 503, "secrets_unavailable");
+}

@@ -243,3 +243,39 @@ async fn bad_egress_settings_are_refused_and_nothing_is_stored() {
     let kept = h.engine.egress_settings(LOCAL).unwrap();
     assert_eq!(kept.rules[0].pattern, "https://api.stripe.com:443");
 }
+
+#[tokio::test]
+async fn a_429_retry_after_in_seconds_or_as_a_date_sets_the_next_attempt() {
+    // The harness clock starts at 2026-01-01T00:00:00Z; the guest's wall clock is that clock.
+    for (retry_after, wait_ms) in [("2", 2_000), ("Thu, 01 Jan 2026 00:00:30 GMT", 30_000)] {
+        let h = harness(true);
+        let base = allowed_provider(&h).await;
+        reqwest::Client::new()
+            .post(format!("{base}/control"))
+            .json(&json!({ "throttle_next": 1, "retry_after": retry_after }))
+            .send()
+            .await
+            .unwrap();
+        let view = h
+            .run(
+                guests::HTTP_CLIENT,
+                "charge",
+                json!({ "base_url": base, "amount": 1 }),
+                PolicyOverrides::default(),
+            )
+            .await;
+        assert_eq!(
+            view.run.status,
+            RunStatus::Completed,
+            "{:?}",
+            view.run.error
+        );
+        let delays: Vec<u64> = h.clock.waits().iter().map(|(f, t)| t - f).collect();
+        assert_eq!(delays, vec![wait_ms], "Retry-After: {retry_after}");
+        let statuses: Vec<Option<u16>> = http_entries(&view)
+            .iter()
+            .map(|t| t.http.as_ref().unwrap().status)
+            .collect();
+        assert_eq!(statuses, vec![Some(429), Some(200)]);
+    }
+}

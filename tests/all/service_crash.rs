@@ -229,3 +229,69 @@ async fn acknowledged_runs_survive_repeated_kill9_under_load() {
     assert_eq!(queue["depth"], 0, "{queue}");
     assert_eq!(queue["dead_letters"], 0, "{queue}");
 }
+
+/// `kill -9` of the server after the provider made the charge but before the step's
+/// completion was committed: after the restart the run completes, sending the same
+/// idempotency key again, and the provider holds exactly one charge.
+#[tokio::test]
+async fn a_charge_in_flight_at_kill9_is_made_exactly_once() {
+    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{addr}");
+    let mut server = Server::start_with_config("[egress]\nallow_private = true\n");
+    let api = server.api();
+    let token = api.admin_create_tenant("payer").await;
+    api.deploy(&token, guests::HTTP_CLIENT).await;
+    let (status, _) = api
+        .put(
+            &token,
+            "/v1/egress",
+            json!({ "rules": [{ "pattern": base }] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let http = reqwest::Client::new();
+    // The provider makes the charge and then holds its answer back.
+    http.post(format!("{base}/control"))
+        .json(&json!({ "lose_next": 1, "lose_delay_ms": 60_000 }))
+        .send()
+        .await
+        .unwrap();
+    let id = api
+        .enqueue_new(
+            &token,
+            "payments",
+            json!({ "job": "charge",
+                    "payload": { "base_url": base, "amount": 700, "timeout_ms": 30_000 } }),
+        )
+        .await;
+    let charges = |http: reqwest::Client| {
+        let url = format!("{base}/v1/charges");
+        async move {
+            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            v
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while charges(http.clone()).await["count"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the charge never reached the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let run = api.run(&token, &id).await;
+    assert_eq!(
+        run["status"], "running",
+        "the step has not completed: {run}"
+    );
+    server.kill9();
+    server.restart();
+    let api = server.api();
+    let run = api.wait_final(&token, &id, SETTLE).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let all = charges(http.clone()).await;
+    assert_eq!(all["count"], 1, "exactly one charge: {all}");
+    assert_eq!(run["output"]["id"], all["charges"][0]["id"]);
+}

@@ -197,6 +197,11 @@ impl Journal {
         }
     }
 
+    /// The clock the journal stamps its entries with.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Charges what this journal commits to `tenant`'s stored bytes.
     pub fn charge_to(&mut self, tenant: &str) {
         self.tenant = Some(tenant.to_owned());

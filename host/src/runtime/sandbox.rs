@@ -44,17 +44,23 @@ impl HostState {
     ) -> Self {
         let stdout = CapturedOutput::new(capture_bytes);
         let stderr = CapturedOutput::new(capture_bytes);
+        let clock = journal.as_ref().map(Journal::clock);
         // The builder's defaults are already closed: no preopened directories, no environment,
         // no arguments, and a socket check that denies every address. Spelled out so a future
         // default change cannot open anything silently.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        // The guest's wall clock is the engine's, so its notion of "now" (an HTTP date in a
+        // Retry-After, a timestamp it records) follows the clock tests inject.
+        if let Some(clock) = clock {
+            wasi.wall_clock(EngineWallClock(clock));
+        }
+        let wasi = wasi.build();
         Self {
             wasi,
             http: WasiHttpCtx::new(),
@@ -106,6 +112,19 @@ impl HostState {
         for (call, denied) in egress.take_calls() {
             journal.record_http(call, denied);
         }
+    }
+}
+
+/// The engine's [`Clock`](crate::clock::Clock) as the guest's `wasi:clocks/wall-clock`.
+struct EngineWallClock(Arc<dyn crate::clock::Clock>);
+
+impl wasmtime_wasi::HostWallClock for EngineWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.now())
     }
 }
 

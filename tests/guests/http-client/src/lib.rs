@@ -60,6 +60,13 @@ struct Charge {
     /// A host-bound secret sent as `Authorization: Bearer {{secret:NAME}}`.
     #[serde(default)]
     auth_secret: Option<String>,
+    /// How long to wait for the provider's answer.
+    #[serde(default = "second")]
+    timeout_ms: u64,
+}
+
+fn second() -> u64 {
+    1_000
 }
 
 /// Charges once per run, however many attempts it takes: the key is the step's.
@@ -72,7 +79,7 @@ fn charge(ctx: &mut Ctx, input: Charge) -> Result<serde_json::Value, JobError> {
             request = request.header("Authorization", &format!("Bearer {{{{secret:{name}}}}}"));
         }
         let response = request
-            .timeout(Duration::from_secs(1))
+            .timeout(Duration::from_millis(input.timeout_ms))
             .json(&serde_json::json!({ "amount": input.amount }))?
             .send()?
             .error_for_status()?;
@@ -83,7 +90,10 @@ fn charge(ctx: &mut Ctx, input: Charge) -> Result<serde_json::Value, JobError> {
 
 /// Reads a readable secret and tries to leak it everywhere a run records text.
 #[job(max_attempts = 1)]
-#[allow(clippy::print_stdout, reason = "captured output is one of the places it must be masked")]
+#[allow(
+    clippy::print_stdout,
+    reason = "captured output is one of the places it must be masked"
+)]
 fn reveal(ctx: &mut Ctx, name: String) -> Result<(), JobError> {
     let value = ctx.secret(&name)?;
     ctx.log_info(format!("the value is {value}"));
