@@ -279,3 +279,86 @@ async fn a_429_retry_after_in_seconds_or_as_a_date_sets_the_next_attempt() {
         assert_eq!(statuses, vec![Some(429), Some(200)]);
     }
 }
+
+async fn deliver(h: &Harness, base: &str) -> RunView {
+    let payload = json!({ "url": format!("{base}/v1/webhooks"), "event": { "type": "paid" } });
+    h.run(
+        guests::WEBHOOK_DELIVERY,
+        "deliver-webhook",
+        payload,
+        PolicyOverrides::default(),
+    )
+    .await
+}
+
+/// The webhook-delivery example against the fake provider: retried with its exponential
+/// backoff through 5xx, waiting exactly as asked on 429, and final on 410.
+#[tokio::test]
+async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
+    let control = |base: &str, body: Value| {
+        let url = format!("{base}/control");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+
+    let h = harness(true);
+    let base = allowed_provider(&h).await;
+    control(&base, json!({ "webhook_status": 502, "webhook_times": 2 })).await;
+    let view = deliver(&h, &base).await;
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
+    let waits: Vec<u64> = h.clock.waits().iter().map(|(f, t)| t - f).collect();
+    assert_eq!(waits.len(), 2);
+    for (wait, full) in waits.iter().zip([60_000u64, 120_000]) {
+        // The job's backoff: one minute doubling, shortened by at most the 20 % jitter.
+        assert!((full * 8 / 10..=full).contains(wait), "{waits:?}");
+    }
+    let ids: Vec<String> = view
+        .logs
+        .iter()
+        .filter_map(|l| l.message.strip_prefix("delivering "))
+        .map(|m| m.split(',').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids.iter().all(|i| i == &ids[0]),
+        "one Webhook-Id on every attempt: {ids:?}"
+    );
+
+    let h = harness(true);
+    let base = allowed_provider(&h).await;
+    control(
+        &base,
+        json!({ "webhook_status": 429, "webhook_times": 1, "retry_after": "120" }),
+    )
+    .await;
+    let view = deliver(&h, &base).await;
+    assert_eq!(view.run.status, RunStatus::Completed);
+    let waits: Vec<u64> = h.clock.waits().iter().map(|(f, t)| t - f).collect();
+    assert_eq!(waits, vec![120_000], "Retry-After wins over the backoff");
+
+    let h = harness(true);
+    let base = allowed_provider(&h).await;
+    control(&base, json!({ "webhook_status": 410 })).await;
+    let view = deliver(&h, &base).await;
+    assert_eq!(view.run.status, RunStatus::Failed);
+    assert!(
+        view.run
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("410 Gone")
+    );
+    assert!(h.clock.waits().is_empty(), "410 is not retried");
+}

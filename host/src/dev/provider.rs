@@ -41,8 +41,11 @@ pub struct Control {
     pub throttle_next: u32,
     /// The 429's `Retry-After` value, as sent (`"2"` or an HTTP date).
     pub retry_after: Option<String>,
-    /// The status `POST /v1/webhooks` answers with (default 200).
+    /// The status `POST /v1/webhooks` answers with (default 200), with `retry_after` as its
+    /// `Retry-After` when set.
     pub webhook_status: Option<u16>,
+    /// How many webhook requests get `webhook_status` before the rest get 200; absent: all.
+    pub webhook_times: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -176,13 +179,27 @@ async fn record(State(state): State<Shared>, uri: axum::http::Uri) -> Json<Value
 
 async fn webhook(State(state): State<Shared>) -> Response {
     seen(&state, "/v1/webhooks");
-    let p = state.lock().unwrap_or_else(|e| e.into_inner());
-    let status = p
-        .control
+    let mut p = state.lock().unwrap_or_else(|e| e.into_inner());
+    let control = &mut p.control;
+    let failing = match &mut control.webhook_times {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            *n -= 1;
+            true
+        }
+    };
+    let status = control
         .webhook_status
+        .filter(|_| failing)
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
-    (status, "webhook received").into_response()
+    match (&control.retry_after, status) {
+        (Some(retry), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) => {
+            (status, [(header::RETRY_AFTER, retry.clone())], "try later").into_response()
+        }
+        _ => (status, "webhook received").into_response(),
+    }
 }
 
 async fn bytes(State(state): State<Shared>, Path(n): Path<usize>) -> Response {
