@@ -17,6 +17,9 @@
 //! memory_budget_mb = 8192         # sum of running attempts' memory caps (default: half of RAM)
 //! module_cache_mb = 512           # compiled modules kept loaded (LRU)
 //! compile_cache_mb = 1024         # compiled modules kept on disk
+//! # 64 hex digits sealing tenants' secrets; make yours with `stepwise secrets keygen`
+//! secrets_key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+//! secrets_previous_keys = []      # keys being rotated out (see README, "Secrets")
 //!
 //! [limits]                        # what one attempt and one run may write
 //! max_output_bytes = 1048576      # a step's or the job's output
@@ -31,9 +34,6 @@
 //! max_modules = 100
 //! max_module_bytes_total = 1073741824
 //! max_stored_bytes = 10737418240  # records stored by the tenant's runs
-//!
-//! secrets_key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"  # an example: make yours with `stepwise secrets keygen`
-//! secrets_previous_keys = []      # keys being rotated out (see README, "Secrets")
 //!
 //! [egress]                        # outbound HTTP of every tenant's guests
 //! allow_private = false           # loopback, private, link-local: refused unless true
