@@ -12,6 +12,7 @@ mod bench_smoke;
 mod cli_service;
 mod crash;
 mod egress;
+mod egress_tls;
 mod hostile;
 mod idempotency;
 mod lifecycle;

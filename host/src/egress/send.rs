@@ -342,15 +342,21 @@ async fn send(
         }
     });
     let first_byte = timeouts.first_byte;
+    let mut conn_done = false;
     let response = {
         let exchange = tokio::time::timeout(first_byte, sender.send_request(request));
         tokio::pin!(exchange);
-        // Drive the connection while waiting for the response head.
+        // Drive the connection while waiting for the response head. A connection that ends
+        // cleanly first (the server answered and closed) has already handed its response over.
         tokio::select! {
+            biased;
             r = &mut exchange => r,
-            r = &mut conn => {
-                let e = r.err().unwrap_or(Error::HttpResponseIncomplete);
-                return Err(call.fail(attempt, e, &sent));
+            r = &mut conn => match r {
+                Ok(()) => {
+                    conn_done = true;
+                    exchange.await
+                }
+                Err(e) => return Err(call.fail(attempt, e, &sent)),
             }
         }
     };
@@ -383,7 +389,12 @@ async fn send(
         };
         body.boxed_unsync()
     });
-    let io: IoFuture = Box::new(conn);
+    // A finished connection future must not be polled again.
+    let io: IoFuture = if conn_done {
+        Box::new(std::future::ready(Ok(())))
+    } else {
+        Box::new(conn)
+    };
     Ok((response, io))
 }
 
