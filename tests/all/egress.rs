@@ -362,3 +362,91 @@ async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
     );
     assert!(h.clock.waits().is_empty(), "410 is not retried");
 }
+
+/// Attempts that wait on a slow provider hold their own tenant's slots only: another tenant's
+/// run completes while every one of them is still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
+    let h = harness_with(EngineConfig {
+        concurrency: 4,
+        egress: EgressConfig {
+            allow_private: true,
+            ..EgressConfig::default()
+        },
+        ..EngineConfig::default()
+    });
+    let base = provider().await;
+    h.engine.set_egress("slow", rules(&[&base])).await.unwrap();
+    // Every charge is made, then answered only after 3 s.
+    reqwest::Client::new()
+        .post(format!("{base}/control"))
+        .json(&json!({ "lose_next": 10, "lose_delay_ms": 3_000 }))
+        .send()
+        .await
+        .unwrap();
+    let http = h.deploy(guests::HTTP_CLIENT).await;
+    let mut slow = Vec::new();
+    for i in 0..10 {
+        let run = h
+            .engine
+            .enqueue(stepwise_host::NewRun {
+                tenant: "slow".into(),
+                ..stepwise_host::NewRun::local(
+                    &http,
+                    "charge",
+                    json!({ "base_url": base, "amount": i, "timeout_ms": 10_000 }).to_string(),
+                )
+            })
+            .await
+            .unwrap();
+        slow.push(run.run.id);
+    }
+    let testbed = h.deploy(guests::TESTBED).await;
+    let quick = h
+        .engine
+        .enqueue(stepwise_host::NewRun {
+            tenant: "quick".into(),
+            ..stepwise_host::NewRun::local(
+                &testbed,
+                "echo",
+                json!({ "message": "hi", "count": 1 }).to_string(),
+            )
+        })
+        .await
+        .unwrap()
+        .run
+        .id;
+    // The scheduler runs in the background; once the quick run is final, look at the slow
+    // tenant's runs (run_to_end itself would wait for the attempts in flight to settle).
+    let scheduler = {
+        let (engine, quick) = (h.engine.clone(), quick.clone());
+        tokio::spawn(async move { engine.run_to_end(&quick).await })
+    };
+    let store = h.engine.store();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !store.run(&quick).unwrap().unwrap().status.is_final() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quick run never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        store.run(&quick).unwrap().unwrap().status,
+        RunStatus::Completed
+    );
+    let unfinished = slow
+        .iter()
+        .filter(|id| !store.run(id).unwrap().unwrap().status.is_final())
+        .count();
+    assert_eq!(
+        unfinished, 10,
+        "the quick tenant finished while the slow one still waited"
+    );
+    let running = slow.iter().filter(|id| h.engine.is_running(id)).count();
+    assert!(
+        (1..=2).contains(&running),
+        "the slow tenant holds at most its cap of 2 slots, held {running}"
+    );
+    scheduler.await.unwrap().unwrap();
+}
