@@ -158,12 +158,37 @@ async fn non_retryable_errors_fail_at_once() {
 
 #[tokio::test]
 async fn retry_after_sets_the_next_attempt_time() {
-    let h = harness();
+    // The rate-limited example against the fake provider answering 429 `Retry-After: 7` twice.
+    let h = harness_with(stepwise_host::EngineConfig {
+        egress: stepwise_host::egress::EgressConfig {
+            allow_private: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{addr}");
+    let rules = stepwise_host::egress::TenantEgress {
+        rules: vec![stepwise_host::egress::RuleSpec {
+            pattern: base.clone(),
+            methods: vec![],
+        }],
+        limits: None,
+    };
+    h.engine.set_egress("local", rules).await.unwrap();
+    reqwest::Client::new()
+        .post(format!("{base}/control"))
+        .json(&json!({ "throttle_next": 2, "retry_after": "7" }))
+        .send()
+        .await
+        .unwrap();
     let view = h
         .run(
             guests::RATE_LIMITED,
             "sync-contacts",
-            json!({"retry_after_ms": 7_500, "limited_times": 2}),
+            json!({ "api_url": base }),
             Default::default(),
         )
         .await;
@@ -172,8 +197,12 @@ async fn retry_after_sets_the_next_attempt_time() {
     let delays: Vec<u64> = h.clock.waits().iter().map(|(f, t)| t - f).collect();
     assert_eq!(
         delays,
-        vec![7_500, 7_500],
+        vec![7_000, 7_000],
         "retry-after wins over backoff, no jitter"
+    );
+    assert_eq!(
+        view.run.output,
+        Some(json!({ "contacts": ["ada@example.com", "grace@example.com"], "stored": 2 }))
     );
 }
 

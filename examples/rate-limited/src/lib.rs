@@ -1,28 +1,20 @@
 //! Example handler: sync contacts from an upstream API that rate-limits its callers.
 //!
-//! The `call-api` step answers "rate limited" with `JobError::retry_after`, the way a client
-//! would pass on an HTTP `Retry-After`: the host then waits at least that long before the next
-//! attempt, whatever the job's backoff says.
+//! The `call-api` step asks the upstream for the contacts over HTTP. When the upstream answers
+//! `429 Too Many Requests` (or `503`) with a `Retry-After` header, seconds or an HTTP date, the
+//! SDK turns it into `JobError::retry_after`: the host then waits at least that long before the
+//! next attempt, whatever the job's backoff says. Other failures follow the job's policy.
+//!
+//! The tenant must allow the upstream: `stepwise egress allow api.example.com`.
 
+use stepwise_sdk::http::Request;
 use stepwise_sdk::prelude::*;
 
-/// The payload, every field optional: `{"retry_after_ms":1500,"limited_times":1}`.
+/// The payload: `{"api_url": "https://api.example.com"}`.
 #[derive(Deserialize)]
 struct SyncRequest {
-    /// The delay the simulated upstream asks for.
-    #[serde(default = "default_retry_after_ms")]
-    retry_after_ms: u64,
-    /// How many calls the simulated upstream rejects before answering.
-    #[serde(default = "default_limited_times")]
-    limited_times: u32,
-}
-
-fn default_retry_after_ms() -> u64 {
-    1500
-}
-
-fn default_limited_times() -> u32 {
-    1
+    /// The upstream's base URL; contacts are at `{api_url}/v1/contacts`.
+    api_url: String,
 }
 
 /// The job's output.
@@ -32,25 +24,24 @@ struct SyncResult {
     stored: usize,
 }
 
+/// What the upstream answers.
+#[derive(Deserialize)]
+struct Contacts {
+    contacts: Vec<String>,
+}
+
 /// Sync contacts from a rate-limited upstream API.
 #[job(max_attempts = 5)]
 fn sync_contacts(ctx: &mut Ctx, input: SyncRequest) -> Result<SyncResult, JobError> {
     let contacts: Vec<String> = ctx.step_attempt("call-api", |attempt| {
-        if attempt <= input.limited_times {
-            ctx.log_warn(format!(
-                "upstream rate limited call {attempt}; retry after {} ms",
-                input.retry_after_ms
-            ));
-            return Err(JobError::retry_after(
-                Duration::from_millis(input.retry_after_ms),
-                "rate limited",
-            ));
-        }
-        ctx.log_info(format!("upstream answered call {attempt}"));
-        Ok(vec![
-            "ada@example.com".to_owned(),
-            "grace@example.com".to_owned(),
-        ])
+        ctx.log_info(format!(
+            "asking the upstream for contacts, attempt {attempt}"
+        ));
+        let response = Request::get(&format!("{}/v1/contacts", input.api_url))
+            .send()?
+            .error_for_status()
+            .inspect_err(|e| ctx.log_warn(format!("upstream refused: {e}")))?;
+        Ok(response.json::<Contacts>()?.contacts)
     })?;
 
     let stored: usize = ctx.step("store-contacts", || {

@@ -8,7 +8,8 @@
 //!
 //! Routes: `POST /v1/charges` (JSON `{"amount": n}`, header `Idempotency-Key` required),
 //! `GET /v1/charges` (every charge), `POST /v1/accounts`, `POST /v1/receipts` (plain
-//! records), `POST /v1/webhooks` (answers `status` from `/control`), `GET /bytes/{n}` (n bytes),
+//! records), `POST /v1/webhooks` (answers `status` from `/control`), `GET /v1/contacts` (a
+//! list, rate-limited by `throttle_next`), `GET /bytes/{n}` (n bytes),
 //! `GET /requests` (how many requests arrived, by path), `POST /control`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +38,7 @@ pub struct Control {
     pub lose_next: u32,
     /// How long a lost response is held back. Default 60 s.
     pub lose_delay_ms: Option<u64>,
-    /// Answer this many of the next charge requests with 429.
+    /// Answer this many of the next charge and contacts requests with 429.
     pub throttle_next: u32,
     /// The 429's `Retry-After` value, as sent (`"2"` or an HTTP date).
     pub retry_after: Option<String>,
@@ -68,6 +69,7 @@ pub fn router() -> Router {
         .route("/v1/accounts", post(record))
         .route("/v1/receipts", post(record))
         .route("/v1/webhooks", post(webhook))
+        .route("/v1/contacts", get(contacts))
         .route("/bytes/{n}", get(bytes))
         .route("/requests", get(requests))
         .route("/control", post(control))
@@ -162,6 +164,23 @@ async fn charge(State(state): State<Shared>, headers: HeaderMap, body: String) -
         tokio::time::sleep(delay).await;
     }
     (StatusCode::OK, Json(answer)).into_response()
+}
+
+/// A rate-limited read: 429 with `Retry-After` while `throttle_next` lasts, then a list.
+async fn contacts(State(state): State<Shared>) -> Response {
+    seen(&state, "/v1/contacts");
+    let mut p = state.lock().unwrap_or_else(|e| e.into_inner());
+    if p.control.throttle_next > 0 {
+        p.control.throttle_next -= 1;
+        let retry = p.control.retry_after.clone().unwrap_or_else(|| "1".into());
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry)],
+            "slow down",
+        )
+            .into_response();
+    }
+    Json(json!({ "contacts": ["ada@example.com", "grace@example.com"] })).into_response()
 }
 
 async fn list_charges(State(state): State<Shared>) -> Json<Value> {
