@@ -450,3 +450,56 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
     );
     scheduler.await.unwrap().unwrap();
 }
+
+/// A guest built with `wstd` (a standard wasip2 HTTP client with its own bindings) deploys and
+/// sends through the same egress rules.
+#[tokio::test]
+async fn a_guest_using_wstd_sends_under_the_same_rules() {
+    let h = harness(true);
+    let base = provider().await;
+    let url = format!("{base}/v1/contacts");
+    let denied = h
+        .run(
+            guests::WSTD_CLIENT,
+            "get",
+            json!(url),
+            PolicyOverrides::default(),
+        )
+        .await;
+    assert_eq!(denied.run.status, RunStatus::Failed);
+    assert!(
+        denied
+            .run
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("HttpRequestDenied"),
+        "{:?}",
+        denied.run.error
+    );
+    h.engine.set_egress(LOCAL, rules(&[&base])).await.unwrap();
+    let view = h
+        .run(
+            guests::WSTD_CLIENT,
+            "get",
+            json!(url),
+            PolicyOverrides::default(),
+        )
+        .await;
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
+    assert_eq!(view.run.output.as_ref().unwrap()["status"], 200);
+    assert!(
+        view.run.output.as_ref().unwrap()["body"]
+            .as_str()
+            .unwrap()
+            .contains("ada@example.com")
+    );
+    let call = http_entries(&view)[0].http.clone().unwrap();
+    assert_eq!(call.path, "/v1/contacts");
+}
