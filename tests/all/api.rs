@@ -39,7 +39,13 @@ fn ids(list: &Value, field: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn deploy_enqueue_and_complete_with_a_retried_step() {
-    let (server, api, token, module) = server_with("acme", guests::PAYMENTS).await;
+    let server = Server::start_for_http();
+    let api = server.api();
+    let token = api.admin_create_tenant("acme").await;
+    let module = api.deploy(&token, guests::PAYMENTS).await;
+    let base = crate::util::fake_provider().await;
+    api.allow_payments(&token, &base).await;
+    crate::util::provider_control(&base, json!({ "fail_accounts_next": 1 })).await;
     let hash = module["hash"].as_str().expect("hash").to_owned();
     assert_eq!(hash.len(), 64, "{module}");
     assert!(module["size"].as_u64().unwrap() > 0, "{module}");
@@ -51,7 +57,7 @@ async fn deploy_enqueue_and_complete_with_a_retried_step() {
             "payments",
             json!({
                 "job": "provision-after-payment",
-                "payload": {"payment_id": "pay_1", "fail_provision_times": 1},
+                "payload": {"payment_id": "pay_1", "provider_url": base},
                 "backoff": {"initial_ms": 50},
             }),
         )
@@ -62,7 +68,12 @@ async fn deploy_enqueue_and_complete_with_a_retried_step() {
     assert_eq!(view["queue"], "payments");
     assert_eq!(view["module"], hash.as_str());
     assert_eq!(view["dead_lettered"], false);
-    assert_eq!(view["output"]["charge_id"], "ch_pay_1", "{view:#}");
+    let charges = crate::util::provider_get(&base, "/v1/charges").await;
+    assert_eq!(charges["count"], 1, "{charges}");
+    assert_eq!(
+        view["output"]["charge_id"], charges["charges"][0]["id"],
+        "{view:#}"
+    );
     assert_eq!(step_attempts(&view, "charge"), 1, "{view:#}");
     assert_eq!(step_attempts(&view, "provision"), 2, "{view:#}");
     assert_eq!(step_attempts(&view, "send-receipt"), 1, "{view:#}");
@@ -376,9 +387,17 @@ async fn retries_dead_letters_and_manual_retry() {
 
 #[tokio::test]
 async fn tenants_are_isolated_on_every_route() {
-    let (server, api, a, a_module) = server_with("tenant-a", guests::TESTBED).await;
+    let server = Server::start_for_http();
+    let api = server.api();
+    let a = api.admin_create_tenant("tenant-a").await;
+    let a_module = api.deploy(&a, guests::TESTBED).await;
     let b = api.admin_create_tenant("tenant-b").await;
     let b_module = api.deploy(&b, guests::PAYMENTS).await;
+    let provider = crate::util::fake_provider().await;
+    api.allow_payments(&b, &provider).await;
+    // B's egress rules and secrets are B's alone.
+    assert_eq!(api.get(&a, "/v1/egress").await.1["rules"], json!([]));
+    assert_eq!(api.get(&a, "/v1/secrets").await.1, json!({"secrets": []}));
     let q = "shared-name";
 
     // A's run, dead letter and queue setting.
@@ -503,7 +522,8 @@ async fn tenants_are_isolated_on_every_route() {
         .enqueue_new(
             &b,
             q,
-            json!({"job": "provision-after-payment", "payload": {"payment_id": "p"}}),
+            json!({"job": "provision-after-payment",
+                   "payload": {"payment_id": "p", "provider_url": provider}}),
         )
         .await;
     assert_eq!(

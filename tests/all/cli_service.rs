@@ -65,9 +65,9 @@ fn wait_final(cli: &Cli, id: &str) -> Value {
     panic!("run {id} did not finish");
 }
 
-#[test]
-fn the_cli_drives_the_service_end_to_end() {
-    let server = Server::start();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_the_service_end_to_end() {
+    let server = Server::start_for_http();
     let admin = Cli {
         server: &server,
         token: ADMIN_TOKEN.into(),
@@ -82,6 +82,9 @@ fn the_cli_drives_the_service_end_to_end() {
     };
 
     let module = cli.json(&["deploy", guests::PAYMENTS]);
+    let base = crate::util::fake_provider().await;
+    server.api().allow_payments(&cli.token, &base).await;
+    crate::util::provider_control(&base, serde_json::json!({ "fail_accounts_next": 2 })).await;
     assert_eq!(module["jobs"][0]["name"], "provision-after-payment");
     let listing = cli.text(&["modules"]);
     assert!(
@@ -89,13 +92,13 @@ fn the_cli_drives_the_service_end_to_end() {
         "{listing}"
     );
 
-    let payload = r#"{"payment_id":"pay_123","fail_provision_times":2}"#;
+    let payload = format!(r#"{{"payment_id":"pay_123","provider_url":"{base}"}}"#);
     let enqueue = [
         "enqueue",
         "payments",
         "provision-after-payment",
         "--payload",
-        payload,
+        &payload,
         "--idempotency-key",
         "pay_123",
         "--backoff",
@@ -144,19 +147,29 @@ fn the_cli_drives_the_service_end_to_end() {
     assert!(cli.text(&["runs", "list"]).contains(&id));
 
     // A run that exhausts its attempts lands in the dead-letter list; retry and purge it.
+    crate::util::provider_control(&base, serde_json::json!({ "fail_accounts_next": 9 })).await;
+    let failing_payload = format!(r#"{{"payment_id":"pay_456","provider_url":"{base}"}}"#);
     let failing = cli.json(&[
         "enqueue",
         "payments",
         "provision-after-payment",
         "--payload",
-        r#"{"payment_id":"pay_456","fail_provision_times":9}"#,
+        &failing_payload,
         "--max-attempts",
         "2",
         "--backoff",
         "10ms",
     ]);
     let failing_id = failing["id"].as_str().unwrap().to_owned();
-    assert_eq!(wait_final(&cli, &failing_id)["status"], "failed");
+    let failed = wait_final(&cli, &failing_id);
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "the accounts endpoint's failure exhausted it: {failed}"
+    );
     let letters = cli.json(&["dlq", "list", "payments"]);
     assert_eq!(letters["runs"][0]["id"], failing_id.as_str());
     assert!(cli.text(&["dlq", "list", "payments"]).contains(&failing_id));

@@ -164,10 +164,10 @@ fn cli_run_prints_the_run_record_and_exit_codes_follow_status() {
     let data = dir.path().to_str().unwrap();
     let out = stepwise(&[
         "run",
-        guests::PAYMENTS,
-        "provision-after-payment",
+        guests::TESTBED,
+        "flaky",
         "--payload",
-        r#"{"payment_id":"pay_123","fail_provision_times":2}"#,
+        r#"{"steps":["reserve","provision"],"fail":{"provision":2}}"#,
         "--data",
         data,
         "--backoff",
@@ -188,7 +188,7 @@ fn cli_run_prints_the_run_record_and_exit_codes_follow_status() {
         assert!(run.get(field).is_some(), "missing {field} in {run:#}");
     }
     assert_eq!(run["status"], "completed");
-    assert_eq!(step_attempts(&run, "charge"), 1);
+    assert_eq!(step_attempts(&run, "reserve"), 1);
     assert_eq!(step_attempts(&run, "provision"), 3);
     let entry = &run["timeline"][0];
     assert!(entry.get("at").is_some() && entry.get("kind").is_some());

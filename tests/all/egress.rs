@@ -7,7 +7,7 @@ use stepwise_host::egress::{EgressConfig, LimitsPatch, RuleSpec, TenantEgress};
 use stepwise_host::{EngineConfig, PolicyOverrides, RunStatus, RunView};
 use stepwise_tests::guests;
 
-use crate::util::{Harness, harness_with};
+use crate::util::{Harness, fake_provider, harness_with};
 
 /// The tenant of `NewRun::local` runs.
 const LOCAL: &str = "local";
@@ -35,16 +35,9 @@ fn rules(patterns: &[&str]) -> TenantEgress {
     }
 }
 
-async fn provider() -> String {
-    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("provider listens");
-    format!("http://{addr}")
-}
-
 /// A fake provider that the local tenant's rules allow (plain HTTP on its loopback port).
 async fn allowed_provider(h: &Harness) -> String {
-    let base = provider().await;
+    let base = fake_provider().await;
     h.engine.set_egress(LOCAL, rules(&[&base])).await.unwrap();
     base
 }
@@ -70,7 +63,7 @@ fn http_entries(view: &RunView) -> Vec<&stepwise_host::model::TimelineEntry> {
 #[tokio::test]
 async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
     let h = harness(true);
-    let base = provider().await;
+    let base = fake_provider().await;
     let view = fetch(&h, json!({ "url": format!("{base}/bytes/10") })).await;
     assert_eq!(view.run.status, RunStatus::Failed);
     let error = view.run.error.as_ref().unwrap();
@@ -121,7 +114,7 @@ async fn an_allowed_request_reaches_the_provider_and_lands_on_the_timeline() {
 #[tokio::test]
 async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private() {
     let h = harness(false);
-    let base = provider().await;
+    let base = fake_provider().await;
     let port = base.rsplit(':').next().unwrap();
     // The tenant allows `localhost`, a name: it resolves to loopback, which the host refuses.
     h.engine
@@ -144,7 +137,7 @@ async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private
 #[tokio::test]
 async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() {
     let h = harness(true);
-    let base = provider().await;
+    let base = fake_provider().await;
     let mut settings = rules(&[&base]);
     settings.limits = Some(LimitsPatch {
         max_response_bytes: Some(1000),
@@ -375,7 +368,7 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
         },
         ..EngineConfig::default()
     });
-    let base = provider().await;
+    let base = fake_provider().await;
     h.engine.set_egress("slow", rules(&[&base])).await.unwrap();
     // Every charge is made, then answered only after 3 s.
     reqwest::Client::new()
@@ -456,7 +449,7 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
 #[tokio::test]
 async fn a_guest_using_wstd_sends_under_the_same_rules() {
     let h = harness(true);
-    let base = provider().await;
+    let base = fake_provider().await;
     let url = format!("{base}/v1/contacts");
     let denied = h
         .run(

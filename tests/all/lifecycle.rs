@@ -9,12 +9,15 @@ use crate::util::*;
 
 #[tokio::test]
 async fn payments_example_retries_provision_and_charges_once() {
-    let h = harness();
+    let h = harness_with(http_config());
+    let base = fake_provider().await;
+    h.allow_payments(&base).await;
+    provider_control(&base, json!({ "fail_accounts_next": 2 })).await;
     let view = h
         .run(
             guests::PAYMENTS,
             "provision-after-payment",
-            json!({"payment_id": "pay_123", "fail_provision_times": 2}),
+            json!({"payment_id": "pay_123", "provider_url": base}),
             Default::default(),
         )
         .await;
@@ -26,8 +29,21 @@ async fn payments_example_retries_provision_and_charges_once() {
     let names: Vec<&str> = view.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["charge", "provision", "send-receipt"]);
     assert!(view.steps.iter().all(|s| s.status == StepStatus::Completed));
+    let charges = provider_get(&base, "/v1/charges").await;
+    assert_eq!(charges["count"], 1, "charged once: {charges}");
+    let charge = &charges["charges"][0];
+    assert_eq!(charge["payment_id"], "pay_123");
+    assert_eq!(charge["authorized"], format!("Bearer {PAYMENTS_KEY}"));
     let output = view.run.output.as_ref().expect("output");
-    assert!(output.to_string().contains("pay_123"), "{output}");
+    assert_eq!(output["charge_id"], charge["id"], "{output}");
+    let seen = provider_get(&base, "/requests").await;
+    assert_eq!(
+        seen["/v1/accounts"], 3,
+        "provision was tried three times: {seen}"
+    );
+    assert_eq!(seen["/v1/receipts"], 1, "{seen}");
+    let calls = view.timeline.iter().filter(|t| t.http.is_some()).count();
+    assert_eq!(calls, 5, "every call is on the timeline");
     assert!(!view.dead_lettered);
     let kinds = timeline_kinds(&view);
     assert_eq!(kinds.first().map(String::as_str), Some("created"));

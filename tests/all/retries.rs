@@ -166,10 +166,7 @@ async fn retry_after_sets_the_next_attempt_time() {
         },
         ..Default::default()
     });
-    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{addr}");
+    let base = fake_provider().await;
     let rules = stepwise_host::egress::TenantEgress {
         rules: vec![stepwise_host::egress::RuleSpec {
             pattern: base.clone(),

@@ -49,10 +49,7 @@ fn secret(value: &str, hosts: &[&str], readable: bool) -> NewSecret {
 
 /// A provider the local tenant may reach.
 async fn allowed_provider(h: &Harness) -> String {
-    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{addr}");
+    let base = crate::util::fake_provider().await;
     let rules = TenantEgress {
         rules: vec![spec(&base)],
         limits: None,

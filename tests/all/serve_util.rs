@@ -543,3 +543,28 @@ fn listening_line_is_parsed() {
     );
     assert_eq!(listening_url("INFO store opened"), None);
 }
+
+impl Server {
+    /// A server whose guests may reach loopback and which seals secrets with a fresh key.
+    pub fn start_for_http() -> Self {
+        Self::start_with_config(&format!(
+            "secrets_key = \"{}\"\n\n[egress]\nallow_private = true\n",
+            stepwise_host::secrets::SecretKeys::generate()
+        ))
+    }
+}
+
+impl Api {
+    /// Lets `token`'s tenant reach the provider at `base` and stores the payments example's
+    /// `PAYMENTS_KEY`, bound to it.
+    pub async fn allow_payments(&self, token: &str, base: &str) {
+        let rule = json!({ "pattern": base });
+        let (status, answer) = self
+            .put(token, "/v1/egress", json!({ "rules": [rule.clone()] }))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let secret = json!({ "value": crate::util::PAYMENTS_KEY, "hosts": [rule] });
+        let (status, answer) = self.put(token, "/v1/secrets/PAYMENTS_KEY", secret).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+}

@@ -235,10 +235,7 @@ async fn acknowledged_runs_survive_repeated_kill9_under_load() {
 /// idempotency key again, and the provider holds exactly one charge.
 #[tokio::test]
 async fn a_charge_in_flight_at_kill9_is_made_exactly_once() {
-    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{addr}");
+    let base = crate::util::fake_provider().await;
     let mut server = Server::start_with_config("[egress]\nallow_private = true\n");
     let api = server.api();
     let token = api.admin_create_tenant("payer").await;

@@ -142,3 +142,77 @@ pub fn timeline_kinds(view: &RunView) -> Vec<String> {
         })
         .collect()
 }
+
+/// A fake payment provider (`stepwise dev provider`) on a free loopback port: its base URL.
+pub async fn fake_provider() -> String {
+    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("the provider listens");
+    format!("http://{addr}")
+}
+
+/// Tells the provider at `base` how to treat its next requests (`POST /control`).
+pub async fn provider_control(base: &str, control: serde_json::Value) {
+    reqwest::Client::new()
+        .post(format!("{base}/control"))
+        .json(&control)
+        .send()
+        .await
+        .expect("the provider answers");
+}
+
+/// `GET {base}{path}` on the provider, as JSON.
+pub async fn provider_get(base: &str, path: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("the provider answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// The API key the payments example sends, as stored by the tests.
+pub const PAYMENTS_KEY: &str = "sk_test_payments_4Jd81";
+
+/// An engine config whose guests may reach loopback and whose secrets are sealed with a fresh
+/// key.
+pub fn http_config() -> EngineConfig {
+    EngineConfig {
+        egress: stepwise_host::egress::EgressConfig {
+            allow_private: true,
+            ..Default::default()
+        },
+        secrets: stepwise_host::secrets::SecretsConfig {
+            key: Some(stepwise_host::secrets::KeyText(
+                stepwise_host::secrets::SecretKeys::generate(),
+            )),
+            previous_keys: Vec::new(),
+        },
+        ..EngineConfig::default()
+    }
+}
+
+impl Harness {
+    /// Lets the local tenant reach the provider at `base` and stores the payments example's
+    /// `PAYMENTS_KEY`, bound to it.
+    pub async fn allow_payments(&self, base: &str) {
+        let spec = stepwise_host::egress::RuleSpec {
+            pattern: base.to_owned(),
+            methods: vec![],
+        };
+        let rules = stepwise_host::egress::TenantEgress {
+            rules: vec![spec.clone()],
+            limits: None,
+        };
+        self.engine.set_egress("local", rules).await.unwrap();
+        let secret = stepwise_host::secrets::NewSecret {
+            value: PAYMENTS_KEY.to_owned(),
+            hosts: vec![spec],
+            readable: false,
+        };
+        self.engine
+            .set_secret("local", "PAYMENTS_KEY", secret)
+            .await
+            .unwrap();
+    }
+}

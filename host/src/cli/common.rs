@@ -40,6 +40,11 @@ fn compile_cache() -> Option<PathBuf> {
 
 /// Opens the engine on `data` with the real clock and OS-seeded jitter.
 pub fn open_engine(data: &Path) -> Result<Engine> {
+    open_engine_with(data, EngineConfig::default())
+}
+
+/// [`open_engine`] with `base`'s egress and secrets settings.
+pub fn open_engine_with(data: &Path, base: EngineConfig) -> Result<Engine> {
     let config = EngineConfig {
         runtime: RuntimeConfig {
             compile_cache: compile_cache(),
@@ -50,7 +55,7 @@ pub fn open_engine(data: &Path) -> Result<Engine> {
             concurrency: Some(EngineConfig::default().concurrency),
             ..Default::default()
         },
-        ..EngineConfig::default()
+        ..base
     };
     Engine::open(
         data,

@@ -34,6 +34,8 @@ const MAX_BYTES: usize = 64 << 20;
 pub struct Control {
     /// Answer this many of the next charge requests with 500, storing nothing.
     pub fail_next: u32,
+    /// Answer this many of the next `POST /v1/accounts` with 500, storing nothing.
+    pub fail_accounts_next: u32,
     /// Store this many of the next charges but answer only after `lose_delay_ms`.
     pub lose_next: u32,
     /// How long a lost response is held back. Default 60 s.
@@ -87,6 +89,27 @@ pub async fn spawn(listen: SocketAddr) -> std::io::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// Sets the provider's behaviour for its next requests, as `POST /control` does.
+pub async fn set_control(base: &str, control: Control) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "fail_next": control.fail_next,
+        "fail_accounts_next": control.fail_accounts_next,
+        "lose_next": control.lose_next,
+        "lose_delay_ms": control.lose_delay_ms,
+        "throttle_next": control.throttle_next,
+        "retry_after": control.retry_after,
+        "webhook_status": control.webhook_status,
+        "webhook_times": control.webhook_times,
+    });
+    reqwest::Client::new()
+        .post(format!("{base}/control"))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 fn seen(state: &Shared, path: &str) {
@@ -148,6 +171,9 @@ async fn charge(State(state): State<Shared>, headers: HeaderMap, body: String) -
             };
             let charge = json!({
                 "id": format!("ch_{}", p.charges.len() + 1),
+                "payment_id": serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|b| b.get("payment_id").cloned()),
                 "amount": amount,
                 "idempotency_key": key,
                 "authorized": authorized,
@@ -189,11 +215,24 @@ async fn list_charges(State(state): State<Shared>) -> Json<Value> {
     Json(json!({ "count": charges.len(), "charges": charges }))
 }
 
-async fn record(State(state): State<Shared>, uri: axum::http::Uri) -> Json<Value> {
+async fn record(State(state): State<Shared>, uri: axum::http::Uri) -> Response {
     seen(&state, uri.path());
     let mut p = state.lock().unwrap_or_else(|e| e.into_inner());
+    if uri.path() == "/v1/accounts" && p.control.fail_accounts_next > 0 {
+        p.control.fail_accounts_next -= 1;
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "accounts backend unavailable",
+        )
+            .into_response();
+    }
     p.records += 1;
-    Json(json!({ "id": format!("rec_{}", p.records) }))
+    let prefix = if uri.path() == "/v1/accounts" {
+        "acct"
+    } else {
+        "rcpt"
+    };
+    Json(json!({ "id": format!("{prefix}_{}", p.records) })).into_response()
 }
 
 async fn webhook(State(state): State<Shared>) -> Response {
