@@ -221,6 +221,13 @@ macro_rules! export_jobs {
                 fn describe() -> ::std::vec::Vec<$crate::__bindings::JobSpec> {
                     $crate::__private::describe(__STEPWISE_JOBS)
                 }
+
+                fn egress_needs() -> ::std::vec::Vec<(
+                    ::std::string::String,
+                    ::std::vec::Vec<::std::string::String>,
+                )> {
+                    $crate::__private::egress_needs(__STEPWISE_JOBS)
+                }
             }
 
             $crate::__bindings::__export_handler!(

@@ -27,6 +27,8 @@ pub struct JobDef {
     pub description: &'static str,
     /// The options given to `#[job]`.
     pub policy: Policy,
+    /// The hosts it calls (`#[job(hosts = "...")]`), as egress patterns.
+    pub hosts: &'static [&'static str],
     /// Parses the payload, runs the job function, encodes its output.
     pub run: fn(&mut Ctx, &str) -> Result<String, JobError>,
 }
@@ -144,6 +146,17 @@ pub fn encode_output<T: JobOutput>(output: Result<T, JobError>) -> Result<String
         .map_err(|e| JobError::non_retryable(format!("the job's output cannot be serialized: {e}")))
 }
 
+/// `egress-needs`: the hosts of every job that declared some.
+pub fn egress_needs(jobs: &[JobDef]) -> Vec<(String, Vec<String>)> {
+    jobs.iter()
+        .filter(|j| !j.hosts.is_empty())
+        .map(|j| {
+            let hosts = j.hosts.iter().map(|h| (*h).to_owned()).collect();
+            (j.name.to_owned(), hosts)
+        })
+        .collect()
+}
+
 /// `describe`, for the jobs given to `export_jobs!`.
 pub fn describe(jobs: &[JobDef]) -> Vec<types::JobSpec> {
     jobs.iter()
@@ -251,6 +264,7 @@ mod tests {
                 timeout_ms: None,
                 memory_bytes: None,
             },
+            hosts: &["api.example.com"],
             run: |ctx, payload| encode_output(double(ctx, parse_input("double", payload)?)),
         },
         JobDef {
@@ -263,9 +277,18 @@ mod tests {
                 timeout_ms: None,
                 memory_bytes: None,
             },
+            hosts: &[],
             run: |_, _| Ok("null".into()),
         },
     ];
+
+    #[test]
+    fn egress_needs_list_the_jobs_that_declared_hosts() {
+        assert_eq!(
+            egress_needs(JOBS),
+            vec![("double".to_owned(), vec!["api.example.com".to_owned()])]
+        );
+    }
 
     fn call(job: &str, payload: &str) -> Result<String, JobError> {
         let ctx = types::JobContext {

@@ -312,6 +312,16 @@ async fn egress_rules_through_the_api_and_the_cli_with_bad_input_refused() {
 
     let view = cli.json(&["egress", "deny", "api.stripe.com"]);
     assert_eq!(view["rules"].as_array().unwrap().len(), 1);
+
+    // With rules that cover them, the same deploy has no warnings.
+    cli.json(&["egress", "allow", "api.payments.example"]);
+    cli.json(&["egress", "allow", "http://127.0.0.1:*"]);
+    let deployed = cli.json(&["deploy", guests::HTTP_CLIENT]);
+    assert_eq!(deployed["warnings"], serde_json::json!([]), "{deployed}");
+    assert!(
+        !cli.text(&["deploy", guests::HTTP_CLIENT])
+            .contains("warning:")
+    );
 }
 
 #[tokio::test]

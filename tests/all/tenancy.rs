@@ -43,6 +43,7 @@ impl NativeHandler for Jobs {
                 name: name.into(),
                 description: String::new(),
                 policy: PolicyOverrides::default(),
+                hosts: Vec::new(),
             })
             .collect()
     }

@@ -52,6 +52,15 @@ pub(crate) fn job(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStre
         None => first_doc_line(&func).unwrap_or_default(),
     };
     let policy = policy_tokens(&options);
+    // Checked by the host at deploy, with the egress rules' grammar and messages.
+    let hosts: Vec<String> = options.hosts.as_ref().map_or_else(Vec::new, |h| {
+        h.value()
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
 
     let run_fn = format_ident!("__stepwise_run_{}", ident.unraw());
     let local = |name| syn::Ident::new(name, Span::mixed_site());
@@ -98,6 +107,7 @@ pub(crate) fn job(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStre
                     name: #name,
                     description: #description,
                     policy: #policy,
+                    hosts: &[#(#hosts),*],
                     run: super::#run_fn,
                 };
         }

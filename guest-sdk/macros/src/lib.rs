@@ -55,6 +55,8 @@ use proc_macro::TokenStream;
 ///   `backoff_jitter = X` (0.0 to 1.0): exponential backoff between attempts. Giving any of them
 ///   fills the others with the SDK defaults: 1000 ms, 3 600 000 ms, 2.0 and 0.2.
 /// - `fuel = N`, `timeout_ms = N`, `memory_bytes = N`: per-attempt limits.
+/// - `hosts = "api.stripe.com, http://127.0.0.1:7080"`: the hosts the job sends requests to,
+///   as egress patterns; a deploy warns when the tenant's egress rules do not allow one.
 ///
 /// Options left out are left to the host's defaults. Out-of-range values are compile errors.
 #[proc_macro_attribute]

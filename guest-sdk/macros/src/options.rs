@@ -9,7 +9,7 @@ use syn::{Lit, LitStr, Token};
 
 /// The options every `#[job]` accepts, for the "unknown option" message.
 const KNOWN: &str = "name, description, max_attempts, backoff_initial_ms, backoff_max_ms, \
-                     backoff_multiplier, backoff_jitter, fuel, timeout_ms, memory_bytes";
+                     backoff_multiplier, backoff_jitter, fuel, timeout_ms, memory_bytes, hosts";
 
 /// The options given to one `#[job(...)]`; `None` means "not given".
 #[derive(Default)]
@@ -21,6 +21,8 @@ pub(crate) struct JobOptions {
     pub fuel: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub memory_bytes: Option<u64>,
+    /// `hosts = "api.stripe.com, hooks.example.com"`: the hosts the job calls.
+    pub hosts: Option<LitStr>,
 }
 
 /// The backoff options; the SDK fills in defaults for those left out when any is given.
@@ -99,6 +101,7 @@ impl JobOptions {
                     let n = int::<u64>(value, &key, 1)?;
                     set(&mut options.memory_bytes, n, span, &key)
                 }
+                "hosts" => set(&mut options.hosts, value.parse()?, span, &key),
                 _ => unreachable!("every known option has an arm"),
             }
         });

@@ -19,6 +19,7 @@ fn spec(name: &str, policy: PolicyOverrides) -> JobSpec {
         name: name.to_owned(),
         description: format!("native twin of bench-jobs' {name}"),
         policy,
+        hosts: Vec::new(),
     }
 }
 

@@ -39,6 +39,9 @@ struct Module {
     size: u64,
     jobs: Vec<Job>,
     deployed_at: u64,
+    /// Deploy only: declared hosts the tenant's egress rules do not allow.
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 /// One job a module offers.
@@ -79,12 +82,16 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome> {
                 ]
             })
             .collect();
-        format!(
+        let mut text = format!(
             "deployed module {} ({} bytes)\n\n{}",
             module.hash,
             module.size,
             table(&["JOB", "DESCRIPTION", "MAX ATTEMPTS"], &rows)
-        )
+        );
+        for w in &module.warnings {
+            text.push_str(&format!("\nwarning: {w}"));
+        }
+        text
     })
 }
 

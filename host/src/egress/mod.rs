@@ -343,6 +343,31 @@ impl Egress {
         Ok(())
     }
 
+    /// Of the normalised patterns in `needs`, those no rule of `tenant` covers.
+    pub fn uncovered<'a>(&self, tenant: &str, needs: &'a [String]) -> Vec<&'a str> {
+        let policy = self
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default();
+        needs
+            .iter()
+            .filter(|need| {
+                let spec = RuleSpec {
+                    pattern: (*need).clone(),
+                    methods: Vec::new(),
+                };
+                match EgressRule::parse(&spec) {
+                    Ok(need) => !policy.rules.iter().any(|r| r.covers(&need)),
+                    Err(_) => true,
+                }
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
     /// The settings one attempt of `tenant`'s runs sends with, until `deadline`.
     pub fn for_attempt(
         self: &Arc<Self>,

@@ -162,18 +162,40 @@ impl EgressRule {
     /// Whether this rule allows `method` to `scheme://host:port`. `host` is lowercase, without
     /// a trailing dot, and an IPv6 literal has no brackets.
     pub fn allows(&self, scheme: Scheme, host: &str, port: u16, method: &str) -> bool {
-        let host_ok = match &self.host {
-            HostPattern::Exact(h) => h == host,
-            HostPattern::Subdomains(suffix) => host
-                .strip_suffix(suffix.as_str())
-                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-        };
+        let host_ok = self.host_matches(host);
         let port_ok = match self.ports {
             Ports::Any => true,
             Ports::One(p) => p == port,
         };
         let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == method);
         self.scheme == scheme && host_ok && port_ok && method_ok
+    }
+}
+
+impl EgressRule {
+    fn host_matches(&self, host: &str) -> bool {
+        match &self.host {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Subdomains(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        }
+    }
+
+    /// Whether this rule allows requests to everything `need` names (some method at least):
+    /// the same scheme, and for a host the rule allows with its port; a wildcard need is
+    /// covered only by the same wildcard.
+    pub fn covers(&self, need: &EgressRule) -> bool {
+        let ports_ok = match (self.ports, need.ports) {
+            (Ports::Any, _) => true,
+            (Ports::One(a), Ports::One(b)) => a == b,
+            (Ports::One(_), Ports::Any) => false,
+        };
+        let host_ok = match &need.host {
+            HostPattern::Exact(h) => self.host_matches(h),
+            HostPattern::Subdomains(_) => self.host == need.host,
+        };
+        self.scheme == need.scheme && ports_ok && host_ok
     }
 }
 
@@ -312,6 +334,19 @@ mod tests {
         let v6 = rule("http://[::1]:9000", &[]).unwrap();
         assert_eq!(v6.to_string(), "http://[::1]:9000");
         assert!(v6.allows(Scheme::Http, "::1", 9000, "GET"));
+    }
+
+    #[test]
+    fn a_rule_covers_the_needs_it_allows() {
+        let need = |p: &str| rule(p, &[]).unwrap();
+        let wild = rule("*.example.com", &["POST"]).unwrap();
+        assert!(wild.covers(&need("api.example.com")));
+        assert!(wild.covers(&need("*.example.com")));
+        assert!(!wild.covers(&need("example.com")));
+        assert!(!wild.covers(&need("http://api.example.com")));
+        let any_port = rule("http://127.0.0.1:*", &[]).unwrap();
+        assert!(any_port.covers(&need("http://127.0.0.1:7080")));
+        assert!(!need("http://127.0.0.1:7080").covers(&need("http://127.0.0.1:*")));
     }
 
     #[test]

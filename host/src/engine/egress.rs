@@ -37,6 +37,22 @@ impl Engine {
         Ok(normalised)
     }
 
+    /// Warnings for a deploy: each host a job of `jobs` declares that `tenant`'s egress rules
+    /// do not allow (its requests there would be refused).
+    pub fn egress_warnings(&self, tenant: &str, jobs: &[crate::runtime::JobSpec]) -> Vec<String> {
+        let mut out = Vec::new();
+        for job in jobs {
+            for host in self.inner.egress.uncovered(tenant, &job.hosts) {
+                out.push(format!(
+                    "job '{}' calls {host}, which tenant '{tenant}''s egress rules do not \
+                     allow: its requests there will be refused (stepwise egress allow {host})",
+                    job.name
+                ));
+            }
+        }
+        out
+    }
+
     /// The shared egress policy (operator settings and counters).
     pub fn egress(&self) -> &crate::egress::Egress {
         &self.inner.egress

@@ -75,6 +75,12 @@ fn import_problem(name: &str) -> Option<String> {
 /// Exports the world requires.
 const REQUIRED_EXPORTS: [&str; 2] = ["run", "describe"];
 
+/// The export naming the hosts each job calls; optional (0.1.0 components lack it).
+pub(crate) const EGRESS_NEEDS: &str = "egress-needs";
+
+/// Most hosts one job may declare.
+pub const MAX_JOB_HOSTS: usize = 16;
+
 /// Why a component could not be loaded. Each case names what was wrong.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -108,6 +114,9 @@ pub struct JobSpec {
     pub description: String,
     /// Its default policy (absent fields take the host's defaults).
     pub policy: PolicyOverrides,
+    /// The hosts it sends requests to, as normalised egress patterns (from `egress-needs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 impl From<WitJobSpec> for JobSpec {
@@ -128,6 +137,7 @@ impl From<WitJobSpec> for JobSpec {
                 timeout_ms: p.timeout_ms,
                 memory_bytes: p.memory_bytes,
             },
+            hosts: Vec::new(),
         }
     }
 }
@@ -196,7 +206,7 @@ pub(crate) fn check_world(
         .collect();
     let unexpected: Vec<&String> = all_exports
         .iter()
-        .filter(|e| !REQUIRED_EXPORTS.contains(&e.as_str()))
+        .filter(|e| !REQUIRED_EXPORTS.contains(&e.as_str()) && e.as_str() != EGRESS_NEEDS)
         .collect();
     let import_problems: Vec<String> = ty
         .imports(engine)
@@ -237,6 +247,41 @@ pub const MAX_JOB_NAME: usize = 128;
 
 /// Longest job description, in bytes.
 pub const MAX_JOB_DESCRIPTION: usize = 4 << 10;
+
+/// Attaches what `egress-needs` declared to the jobs, each host checked with the egress rules'
+/// grammar and normalised; a need for an unknown job or a malformed host refuses the deploy.
+pub(crate) fn attach_needs(
+    jobs: &mut [JobSpec],
+    needs: Vec<(String, Vec<String>)>,
+) -> Result<(), LoadError> {
+    check_spec_count(needs.len())?;
+    for (job, hosts) in needs {
+        let name = crate::text::prefix(&job, 200).to_owned();
+        let spec = jobs.iter_mut().find(|j| j.name == job).ok_or_else(|| {
+            LoadError::Describe(format!(
+                "egress-needs names job {name:?}, which describe does not list"
+            ))
+        })?;
+        if hosts.len() > MAX_JOB_HOSTS {
+            return Err(LoadError::Describe(format!(
+                "job '{name}' declares {} hosts, at most {MAX_JOB_HOSTS}",
+                hosts.len()
+            )));
+        }
+        for host in hosts {
+            let rule = crate::egress::EgressRule::parse(&crate::egress::RuleSpec {
+                pattern: host,
+                methods: Vec::new(),
+            })
+            .map_err(|e| LoadError::Describe(format!("job '{name}' declares a bad host: {e}")))?;
+            let pattern = rule.to_string();
+            if !spec.hosts.contains(&pattern) {
+                spec.hosts.push(pattern);
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Refuses a `describe` that lists more jobs than a module may offer.
 pub(crate) fn check_spec_count(n: usize) -> Result<(), LoadError> {
@@ -309,11 +354,40 @@ mod tests {
     }
 
     #[test]
+    fn declared_hosts_are_normalised_and_checked() {
+        let job = |n: &str| JobSpec {
+            name: n.into(),
+            description: String::new(),
+            policy: Default::default(),
+            hosts: Vec::new(),
+        };
+        let mut jobs = vec![job("charge")];
+        let needs = vec![("charge".to_owned(), vec!["API.Stripe.com".to_owned()])];
+        attach_needs(&mut jobs, needs).unwrap();
+        assert_eq!(jobs[0].hosts, ["https://api.stripe.com:443"]);
+        for (needs, says) in [
+            (vec![("other".to_owned(), vec![])], "does not list"),
+            (
+                vec![("charge".to_owned(), vec!["*.com".to_owned()])],
+                "bad host",
+            ),
+            (
+                vec![("charge".to_owned(), vec!["h.example.com".to_owned(); 17])],
+                "at most",
+            ),
+        ] {
+            let e = attach_needs(&mut jobs, needs).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
     fn job_lists_must_be_nonempty_and_unique() {
         let job = |n: &str| JobSpec {
             name: n.into(),
             description: String::new(),
             policy: Default::default(),
+            hosts: Vec::new(),
         };
         assert!(check_jobs(&[]).is_err());
         assert!(check_jobs(&[job("a"), job("b")]).is_ok());

@@ -274,16 +274,24 @@ impl Runtime {
             None,
         )
         .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
-        let handler = pre
+        let fail = |e: wasmtime::Error| LoadError::Describe(format!("{e:#}"));
+        let instance = pre
+            .instance_pre()
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
-        let specs = handler
-            .call_describe(&mut store)
-            .await
-            .map_err(|e| LoadError::Describe(format!("{e:#}")))?;
+            .map_err(fail)?;
+        let handler = bindings::Handler::new(&mut store, &instance).map_err(fail)?;
+        let specs = handler.call_describe(&mut store).await.map_err(fail)?;
         component::check_spec_count(specs.len())?;
-        Ok(specs.into_iter().map(JobSpec::from).collect())
+        let mut jobs: Vec<JobSpec> = specs.into_iter().map(JobSpec::from).collect();
+        // Optional: components built against 0.1.0 do not export it.
+        type Needs = (Vec<(String, Vec<String>)>,);
+        if let Ok(needs) = instance.get_typed_func::<(), Needs>(&mut store, component::EGRESS_NEEDS)
+        {
+            let (needs,) = needs.call_async(&mut store, ()).await.map_err(fail)?;
+            component::attach_needs(&mut jobs, needs)?;
+        }
+        Ok(jobs)
     }
 
     /// (modules, bytes) held in the loaded-module cache.

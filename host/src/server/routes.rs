@@ -246,7 +246,12 @@ async fn deploy(
         return Err(too_large());
     }
     let (_, record) = state.engine.deploy_for(&tenant, &bytes).await?;
-    ok(StatusCode::CREATED, to_value(&record))
+    let mut answer = to_value(&record);
+    let warnings = state.engine.egress_warnings(&tenant, &record.jobs);
+    if let Value::Object(map) = &mut answer {
+        map.insert("warnings".into(), json!(warnings));
+    }
+    ok(StatusCode::CREATED, answer)
 }
 
 async fn list_modules(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {

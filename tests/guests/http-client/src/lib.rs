@@ -70,7 +70,12 @@ fn second() -> u64 {
 }
 
 /// Charges once per run, however many attempts it takes: the key is the step's.
-#[job(max_attempts = 5, backoff_initial_ms = 50, backoff_max_ms = 200)]
+#[job(
+    max_attempts = 5,
+    backoff_initial_ms = 50,
+    backoff_max_ms = 200,
+    hosts = "api.payments.example, http://127.0.0.1:*"
+)]
 fn charge(ctx: &mut Ctx, input: Charge) -> Result<serde_json::Value, JobError> {
     let charge: serde_json::Value = ctx.step("charge", || {
         let mut request = Request::post(&format!("{}/v1/charges", input.base_url))
