@@ -70,6 +70,13 @@ async fn deploy_enqueue_and_complete_with_a_retried_step() {
     assert_eq!(view["dead_lettered"], false);
     let charges = crate::util::provider_get(&base, "/v1/charges").await;
     assert_eq!(charges["count"], 1, "{charges}");
+    let (_, metrics) = api.text("/metrics").await;
+    for line in [
+        r#"stepwise_outbound_requests_total{tenant="acme",outcome="2xx"} 3"#,
+        r#"stepwise_outbound_requests_total{tenant="acme",outcome="5xx"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in:\n{metrics}");
+    }
     assert_eq!(
         view["output"]["charge_id"], charges["charges"][0]["id"],
         "{view:#}"

@@ -88,6 +88,11 @@ async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
     );
     let seen = provider_json(&format!("{base}/requests")).await;
     assert_eq!(seen, json!({}), "the provider saw nothing");
+    assert_eq!(
+        h.engine.egress().stats().snapshot(),
+        vec![(LOCAL.to_owned(), "denied", 1)],
+        "/metrics counts the refusal"
+    );
 }
 
 #[tokio::test]
@@ -495,4 +500,42 @@ async fn a_guest_using_wstd_sends_under_the_same_rules() {
     );
     let call = http_entries(&view)[0].http.clone().unwrap();
     assert_eq!(call.path, "/v1/contacts");
+}
+
+/// A request never outlives its attempt: the deadline ends a call that waits on a slow
+/// provider, and the call is on the timeline with the reason.
+#[tokio::test]
+async fn the_attempts_deadline_ends_a_call_in_flight() {
+    let h = harness(true);
+    let base = allowed_provider(&h).await;
+    reqwest::Client::new()
+        .post(format!("{base}/control"))
+        .json(&json!({ "lose_next": 1, "lose_delay_ms": 20_000 }))
+        .send()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let view = h
+        .run(
+            guests::HTTP_CLIENT,
+            "charge",
+            json!({ "base_url": base, "amount": 1, "timeout_ms": 30_000 }),
+            PolicyOverrides {
+                max_attempts: Some(1),
+                timeout_ms: Some(500),
+                ..PolicyOverrides::default()
+            },
+        )
+        .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "the call did not wait for the provider's answer"
+    );
+    assert_eq!(view.run.status, RunStatus::Failed);
+    let call = http_entries(&view)[0].http.clone().unwrap();
+    assert!(
+        call.error.unwrap().contains("deadline"),
+        "{:?}",
+        view.timeline
+    );
 }

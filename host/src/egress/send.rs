@@ -74,15 +74,26 @@ impl WasiHttpHooks for EgressHooks {
         Box::new(async move {
             let deadline = tokio::time::Instant::from_std(attempt.deadline);
             let call = Call::new(&request);
+            // Kept to record a call the attempt's deadline cuts short.
+            let cut = Call {
+                record: call.record.clone(),
+                scheme: call.scheme,
+                started: call.started,
+            };
             let timeouts = Timeouts::new(&attempt.limits, options);
             let sending = send(&attempt, call, request, over, in_flight, timeouts);
             match tokio::time::timeout_at(deadline, sending).await {
                 Ok(result) => result,
-                Err(_) => Err(Error::ConnectionTimeout),
+                Err(_) => {
+                    Err(cut.fail_with(&attempt, "the attempt's deadline passed during the call"))
+                }
             }
         })
     }
 }
+
+/// What the timeline says of a call the attempt's deadline ended.
+const DEADLINE_PASSED: &str = "the attempt's deadline passed during the call";
 
 /// The timeouts of one request: the guest's, where it set shorter ones than the limits.
 #[derive(Clone, Copy)]
@@ -166,9 +177,23 @@ impl Call {
         Error::HttpRequestDenied
     }
 
+    /// Records the call as ended by the attempt's deadline.
+    fn fail_with(mut self, attempt: &AttemptEgress, why: &str) -> Error {
+        self.record.error = Some(why.to_owned());
+        self.record.duration_ms = millis(self.started.elapsed());
+        attempt.shared.stats.count(&attempt.tenant, "error");
+        push(attempt, self.record, false);
+        Error::ConnectionTimeout
+    }
+
     /// Records the call as failed after it was allowed.
     fn fail(mut self, attempt: &AttemptEgress, error: Error, sent: &AtomicU64) -> Error {
-        self.record.error = Some(describe(&error));
+        // Whatever layer noticed first, a call cut by the deadline says so.
+        self.record.error = Some(if Instant::now() >= attempt.deadline {
+            DEADLINE_PASSED.to_owned()
+        } else {
+            describe(&error)
+        });
         self.record.duration_ms = millis(self.started.elapsed());
         self.record.request_bytes = sent.load(Ordering::Relaxed);
         attempt.shared.stats.count(&attempt.tenant, "error");
