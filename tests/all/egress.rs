@@ -146,10 +146,22 @@ async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() 
     let mut settings = rules(&[&base]);
     settings.limits = Some(LimitsPatch {
         max_response_bytes: Some(1000),
+        max_request_bytes: Some(1000),
         max_requests: Some(3),
         ..LimitsPatch::default()
     });
     h.engine.set_egress(LOCAL, settings).await.unwrap();
+
+    let upload = json!({ "url": format!("{base}/v1/receipts"), "method": "POST",
+                         "body": "x".repeat(5000) });
+    let upload = fetch(&h, upload).await;
+    assert_eq!(upload.run.status, RunStatus::Failed);
+    let call = http_entries(&upload)[0].http.clone().unwrap();
+    assert!(
+        call.error
+            .unwrap()
+            .contains("request body over the 1000-byte limit")
+    );
 
     let big = fetch(&h, json!({ "url": format!("{base}/bytes/5000") })).await;
     assert_eq!(big.run.status, RunStatus::Failed);
