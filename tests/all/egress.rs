@@ -7,7 +7,7 @@ use stepwise_host::egress::{EgressConfig, LimitsPatch, RuleSpec, TenantEgress};
 use stepwise_host::{EngineConfig, PolicyOverrides, RunStatus, RunView};
 use stepwise_tests::guests;
 
-use crate::util::{Harness, fake_provider, harness_with};
+use crate::util::{Harness, fake_provider, harness_with, provider_control, provider_get};
 
 /// The tenant of `NewRun::local` runs.
 const LOCAL: &str = "local";
@@ -38,12 +38,8 @@ fn rules(patterns: &[&str]) -> TenantEgress {
 /// A fake provider that the local tenant's rules allow (plain HTTP on its loopback port).
 async fn allowed_provider(h: &Harness) -> String {
     let base = fake_provider().await;
-    h.engine.set_egress(LOCAL, rules(&[&base])).await.unwrap();
+    h.allow(&base).await;
     base
-}
-
-async fn provider_json(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 async fn fetch(h: &Harness, payload: Value) -> RunView {
@@ -86,7 +82,7 @@ async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
             .any(|l| l.message.contains("no egress rule")),
         "the refusal is logged"
     );
-    let seen = provider_json(&format!("{base}/requests")).await;
+    let seen = provider_get(&base, "/requests").await;
     assert_eq!(seen, json!({}), "the provider saw nothing");
     assert_eq!(
         h.engine.egress().stats().snapshot(),
@@ -135,7 +131,7 @@ async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private
     let call = http_entries(&view)[0].http.clone().unwrap();
     let why = call.error.unwrap();
     assert!(why.contains("loopback"), "{why}");
-    let seen = provider_json(&format!("{base}/requests")).await;
+    let seen = provider_get(&base, "/requests").await;
     assert_eq!(seen, json!({}), "no connection was made");
 }
 
@@ -179,7 +175,7 @@ async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() 
     assert_eq!(calls.len(), 4, "three sent, the first refusal recorded");
     let refused = calls[3].http.clone().unwrap();
     assert!(refused.error.unwrap().contains("max_requests"));
-    let seen = provider_json(&format!("{base}/requests")).await;
+    let seen = provider_get(&base, "/requests").await;
     assert_eq!(
         seen["/bytes"], 4,
         "one big and three small requests arrived"
@@ -191,12 +187,7 @@ async fn a_lost_charge_response_is_retried_with_the_same_key_and_charged_once() 
     let h = harness(true);
     let base = allowed_provider(&h).await;
     // The first charge is processed but its response comes only after the client gave up.
-    reqwest::Client::new()
-        .post(format!("{base}/control"))
-        .json(&json!({ "lose_next": 1, "lose_delay_ms": 5000 }))
-        .send()
-        .await
-        .unwrap();
+    provider_control(&base, json!({ "lose_next": 1, "lose_delay_ms": 5000 })).await;
     let view = h
         .run(
             guests::HTTP_CLIENT,
@@ -211,7 +202,7 @@ async fn a_lost_charge_response_is_retried_with_the_same_key_and_charged_once() 
         "{:?}",
         view.run.error
     );
-    let charges = provider_json(&format!("{base}/v1/charges")).await;
+    let charges = provider_get(&base, "/v1/charges").await;
     assert_eq!(charges["count"], 1, "exactly one charge: {charges}");
     let key = charges["charges"][0]["idempotency_key"]
         .as_str()
@@ -260,12 +251,11 @@ async fn a_429_retry_after_in_seconds_or_as_a_date_sets_the_next_attempt() {
     for (retry_after, wait_ms) in [("2", 2_000), ("Thu, 01 Jan 2026 00:00:30 GMT", 30_000)] {
         let h = harness(true);
         let base = allowed_provider(&h).await;
-        reqwest::Client::new()
-            .post(format!("{base}/control"))
-            .json(&json!({ "throttle_next": 1, "retry_after": retry_after }))
-            .send()
-            .await
-            .unwrap();
+        provider_control(
+            &base,
+            json!({ "throttle_next": 1, "retry_after": retry_after }),
+        )
+        .await;
         let view = h
             .run(
                 guests::HTTP_CLIENT,
@@ -305,21 +295,9 @@ async fn deliver(h: &Harness, base: &str) -> RunView {
 /// backoff through 5xx, waiting exactly as asked on 429, and final on 410.
 #[tokio::test]
 async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
-    let control = |base: &str, body: Value| {
-        let url = format!("{base}/control");
-        async move {
-            reqwest::Client::new()
-                .post(url)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-
     let h = harness(true);
     let base = allowed_provider(&h).await;
-    control(&base, json!({ "webhook_status": 502, "webhook_times": 2 })).await;
+    provider_control(&base, json!({ "webhook_status": 502, "webhook_times": 2 })).await;
     let view = deliver(&h, &base).await;
     assert_eq!(
         view.run.status,
@@ -347,7 +325,7 @@ async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
 
     let h = harness(true);
     let base = allowed_provider(&h).await;
-    control(
+    provider_control(
         &base,
         json!({ "webhook_status": 429, "webhook_times": 1, "retry_after": "120" }),
     )
@@ -359,7 +337,7 @@ async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
 
     let h = harness(true);
     let base = allowed_provider(&h).await;
-    control(&base, json!({ "webhook_status": 410 })).await;
+    provider_control(&base, json!({ "webhook_status": 410 })).await;
     let view = deliver(&h, &base).await;
     assert_eq!(view.run.status, RunStatus::Failed);
     assert!(
@@ -388,12 +366,7 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
     let base = fake_provider().await;
     h.engine.set_egress("slow", rules(&[&base])).await.unwrap();
     // Every charge is made, then answered only after 3 s.
-    reqwest::Client::new()
-        .post(format!("{base}/control"))
-        .json(&json!({ "lose_next": 10, "lose_delay_ms": 3_000 }))
-        .send()
-        .await
-        .unwrap();
+    provider_control(&base, json!({ "lose_next": 10, "lose_delay_ms": 3_000 })).await;
     let http = h.deploy(guests::HTTP_CLIENT).await;
     let mut slow = Vec::new();
     for i in 0..10 {
@@ -520,12 +493,7 @@ async fn a_guest_using_wstd_sends_under_the_same_rules() {
 async fn the_attempts_deadline_ends_a_call_in_flight() {
     let h = harness(true);
     let base = allowed_provider(&h).await;
-    reqwest::Client::new()
-        .post(format!("{base}/control"))
-        .json(&json!({ "lose_next": 1, "lose_delay_ms": 20_000 }))
-        .send()
-        .await
-        .unwrap();
+    provider_control(&base, json!({ "lose_next": 1, "lose_delay_ms": 20_000 })).await;
     let started = std::time::Instant::now();
     let view = h
         .run(

@@ -175,12 +175,7 @@ async fn retry_after_sets_the_next_attempt_time() {
         limits: None,
     };
     h.engine.set_egress("local", rules).await.unwrap();
-    reqwest::Client::new()
-        .post(format!("{base}/control"))
-        .json(&json!({ "throttle_next": 2, "retry_after": "7" }))
-        .send()
-        .await
-        .unwrap();
+    crate::util::provider_control(&base, json!({ "throttle_next": 2, "retry_after": "7" })).await;
     let view = h
         .run(
             guests::RATE_LIMITED,

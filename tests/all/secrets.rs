@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use stepwise_host::egress::{EgressConfig, RuleSpec, TenantEgress};
+use serde_json::json;
+use stepwise_host::egress::{EgressConfig, RuleSpec};
 use stepwise_host::secrets::{KeyText, NewSecret, SecretKeys, SecretsConfig};
 use stepwise_host::{
     Engine, EngineConfig, ManualClock, PolicyOverrides, RunStatus, RunView, RuntimeConfig,
@@ -50,11 +50,7 @@ fn secret(value: &str, hosts: &[&str], readable: bool) -> NewSecret {
 /// A provider the local tenant may reach.
 async fn allowed_provider(h: &Harness) -> String {
     let base = crate::util::fake_provider().await;
-    let rules = TenantEgress {
-        rules: vec![spec(&base)],
-        limits: None,
-    };
-    h.engine.set_egress(LOCAL, rules).await.unwrap();
+    h.allow(&base).await;
     base
 }
 
@@ -107,12 +103,7 @@ async fn a_bound_secret_reaches_its_host_and_appears_nowhere_else() {
         "{:?}",
         view.run.error
     );
-    let charges: Value = reqwest::get(format!("{base}/v1/charges"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let charges = crate::util::provider_get(&base, "/v1/charges").await;
     assert_eq!(
         charges["charges"][0]["authorized"],
         json!(format!("Bearer {VALUE}")),
@@ -151,12 +142,7 @@ async fn a_bound_secret_sent_to_another_host_is_refused() {
     assert_eq!(view.run.status, RunStatus::Failed);
     let call = view.timeline.iter().find_map(|t| t.http.clone()).unwrap();
     assert!(call.error.unwrap().contains("not bound"));
-    let seen: Value = reqwest::get(format!("{base}/requests"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = crate::util::provider_get(&base, "/requests").await;
     assert_eq!(seen, json!({}), "nothing reached the provider");
     let unknown = charge(&h, &base, "NO_SUCH").await;
     let call = unknown

@@ -248,13 +248,9 @@ async fn a_charge_in_flight_at_kill9_is_made_exactly_once() {
         )
         .await;
     assert_eq!(status, 200);
-    let http = reqwest::Client::new();
     // The provider makes the charge and then holds its answer back.
-    http.post(format!("{base}/control"))
-        .json(&json!({ "lose_next": 1, "lose_delay_ms": 60_000 }))
-        .send()
-        .await
-        .unwrap();
+    let control = json!({ "lose_next": 1, "lose_delay_ms": 60_000 });
+    crate::util::provider_control(&base, control).await;
     let id = api
         .enqueue_new(
             &token,
@@ -263,15 +259,8 @@ async fn a_charge_in_flight_at_kill9_is_made_exactly_once() {
                     "payload": { "base_url": base, "amount": 700, "timeout_ms": 30_000 } }),
         )
         .await;
-    let charges = |http: reqwest::Client| {
-        let url = format!("{base}/v1/charges");
-        async move {
-            let v: Value = http.get(url).send().await.unwrap().json().await.unwrap();
-            v
-        }
-    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while charges(http.clone()).await["count"] != 1 {
+    while crate::util::provider_get(&base, "/v1/charges").await["count"] != 1 {
         assert!(
             Instant::now() < deadline,
             "the charge never reached the provider"
@@ -288,7 +277,7 @@ async fn a_charge_in_flight_at_kill9_is_made_exactly_once() {
     let api = server.api();
     let run = api.wait_final(&token, &id, SETTLE).await;
     assert_eq!(run["status"], "completed", "{run}");
-    let all = charges(http.clone()).await;
+    let all = crate::util::provider_get(&base, "/v1/charges").await;
     assert_eq!(all["count"], 1, "exactly one charge: {all}");
     assert_eq!(run["output"]["id"], all["charges"][0]["id"]);
 }

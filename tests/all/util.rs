@@ -193,9 +193,9 @@ pub fn http_config() -> EngineConfig {
 }
 
 impl Harness {
-    /// Lets the local tenant reach the provider at `base` and stores the payments example's
-    /// `PAYMENTS_KEY`, bound to it.
-    pub async fn allow_payments(&self, base: &str) {
+    /// Lets the local tenant reach `base` (`http://127.0.0.1:port`) and nothing else; returns
+    /// the rule.
+    pub async fn allow(&self, base: &str) -> stepwise_host::egress::RuleSpec {
         let spec = stepwise_host::egress::RuleSpec {
             pattern: base.to_owned(),
             methods: vec![],
@@ -205,6 +205,13 @@ impl Harness {
             limits: None,
         };
         self.engine.set_egress("local", rules).await.unwrap();
+        spec
+    }
+
+    /// Lets the local tenant reach the provider at `base` and stores the payments example's
+    /// `PAYMENTS_KEY`, bound to it.
+    pub async fn allow_payments(&self, base: &str) {
+        let spec = self.allow(base).await;
         let secret = stepwise_host::secrets::NewSecret {
             value: PAYMENTS_KEY.to_owned(),
             hosts: vec![spec],

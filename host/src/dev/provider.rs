@@ -22,14 +22,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// Largest `GET /bytes/{n}` answer.
 const MAX_BYTES: usize = 64 << 20;
 
 /// What the provider was told to do with the next requests.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Control {
     /// Answer this many of the next charge requests with 500, storing nothing.
@@ -93,19 +93,9 @@ pub async fn spawn(listen: SocketAddr) -> std::io::Result<SocketAddr> {
 
 /// Sets the provider's behaviour for its next requests, as `POST /control` does.
 pub async fn set_control(base: &str, control: Control) -> anyhow::Result<()> {
-    let body = serde_json::json!({
-        "fail_next": control.fail_next,
-        "fail_accounts_next": control.fail_accounts_next,
-        "lose_next": control.lose_next,
-        "lose_delay_ms": control.lose_delay_ms,
-        "throttle_next": control.throttle_next,
-        "retry_after": control.retry_after,
-        "webhook_status": control.webhook_status,
-        "webhook_times": control.webhook_times,
-    });
     reqwest::Client::new()
         .post(format!("{base}/control"))
-        .json(&body)
+        .json(&control)
         .send()
         .await?
         .error_for_status()?;
@@ -145,15 +135,8 @@ async fn charge(State(state): State<Shared>, headers: HeaderMap, body: String) -
             p.control.fail_next -= 1;
             return (StatusCode::INTERNAL_SERVER_ERROR, "provider unavailable").into_response();
         }
-        if p.control.throttle_next > 0 {
-            p.control.throttle_next -= 1;
-            let retry = p.control.retry_after.clone().unwrap_or_else(|| "1".into());
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, retry)],
-                "slow down",
-            )
-                .into_response();
+        if let Some(throttled) = throttle(&mut p) {
+            return throttled;
         }
         if let Some(existing) = p.charges.get(&key) {
             // Same key: the first response again, whatever the body says.
@@ -192,19 +175,27 @@ async fn charge(State(state): State<Shared>, headers: HeaderMap, body: String) -
     (StatusCode::OK, Json(answer)).into_response()
 }
 
+/// A 429 with `Retry-After` while `throttle_next` lasts (counting it down), else `None`.
+fn throttle(p: &mut Provider) -> Option<Response> {
+    if p.control.throttle_next == 0 {
+        return None;
+    }
+    p.control.throttle_next -= 1;
+    let retry = p.control.retry_after.clone().unwrap_or_else(|| "1".into());
+    let answer = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, retry)],
+        "slow down",
+    );
+    Some(answer.into_response())
+}
+
 /// A rate-limited read: 429 with `Retry-After` while `throttle_next` lasts, then a list.
 async fn contacts(State(state): State<Shared>) -> Response {
     seen(&state, "/v1/contacts");
     let mut p = state.lock().unwrap_or_else(|e| e.into_inner());
-    if p.control.throttle_next > 0 {
-        p.control.throttle_next -= 1;
-        let retry = p.control.retry_after.clone().unwrap_or_else(|| "1".into());
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry)],
-            "slow down",
-        )
-            .into_response();
+    if let Some(throttled) = throttle(&mut p) {
+        return throttled;
     }
     Json(json!({ "contacts": ["ada@example.com", "grace@example.com"] })).into_response()
 }

@@ -343,15 +343,19 @@ impl Egress {
         Ok(())
     }
 
-    /// Of the normalised patterns in `needs`, those no rule of `tenant` covers.
-    pub fn uncovered<'a>(&self, tenant: &str, needs: &'a [String]) -> Vec<&'a str> {
-        let policy = self
-            .tenants
+    /// `tenant`'s installed rules and limits (none installed: nothing allowed).
+    fn policy_of(&self, tenant: &str) -> Arc<TenantPolicy> {
+        self.tenants
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(tenant)
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Of the normalised patterns in `needs`, those no rule of `tenant` covers.
+    pub fn uncovered<'a>(&self, tenant: &str, needs: &'a [String]) -> Vec<&'a str> {
+        let policy = self.policy_of(tenant);
         needs
             .iter()
             .filter(|need| {
@@ -375,13 +379,7 @@ impl Egress {
         deadline: Instant,
         secrets: Arc<dyn SecretSource>,
     ) -> AttemptEgress {
-        let policy = self
-            .tenants
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
-            .cloned()
-            .unwrap_or_default();
+        let policy = self.policy_of(tenant);
         let caps = self.config.caps();
         let limits = policy
             .limits

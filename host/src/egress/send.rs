@@ -75,18 +75,13 @@ impl WasiHttpHooks for EgressHooks {
             let deadline = tokio::time::Instant::from_std(attempt.deadline);
             let call = Call::new(&request);
             // Kept to record a call the attempt's deadline cuts short.
-            let cut = Call {
-                record: call.record.clone(),
-                scheme: call.scheme,
-                started: call.started,
-            };
+            let cut = call.clone();
             let timeouts = Timeouts::new(&attempt.limits, options);
             let sending = send(&attempt, call, request, over, in_flight, timeouts);
             match tokio::time::timeout_at(deadline, sending).await {
                 Ok(result) => result,
-                Err(_) => {
-                    Err(cut.fail_with(&attempt, "the attempt's deadline passed during the call"))
-                }
+                // Past the deadline, `fail` records it as the reason.
+                Err(_) => Err(cut.fail(&attempt, Error::ConnectionTimeout, 0)),
             }
         })
     }
@@ -122,6 +117,7 @@ impl Timeouts {
 }
 
 /// A call in progress: what will be recorded about it.
+#[derive(Clone)]
 struct Call {
     record: HttpCall,
     scheme: Option<Scheme>,
@@ -177,17 +173,8 @@ impl Call {
         Error::HttpRequestDenied
     }
 
-    /// Records the call as ended by the attempt's deadline.
-    fn fail_with(mut self, attempt: &AttemptEgress, why: &str) -> Error {
-        self.record.error = Some(why.to_owned());
-        self.record.duration_ms = millis(self.started.elapsed());
-        attempt.shared.stats.count(&attempt.tenant, "error");
-        push(attempt, self.record, false);
-        Error::ConnectionTimeout
-    }
-
-    /// Records the call as failed after it was allowed.
-    fn fail(mut self, attempt: &AttemptEgress, error: Error, sent: &AtomicU64) -> Error {
+    /// Records the call as failed after it was allowed, with the request body bytes it sent.
+    fn fail(mut self, attempt: &AttemptEgress, error: Error, sent: u64) -> Error {
         // Whatever layer noticed first, a call cut by the deadline says so.
         self.record.error = Some(if Instant::now() >= attempt.deadline {
             DEADLINE_PASSED.to_owned()
@@ -195,7 +182,7 @@ impl Call {
             describe(&error)
         });
         self.record.duration_ms = millis(self.started.elapsed());
-        self.record.request_bytes = sent.load(Ordering::Relaxed);
+        self.record.request_bytes = sent;
         attempt.shared.stats.count(&attempt.tenant, "error");
         push(attempt, self.record, false);
         error
@@ -285,15 +272,14 @@ async fn send(
     if let Some(len) = declared_length(&request)
         && len > limits.max_request_bytes
     {
-        let sent = AtomicU64::new(0);
         let error = Error::HttpRequestBodySize(Some(limits.max_request_bytes));
-        return Err(call.fail(attempt, error, &sent));
+        return Err(call.fail(attempt, error, 0));
     }
     let connect_timeout = timeouts.connect;
     let addrs = match tokio::time::timeout(connect_timeout, resolve(&host, port)).await {
         Ok(Ok(addrs)) => addrs,
-        Ok(Err(e)) => return Err(call.fail(attempt, e, &AtomicU64::new(0))),
-        Err(_) => return Err(call.fail(attempt, Error::DnsTimeout, &AtomicU64::new(0))),
+        Ok(Err(e)) => return Err(call.fail(attempt, e, 0)),
+        Err(_) => return Err(call.fail(attempt, Error::DnsTimeout, 0)),
     };
     if !attempt.shared.config.allow_private {
         for a in &addrs {
@@ -312,7 +298,7 @@ async fn send(
         .map_err(|_| Error::ConnectionLimitReached)?;
     let stream = match connect(&addrs, connect_timeout).await {
         Ok(s) => s,
-        Err(e) => return Err(call.fail(attempt, e, &AtomicU64::new(0))),
+        Err(e) => return Err(call.fail(attempt, e, 0)),
     };
     let io: Box<dyn Stream> = match scheme {
         Scheme::Http => Box::new(stream),
@@ -321,15 +307,15 @@ async fn send(
                 Ok(n) => n,
                 Err(_) => {
                     let e = Error::HttpRequestUriInvalid;
-                    return Err(call.fail(attempt, e, &AtomicU64::new(0)));
+                    return Err(call.fail(attempt, e, 0));
                 }
             };
             let tls = tokio_rustls::TlsConnector::from(attempt.shared.tls.clone());
             match tokio::time::timeout(connect_timeout, tls.connect(name, stream)).await {
                 Ok(Ok(s)) => Box::new(s),
-                Ok(Err(e)) => return Err(call.fail(attempt, Error::Tls(e), &AtomicU64::new(0))),
+                Ok(Err(e)) => return Err(call.fail(attempt, Error::Tls(e), 0)),
                 Err(_) => {
-                    return Err(call.fail(attempt, Error::ConnectionTimeout, &AtomicU64::new(0)));
+                    return Err(call.fail(attempt, Error::ConnectionTimeout, 0));
                 }
             }
         }
@@ -337,8 +323,8 @@ async fn send(
     let handshake = hyper::client::conn::http1::handshake(TokioIo::new(io));
     let (mut sender, conn) = match tokio::time::timeout(connect_timeout, handshake).await {
         Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Err(call.fail(attempt, Error::from(e), &AtomicU64::new(0))),
-        Err(_) => return Err(call.fail(attempt, Error::ConnectionTimeout, &AtomicU64::new(0))),
+        Ok(Err(e)) => return Err(call.fail(attempt, Error::from(e), 0)),
+        Err(_) => return Err(call.fail(attempt, Error::ConnectionTimeout, 0)),
     };
     // On the wire only the path and query go in the request line (no proxy in between).
     let path_and_query = request
@@ -381,7 +367,7 @@ async fn send(
                     conn_done = true;
                     exchange.await
                 }
-                Err(e) => return Err(call.fail(attempt, e, &sent)),
+                Err(e) => return Err(call.fail(attempt, e, sent.load(Ordering::Relaxed))),
             }
         }
     };
@@ -393,9 +379,15 @@ async fn send(
             } else {
                 Error::from(e)
             };
-            return Err(call.fail(attempt, e, &sent));
+            return Err(call.fail(attempt, e, sent.load(Ordering::Relaxed)));
         }
-        Err(_) => return Err(call.fail(attempt, Error::ConnectionReadTimeout, &sent)),
+        Err(_) => {
+            return Err(call.fail(
+                attempt,
+                Error::ConnectionReadTimeout,
+                sent.load(Ordering::Relaxed),
+            ));
+        }
     };
     let mut record = call.record;
     record.status = Some(response.status().as_u16());
