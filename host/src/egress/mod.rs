@@ -419,9 +419,4 @@ impl AttemptEgress {
     pub fn secrets(&self) -> &dyn SecretSource {
         &*self.secrets
     }
-
-    /// The limits this attempt runs with.
-    pub fn limits(&self) -> &EgressLimits {
-        &self.limits
-    }
 }
