@@ -519,3 +519,97 @@ async fn the_attempts_deadline_ends_a_call_in_flight() {
         view.timeline
     );
 }
+
+/// The per-attempt concurrency cap holds for a guest that sends at once: the provider holds
+/// every request until three are in flight, and sees three from an attempt allowed four but
+/// only two from one allowed two (the third waits for a slot, then for its hold).
+#[tokio::test]
+async fn concurrent_requests_are_capped_per_attempt() {
+    for (cap, most) in [(4, 3), (2, 2)] {
+        let h = harness(true);
+        let base = fake_provider().await;
+        provider_control(&base, json!({ "hold_ms": 1_500 })).await;
+        let mut settings = rules(&[&base]);
+        settings.limits = Some(LimitsPatch {
+            max_concurrent: Some(cap),
+            ..LimitsPatch::default()
+        });
+        h.engine.set_egress(LOCAL, settings).await.unwrap();
+        let urls = vec![format!("{base}/hold/3"); 3];
+        let view = h
+            .run(
+                guests::WSTD_CLIENT,
+                "fan-out",
+                json!(urls),
+                PolicyOverrides::default(),
+            )
+            .await;
+        assert_eq!(
+            view.run.status,
+            RunStatus::Completed,
+            "{:?}",
+            view.run.error
+        );
+        let seen = view.run.output.as_ref().unwrap().as_array().unwrap();
+        let seen = seen
+            .iter()
+            .map(|got| {
+                let body: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+                body["most_held"].as_u64().unwrap()
+            })
+            .max();
+        assert_eq!(seen, Some(most), "max_concurrent {cap}");
+        assert_eq!(http_entries(&view).len(), 3);
+    }
+}
+
+/// A destination that never completes the TCP handshake: the connect timeout ends the call.
+/// The listener never accepts and its accept queue is full, so the kernel drops new SYNs.
+#[tokio::test]
+async fn the_connect_timeout_ends_a_call_that_never_connects() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let wait = std::time::Duration::from_millis(300);
+        match tokio::time::timeout(wait, tokio::net::TcpStream::connect(addr)).await {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 64, "the accept queue never filled");
+    }
+
+    let h = harness(true);
+    let base = format!("http://{addr}");
+    let mut settings = rules(&[&base]);
+    settings.limits = Some(LimitsPatch {
+        connect_timeout_ms: Some(300),
+        ..LimitsPatch::default()
+    });
+    h.engine.set_egress(LOCAL, settings).await.unwrap();
+    // Without the connect timeout the attempt's deadline would end the call, saying so.
+    let view = h
+        .run(
+            guests::HTTP_CLIENT,
+            "fetch",
+            json!({ "url": format!("{base}/v1/contacts") }),
+            PolicyOverrides {
+                timeout_ms: Some(5_000),
+                ..PolicyOverrides::default()
+            },
+        )
+        .await;
+    assert_eq!(view.run.status, RunStatus::Failed);
+    let call = http_entries(&view)[0].http.clone().unwrap();
+    assert_eq!(call.status, None);
+    assert!(
+        call.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out connecting"),
+        "{call:?}"
+    );
+    drop(listener);
+}

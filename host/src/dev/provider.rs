@@ -9,7 +9,9 @@
 //! Routes: `POST /v1/charges` (JSON `{"amount": n}`, header `Idempotency-Key` required),
 //! `GET /v1/charges` (every charge), `POST /v1/accounts`, `POST /v1/receipts` (plain
 //! records), `POST /v1/webhooks` (answers `status` from `/control`), `GET /v1/contacts` (a
-//! list, rate-limited by `throttle_next`), `GET /bytes/{n}` (n bytes),
+//! list, rate-limited by `throttle_next`), `GET /bytes/{n}` (n bytes), `GET /hold/{n}`
+//! (holds each request until `n` are held at once, or `hold_ms` passed, and answers the most
+//! held at once since it started: a client's real concurrency, seen from the server),
 //! `GET /requests` (how many requests arrived, by path), `POST /control`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 /// Largest `GET /bytes/{n}` answer.
 const MAX_BYTES: usize = 64 << 20;
@@ -49,6 +52,8 @@ pub struct Control {
     pub webhook_status: Option<u16>,
     /// How many webhook requests get `webhook_status` before the rest get 200; absent: all.
     pub webhook_times: Option<u32>,
+    /// How long `GET /hold/{n}` holds a request when fewer than `n` arrive. Default 2 s.
+    pub hold_ms: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +64,10 @@ struct Provider {
     /// Requests received, by path.
     requests: HashMap<String, u64>,
     records: u64,
+    /// Requests `GET /hold/{n}` holds now.
+    held: u32,
+    /// The most it held at once since the provider started.
+    most_held: Option<watch::Sender<u32>>,
 }
 
 type Shared = Arc<Mutex<Provider>>;
@@ -73,6 +82,7 @@ pub fn router() -> Router {
         .route("/v1/webhooks", post(webhook))
         .route("/v1/contacts", get(contacts))
         .route("/bytes/{n}", get(bytes))
+        .route("/hold/{n}", get(hold))
         .route("/requests", get(requests))
         .route("/control", post(control))
         .with_state(state)
@@ -254,6 +264,30 @@ async fn webhook(State(state): State<Shared>) -> Response {
 async fn bytes(State(state): State<Shared>, Path(n): Path<usize>) -> Response {
     seen(&state, "/bytes");
     vec![b'x'; n.min(MAX_BYTES)].into_response()
+}
+
+async fn hold(State(state): State<Shared>, Path(n): Path<u32>) -> Json<Value> {
+    let (mut most, wait) = {
+        let mut p = state.lock().unwrap_or_else(|e| e.into_inner());
+        *p.requests.entry("/hold".to_owned()).or_default() += 1;
+        p.held = p.held.saturating_add(1);
+        let now = p.held;
+        let wait = Duration::from_millis(p.control.hold_ms.unwrap_or(2_000).min(600_000));
+        let most = p.most_held.get_or_insert_with(|| watch::channel(0).0);
+        most.send_if_modified(|m| {
+            let grew = now > *m;
+            *m = (*m).max(now);
+            grew
+        });
+        (most.subscribe(), wait)
+    };
+    // The most held only grows, so every waiter sees `n` once it was reached, even after
+    // the first released ones left.
+    let _ = tokio::time::timeout(wait, most.wait_for(|m| *m >= n)).await;
+    let most_held = *most.borrow();
+    let mut p = state.lock().unwrap_or_else(|e| e.into_inner());
+    p.held = p.held.saturating_sub(1);
+    Json(json!({ "most_held": most_held }))
 }
 
 async fn requests(State(state): State<Shared>) -> Json<Value> {
