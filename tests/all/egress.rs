@@ -613,3 +613,40 @@ async fn the_connect_timeout_ends_a_call_that_never_connects() {
     );
     drop(listener);
 }
+
+/// One tenant's rules never apply to another's runs: the same request that tenant "owner"
+/// may send is refused for tenant "stranger", and the provider sees only the owner's.
+#[tokio::test]
+async fn another_tenants_rules_never_apply() {
+    let h = harness(true);
+    let base = fake_provider().await;
+    h.engine.set_egress("owner", rules(&[&base])).await.unwrap();
+    let http = h.deploy(guests::HTTP_CLIENT).await;
+    let url = format!("{base}/bytes/3");
+    let mut views = Vec::new();
+    for tenant in ["owner", "stranger"] {
+        let run = h
+            .engine
+            .enqueue(stepwise_host::NewRun {
+                tenant: tenant.into(),
+                ..stepwise_host::NewRun::local(&http, "fetch", json!({ "url": url }).to_string())
+            })
+            .await
+            .unwrap()
+            .run
+            .id;
+        views.push(h.engine.run_to_end(&run).await.unwrap());
+    }
+    assert_eq!(views[0].run.status, RunStatus::Completed);
+    assert_eq!(views[1].run.status, RunStatus::Failed);
+    let refused = http_entries(&views[1])[0].http.clone().unwrap();
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no egress rule of tenant 'stranger'"),
+        "{refused:?}"
+    );
+    assert_eq!(provider_get(&base, "/requests").await["/bytes"], 1);
+}
