@@ -37,26 +37,21 @@
 
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod dev;
 pub mod egress;
 pub mod engine;
 pub mod examples;
-pub mod histogram;
-pub mod model;
-pub mod policy;
 pub mod runtime;
 pub mod secrets;
 pub mod server;
 pub mod store;
 #[cfg(test)]
 mod testing;
-mod text;
-pub mod time_fmt;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};
 pub use engine::{Engine, EngineConfig, EngineError, Enqueued, NewRun, RunFilter, RunPage};
 pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStatus};
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
+pub use stepwise_core::{clock, histogram, model, policy, secret, text, time_fmt};
 pub use store::{Durability, Store, StoreError};

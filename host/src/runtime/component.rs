@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::{HandlerPre, WitJobSpec};
 use super::sandbox::HostState;
 use crate::policy::{Backoff, PolicyOverrides};
+pub use stepwise_core::job::JobSpec;
 
 /// The world a handler must target, as named in errors.
 pub const WORLD: &str = "stepwise:jobs/handler@0.1.1";
@@ -103,20 +103,6 @@ pub enum LoadError {
     /// The component's `describe` export failed or returned something unusable.
     #[error("component's describe() failed: {0}")]
     Describe(String),
-}
-
-/// One job a module offers, as learned from `describe`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// The job's name.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// Its default policy (absent fields take the host's defaults).
-    pub policy: PolicyOverrides,
-    /// The hosts it sends requests to, as normalised egress patterns (from `egress-needs`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
 }
 
 impl From<WitJobSpec> for JobSpec {

@@ -7,21 +7,10 @@
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::SecretsError;
-
-/// A value as stored: which key sealed it, its nonce and its ciphertext (hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sealed {
-    /// The id of the key that sealed it.
-    pub key_id: String,
-    /// 12 bytes, hex.
-    pub nonce: String,
-    /// Ciphertext and tag, hex.
-    pub ciphertext: String,
-}
+pub use stepwise_core::secret::Sealed;
 
 struct SealingKey {
     id: String,

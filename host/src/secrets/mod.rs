@@ -15,11 +15,11 @@ pub mod cipher;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-pub use cipher::{Sealed, SecretKeys};
+pub use cipher::SecretKeys;
+pub use stepwise_core::secret::{Sealed, SecretInfo, SecretRecord};
 
-use crate::clock::Millis;
 use crate::egress::{EgressRule, RuleSpec, Scheme, SecretSource};
 
 /// Most secrets one tenant may hold.
@@ -112,45 +112,6 @@ impl std::fmt::Debug for NewSecret {
             .field("hosts", &self.hosts)
             .field("readable", &self.readable)
             .finish_non_exhaustive()
-    }
-}
-
-/// A stored secret: sealed value and how it may be used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecretRecord {
-    /// Its name.
-    pub name: String,
-    /// The sealed value.
-    pub sealed: Sealed,
-    /// Hosts it is bound to (normalised patterns).
-    pub hosts: Vec<RuleSpec>,
-    /// Whether guests may read it.
-    pub readable: bool,
-    /// When it was last set.
-    pub updated_at: Millis,
-}
-
-/// What a listing shows of a secret: never its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecretInfo {
-    /// Its name.
-    pub name: String,
-    /// Hosts it is bound to.
-    pub hosts: Vec<RuleSpec>,
-    /// Whether guests may read it.
-    pub readable: bool,
-    /// When it was last set.
-    pub updated_at: Millis,
-}
-
-impl From<&SecretRecord> for SecretInfo {
-    fn from(r: &SecretRecord) -> Self {
-        Self {
-            name: r.name.clone(),
-            hosts: r.hosts.clone(),
-            readable: r.readable,
-            updated_at: r.updated_at,
-        }
     }
 }
 
