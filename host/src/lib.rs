@@ -44,9 +44,6 @@ pub mod examples;
 pub mod runtime;
 pub mod secrets;
 pub mod server;
-pub mod store;
-#[cfg(test)]
-mod testing;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};
 pub use engine::{Engine, EngineConfig, EngineError, Enqueued, NewRun, RunFilter, RunPage};
@@ -54,4 +51,5 @@ pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStat
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
 pub use stepwise_core::{clock, histogram, model, policy, secret, text, time_fmt};
+pub use stepwise_store_redb as store;
 pub use store::{Durability, Store, StoreError};

@@ -178,7 +178,17 @@ mod tests {
     use crate::store::Batch;
 
     const RUN: &str = "run_1";
-    use crate::testing::{T0, TempStore as Fixture, sample_run};
+    use stepwise_store_redb::testing::{T0, TempStore, sample_run};
+
+    /// The store fixture with this module's helpers.
+    struct Fixture(TempStore);
+
+    impl std::ops::Deref for Fixture {
+        type Target = TempStore;
+        fn deref(&self) -> &TempStore {
+            &self.0
+        }
+    }
     /// The first backoff delay; each further failure of the same unit doubles it.
     const INITIAL_MS: u64 = 1_000;
 
@@ -205,6 +215,10 @@ mod tests {
     }
 
     impl Fixture {
+        fn new() -> Self {
+            Self(TempStore::new())
+        }
+
         fn start(&self, run: &mut RunRecord) -> Journal {
             run.attempts += 1;
             let clock: Arc<dyn Clock> = self.clock.clone();

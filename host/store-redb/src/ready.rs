@@ -18,8 +18,8 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::clock::Millis;
-use crate::model::RunRecord;
+use stepwise_core::clock::Millis;
+use stepwise_core::model::RunRecord;
 
 /// A queue, named by tenant and queue name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

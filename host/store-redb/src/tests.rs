@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::model::{EventKind, RunRecord, StepKind, StepRecord, StepStatus, TimelineEntry};
+use stepwise_core::model::{EventKind, RunRecord, StepKind, StepRecord, StepStatus, TimelineEntry};
 
 fn run(id: &str) -> RunRecord {
     RunRecord {

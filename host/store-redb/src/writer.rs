@@ -19,7 +19,7 @@ use super::ready::ReadyIndex;
 use super::records::IdempotencyRecord;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
-use crate::histogram::Histogram;
+use stepwise_core::histogram::Histogram;
 
 /// Most batches folded into one transaction, so one commit never grows without bound.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;

@@ -177,7 +177,7 @@ impl Store {
     pub async fn set_aside(
         &self,
         run: &str,
-        at: Option<crate::clock::Millis>,
+        at: Option<stepwise_core::clock::Millis>,
         why: String,
     ) -> Result<(), StoreError> {
         tracing::error!(run = %run, error = %why, "run record cannot be read; run set aside");
@@ -236,7 +236,7 @@ impl Drop for Store {
 }
 
 /// A ready entry with its run's placement.
-type ReadyEntry = (crate::clock::Millis, String, ready::Placement);
+type ReadyEntry = (stepwise_core::clock::Millis, String, ready::Placement);
 
 /// A run set aside, with the reason.
 type Unreadable = (String, String);
@@ -253,7 +253,7 @@ fn load_ready(db: &Database) -> Result<(Vec<ReadyEntry>, Vec<Unreadable>), Store
     for entry in table.iter()? {
         let (k, _) = entry?;
         let (at, id) = k.value();
-        let run: Result<crate::model::RunRecord, StoreError> = match runs.get(id)? {
+        let run: Result<stepwise_core::model::RunRecord, StoreError> = match runs.get(id)? {
             Some(v) => decode(v.value(), || format!("run {id}")),
             None => Err(StoreError::Corrupt {
                 what: format!("run {id}"),
@@ -336,7 +336,9 @@ fn build_counters(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         for entry in runs.iter()? {
             let (k, v) = entry?;
             // A record that cannot be decoded is not counted (and is set aside when due).
-            if let Ok(run) = decode::<crate::model::RunRecord>(v.value(), || k.value().to_owned()) {
+            if let Ok(run) =
+                decode::<stepwise_core::model::RunRecord>(v.value(), || k.value().to_owned())
+            {
                 *counts
                     .entry((run.tenant, run.queue, run.status.as_str()))
                     .or_default() += 1;
@@ -358,5 +360,7 @@ fn build_counters(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

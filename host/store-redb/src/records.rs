@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Millis;
-use crate::runtime::JobSpec;
+use stepwise_core::JobSpec;
+use stepwise_core::clock::Millis;
 
 /// A tenant: the unit of isolation. Every module, queue and run belongs to one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

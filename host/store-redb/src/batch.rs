@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::ready::Placement;
 use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
-use crate::clock::Millis;
-use crate::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
 
 /// One mutation.
 #[derive(Debug, Clone)]
@@ -361,7 +361,7 @@ impl Batch {
     pub fn put_egress(
         &mut self,
         tenant: &str,
-        settings: &crate::egress::TenantEgress,
+        settings: &stepwise_core::egress::TenantEgress,
     ) -> &mut Self {
         self.ops.push(Op::PutEgress {
             tenant: tenant.to_owned(),
@@ -371,7 +371,11 @@ impl Batch {
     }
 
     /// Writes a tenant's secret (its value sealed).
-    pub fn put_secret(&mut self, tenant: &str, record: &crate::secrets::SecretRecord) -> &mut Self {
+    pub fn put_secret(
+        &mut self,
+        tenant: &str,
+        record: &stepwise_core::secret::SecretRecord,
+    ) -> &mut Self {
         self.ops.push(Op::PutSecret {
             tenant: tenant.to_owned(),
             name: record.name.clone(),

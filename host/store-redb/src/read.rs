@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::ready::{ClaimPolicy, Claimed, Occupancy};
 use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 use super::{Sequences, Store, StoreError, decode, schema};
-use crate::clock::Millis;
-use crate::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 
 impl Store {
     /// A run's record.
@@ -240,7 +240,9 @@ impl Store {
     }
 
     /// Every tenant's stored egress settings.
-    pub fn egress_all(&self) -> Result<Vec<(String, crate::egress::TenantEgress)>, StoreError> {
+    pub fn egress_all(
+        &self,
+    ) -> Result<Vec<(String, stepwise_core::egress::TenantEgress)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::EGRESS)?;
         let mut out = Vec::new();
@@ -258,10 +260,10 @@ impl Store {
     /// Every stored secret (sealed), by tenant, in name order.
     pub fn secrets_all(
         &self,
-    ) -> Result<Vec<(String, Vec<crate::secrets::SecretRecord>)>, StoreError> {
+    ) -> Result<Vec<(String, Vec<stepwise_core::secret::SecretRecord>)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::SECRETS)?;
-        let mut out: Vec<(String, Vec<crate::secrets::SecretRecord>)> = Vec::new();
+        let mut out: Vec<(String, Vec<stepwise_core::secret::SecretRecord>)> = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
             let (tenant, name) = k.value();
@@ -278,7 +280,7 @@ impl Store {
     pub fn secrets_of(
         &self,
         tenant: &str,
-    ) -> Result<Vec<crate::secrets::SecretRecord>, StoreError> {
+    ) -> Result<Vec<stepwise_core::secret::SecretRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::SECRETS)?;
         let mut out = Vec::new();
@@ -294,7 +296,7 @@ impl Store {
     }
 
     /// One tenant's stored egress settings (none stored: nothing allowed).
-    pub fn egress(&self, tenant: &str) -> Result<crate::egress::TenantEgress, StoreError> {
+    pub fn egress(&self, tenant: &str) -> Result<stepwise_core::egress::TenantEgress, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::EGRESS)?;
         match table.get(tenant)? {
@@ -472,7 +474,7 @@ pub enum Listing {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Census {
     /// Runs by status.
-    pub by_status: std::collections::BTreeMap<crate::model::RunStatus, u64>,
+    pub by_status: std::collections::BTreeMap<stepwise_core::model::RunStatus, u64>,
     /// Runs not yet final, by (tenant, queue).
     pub depth: std::collections::BTreeMap<(String, String), u64>,
     /// Dead-lettered runs, by (tenant, queue).
@@ -492,7 +494,7 @@ impl Census {
             *self.dead_letters.entry(key()).or_default() += n;
             return;
         }
-        let Ok(status) = counter.parse::<crate::model::RunStatus>() else {
+        let Ok(status) = counter.parse::<stepwise_core::model::RunStatus>() else {
             return;
         };
         *self.by_status.entry(status).or_default() += n;

@@ -5,24 +5,24 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::clock::{ManualClock, Millis};
-use crate::model::{RunRecord, RunStatus, StepRecord};
-use crate::policy::Policy;
-use crate::store::{Durability, Store};
+use crate::{Durability, Store};
+use stepwise_core::clock::{ManualClock, Millis};
+use stepwise_core::model::{RunRecord, RunStatus, StepRecord};
+use stepwise_core::policy::Policy;
 
 /// The time every fixture clock starts at.
-pub(crate) const T0: Millis = 1_700_000_000_000;
+pub const T0: Millis = 1_700_000_000_000;
 
 /// A store in a temporary directory and a clock reading [`T0`]. The directory is declared last
 /// so it outlives the store. Test modules add their own helper methods in `impl` blocks.
-pub(crate) struct TempStore {
-    pub(crate) store: Arc<Store>,
-    pub(crate) clock: Arc<ManualClock>,
+pub struct TempStore {
+    pub store: Arc<Store>,
+    pub clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
 impl TempStore {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::Immediate).unwrap();
         Self {
@@ -33,14 +33,14 @@ impl TempStore {
     }
 
     /// The stored journal entry of `run`'s step `name`.
-    pub(crate) fn stored_step(&self, run: &str, name: &str) -> Option<StepRecord> {
+    pub fn stored_step(&self, run: &str, name: &str) -> Option<StepRecord> {
         let steps = self.store.steps(run).unwrap();
         steps.into_iter().find(|s| s.name == name)
     }
 }
 
 /// A queued run `id` of job `j` on tenant `t`'s `default` queue, due at [`T0`].
-pub(crate) fn sample_run(id: &str) -> RunRecord {
+pub fn sample_run(id: &str) -> RunRecord {
     RunRecord {
         id: id.into(),
         tenant: "t".into(),

@@ -12,18 +12,18 @@ pub const SCHEMA_VERSION: u64 = 2;
 /// `"schema_version"` → version.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// run id → [`crate::model::RunRecord`] (JSON).
+/// run id → [`stepwise_core::model::RunRecord`] (JSON).
 pub const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 
-/// (run id, step ordinal) → [`crate::model::StepRecord`] (JSON). Ordinals keep steps in the order
+/// (run id, step ordinal) → [`stepwise_core::model::StepRecord`] (JSON). Ordinals keep steps in the order
 /// they first began; the record carries its own ordinal, assigned by the journal (which holds a
 /// run's steps in memory), so recording a step is one insert.
 pub const STEPS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("steps");
 
-/// (run id, sequence) → [`crate::model::TimelineEntry`] (JSON).
+/// (run id, sequence) → [`stepwise_core::model::TimelineEntry`] (JSON).
 pub const TIMELINE: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("timeline");
 
-/// (run id, sequence) → [`crate::model::LogLine`] (JSON).
+/// (run id, sequence) → [`stepwise_core::model::LogLine`] (JSON).
 pub const LOGS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("logs");
 
 /// (ready at ms, run id) → (): every run that is waiting for an attempt, ordered by due time.
@@ -65,9 +65,9 @@ pub const COUNTERS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::
 /// sha256 hex → component bytes, content-addressed.
 pub const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
 
-/// tenant → [`crate::egress::TenantEgress`] (JSON): the tenant's egress rules and limits.
+/// tenant → [`stepwise_core::egress::TenantEgress`] (JSON): the tenant's egress rules and limits.
 pub const EGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("egress");
 
-/// (tenant, secret name) → [`crate::secrets::SecretRecord`] (JSON): the value sealed with the
+/// (tenant, secret name) → [`stepwise_core::secret::SecretRecord`] (JSON): the value sealed with the
 /// operator's key, never in clear.
 pub const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
