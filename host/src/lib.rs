@@ -38,10 +38,8 @@
 pub mod bench;
 pub mod cli;
 pub mod dev;
-pub mod egress;
 pub mod engine;
 pub mod examples;
-pub mod runtime;
 pub mod secrets;
 pub mod server;
 
@@ -51,5 +49,7 @@ pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStat
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
 pub use stepwise_core::{clock, histogram, model, policy, secret, text, time_fmt};
+pub use stepwise_runtime as runtime;
+pub use stepwise_runtime::egress;
 pub use stepwise_store_redb as store;
 pub use store::{Durability, Store, StoreError};

@@ -5,6 +5,7 @@
 //! ([`clock`]), what a module's jobs are ([`job`]), a tenant's egress settings ([`egress`])
 //! and stored secrets ([`secret`]). Nothing here runs guests or touches storage.
 
+pub mod attempt;
 pub mod clock;
 pub mod egress;
 pub mod histogram;

@@ -13,7 +13,7 @@ use super::report::{Report, round};
 use super::{Bench, progress};
 use crate::engine::NewRun;
 use crate::model::{EventKind, RunStatus};
-use crate::runtime::bindings::JobContext;
+use crate::runtime::JobContext;
 
 /// Enqueue batches: the contract enqueues in batches of 1000.
 const BATCH: usize = 1_000;

@@ -10,75 +10,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::clock::{Clock, Millis};
+use crate::clock::Clock;
 use crate::model::{
     ErrorInfo, EventKind, FailureKind, HttpCall, LogLevel, LogLine, LogSource, StepKind,
     StepRecord, StepStatus, TimelineEntry,
 };
 use crate::policy::MAX_DELAY_MS;
-use crate::runtime::GuestError;
-use crate::runtime::bindings::StepState;
+use crate::runtime::{Recording, StepHost};
 use crate::store::{Batch, Sequences, Store, StoreError};
-
-/// The attempt ends here because the run is waiting on a durable timer. Raised as a trap the
-/// host owns; the guest never observes it.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("run suspended until {wake_at}")]
-pub struct Suspend {
-    /// When the timer fires.
-    pub wake_at: Millis,
-}
-
-/// A problem on the host's side of a step call, or a guest breaking the step protocol. Ends the
-/// attempt as a trap.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum HostFault {
-    /// The guest called the step functions out of order.
-    #[error("step protocol violation: {0}")]
-    Protocol(String),
-    /// A step output was too large to record.
-    #[error("output of step '{step}' is {bytes} bytes, over the {limit}-byte limit")]
-    OutputTooLarge {
-        /// The step.
-        step: String,
-        /// Its output's size.
-        bytes: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// A step output was not JSON.
-    #[error("output of step '{step}' is not valid JSON: {message}")]
-    InvalidOutput {
-        /// The step.
-        step: String,
-        /// The parser's complaint.
-        message: String,
-    },
-    /// The guest went past one of the journal's limits (steps per run, journal bytes, the
-    /// longest sleep).
-    #[error("{0}")]
-    Limit(String),
-    /// Recording the step failed; the attempt cannot continue safely. A host fault: the run
-    /// is attempted again later without the attempt being charged to the guest.
-    #[error("could not record step '{step}': {source}")]
-    Storage {
-        /// The step.
-        step: String,
-        /// The storage failure.
-        source: StoreError,
-    },
-}
-
-impl HostFault {
-    /// How the run records this fault.
-    pub fn kind(&self) -> FailureKind {
-        match self {
-            Self::Protocol(_) | Self::InvalidOutput { .. } => FailureKind::ProtocolViolation,
-            Self::OutputTooLarge { .. } | Self::Limit(_) => FailureKind::LimitExceeded,
-            Self::Storage { .. } => FailureKind::HostError,
-        }
-    }
-}
+pub use stepwise_core::attempt::{GuestError, HostFault, StepInterrupt, StepState, Suspend};
 
 /// Limits on what one attempt, and one run's journal, may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -462,7 +402,7 @@ impl Journal {
             .await
             .map_err(|source| HostFault::Storage {
                 step: name.to_owned(),
-                source,
+                message: source.to_string(),
             })?;
         let durable = std::time::Instant::now();
         if let Some(previous) = self.last_durable.replace(durable) {
@@ -497,15 +437,15 @@ impl Journal {
     }
 
     /// `steps.sleep`: returns once the timer has fired, otherwise suspends the run.
-    pub fn sleep(&mut self, name: &str, duration_ms: u64) -> wasmtime::Result<()> {
+    pub fn sleep(&mut self, name: &str, duration_ms: u64) -> Result<(), StepInterrupt> {
         if let Some(open) = &self.current {
-            return Err(wasmtime::Error::new(Self::protocol(format!(
+            return Err(StepInterrupt::Fault(Self::protocol(format!(
                 "sleep('{name}') inside step '{open}'"
             ))));
         }
-        self.check_new_step(name).map_err(wasmtime::Error::new)?;
+        self.check_new_step(name).map_err(StepInterrupt::Fault)?;
         if duration_ms > MAX_DELAY_MS && !self.steps.contains_key(name) {
-            return Err(wasmtime::Error::new(HostFault::Limit(format!(
+            return Err(StepInterrupt::Fault(HostFault::Limit(format!(
                 "sleep '{name}' of {duration_ms} ms is longer than the longest delay, \
                  {MAX_DELAY_MS} ms (365 days)"
             ))));
@@ -530,7 +470,7 @@ impl Journal {
                 completed_at: None,
             });
         if step.kind != StepKind::Sleep {
-            return Err(wasmtime::Error::new(Self::protocol(format!(
+            return Err(StepInterrupt::Fault(Self::protocol(format!(
                 "'{name}' is a step in this run's journal, not a sleep"
             ))));
         }
@@ -549,7 +489,7 @@ impl Journal {
             Some(name),
             format!("until {}", crate::time_fmt::rfc3339(wake_at)),
         );
-        Err(wasmtime::Error::new(Suspend { wake_at }))
+        Err(StepInterrupt::Suspend(Suspend { wake_at }))
     }
 
     /// Moves everything not yet committed into `batch`.
@@ -584,6 +524,40 @@ impl Journal {
 }
 
 pub(crate) use crate::text::prefix;
+
+impl StepHost for Journal {
+    fn begin(&mut self, name: &str) -> Result<StepState, HostFault> {
+        Journal::begin(self, name)
+    }
+
+    fn succeed<'a>(&'a mut self, name: &'a str, output: String) -> Recording<'a> {
+        Box::pin(Journal::succeed(self, name, output))
+    }
+
+    fn fail(&mut self, name: &str, error: &GuestError) -> Result<(), HostFault> {
+        Journal::fail(self, name, error)
+    }
+
+    fn sleep(&mut self, name: &str, duration_ms: u64) -> Result<(), StepInterrupt> {
+        Journal::sleep(self, name, duration_ms)
+    }
+
+    fn log(&mut self, level: LogLevel, source: LogSource, message: String) {
+        Journal::log(self, level, source, message);
+    }
+
+    fn record_http(&mut self, call: HttpCall, denied: bool) {
+        Journal::record_http(self, call, denied);
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        Journal::clock(self)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -673,20 +647,18 @@ mod tests {
         }
     }
 
-    /// The same for the `wasmtime::Error` that `sleep` raises.
-    fn sleep_protocol_message(result: wasmtime::Result<()>) -> String {
-        let err = result.expect_err("expected a protocol violation");
-        match err.downcast_ref::<HostFault>() {
-            Some(HostFault::Protocol(message)) => message.clone(),
-            _ => panic!("expected a protocol violation, got {err:#}"),
+    /// The same for what `sleep` raises.
+    fn sleep_protocol_message(result: Result<(), StepInterrupt>) -> String {
+        match result {
+            Err(StepInterrupt::Fault(HostFault::Protocol(message))) => message,
+            other => panic!("expected a protocol violation, got {other:?}"),
         }
     }
 
-    fn suspended_until(result: wasmtime::Result<()>) -> Millis {
-        let err = result.expect_err("expected the run to suspend");
-        match err.downcast_ref::<Suspend>() {
-            Some(s) => s.wake_at,
-            None => panic!("expected a suspension, got {err:#}"),
+    fn suspended_until(result: Result<(), StepInterrupt>) -> crate::clock::Millis {
+        match result {
+            Err(StepInterrupt::Suspend(s)) => s.wake_at,
+            other => panic!("expected a suspension, got {other:?}"),
         }
     }
 

@@ -11,10 +11,10 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::journal::{Journal, Suspend};
+use super::journal::{Journal, StepInterrupt, Suspend};
 use super::{Engine, EngineError};
+use crate::engine::journal::StepState;
 use crate::model::FailureKind;
-use crate::runtime::bindings::StepState;
 use crate::runtime::{AttemptOutcome, AttemptReport, GuestError, JobSpec, LoadedModule};
 
 /// Module ids of native handlers start with this prefix (never a sha256).
@@ -88,12 +88,10 @@ impl NativeCtx {
 
     /// A durable sleep.
     pub fn sleep(&mut self, name: &str, ms: u64) -> Result<(), NativeError> {
-        self.journal
-            .sleep(name, ms)
-            .map_err(|e| match e.downcast_ref::<Suspend>() {
-                Some(s) => NativeError::Suspended(*s),
-                None => NativeError::Fault(format!("{e:#}")),
-            })
+        self.journal.sleep(name, ms).map_err(|e| match e {
+            StepInterrupt::Suspend(s) => NativeError::Suspended(s),
+            StepInterrupt::Fault(f) => NativeError::Fault(f.to_string()),
+        })
     }
 
     /// A log line, as `ctx.log_info` writes it.

@@ -170,11 +170,11 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, NoJitter};
+    use crate::engine::journal::StepState;
     use crate::engine::journal::{HostFault, JournalLimits};
     use crate::model::{StepStatus, TimelineEntry};
     use crate::policy::{Backoff, Policy};
     use crate::runtime::GuestError;
-    use crate::runtime::bindings::StepState;
     use crate::store::Batch;
 
     const RUN: &str = "run_1";

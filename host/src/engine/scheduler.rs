@@ -22,7 +22,7 @@ use crate::engine::journal::Journal;
 use crate::engine::native::{self, Handler};
 use crate::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
 use crate::runtime::AttemptOutcome;
-use crate::runtime::bindings::JobContext;
+use crate::runtime::JobContext;
 use crate::store::{Batch, StoreError};
 
 /// How long a run whose attempt the host could not record waits before it is tried again.

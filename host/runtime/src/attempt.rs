@@ -6,26 +6,15 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::{ErrorKind, JobContext, JobError};
+use super::bindings::{self, ErrorKind, JobError};
 use super::cpu::{CpuTicket, HOT_FUEL_PER_TICK};
 use super::sandbox::HostState;
+use super::step_host::StepHost;
 use super::{LoadedModule, Runtime};
-use crate::clock::Millis;
 use crate::egress::{Egress, EgressHooks, SecretSource};
-use crate::engine::journal::{HostFault, Journal, Suspend};
-use crate::model::{FailureKind, LogLevel, LogSource};
-use crate::policy::Policy;
-
-/// A failure the guest returned from `run` (it chose the kind).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuestError {
-    /// How the host must treat it.
-    pub kind: FailureKind,
-    /// The guest's message.
-    pub message: String,
-    /// For retry-after: the requested delay.
-    pub retry_after_ms: Option<u64>,
-}
+pub use stepwise_core::attempt::{AttemptOutcome, GuestError, HostFault, JobContext, Suspend};
+use stepwise_core::model::{FailureKind, LogLevel, LogSource};
+use stepwise_core::policy::Policy;
 
 impl From<&JobError> for GuestError {
     fn from(e: &JobError) -> Self {
@@ -40,30 +29,6 @@ impl From<&JobError> for GuestError {
             retry_after_ms,
         }
     }
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttemptOutcome {
-    /// `run` returned an output (JSON text).
-    Completed(String),
-    /// `run` returned an error.
-    Failed(GuestError),
-    /// The guest reached a durable sleep that has not yet fired.
-    Suspended {
-        /// When the run should resume.
-        wake_at: Millis,
-    },
-    /// The attempt was stopped by a limit, a protocol violation or a trap.
-    Trapped {
-        /// Fuel, timeout, memory, limit, protocol violation or trap.
-        kind: FailureKind,
-        /// What happened, with the guest's last stderr output when there is any.
-        message: String,
-    },
-    /// The host failed to record what the attempt did (storage). Nothing of the attempt is
-    /// settled and it is not charged to the guest: the run is attempted again later.
-    HostFault(String),
 }
 
 /// An outcome with what the attempt cost.
@@ -135,16 +100,16 @@ impl Runtime {
     /// outbound HTTP goes through `egress` (`None`: every request is refused).
     /// Returns how it ended and hands the journal back, holding what is left to commit.
     #[allow(clippy::too_many_arguments)]
-    pub async fn execute(
+    pub async fn execute<J: StepHost>(
         &self,
         module: &LoadedModule,
-        journal: Journal,
+        journal: J,
         policy: &Policy,
         tenant: &str,
         egress: Option<(&Arc<Egress>, Arc<dyn SecretSource>)>,
         ctx: JobContext,
         payload: String,
-    ) -> (AttemptReport, Journal) {
+    ) -> (AttemptReport, J) {
         let _slot = self.slot().await;
         let started = Instant::now();
         let timeout = Duration::from_millis(policy.timeout_ms.min(self.config.caps.timeout_ms));
@@ -156,7 +121,7 @@ impl Runtime {
             None => EgressHooks::deny_all(),
         };
         let state = HostState::new(
-            Some(journal),
+            Some(Box::new(journal)),
             hooks,
             policy.memory_bytes,
             self.config.capture_bytes,
@@ -168,6 +133,11 @@ impl Runtime {
         };
         let call = async {
             let handler = module.pre.instantiate_async(&mut store).await?;
+            let ctx = bindings::JobContext {
+                run_id: ctx.run_id,
+                job: ctx.job,
+                attempt: ctx.attempt,
+            };
             handler.call_run(&mut store, &ctx, &payload).await
         };
         let result = tokio::time::timeout(timeout + HOST_CALL_GRACE, call).await;
@@ -187,7 +157,7 @@ impl Runtime {
         state.table = wasmtime::component::ResourceTable::new();
         state.record_http_calls();
         let mut journal = state.journal.take().expect("attempt journal");
-        let stderr = capture_output(&state, &mut journal);
+        let stderr = capture_output(&state, journal.as_mut());
         let outcome = mask_outcome(
             &state,
             outcome.unwrap_or_else(|| trapped_with_stderr(&result, &stderr)),
@@ -198,7 +168,10 @@ impl Runtime {
                 fuel_used,
                 elapsed: started.elapsed(),
             },
-            journal,
+            *journal
+                .into_any()
+                .downcast::<J>()
+                .expect("the attempt hands back the journal it was given"),
         )
     }
 }
@@ -304,7 +277,7 @@ fn trapped_with_stderr(result: &CallResult, stderr: &str) -> AttemptOutcome {
 
 /// Moves captured stdout/stderr into the run's log, noting anything dropped past the bound.
 /// Returns the stderr text, which explains a trap (a panic message lands there).
-fn capture_output(state: &HostState, journal: &mut Journal) -> String {
+fn capture_output(state: &HostState, journal: &mut dyn StepHost) -> String {
     let mut stderr = String::new();
     for (source, stream, level) in [
         (LogSource::Stdout, &state.stdout, LogLevel::Info),

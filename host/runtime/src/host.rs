@@ -1,16 +1,18 @@
-//! The host side of the WIT imports: every step call is answered by the run's [`Journal`].
+//! The host side of the WIT imports: every step call is answered by the attempt's
+//! [`StepHost`].
 
 use super::bindings::host_traits::{LogHost, SecretsHost, StepsHost, TypesHost};
 use super::bindings::{JobError, Level, StepState};
 use super::sandbox::HostState;
-use crate::engine::journal::{HostFault, Journal};
-use crate::model::{LogLevel, LogSource};
+use super::step_host::StepHost;
+use stepwise_core::attempt::{self, HostFault, StepInterrupt};
+use stepwise_core::model::{LogLevel, LogSource};
 
 impl HostState {
-    fn journal(&mut self) -> wasmtime::Result<&mut Journal> {
+    fn journal(&mut self) -> wasmtime::Result<&mut dyn StepHost> {
         self.host_calls = self.host_calls.wrapping_add(1);
         self.record_http_calls();
-        self.journal.as_mut().ok_or_else(|| {
+        self.journal.as_deref_mut().ok_or_else(|| {
             wasmtime::Error::new(HostFault::Protocol(
                 "steps and logs are only available while a job runs, not in describe()".into(),
             ))
@@ -22,7 +24,10 @@ impl TypesHost for HostState {}
 
 impl StepsHost for HostState {
     async fn begin(&mut self, name: String) -> wasmtime::Result<StepState> {
-        self.journal()?.begin(&name).map_err(wasmtime::Error::new)
+        match self.journal()?.begin(&name).map_err(wasmtime::Error::new)? {
+            attempt::StepState::Run(n) => Ok(StepState::Run(n)),
+            attempt::StepState::Completed(output) => Ok(StepState::Completed(output)),
+        }
     }
 
     async fn succeed(&mut self, name: String, output: String) -> wasmtime::Result<()> {
@@ -41,7 +46,11 @@ impl StepsHost for HostState {
     }
 
     async fn sleep(&mut self, name: String, duration: u64) -> wasmtime::Result<()> {
-        self.journal()?.sleep(&name, duration)
+        match self.journal()?.sleep(&name, duration) {
+            Ok(()) => Ok(()),
+            Err(StepInterrupt::Suspend(s)) => Err(wasmtime::Error::new(s)),
+            Err(StepInterrupt::Fault(f)) => Err(wasmtime::Error::new(f)),
+        }
     }
 }
 

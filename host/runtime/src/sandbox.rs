@@ -13,8 +13,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::step_host::StepHost;
 use crate::egress::EgressHooks;
-use crate::engine::journal::Journal;
 
 /// Data of one attempt's `Store`.
 pub struct HostState {
@@ -25,7 +25,7 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     /// Absent while `describe` runs: steps exist only inside `run`.
-    pub(crate) journal: Option<Journal>,
+    pub(crate) journal: Option<Box<dyn StepHost>>,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
     /// Set by the epoch callback when the wall-clock deadline interrupted the guest.
@@ -37,14 +37,14 @@ pub struct HostState {
 
 impl HostState {
     pub(crate) fn new(
-        journal: Option<Journal>,
+        journal: Option<Box<dyn StepHost>>,
         egress: EgressHooks,
         memory_bytes: u64,
         capture_bytes: usize,
     ) -> Self {
         let stdout = CapturedOutput::new(capture_bytes);
         let stderr = CapturedOutput::new(capture_bytes);
-        let clock = journal.as_ref().map(Journal::clock);
+        let clock = journal.as_ref().map(|j| j.clock());
         // The builder's defaults are already closed: no preopened directories, no environment,
         // no arguments, and a socket check that denies every address. Spelled out so a future
         // default change cannot open anything silently.
@@ -115,8 +115,8 @@ impl HostState {
     }
 }
 
-/// The engine's [`Clock`](crate::clock::Clock) as the guest's `wasi:clocks/wall-clock`.
-struct EngineWallClock(Arc<dyn crate::clock::Clock>);
+/// The engine's [`Clock`](stepwise_core::clock::Clock) as the guest's `wasi:clocks/wall-clock`.
+struct EngineWallClock(Arc<dyn stepwise_core::clock::Clock>);
 
 impl wasmtime_wasi::HostWallClock for EngineWallClock {
     fn resolution(&self) -> std::time::Duration {

@@ -24,7 +24,7 @@ pub use stepwise_core::egress::{
     TenantEgress, rules,
 };
 
-use crate::model::HttpCall;
+use stepwise_core::model::HttpCall;
 
 /// A failure to set up egress (a bad CA file).
 #[derive(Debug, thiserror::Error)]

@@ -7,12 +7,14 @@
 //! fresh instance per attempt costs microseconds.
 
 mod attempt;
-pub(crate) mod bindings;
+mod bindings;
 mod component;
 mod cpu;
+pub mod egress;
 mod host;
 mod module_cache;
-pub(crate) mod sandbox;
+mod sandbox;
+mod step_host;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +25,12 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use attempt::{AttemptOutcome, AttemptReport, GuestError};
+pub use attempt::{AttemptOutcome, AttemptReport, GuestError, HostFault, JobContext, Suspend};
 pub use component::{JobSpec, LoadError, LoadedModule, WORLD};
 use sandbox::HostState;
+pub use step_host::{Recording, StepHost};
 
-use crate::policy::Caps;
+use stepwise_core::policy::Caps;
 
 /// How often the epoch ticker fires: the granularity of deadlines and of cooperative yields.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -215,7 +218,7 @@ impl Runtime {
     }
 
     /// [`Runtime::load`] for bytes whose [`Runtime::hash`] the caller already computed.
-    pub(crate) async fn load_hashed(
+    pub async fn load_hashed(
         &self,
         bytes: &[u8],
         hash: String,

@@ -8,8 +8,8 @@ use wasmtime::component::{Component, Linker};
 
 use super::bindings::{HandlerPre, WitJobSpec};
 use super::sandbox::HostState;
-use crate::policy::{Backoff, PolicyOverrides};
 pub use stepwise_core::job::JobSpec;
+use stepwise_core::policy::{Backoff, PolicyOverrides};
 
 /// The world a handler must target, as named in errors.
 pub const WORLD: &str = "stepwise:jobs/handler@0.1.1";
@@ -242,7 +242,7 @@ pub(crate) fn attach_needs(
 ) -> Result<(), LoadError> {
     check_spec_count(needs.len())?;
     for (job, hosts) in needs {
-        let name = crate::text::prefix(&job, 200).to_owned();
+        let name = stepwise_core::text::prefix(&job, 200).to_owned();
         let spec = jobs.iter_mut().find(|j| j.name == job).ok_or_else(|| {
             LoadError::Describe(format!(
                 "egress-needs names job {name:?}, which describe does not list"
@@ -296,7 +296,7 @@ pub(crate) fn check_jobs(jobs: &[JobSpec]) -> Result<(), LoadError> {
         if job.name.is_empty() || job.name.len() > MAX_JOB_NAME || !plain {
             return Err(LoadError::Describe(format!(
                 "job name {:?} is not 1-{MAX_JOB_NAME} ASCII letters, digits, '-', '_' or '.'",
-                crate::engine::journal::prefix(&job.name, 200)
+                stepwise_core::text::prefix(&job.name, 200)
             )));
         }
         if job.description.len() > MAX_JOB_DESCRIPTION {

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::{AttemptEgress, Scheme, addr};
-use crate::model::HttpCall;
+use stepwise_core::model::HttpCall;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type SendFuture =
@@ -149,7 +149,7 @@ impl Call {
                 scheme: uri.scheme_str().unwrap_or_default().to_owned(),
                 host,
                 port,
-                path: crate::text::prefix(uri.path(), 1024).to_owned(),
+                path: stepwise_core::text::prefix(uri.path(), 1024).to_owned(),
                 status: None,
                 error: None,
                 duration_ms: 0,

@@ -9,7 +9,7 @@
 // is linked from wasmtime-wasi-http, generated from the same vendored WIT (`wit/deps/http`).
 wasmtime::component::bindgen!({
     world: "handler-core",
-    path: "../wit",
+    path: "../../wit",
     imports: { default: async | trappable },
     exports: { default: async },
 });
@@ -20,7 +20,7 @@ pub use stepwise::jobs::log::Level;
 pub use stepwise::jobs::steps::StepState;
 pub use stepwise::jobs::types::ErrorKind;
 
-/// The WIT `job-spec` record, named apart from the host's own [`crate::runtime::JobSpec`].
+/// The WIT `job-spec` record, named apart from the host's own [`crate::JobSpec`].
 pub type WitJobSpec = JobSpec;
 
 /// The generated host traits, implemented in [`super::host`].

@@ -1,0 +1,130 @@
+//! What one attempt is given and how it ends, as the runtime reports it and the engine
+//! settles it: the guest's context, its step answers, its errors, the faults that end it and
+//! the suspension that parks the run.
+
+use crate::clock::Millis;
+use crate::model::FailureKind;
+
+/// What the guest learns about the attempt it runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobContext {
+    /// The run's id.
+    pub run_id: String,
+    /// The job's name.
+    pub job: String,
+    /// This attempt's number within the run, from 1.
+    pub attempt: u32,
+}
+
+/// The answer to a step's `begin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepState {
+    /// Run the step live; this is its attempt number.
+    Run(u32),
+    /// The step completed before: here is its recorded output (JSON text).
+    Completed(String),
+}
+
+/// A failure the guest returned from `run` (it chose the kind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuestError {
+    /// How the host must treat it.
+    pub kind: FailureKind,
+    /// The guest's message.
+    pub message: String,
+    /// For retry-after: the requested delay.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    /// `run` returned an output (JSON text).
+    Completed(String),
+    /// `run` returned an error.
+    Failed(GuestError),
+    /// The guest reached a durable sleep that has not yet fired.
+    Suspended {
+        /// When the run should resume.
+        wake_at: Millis,
+    },
+    /// The attempt was stopped by a limit, a protocol violation or a trap.
+    Trapped {
+        /// Fuel, timeout, memory, limit, protocol violation or trap.
+        kind: FailureKind,
+        /// What happened, with the guest's last stderr output when there is any.
+        message: String,
+    },
+    /// The host failed to record what the attempt did (storage). Nothing of the attempt is
+    /// settled and it is not charged to the guest: the run is attempted again later.
+    HostFault(String),
+}
+
+/// The attempt ends here because the run is waiting on a durable timer. Raised as a trap the
+/// host owns; the guest never observes it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("run suspended until {wake_at}")]
+pub struct Suspend {
+    /// When the timer fires.
+    pub wake_at: Millis,
+}
+
+/// A problem on the host's side of a step call, or a guest breaking the step protocol. Ends the
+/// attempt as a trap.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostFault {
+    /// The guest called the step functions out of order.
+    #[error("step protocol violation: {0}")]
+    Protocol(String),
+    /// A step output was too large to record.
+    #[error("output of step '{step}' is {bytes} bytes, over the {limit}-byte limit")]
+    OutputTooLarge {
+        /// The step.
+        step: String,
+        /// Its output's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A step output was not JSON.
+    #[error("output of step '{step}' is not valid JSON: {message}")]
+    InvalidOutput {
+        /// The step.
+        step: String,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// The guest went past one of the journal's limits (steps per run, journal bytes, the
+    /// longest sleep).
+    #[error("{0}")]
+    Limit(String),
+    /// Recording the step failed; the attempt cannot continue safely. A host fault: the run
+    /// is attempted again later without the attempt being charged to the guest.
+    #[error("could not record step '{step}': {message}")]
+    Storage {
+        /// The step.
+        step: String,
+        /// The storage failure.
+        message: String,
+    },
+}
+
+impl HostFault {
+    /// How the run records this fault.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Protocol(_) | Self::InvalidOutput { .. } => FailureKind::ProtocolViolation,
+            Self::OutputTooLarge { .. } | Self::Limit(_) => FailureKind::LimitExceeded,
+            Self::Storage { .. } => FailureKind::HostError,
+        }
+    }
+}
+
+/// Why a step call ends the attempt instead of answering the guest.
+#[derive(Debug, Clone)]
+pub enum StepInterrupt {
+    /// The run waits; the attempt ends without a failure.
+    Suspend(Suspend),
+    /// A fault on the host's side or a broken step protocol.
+    Fault(HostFault),
+}

@@ -1,0 +1,36 @@
+//! What the sandbox calls back for every step, log line and outbound call: the one interface
+//! between a running guest and whoever records its run (the engine's journal). The runtime
+//! knows nothing else of runs or storage.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use stepwise_core::attempt::{GuestError, HostFault, StepInterrupt, StepState};
+use stepwise_core::clock::Clock;
+use stepwise_core::model::{HttpCall, LogLevel, LogSource};
+
+/// A step completion being made durable.
+pub type Recording<'a> = Pin<Box<dyn Future<Output = Result<(), HostFault>> + Send + 'a>>;
+
+/// The recorder of one attempt's steps. Calls arrive in the guest's order; an `Err` ends the
+/// attempt as a trap the guest never observes.
+pub trait StepHost: Any + Send {
+    /// A step begins: run it live, or here is its recorded output.
+    fn begin(&mut self, name: &str) -> Result<StepState, HostFault>;
+    /// The open step completed with `output` (JSON text); resolves once it is durable.
+    fn succeed<'a>(&'a mut self, name: &'a str, output: String) -> Recording<'a>;
+    /// The open step failed with the guest's error.
+    fn fail(&mut self, name: &str, error: &GuestError) -> Result<(), HostFault>;
+    /// A durable sleep: returns once its timer has fired, otherwise suspends the run.
+    fn sleep(&mut self, name: &str, duration_ms: u64) -> Result<(), StepInterrupt>;
+    /// A log line (already masked).
+    fn log(&mut self, level: LogLevel, source: LogSource, message: String);
+    /// An outbound call, sent or refused.
+    fn record_http(&mut self, call: HttpCall, denied: bool);
+    /// The run's clock, which the guest's wall clock reads.
+    fn clock(&self) -> Arc<dyn Clock>;
+    /// Back to the concrete recorder once the attempt is over.
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+}
