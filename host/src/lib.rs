@@ -38,9 +38,7 @@
 pub mod bench;
 pub mod cli;
 pub mod dev;
-pub mod engine;
 pub mod examples;
-pub mod secrets;
 pub mod server;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};
@@ -49,6 +47,8 @@ pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStat
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
 pub use stepwise_core::{clock, histogram, model, policy, secret, text, time_fmt};
+pub use stepwise_engine as engine;
+pub use stepwise_engine::secrets;
 pub use stepwise_runtime as runtime;
 pub use stepwise_runtime::egress;
 pub use stepwise_store_redb as store;

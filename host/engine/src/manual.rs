@@ -3,8 +3,8 @@
 
 use super::enqueue::summarize;
 use super::{Engine, EngineError, RunPage};
-use crate::model::{EventKind, RunRecord, RunStatus, TimelineEntry};
-use crate::store::Batch;
+use stepwise_core::model::{EventKind, RunRecord, RunStatus, TimelineEntry};
+use stepwise_store_redb::Batch;
 
 impl Engine {
     /// Retries a failed run by hand: the step (or body) that failed gets a fresh attempt budget,

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::histogram::Histogram;
-use crate::model::FailureKind;
-use crate::runtime::AttemptOutcome;
+use stepwise_core::histogram::Histogram;
+use stepwise_core::model::FailureKind;
+use stepwise_runtime::AttemptOutcome;
 
 /// Every failure kind, in the order the failure counters are kept.
 pub const FAILURE_KINDS: [FailureKind; 10] = [
@@ -159,7 +159,7 @@ impl EngineMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::GuestError;
+    use stepwise_runtime::GuestError;
 
     #[test]
     fn attempts_steps_and_failure_kinds_are_counted() {

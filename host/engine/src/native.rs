@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 
 use super::journal::{Journal, StepInterrupt, Suspend};
 use super::{Engine, EngineError};
-use crate::engine::journal::StepState;
-use crate::model::FailureKind;
-use crate::runtime::{AttemptOutcome, AttemptReport, GuestError, JobSpec, LoadedModule};
+use crate::journal::StepState;
+use stepwise_core::model::FailureKind;
+use stepwise_runtime::{AttemptOutcome, AttemptReport, GuestError, JobSpec, LoadedModule};
 
 /// Module ids of native handlers start with this prefix (never a sha256).
 pub const NATIVE_PREFIX: &str = "native:";
@@ -97,8 +97,8 @@ impl NativeCtx {
     /// A log line, as `ctx.log_info` writes it.
     pub fn log(&mut self, message: &str) {
         self.journal.log(
-            crate::model::LogLevel::Info,
-            crate::model::LogSource::Guest,
+            stepwise_core::model::LogLevel::Info,
+            stepwise_core::model::LogSource::Guest,
             message.to_owned(),
         );
     }

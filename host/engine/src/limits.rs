@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
-use crate::store::ClaimPolicy;
+use stepwise_store_redb::ClaimPolicy;
 
 /// One tenant's overrides of the operator's defaults; absent fields inherit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::{Engine, EngineError};
-use crate::egress::SecretSource;
 use crate::secrets::{self, NewSecret, SecretInfo, SecretRecord};
-use crate::store::Batch;
+use stepwise_runtime::egress::SecretSource;
+use stepwise_store_redb::Batch;
 
 impl Engine {
     /// Stores `name` for `tenant` (replacing any secret of that name) and makes it available

@@ -1,6 +1,6 @@
 //! The scheduler: claims due runs from the store's ready index — fairly across tenants, within
 //! the global, per-tenant and per-queue slot limits and the host's memory budget (see
-//! [`crate::store::ClaimPolicy`]) — executes their attempts concurrently, and otherwise waits:
+//! [`stepwise_store_redb::ClaimPolicy`]) — executes their attempts concurrently, and otherwise waits:
 //! on the clock until the next due time, or for new work, never polling.
 //!
 //! Whatever ends an attempt — settlement, a storage failure, a panic caught at the task
@@ -17,13 +17,13 @@ use tokio::task::JoinSet;
 
 use super::outcome::settle;
 use super::{Engine, EngineError};
-use crate::clock::Millis;
-use crate::engine::journal::Journal;
-use crate::engine::native::{self, Handler};
-use crate::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
-use crate::runtime::AttemptOutcome;
-use crate::runtime::JobContext;
-use crate::store::{Batch, StoreError};
+use crate::journal::Journal;
+use crate::native::{self, Handler};
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
+use stepwise_runtime::AttemptOutcome;
+use stepwise_runtime::JobContext;
+use stepwise_store_redb::{Batch, StoreError};
 
 /// How long a run whose attempt the host could not record waits before it is tried again.
 const HOST_FAULT_HOLD_MS: Millis = 1_000;
@@ -229,7 +229,7 @@ impl Engine {
     }
 
     /// Executes runs until `id` reaches a final state (or nothing is left to run).
-    pub async fn run_to_end(&self, id: &str) -> Result<crate::model::RunView, EngineError> {
+    pub async fn run_to_end(&self, id: &str) -> Result<stepwise_core::model::RunView, EngineError> {
         let store = self.inner.store.clone();
         let target = id.to_owned();
         self.work_until(move || matches!(store.run(&target), Ok(Some(r)) if r.status.is_final()))

@@ -2,8 +2,8 @@
 //! installed for its next attempts.
 
 use super::{Engine, EngineError};
-use crate::egress::{EgressRule, RuleSpec, TenantEgress};
-use crate::store::Batch;
+use stepwise_runtime::egress::{EgressRule, RuleSpec, TenantEgress};
+use stepwise_store_redb::Batch;
 
 impl Engine {
     /// A tenant's egress settings as stored (none: nothing allowed).
@@ -39,7 +39,7 @@ impl Engine {
 
     /// Warnings for a deploy: each host a job of `jobs` declares that `tenant`'s egress rules
     /// do not allow (its requests there would be refused).
-    pub fn egress_warnings(&self, tenant: &str, jobs: &[crate::runtime::JobSpec]) -> Vec<String> {
+    pub fn egress_warnings(&self, tenant: &str, jobs: &[stepwise_runtime::JobSpec]) -> Vec<String> {
         let mut out = Vec::new();
         for job in jobs {
             for host in self.inner.egress.uncovered(tenant, &job.hosts) {
@@ -54,7 +54,7 @@ impl Engine {
     }
 
     /// The shared egress policy (operator settings and counters).
-    pub fn egress(&self) -> &crate::egress::Egress {
+    pub fn egress(&self) -> &stepwise_runtime::egress::Egress {
         &self.inner.egress
     }
 }

@@ -11,7 +11,8 @@ mod metrics;
 pub mod native;
 mod outcome;
 mod scheduler;
-mod secrets;
+mod secret_settings;
+pub mod secrets;
 mod tenants;
 
 use std::collections::HashMap;
@@ -20,18 +21,18 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::clock::{Clock, Jitter};
-use crate::egress::{Egress, EgressConfig, EgressSetupError};
-use crate::model::{RunStatus, RunView, ViewMore};
-use crate::policy::{Caps, Policy, PolicyError};
-use crate::runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
 use crate::secrets::{Secrets, SecretsConfig, SecretsError};
-use crate::store::{Batch, Durability, Listing, QueueSettings, Store, StoreError};
-pub(crate) use enqueue::check_queue_name;
+pub use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
 pub use metrics::{EngineMetrics, TenantUse};
+use stepwise_core::clock::{Clock, Jitter};
+use stepwise_core::model::{RunStatus, RunView, ViewMore};
+use stepwise_core::policy::{Caps, Policy, PolicyError};
+use stepwise_runtime::egress::{Egress, EgressConfig, EgressSetupError};
+use stepwise_runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
+use stepwise_store_redb::{Batch, Durability, Listing, QueueSettings, Store, StoreError};
 pub use tenants::NewTenant;
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].
@@ -72,7 +73,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             durability: Durability::Immediate,
-            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
+            store_cache_bytes: stepwise_store_redb::DEFAULT_CACHE_BYTES,
             runtime: RuntimeConfig::default(),
             default_policy: Policy::default(),
             concurrency: 64,
@@ -290,7 +291,7 @@ impl Engine {
     }
 
     /// A journal for attempt `attempt` of a run `id` that has nothing recorded.
-    pub(crate) fn empty_journal(&self, id: &str, attempt: u32) -> journal::Journal {
+    pub fn empty_journal(&self, id: &str, attempt: u32) -> journal::Journal {
         journal::Journal::empty(
             self.inner.store.clone(),
             self.inner.clock.clone(),

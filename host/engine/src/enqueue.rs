@@ -10,11 +10,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::{Engine, EngineError};
-use crate::clock::Millis;
-use crate::model::{EventKind, LOCAL_TENANT, RunRecord, RunStatus, TimelineEntry};
-use crate::policy::{MAX_DELAY_MS, PolicyError, PolicyOverrides};
-use crate::store::{Batch, CommitOutcome, IdempotencyGuard, IdempotencyRecord};
-use crate::time_fmt;
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{EventKind, LOCAL_TENANT, RunRecord, RunStatus, TimelineEntry};
+use stepwise_core::policy::{MAX_DELAY_MS, PolicyError, PolicyOverrides};
+use stepwise_core::time_fmt;
+use stepwise_store_redb::{Batch, CommitOutcome, IdempotencyGuard, IdempotencyRecord};
 
 /// A request to create a run.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ pub(crate) fn payload_hash(value: &Value) -> String {
 }
 
 /// Queue names appear in URLs and tables: keep them plain.
-pub(crate) fn check_queue_name(name: &str) -> Result<(), EngineError> {
+pub fn check_queue_name(name: &str) -> Result<(), EngineError> {
     let ok = (1..=128).contains(&name.len())
         && name
             .chars()

@@ -10,15 +10,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::clock::Clock;
-use crate::model::{
+pub use stepwise_core::attempt::{GuestError, HostFault, StepInterrupt, StepState, Suspend};
+use stepwise_core::clock::Clock;
+use stepwise_core::model::{
     ErrorInfo, EventKind, FailureKind, HttpCall, LogLevel, LogLine, LogSource, StepKind,
     StepRecord, StepStatus, TimelineEntry,
 };
-use crate::policy::MAX_DELAY_MS;
-use crate::runtime::{Recording, StepHost};
-use crate::store::{Batch, Sequences, Store, StoreError};
-pub use stepwise_core::attempt::{GuestError, HostFault, StepInterrupt, StepState, Suspend};
+use stepwise_core::policy::MAX_DELAY_MS;
+use stepwise_runtime::{Recording, StepHost};
+use stepwise_store_redb::{Batch, Sequences, Store, StoreError};
 
 /// Limits on what one attempt, and one run's journal, may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -487,7 +487,7 @@ impl Journal {
         self.event(
             EventKind::Sleeping,
             Some(name),
-            format!("until {}", crate::time_fmt::rfc3339(wake_at)),
+            format!("until {}", stepwise_core::time_fmt::rfc3339(wake_at)),
         );
         Err(StepInterrupt::Suspend(Suspend { wake_at }))
     }
@@ -523,7 +523,7 @@ impl Journal {
     }
 }
 
-pub(crate) use crate::text::prefix;
+pub(crate) use stepwise_core::text::prefix;
 
 impl StepHost for Journal {
     fn begin(&mut self, name: &str) -> Result<StepState, HostFault> {
@@ -655,7 +655,7 @@ mod tests {
         }
     }
 
-    fn suspended_until(result: Result<(), StepInterrupt>) -> crate::clock::Millis {
+    fn suspended_until(result: Result<(), StepInterrupt>) -> stepwise_core::clock::Millis {
         match result {
             Err(StepInterrupt::Suspend(s)) => s.wake_at,
             other => panic!("expected a suspension, got {other:?}"),

@@ -8,11 +8,11 @@
 use serde_json::Value;
 
 use super::journal::Journal;
-use crate::clock::{Jitter, Millis};
-use crate::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
-use crate::policy::next_attempt_at;
-use crate::runtime::AttemptOutcome;
-use crate::time_fmt;
+use stepwise_core::clock::{Jitter, Millis};
+use stepwise_core::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
+use stepwise_core::policy::next_attempt_at;
+use stepwise_core::time_fmt;
+use stepwise_runtime::AttemptOutcome;
 
 /// What settling decided beyond the run record itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +169,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::clock::{Clock, NoJitter};
-    use crate::engine::journal::StepState;
-    use crate::engine::journal::{HostFault, JournalLimits};
-    use crate::model::{StepStatus, TimelineEntry};
-    use crate::policy::{Backoff, Policy};
-    use crate::runtime::GuestError;
-    use crate::store::Batch;
+    use crate::journal::StepState;
+    use crate::journal::{HostFault, JournalLimits};
+    use stepwise_core::clock::{Clock, NoJitter};
+    use stepwise_core::model::{StepStatus, TimelineEntry};
+    use stepwise_core::policy::{Backoff, Policy};
+    use stepwise_runtime::GuestError;
+    use stepwise_store_redb::Batch;
 
     const RUN: &str = "run_1";
     use stepwise_store_redb::testing::{T0, TempStore, sample_run};

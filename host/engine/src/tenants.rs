@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use super::enqueue::check_queue_name;
 use super::{Engine, EngineError};
-use crate::runtime::LoadedModule;
-use crate::store::{Batch, ModuleRecord, QueueSettings, TenantRecord};
+use stepwise_runtime::LoadedModule;
+use stepwise_store_redb::{Batch, ModuleRecord, QueueSettings, TenantRecord};
 
 /// A tenant just created, with its first API token (shown once, never stored).
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl Engine {
         tenant: &str,
         bytes: &[u8],
     ) -> Result<(Arc<LoadedModule>, ModuleRecord), EngineError> {
-        let hash = crate::runtime::Runtime::hash(bytes);
+        let hash = stepwise_runtime::Runtime::hash(bytes);
         self.check_module_quota(tenant, &hash, bytes.len() as u64)?;
         let module = self.deploy_hashed(bytes, hash).await?;
         let record = ModuleRecord {

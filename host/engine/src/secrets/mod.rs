@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use cipher::SecretKeys;
 pub use stepwise_core::secret::{Sealed, SecretInfo, SecretRecord};
 
-use crate::egress::{EgressRule, RuleSpec, Scheme, SecretSource};
+use stepwise_runtime::egress::{EgressRule, RuleSpec, Scheme, SecretSource};
 
 /// Most secrets one tenant may hold.
 pub const MAX_SECRETS: usize = 100;
@@ -124,7 +124,7 @@ pub fn check_name(name: &str) -> Result<(), SecretsError> {
     } else {
         Err(SecretsError::Invalid(format!(
             "secret name {:?} is not 1-64 ASCII letters, digits or '_'",
-            crate::text::prefix(name, 80)
+            stepwise_core::text::prefix(name, 80)
         )))
     }
 }
