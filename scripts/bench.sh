@@ -16,7 +16,7 @@ OUT_JSON=${OUT_JSON:-bench-results.jsonl}
 OUT_MD=${OUT_MD:-bench-results.md}
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --release -p stepwise-host
+cargo build --release -p stepwise
 BIN=target/release/stepwise
 cargo build --release --target wasm32-wasip2 -p example-bench-jobs --target-dir target/guests
 COMPONENT=target/guests/wasm32-wasip2/release/example_bench_jobs.wasm

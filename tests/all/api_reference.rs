@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use stepwise_host::server::{ERROR_CODES, ROUTES};
+use stepwise::server::{ERROR_CODES, ROUTES};
 
 const DOC: &str = include_str!("../../docs/api.md");
 

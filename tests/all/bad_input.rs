@@ -1,7 +1,7 @@
 //! Bad input gets a clear error naming what was wrong, and leaves stored data intact.
 
 use serde_json::json;
-use stepwise_host::{EngineError, LoadError, NewRun, PolicyOverrides, RunStatus};
+use stepwise::{EngineError, LoadError, NewRun, PolicyOverrides, RunStatus};
 use stepwise_tests::guests;
 
 use crate::util::*;

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use stepwise_host::bench::CONTRACT_FIELDS;
+use stepwise::bench::CONTRACT_FIELDS;
 use stepwise_tests::guests;
 
 const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");

@@ -327,7 +327,7 @@ async fn egress_rules_through_the_api_and_the_cli_with_bad_input_refused() {
 #[tokio::test]
 async fn secrets_through_the_api_and_the_cli_never_show_a_value() {
     const VALUE: &str = "sk_live_cli_7Hq2Lm";
-    let key = stepwise_host::secrets::SecretKeys::generate();
+    let key = stepwise::secrets::SecretKeys::generate();
     let server = Server::start_with_config(&format!("secrets_key = \"{key}\"\n"));
     let api = server.api();
     let cli = Cli {

@@ -3,8 +3,8 @@
 //! timeouts are real (a second at most).
 
 use serde_json::{Value, json};
-use stepwise_host::egress::{EgressConfig, LimitsPatch, RuleSpec, TenantEgress};
-use stepwise_host::{EngineConfig, PolicyOverrides, RunStatus, RunView};
+use stepwise::egress::{EgressConfig, LimitsPatch, RuleSpec, TenantEgress};
+use stepwise::{EngineConfig, PolicyOverrides, RunStatus, RunView};
 use stepwise_tests::guests;
 
 use crate::util::{Harness, fake_provider, harness_with, provider_control, provider_get};
@@ -52,7 +52,7 @@ async fn fetch(h: &Harness, payload: Value) -> RunView {
     .await
 }
 
-fn http_entries(view: &RunView) -> Vec<&stepwise_host::model::TimelineEntry> {
+fn http_entries(view: &RunView) -> Vec<&stepwise::model::TimelineEntry> {
     view.timeline.iter().filter(|t| t.http.is_some()).collect()
 }
 
@@ -372,9 +372,9 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
     for i in 0..10 {
         let run = h
             .engine
-            .enqueue(stepwise_host::NewRun {
+            .enqueue(stepwise::NewRun {
                 tenant: "slow".into(),
-                ..stepwise_host::NewRun::local(
+                ..stepwise::NewRun::local(
                     &http,
                     "charge",
                     json!({ "base_url": base, "amount": i, "timeout_ms": 10_000 }).to_string(),
@@ -387,9 +387,9 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
     let testbed = h.deploy(guests::TESTBED).await;
     let quick = h
         .engine
-        .enqueue(stepwise_host::NewRun {
+        .enqueue(stepwise::NewRun {
             tenant: "quick".into(),
-            ..stepwise_host::NewRun::local(
+            ..stepwise::NewRun::local(
                 &testbed,
                 "echo",
                 json!({ "message": "hi", "count": 1 }).to_string(),
@@ -627,9 +627,9 @@ async fn another_tenants_rules_never_apply() {
     for tenant in ["owner", "stranger"] {
         let run = h
             .engine
-            .enqueue(stepwise_host::NewRun {
+            .enqueue(stepwise::NewRun {
                 tenant: tenant.into(),
-                ..stepwise_host::NewRun::local(&http, "fetch", json!({ "url": url }).to_string())
+                ..stepwise::NewRun::local(&http, "fetch", json!({ "url": url }).to_string())
             })
             .await
             .unwrap()

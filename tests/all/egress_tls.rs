@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
-use stepwise_host::egress::{EgressConfig, RuleSpec, TenantEgress};
-use stepwise_host::{EngineConfig, PolicyOverrides, RunStatus};
+use stepwise::egress::{EgressConfig, RuleSpec, TenantEgress};
+use stepwise::{EngineConfig, PolicyOverrides, RunStatus};
 use stepwise_tests::guests;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -69,7 +69,7 @@ async fn tls_server(ca_pem: &Path) -> u16 {
     port
 }
 
-async fn fetch_over_tls(trust_ca: bool) -> stepwise_host::RunView {
+async fn fetch_over_tls(trust_ca: bool) -> stepwise::RunView {
     let dir = tempfile::tempdir().unwrap();
     let ca_pem = dir.path().join("ca.pem");
     let port = tls_server(&ca_pem).await;

@@ -4,8 +4,8 @@
 //! healthy (every test ends by running a healthy job to completion on the same engine).
 
 use serde_json::{Value, json};
-use stepwise_host::engine::journal::JournalLimits;
-use stepwise_host::{
+use stepwise::engine::journal::JournalLimits;
+use stepwise::{
     Backoff, EngineConfig, EngineError, FailureKind, NewRun, PolicyOverrides, RunStatus, RunView,
 };
 use stepwise_tests::guests;
@@ -232,7 +232,7 @@ async fn a_retry_after_of_duration_max_is_clamped_to_the_longest_delay() {
     let view = attack(&h, "retry-after-forever", json!({})).await;
     failed_with(&view, FailureKind::RetryAfter, 2);
     // The manual clock jumped over the wait, which was exactly the longest delay.
-    let max = stepwise_host::policy::MAX_DELAY_MS;
+    let max = stepwise::policy::MAX_DELAY_MS;
     let waits: Vec<u64> = h.clock.waits().iter().map(|(from, to)| to - from).collect();
     assert!(waits.contains(&max), "{waits:?}");
 }
@@ -322,7 +322,7 @@ async fn a_describe_asking_for_u64_max_is_clamped_to_the_caps() {
         )
         .await;
     assert_eq!(view.run.status, RunStatus::Completed);
-    let caps = stepwise_host::Caps::default();
+    let caps = stepwise::Caps::default();
     let p = view.run.policy;
     assert_eq!(
         (p.max_attempts, p.fuel, p.timeout_ms, p.memory_bytes),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use stepwise_host::{EngineError, NewRun, RunStatus};
+use stepwise::{EngineError, NewRun, RunStatus};
 use stepwise_tests::guests;
 
 use crate::util::*;
@@ -162,7 +162,7 @@ async fn keys_and_runs_are_scoped_to_their_tenant() {
 
 #[tokio::test]
 async fn higher_priority_runs_start_first() {
-    let h = harness_with(stepwise_host::EngineConfig {
+    let h = harness_with(stepwise::EngineConfig {
         concurrency: 1,
         ..Default::default()
     });

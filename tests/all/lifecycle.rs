@@ -2,7 +2,7 @@
 //! output.
 
 use serde_json::json;
-use stepwise_host::{RunStatus, StepStatus};
+use stepwise::{RunStatus, StepStatus};
 use stepwise_tests::guests;
 
 use crate::util::*;
@@ -118,7 +118,7 @@ async fn guest_output_is_captured_and_bounded() {
     let stdout: Vec<_> = view
         .logs
         .iter()
-        .filter(|l| l.source == stepwise_host::model::LogSource::Stdout)
+        .filter(|l| l.source == stepwise::model::LogSource::Stdout)
         .collect();
     assert!(!stdout.is_empty());
     assert!(
@@ -132,7 +132,7 @@ async fn guest_output_is_captured_and_bounded() {
     assert!(
         view.logs
             .iter()
-            .any(|l| l.source == stepwise_host::model::LogSource::Stderr)
+            .any(|l| l.source == stepwise::model::LogSource::Stderr)
     );
 }
 

@@ -1,7 +1,7 @@
 //! Manual retry of dead-lettered runs and durable sleep.
 
 use serde_json::json;
-use stepwise_host::{EngineError, RunStatus, StepStatus};
+use stepwise::{EngineError, RunStatus, StepStatus};
 use stepwise_tests::guests;
 
 use crate::util::*;

@@ -2,7 +2,7 @@
 //! (manual clock, seeded jitter), exhaustion, non-retryable errors and retry-after.
 
 use serde_json::json;
-use stepwise_host::{Backoff, FailureKind, PolicyOverrides, RunStatus};
+use stepwise::{Backoff, FailureKind, PolicyOverrides, RunStatus};
 use stepwise_tests::guests;
 
 use crate::util::*;
@@ -159,16 +159,16 @@ async fn non_retryable_errors_fail_at_once() {
 #[tokio::test]
 async fn retry_after_sets_the_next_attempt_time() {
     // The rate-limited example against the fake provider answering 429 `Retry-After: 7` twice.
-    let h = harness_with(stepwise_host::EngineConfig {
-        egress: stepwise_host::egress::EgressConfig {
+    let h = harness_with(stepwise::EngineConfig {
+        egress: stepwise::egress::EgressConfig {
             allow_private: true,
             ..Default::default()
         },
         ..Default::default()
     });
     let base = fake_provider().await;
-    let rules = stepwise_host::egress::TenantEgress {
-        rules: vec![stepwise_host::egress::RuleSpec {
+    let rules = stepwise::egress::TenantEgress {
+        rules: vec![stepwise::egress::RuleSpec {
             pattern: base.clone(),
             methods: vec![],
         }],

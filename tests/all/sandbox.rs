@@ -1,7 +1,7 @@
 //! Sandbox limits: each is a distinct, recorded failure kind — fuel, deadline, memory, trap.
 
 use serde_json::json;
-use stepwise_host::{FailureKind, PolicyOverrides, RunStatus, StepStatus};
+use stepwise::{FailureKind, PolicyOverrides, RunStatus, StepStatus};
 use stepwise_tests::guests;
 
 use crate::util::*;

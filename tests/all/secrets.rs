@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use stepwise_host::egress::{EgressConfig, RuleSpec};
-use stepwise_host::secrets::{KeyText, NewSecret, SecretKeys, SecretsConfig};
-use stepwise_host::{
+use stepwise::egress::{EgressConfig, RuleSpec};
+use stepwise::secrets::{KeyText, NewSecret, SecretKeys, SecretsConfig};
+use stepwise::{
     Engine, EngineConfig, ManualClock, PolicyOverrides, RunStatus, RunView, RuntimeConfig,
     SeededJitter,
 };
@@ -279,11 +279,7 @@ async fn a_rotated_key_reseals_every_value_and_the_old_key_can_go() {
         let bytes = std::fs::read(guests::HTTP_CLIENT).unwrap();
         let module = engine.deploy(&bytes).await.unwrap().hash.clone();
         let id = engine
-            .enqueue(stepwise_host::NewRun::local(
-                &module,
-                "reveal",
-                "\"SIGNING\"",
-            ))
+            .enqueue(stepwise::NewRun::local(&module, "reveal", "\"SIGNING\""))
             .await
             .unwrap()
             .run

@@ -549,7 +549,7 @@ impl Server {
     pub fn start_for_http() -> Self {
         Self::start_with_config(&format!(
             "secrets_key = \"{}\"\n\n[egress]\nallow_private = true\n",
-            stepwise_host::secrets::SecretKeys::generate()
+            stepwise::secrets::SecretKeys::generate()
         ))
     }
 }

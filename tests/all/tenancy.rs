@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stepwise_host::engine::journal::Journal;
-use stepwise_host::engine::native::{NativeFuture, NativeHandler};
-use stepwise_host::engine::{TenantLimits, TenantSettings};
-use stepwise_host::{
+use stepwise::engine::journal::Journal;
+use stepwise::engine::native::{NativeFuture, NativeHandler};
+use stepwise::engine::{TenantLimits, TenantSettings};
+use stepwise::{
     Durability, Engine, EngineConfig, FailureKind, JobSpec, NewRun, PolicyOverrides, RunStatus,
 };
 use tokio::sync::Semaphore;
@@ -191,7 +191,7 @@ async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
         .set_queue(
             "a",
             "default",
-            stepwise_host::store::QueueSettings {
+            stepwise::store::QueueSettings {
                 concurrency: Some(1),
             },
         )
@@ -231,8 +231,8 @@ async fn an_unreadable_run_record_is_set_aside_and_everything_else_goes_on() {
         Engine::open(
             dir.path(),
             EngineConfig::default(),
-            Arc::new(stepwise_host::ManualClock::new(START)),
-            Arc::new(stepwise_host::SeededJitter::new(SEED)),
+            Arc::new(stepwise::ManualClock::new(START)),
+            Arc::new(stepwise::SeededJitter::new(SEED)),
         )
         .unwrap()
     };

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use stepwise_host::{
+use stepwise::{
     Engine, EngineConfig, ManualClock, NewRun, PolicyOverrides, RunView, RuntimeConfig,
     SeededJitter,
 };
@@ -119,7 +119,7 @@ pub fn step_attempts(view: &RunView, step: &str) -> u32 {
 pub fn attempts(max: u32, initial_ms: u64) -> PolicyOverrides {
     PolicyOverrides {
         max_attempts: Some(max),
-        backoff: Some(stepwise_host::Backoff {
+        backoff: Some(stepwise::Backoff {
             initial_ms,
             max_ms: 3_600_000,
             multiplier: 2.0,
@@ -145,7 +145,7 @@ pub fn timeline_kinds(view: &RunView) -> Vec<String> {
 
 /// A fake payment provider (`stepwise dev provider`) on a free loopback port: its base URL.
 pub async fn fake_provider() -> String {
-    let addr = stepwise_host::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
+    let addr = stepwise::dev::provider::spawn("127.0.0.1:0".parse().unwrap())
         .await
         .expect("the provider listens");
     format!("http://{addr}")
@@ -178,13 +178,13 @@ pub const PAYMENTS_KEY: &str = "sk_test_payments_4Jd81";
 /// key.
 pub fn http_config() -> EngineConfig {
     EngineConfig {
-        egress: stepwise_host::egress::EgressConfig {
+        egress: stepwise::egress::EgressConfig {
             allow_private: true,
             ..Default::default()
         },
-        secrets: stepwise_host::secrets::SecretsConfig {
-            key: Some(stepwise_host::secrets::KeyText(
-                stepwise_host::secrets::SecretKeys::generate(),
+        secrets: stepwise::secrets::SecretsConfig {
+            key: Some(stepwise::secrets::KeyText(
+                stepwise::secrets::SecretKeys::generate(),
             )),
             previous_keys: Vec::new(),
         },
@@ -195,12 +195,12 @@ pub fn http_config() -> EngineConfig {
 impl Harness {
     /// Lets the local tenant reach `base` (`http://127.0.0.1:port`) and nothing else; returns
     /// the rule.
-    pub async fn allow(&self, base: &str) -> stepwise_host::egress::RuleSpec {
-        let spec = stepwise_host::egress::RuleSpec {
+    pub async fn allow(&self, base: &str) -> stepwise::egress::RuleSpec {
+        let spec = stepwise::egress::RuleSpec {
             pattern: base.to_owned(),
             methods: vec![],
         };
-        let rules = stepwise_host::egress::TenantEgress {
+        let rules = stepwise::egress::TenantEgress {
             rules: vec![spec.clone()],
             limits: None,
         };
@@ -212,7 +212,7 @@ impl Harness {
     /// `PAYMENTS_KEY`, bound to it.
     pub async fn allow_payments(&self, base: &str) {
         let spec = self.allow(base).await;
-        let secret = stepwise_host::secrets::NewSecret {
+        let secret = stepwise::secrets::NewSecret {
             value: PAYMENTS_KEY.to_owned(),
             hosts: vec![spec],
             readable: false,

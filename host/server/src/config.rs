@@ -69,12 +69,12 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
-use crate::egress::EgressConfig;
-use crate::engine::journal::JournalLimits;
-use crate::engine::{TenantLimits, TenantSettings};
-use crate::policy::{Caps, Policy};
-use crate::secrets::{KeyText, SecretsConfig};
-use crate::store::Durability;
+use stepwise_core::policy::{Caps, Policy};
+use stepwise_engine::journal::JournalLimits;
+use stepwise_engine::secrets::{KeyText, SecretsConfig};
+use stepwise_engine::{TenantLimits, TenantSettings};
+use stepwise_runtime::egress::EgressConfig;
+use stepwise_store_redb::Durability;
 
 /// A queue limit set from the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -263,7 +263,7 @@ impl Default for ServeConfig {
             data: PathBuf::from("./stepwise-data"),
             admin_token: None,
             durability: Durability::Immediate,
-            store_cache_mb: crate::store::DEFAULT_CACHE_BYTES >> 20,
+            store_cache_mb: stepwise_store_redb::DEFAULT_CACHE_BYTES >> 20,
             concurrency: 64,
             max_module_bytes: 50 << 20,
             max_payload_bytes: 1 << 20,

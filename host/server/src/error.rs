@@ -2,14 +2,14 @@
 //! [`ApiError::from`] is the one mapping from engine errors to HTTP statuses and codes; the codes
 //! are listed in docs/api.md (checked by a test against [`CODES`]).
 
-use crate::secrets::SecretsError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+use stepwise_engine::secrets::SecretsError;
 
-use crate::engine::EngineError;
-use crate::runtime::LoadError;
+use stepwise_engine::EngineError;
+use stepwise_runtime::LoadError;
 
 /// Every error code the API can return.
 pub const CODES: [&str; 20] = [

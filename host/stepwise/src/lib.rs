@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use stepwise_host::{Engine, EngineConfig, NewRun, SeededJitter, SystemClock};
+//! use stepwise::{Engine, EngineConfig, NewRun, SeededJitter, SystemClock};
 //!
 //! let engine = Engine::open(
 //!     std::path::Path::new("./data"),
@@ -39,7 +39,6 @@ pub mod bench;
 pub mod cli;
 pub mod dev;
 pub mod examples;
-pub mod server;
 
 pub use clock::{Clock, Jitter, ManualClock, Millis, NoJitter, SeededJitter, SystemClock};
 pub use engine::{Engine, EngineConfig, EngineError, Enqueued, NewRun, RunFilter, RunPage};
@@ -51,5 +50,6 @@ pub use stepwise_engine as engine;
 pub use stepwise_engine::secrets;
 pub use stepwise_runtime as runtime;
 pub use stepwise_runtime::egress;
+pub use stepwise_server as server;
 pub use stepwise_store_redb as store;
 pub use store::{Durability, Store, StoreError};

@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 /// The workspace this binary was built from.
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ sits in the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("host/stepwise sits in the workspace")
         .to_path_buf()
 }
 

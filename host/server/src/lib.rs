@@ -20,11 +20,11 @@ pub use config::ServeConfig;
 pub use error::CODES as ERROR_CODES;
 pub use routes::ROUTES;
 
-use crate::engine::{Engine, EngineConfig};
-use crate::runtime::RuntimeConfig;
-use crate::secrets::{KeyText, SecretsConfig};
-use crate::store::QueueSettings;
-use crate::{SeededJitter, SystemClock};
+use stepwise_core::{SeededJitter, SystemClock};
+use stepwise_engine::secrets::{KeyText, SecretsConfig};
+use stepwise_engine::{Engine, EngineConfig};
+use stepwise_runtime::RuntimeConfig;
+use stepwise_store_redb::QueueSettings;
 
 /// Command-line options of `stepwise serve`; each overrides the config file.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +80,7 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
         tenants: config.tenant_limits(),
         memory_budget_bytes: config
             .memory_budget_mb
-            .map_or_else(crate::engine::default_memory_budget, |mb| {
+            .map_or_else(stepwise_engine::default_memory_budget, |mb| {
                 mb.saturating_mul(1 << 20)
             }),
         egress: config.egress.clone(),
@@ -92,7 +92,7 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
 }
 
 /// The API router over `engine`, for running the server inside another program (benchmarks).
-pub(crate) fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
+pub fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
     routes::router(AppState {
         engine,
         admin_token,

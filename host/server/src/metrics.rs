@@ -4,9 +4,9 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
-use crate::engine::Engine;
-use crate::histogram::Histogram;
-use crate::store::StoreError;
+use stepwise_core::histogram::Histogram;
+use stepwise_engine::Engine;
+use stepwise_store_redb::StoreError;
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -147,7 +147,7 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
         (
             "stepwise_tenant_attempts_total",
             "Attempts executed, by tenant.",
-            (|u: &crate::engine::TenantUse| u.attempts as f64) as fn(&_) -> f64,
+            (|u: &stepwise_engine::TenantUse| u.attempts as f64) as fn(&_) -> f64,
         ),
         (
             "stepwise_tenant_fuel_total",

@@ -19,12 +19,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Admin, Tenant};
 use super::error::ApiError;
-use crate::egress::{EgressLimits, TenantEgress};
-use crate::engine::{NewRun, RunFilter, check_queue_name};
-use crate::model::{RunRecord, RunStatus};
-use crate::policy::{Backoff, PolicyOverrides};
-use crate::secrets::NewSecret;
-use crate::store::{Listing, QueueSettings};
+use stepwise_core::model::{RunRecord, RunStatus};
+use stepwise_core::policy::{Backoff, PolicyOverrides};
+use stepwise_engine::secrets::NewSecret;
+use stepwise_engine::{NewRun, RunFilter, check_queue_name};
+use stepwise_runtime::egress::{EgressLimits, TenantEgress};
+use stepwise_store_redb::{Listing, QueueSettings};
 
 /// Every route, as (method, path): the API reference must list each.
 pub const ROUTES: [(&str, &str); 22] = [
@@ -197,7 +197,7 @@ async fn healthz() -> Json<Value> {
 
 async fn metrics(State(state): State<AppState>) -> ApiResult {
     let text = super::metrics::render(&state.engine)
-        .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
+        .map_err(|e| ApiError::from(stepwise_engine::EngineError::Store(e)))?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -375,7 +375,7 @@ fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
         .engine
         .store()
         .queue_census(tenant, queue)
-        .map_err(|e| ApiError::from(crate::engine::EngineError::Store(e)))?;
+        .map_err(|e| ApiError::from(stepwise_engine::EngineError::Store(e)))?;
     let key = (tenant.to_owned(), queue.to_owned());
     let settings = state.engine.queue_settings(tenant, queue);
     let running = state.engine.store().occupancy().running_by_queue;
@@ -608,7 +608,7 @@ async fn run_listing(
     };
     state.engine.tenant_run(tenant, id)?;
     let store = state.engine.store();
-    let store_err = |e| ApiError::from(crate::engine::EngineError::Store(e));
+    let store_err = |e| ApiError::from(stepwise_engine::EngineError::Store(e));
     let (items, next): (Vec<Value>, Option<u32>) =
         store.page(what, id, from, limit).map_err(store_err)?;
     ok(StatusCode::OK, json!({ "items": items, "next": next }))
