@@ -11,6 +11,7 @@ pub mod egress;
 pub mod histogram;
 pub mod job;
 pub mod model;
+pub mod picker;
 pub mod policy;
 pub mod secret;
 pub mod text;

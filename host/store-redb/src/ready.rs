@@ -6,13 +6,10 @@
 //! (with each run's placement) when the store opens, and the writer thread applies each
 //! committed batch's ready moves to it before acknowledging the batch.
 //!
-//! Claiming is weighted fair sharing of attempt slots across tenants: each free slot goes to
-//! the tenant with the fewest running attempts per unit of weight (ties: the least attempt
-//! time served per unit of weight), among tenants below their own cap with a startable run.
-//! Within that tenant the best head of its queues wins: higher priority, then earlier due
-//! time, skipping queues at their limit. Priority therefore never crosses tenants, and a
-//! tenant's backlog of any size costs another tenant nothing but its share. Written by hand:
-//! no crate offers a multi-level fair queue with claims and per-level caps.
+//! Claiming is weighted fair sharing of attempt slots across tenants, decided by
+//! [`stepwise_core::picker`] over this index's per-tenant and per-queue sets: the index only
+//! keeps those sets (and what claimed runs hold) current. Written by hand: no crate offers a
+//! multi-level fair queue with claims and per-level caps.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use stepwise_core::clock::Millis;
 use stepwise_core::model::RunRecord;
+pub use stepwise_core::picker::ClaimPolicy;
+use stepwise_core::picker::{self, MemoryInUse, QueueHead, TenantLoad};
 
 /// A queue, named by tenant and queue name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,18 +52,6 @@ impl Placement {
             memory_bytes: run.policy.memory_bytes,
         }
     }
-}
-
-/// The limits a claim respects, chosen by the engine.
-pub trait ClaimPolicy {
-    /// Most attempts of `tenant` executing at once (at least 1).
-    fn tenant_limit(&self, tenant: &str) -> usize;
-    /// `tenant`'s share weight (at least 1).
-    fn tenant_weight(&self, tenant: &str) -> u64;
-    /// Most attempts of `queue` executing at once; `None` = no limit of its own.
-    fn queue_limit(&self, tenant: &str, queue: &str) -> Option<usize>;
-    /// Most memory (sum of the running attempts' caps) in use at once.
-    fn memory_budget(&self) -> u64;
 }
 
 /// A run claimed for an attempt.
@@ -213,55 +200,37 @@ impl Inner {
         }
     }
 
-    /// The tenant the next slot goes to, with its best startable run.
+    /// The tenant the next slot goes to, with its best startable run ([`picker`] decides).
     fn choose(&self, policy: &dyn ClaimPolicy, skip: &[&str]) -> Choice {
-        let mut best: Option<(&str, (u128, u128))> = None;
-        for (name, t) in &self.tenants {
-            if t.queues.is_empty() || skip.contains(&name.as_str()) {
-                continue;
-            }
-            if t.running >= policy.tenant_limit(name).max(1) {
-                continue;
-            }
-            let weight = u128::from(policy.tenant_weight(name).max(1));
-            // Compared as fractions scaled by a common factor, so no float is involved.
-            let load = (t.running as u128 * 1_000_000 / weight, {
-                u128::from(t.served_ms) * 1_000 / weight
-            });
-            if best.is_none_or(|(_, b)| load < b) {
-                best = Some((name, load));
-            }
-        }
-        let Some((tenant, _)) = best else {
+        let loads = self.tenants.iter().filter_map(|(name, t)| {
+            (!t.queues.is_empty() && !skip.contains(&name.as_str())).then_some(TenantLoad {
+                tenant: name,
+                running: t.running,
+                served_ms: t.served_ms,
+            })
+        });
+        let Some(tenant) = picker::pick_tenant(loads, policy) else {
             return Choice::Nothing;
         };
         let t = &self.tenants[tenant];
-        let mut head: Option<&DueKey> = None;
-        for (queue, set) in &t.queues {
-            let running = t.running_per_queue.get(queue).copied().unwrap_or(0);
-            if policy
-                .queue_limit(tenant, queue)
-                .is_some_and(|l| running >= l.max(1))
-            {
-                continue;
-            }
-            let Some(first) = set.first() else { continue };
-            let Some(entry) = self.entries.get(&first.2) else {
-                continue;
-            };
-            let memory = entry.placement.memory_bytes;
-            let fits = self.memory_in_use.saturating_add(memory) <= policy.memory_budget()
-                // A run bigger than the whole budget still runs, alone.
-                || self.claimed.is_empty();
-            if !fits {
-                continue;
-            }
-            if head.is_none_or(|h| (first.0, first.1) < (h.0, h.1)) {
-                head = Some(first);
-            }
-        }
-        match head {
-            Some(key) => Choice::Run(key.2.clone()),
+        let heads = t.queues.iter().filter_map(|(queue, set)| {
+            let first = set.first()?;
+            let entry = self.entries.get(&first.2)?;
+            Some(QueueHead {
+                queue,
+                running: t.running_per_queue.get(queue).copied().unwrap_or(0),
+                priority: first.0.0,
+                due_at: first.1,
+                memory_bytes: entry.placement.memory_bytes,
+                key: &first.2,
+            })
+        });
+        let memory = MemoryInUse {
+            bytes: self.memory_in_use,
+            idle: self.claimed.is_empty(),
+        };
+        match picker::pick_head(tenant, heads, policy, memory) {
+            Some(run) => Choice::Run(run.clone()),
             None => Choice::Blocked(tenant.to_owned()),
         }
     }

@@ -21,6 +21,12 @@ pub struct TempStore {
     _dir: tempfile::TempDir,
 }
 
+impl Default for TempStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TempStore {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
