@@ -2,6 +2,7 @@
 //! the views a user inspects. It ties the runtime (wasmtime) to the store (redb) through the
 //! injected clock and jitter.
 
+mod attempt;
 mod egress;
 mod enqueue;
 pub mod journal;

@@ -15,18 +15,10 @@ use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::outcome::settle;
 use super::{Engine, EngineError};
-use crate::journal::Journal;
-use crate::native::{self, Handler};
 use stepwise_core::clock::Millis;
-use stepwise_core::model::{ErrorInfo, EventKind, FailureKind, RunRecord, RunStatus};
-use stepwise_runtime::AttemptOutcome;
-use stepwise_runtime::JobContext;
-use stepwise_store_redb::{Batch, StoreError};
 
-/// How long a run whose attempt the host could not record waits before it is tried again.
-const HOST_FAULT_HOLD_MS: Millis = 1_000;
+use super::attempt::HOST_FAULT_HOLD_MS;
 
 /// How an attempt task ended, for releasing its claim.
 struct Ended {
@@ -171,63 +163,6 @@ impl Engine {
         }
     }
 
-    /// Fails `run` with `host_error` after its attempt panicked the host: dead-lettered with
-    /// the panic's message, so it can be retried by hand once the host is fixed.
-    async fn fail_on_host_error(&self, id: &str, message: &str) -> Result<(), EngineError> {
-        let Some(run) = self.inner.store.run(id)? else {
-            return Ok(());
-        };
-        if run.status.is_final() {
-            return Ok(());
-        }
-        let error = ErrorInfo {
-            kind: FailureKind::HostError,
-            message: format!("the host failed while running this attempt: {message}"),
-            step: None,
-            retry_after_ms: None,
-        };
-        let mut journal = Journal::load(
-            self.inner.store.clone(),
-            self.inner.clock.clone(),
-            &run.id,
-            run.attempts,
-            self.inner.config.journal,
-        )?;
-        journal.charge_to(&run.tenant);
-        self.fail_now(run, error, "the host failed", journal).await
-    }
-
-    /// Ends `run` as failed with `error`, dead-lettered, in one commit with what `journal`
-    /// holds.
-    async fn fail_now(
-        &self,
-        mut run: RunRecord,
-        error: ErrorInfo,
-        detail: &str,
-        mut journal: Journal,
-    ) -> Result<(), EngineError> {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let previous_ready = run.ready_at;
-        let previous_status = run.status;
-        run.status = RunStatus::Failed;
-        run.ready_at = None;
-        run.finished_at = Some(now);
-        run.updated_at = now;
-        run.error = Some(error);
-        journal.event(EventKind::Failed, None, detail);
-        let mut batch = Batch::new();
-        journal.drain_into(&mut batch);
-        batch
-            .put_run(&run, Some(previous_status))
-            .set_ready(&run, previous_ready, None)
-            .put_dead_letter(&run, now);
-        self.refresh_idempotency(&run, &mut batch)?;
-        inner.store.commit(batch).await?;
-        inner.metrics.record_finished();
-        Ok(())
-    }
-
     /// Executes runs until `id` reaches a final state (or nothing is left to run).
     pub async fn run_to_end(&self, id: &str) -> Result<stepwise_core::model::RunView, EngineError> {
         let store = self.inner.store.clone();
@@ -240,135 +175,6 @@ impl Engine {
     /// Executes runs until none is waiting.
     pub async fn drain(&self) -> Result<(), EngineError> {
         self.work_until(|| false).await
-    }
-
-    /// One attempt of run `id`, settled and committed. Returns a time to hold the run back
-    /// until when the host could not record the attempt (nothing was charged to the guest).
-    async fn attempt(&self, id: &str) -> Result<Option<Millis>, EngineError> {
-        let inner = &self.inner;
-        let unreadable = match inner.store.run(id) {
-            Ok(Some(run)) => Ok(run),
-            Ok(None) => Err("listed as ready but not stored".to_owned()),
-            Err(StoreError::Corrupt { what, message }) => {
-                Err(format!("stored {what} is corrupt: {message}"))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut run = match unreadable {
-            Ok(run) => run,
-            Err(why) => {
-                // This run alone cannot proceed; take it out of scheduling for good.
-                let at = inner
-                    .store
-                    .waiting()?
-                    .into_iter()
-                    .find(|(_, r)| r == id)
-                    .map(|(at, _)| at);
-                inner.store.set_aside(id, at, why).await?;
-                return Ok(None);
-            }
-        };
-        let previous_ready = run.ready_at;
-        let previous_status = run.status;
-        if run.status.is_final() {
-            // A stale index entry (e.g. from an interrupted manual operation): drop it.
-            let mut batch = Batch::new();
-            batch.set_ready(&run, previous_ready, None);
-            inner.store.commit(batch).await?;
-            return Ok(None);
-        }
-        if previous_ready.is_some_and(|at| at > inner.clock.now()) {
-            return Ok(None);
-        }
-        run.attempts = run.attempts.saturating_add(1);
-        let mut journal = Journal::load(
-            inner.store.clone(),
-            inner.clock.clone(),
-            id,
-            run.attempts,
-            inner.config.journal,
-        )?;
-        journal.charge_to(&run.tenant);
-        journal.event(EventKind::AttemptStarted, None, "");
-        let handler = match self.handler(&run.module).await {
-            Ok(m) => m,
-            Err(e) => {
-                // A module that cannot be loaded will not load on the next attempt either.
-                let error = ErrorInfo {
-                    kind: FailureKind::NonRetryable,
-                    message: format!("module {} could not be loaded: {e}", run.module),
-                    step: None,
-                    retry_after_ms: None,
-                };
-                self.fail_now(run, error, "module could not be loaded", journal)
-                    .await?;
-                return Ok(None);
-            }
-        };
-        let ctx = JobContext {
-            run_id: run.id.clone(),
-            job: run.job.clone(),
-            attempt: run.attempts,
-        };
-        let payload = run.payload.to_string();
-        // Bounded again here, so no stored value reaches the sandbox unchecked.
-        let policy = self.caps().clamp(run.policy);
-        let (report, mut journal) = match &handler {
-            Handler::Wasm(module) => {
-                inner
-                    .runtime
-                    .execute(
-                        module,
-                        journal,
-                        &policy,
-                        &run.tenant,
-                        Some((&inner.egress, self.secrets_of(&run.tenant))),
-                        ctx,
-                        payload,
-                    )
-                    .await
-            }
-            Handler::Native(native) => {
-                native::execute(&**native, journal, run.job.clone(), payload).await
-            }
-        };
-        if let AttemptOutcome::HostFault(message) = &report.outcome {
-            tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
-            return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
-        }
-        let now = inner.clock.now();
-        let settled = settle(&mut run, &mut journal, &report.outcome, now, &*inner.jitter);
-        inner
-            .metrics
-            .record_attempt(&report.outcome, journal.steps_completed());
-        inner
-            .metrics
-            .record_tenant(&run.tenant, report.fuel_used, report.elapsed);
-        inner.metrics.record_step_gaps(journal.step_gaps_micros());
-        let mut batch = Batch::new();
-        journal.drain_into(&mut batch);
-        batch
-            .put_run(&run, Some(previous_status))
-            .set_ready(&run, previous_ready, run.ready_at);
-        if settled.dead_letter {
-            batch.put_dead_letter(&run, now);
-        }
-        if run.status.is_final() {
-            self.refresh_idempotency(&run, &mut batch)?;
-        }
-        inner.store.commit(batch).await?;
-        if run.status.is_final() {
-            inner.metrics.record_finished();
-        }
-        tracing::info!(
-            run = %id,
-            attempt = run.attempts,
-            status = %run.status.as_str(),
-            fuel = report.fuel_used,
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            "attempt settled"
-        );
-        Ok(None)
     }
 }
 

@@ -1,0 +1,236 @@
+//! One attempt's lifecycle, in one place and in order: read the claimed run → load its
+//! module → execute → settle → commit. Every way an attempt ends goes through the same
+//! [`settle`](super::outcome::settle) and the same commit: a guest's result, a trap, a module
+//! that cannot be loaded, a panic of the host caught at the task boundary. The one exception
+//! is a host fault (storage failing under the guest): nothing is settled or charged, and the
+//! run is held back and tried again with its budget intact.
+
+use super::outcome::settle;
+use super::{Engine, EngineError};
+use crate::journal::Journal;
+use crate::native::{self, Handler};
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{EventKind, FailureKind, RunRecord, RunStatus};
+use stepwise_runtime::{AttemptOutcome, AttemptReport, JobContext};
+use stepwise_store_redb::{Batch, StoreError};
+
+/// How long a run whose attempt the host could not record waits before it is tried again.
+pub(crate) const HOST_FAULT_HOLD_MS: Millis = 1_000;
+
+/// What the stored record said before the attempt, for the index and the counters.
+#[derive(Debug, Clone, Copy)]
+struct Before {
+    status: RunStatus,
+    ready_at: Option<Millis>,
+}
+
+impl Before {
+    fn of(run: &RunRecord) -> Self {
+        Self {
+            status: run.status,
+            ready_at: run.ready_at,
+        }
+    }
+}
+
+impl Engine {
+    /// One attempt of run `id`, settled and committed. Returns a time to hold the run back
+    /// until when the host could not record the attempt (nothing was charged to the guest).
+    pub(super) async fn attempt(&self, id: &str) -> Result<Option<Millis>, EngineError> {
+        let inner = &self.inner;
+        let Some(mut run) = self.claimed_run(id).await? else {
+            return Ok(None);
+        };
+        let before = Before::of(&run);
+        run.attempts = run.attempts.saturating_add(1);
+        let mut journal = self.attempt_journal(&run)?;
+        journal.event(EventKind::AttemptStarted, None, "");
+        let (report, journal) = match self.handler(&run.module).await {
+            Ok(handler) => self.execute(&handler, &run, journal).await,
+            // A module that cannot be loaded will not load on the next attempt either.
+            Err(e) => (
+                instant(AttemptOutcome::Trapped {
+                    kind: FailureKind::NonRetryable,
+                    message: format!("module {} could not be loaded: {e}", run.module),
+                }),
+                journal,
+            ),
+        };
+        if let AttemptOutcome::HostFault(message) = &report.outcome {
+            tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
+            return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
+        }
+        self.settle_and_commit(run, before, journal, &report)
+            .await?;
+        Ok(None)
+    }
+
+    /// Fails `run` with `host_error` after its attempt panicked the host: dead-lettered with
+    /// the panic's message, so it can be retried by hand once the host is fixed.
+    pub(super) async fn fail_on_host_error(
+        &self,
+        id: &str,
+        message: &str,
+    ) -> Result<(), EngineError> {
+        let Some(mut run) = self.inner.store.run(id)? else {
+            return Ok(());
+        };
+        if run.status.is_final() {
+            return Ok(());
+        }
+        let before = Before::of(&run);
+        // The attempt that panicked never committed; it is counted now.
+        run.attempts = run.attempts.saturating_add(1);
+        let journal = self.attempt_journal(&run)?;
+        let report = instant(AttemptOutcome::Trapped {
+            kind: FailureKind::HostError,
+            message: format!("the host failed while running this attempt: {message}"),
+        });
+        self.settle_and_commit(run, before, journal, &report).await
+    }
+
+    /// The claimed run, if an attempt should start: a run whose record cannot be read is set
+    /// aside for good, a stale index entry of a final run is dropped, and a run not yet due
+    /// (moved while it was claimed) waits.
+    async fn claimed_run(&self, id: &str) -> Result<Option<RunRecord>, EngineError> {
+        let inner = &self.inner;
+        let unreadable = match inner.store.run(id) {
+            Ok(Some(run)) => Ok(run),
+            Ok(None) => Err("listed as ready but not stored".to_owned()),
+            Err(StoreError::Corrupt { what, message }) => {
+                Err(format!("stored {what} is corrupt: {message}"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let run = match unreadable {
+            Ok(run) => run,
+            Err(why) => {
+                // This run alone cannot proceed; take it out of scheduling for good.
+                let at = inner
+                    .store
+                    .waiting()?
+                    .into_iter()
+                    .find(|(_, r)| r == id)
+                    .map(|(at, _)| at);
+                inner.store.set_aside(id, at, why).await?;
+                return Ok(None);
+            }
+        };
+        if run.status.is_final() {
+            // A stale index entry (e.g. from an interrupted manual operation): drop it.
+            let mut batch = Batch::new();
+            batch.set_ready(&run, run.ready_at, None);
+            inner.store.commit(batch).await?;
+            return Ok(None);
+        }
+        if run.ready_at.is_some_and(|at| at > inner.clock.now()) {
+            return Ok(None);
+        }
+        Ok(Some(run))
+    }
+
+    /// The journal of `run`'s current attempt, charging what it stores to the run's tenant.
+    fn attempt_journal(&self, run: &RunRecord) -> Result<Journal, EngineError> {
+        let inner = &self.inner;
+        let mut journal = Journal::load(
+            inner.store.clone(),
+            inner.clock.clone(),
+            &run.id,
+            run.attempts,
+            inner.config.journal,
+        )?;
+        journal.charge_to(&run.tenant);
+        Ok(journal)
+    }
+
+    /// Executes the attempt in the sandbox (or natively), handing the journal back.
+    async fn execute(
+        &self,
+        handler: &Handler,
+        run: &RunRecord,
+        journal: Journal,
+    ) -> (AttemptReport, Journal) {
+        let inner = &self.inner;
+        let payload = run.payload.to_string();
+        match handler {
+            Handler::Wasm(module) => {
+                let ctx = JobContext {
+                    run_id: run.id.clone(),
+                    job: run.job.clone(),
+                    attempt: run.attempts,
+                };
+                // Bounded again here, so no stored value reaches the sandbox unchecked.
+                let policy = self.caps().clamp(run.policy);
+                inner
+                    .runtime
+                    .execute(
+                        module,
+                        journal,
+                        &policy,
+                        &run.tenant,
+                        Some((&inner.egress, self.secrets_of(&run.tenant))),
+                        ctx,
+                        payload,
+                    )
+                    .await
+            }
+            Handler::Native(native) => {
+                native::execute(&**native, journal, run.job.clone(), payload).await
+            }
+        }
+    }
+
+    /// Settles `report` on `run` and commits the run, its journal, its index entry, its dead
+    /// letter and its idempotency record in one batch.
+    async fn settle_and_commit(
+        &self,
+        mut run: RunRecord,
+        before: Before,
+        mut journal: Journal,
+        report: &AttemptReport,
+    ) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let settled = settle(&mut run, &mut journal, &report.outcome, now, &*inner.jitter);
+        inner
+            .metrics
+            .record_attempt(&report.outcome, journal.steps_completed());
+        inner
+            .metrics
+            .record_tenant(&run.tenant, report.fuel_used, report.elapsed);
+        inner.metrics.record_step_gaps(journal.step_gaps_micros());
+        let mut batch = Batch::new();
+        journal.drain_into(&mut batch);
+        batch
+            .put_run(&run, Some(before.status))
+            .set_ready(&run, before.ready_at, run.ready_at);
+        if settled.dead_letter {
+            batch.put_dead_letter(&run, now);
+        }
+        if run.status.is_final() {
+            self.refresh_idempotency(&run, &mut batch)?;
+        }
+        inner.store.commit(batch).await?;
+        if run.status.is_final() {
+            inner.metrics.record_finished();
+        }
+        tracing::info!(
+            run = %run.id,
+            attempt = run.attempts,
+            status = %run.status.as_str(),
+            fuel = report.fuel_used,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "attempt settled"
+        );
+        Ok(())
+    }
+}
+
+/// A report for an attempt that ended before its guest ran.
+fn instant(outcome: AttemptOutcome) -> AttemptReport {
+    AttemptReport {
+        outcome,
+        fuel_used: 0,
+        elapsed: std::time::Duration::ZERO,
+    }
+}
