@@ -396,3 +396,53 @@ async fn absurd_enqueue_policies_and_delays_are_refused_and_nothing_is_stored() 
     }
     assert_eq!(h.engine.store().census().unwrap(), Default::default());
 }
+
+/// A cancel reaches an attempt spinning inside a step: the guest is stopped at its next epoch
+/// tick, long before its own deadline, and the attempt settles nothing (no attempt counted,
+/// no failure recorded: the run's next state is the canceller's to write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_a_spinning_attempt_and_settles_nothing() {
+    let h = hostile_harness();
+    let overrides = PolicyOverrides {
+        fuel: Some(1_000_000_000_000),
+        timeout_ms: Some(120_000),
+        ..PolicyOverrides::default()
+    };
+    let id = h
+        .enqueue(guests::HOSTILE, "spin", json!({"in_step": true}), overrides)
+        .await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let (engine, done) = (h.engine.clone(), done.clone());
+        tokio::spawn(async move {
+            engine
+                .work_until(move || done.load(std::sync::atomic::Ordering::SeqCst))
+                .await
+        })
+    };
+    let started = std::time::Instant::now();
+    while !h.engine.is_running(&id) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the attempt never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Let the guest get into its loop inside the step.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(h.engine.cancel_attempt(&id));
+    // The attempt's own deadline is two minutes away: ending at all means the cancel did it.
+    tokio::time::timeout(std::time::Duration::from_secs(60), worker)
+        .await
+        .expect("the cancelled attempt ended")
+        .unwrap()
+        .unwrap();
+    assert!(!h.engine.is_running(&id));
+    assert!(!h.engine.cancel_attempt(&id), "no attempt runs any more");
+    let view = h.engine.view(&id).unwrap();
+    assert_eq!(view.run.attempts, 0, "{:?}", view.run);
+    assert_eq!(view.run.status, RunStatus::Queued);
+    assert!(view.run.error.is_none());
+    assert!(view.steps.is_empty(), "{:?}", view.steps);
+}

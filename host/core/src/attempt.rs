@@ -43,10 +43,10 @@ pub enum AttemptOutcome {
     Completed(String),
     /// `run` returned an error.
     Failed(GuestError),
-    /// The guest reached a durable sleep that has not yet fired.
+    /// The guest awaits something durable that has not happened yet: the run waits for it.
     Suspended {
-        /// When the run should resume.
-        wake_at: Millis,
+        /// What wakes the run.
+        wake: WakeCondition,
     },
     /// The attempt was stopped by a limit, a protocol violation or a trap.
     Trapped {
@@ -58,16 +58,70 @@ pub enum AttemptOutcome {
     /// The host failed to record what the attempt did (storage). Nothing of the attempt is
     /// settled and it is not charged to the guest: the run is attempted again later.
     HostFault(String),
+    /// The run was cancelled while the attempt ran: the guest was stopped at its next host
+    /// call or epoch tick, and nothing it did after the cancel is recorded. Whoever cancelled
+    /// owns the run's next state.
+    Cancelled,
 }
 
-/// The attempt ends here because the run is waiting on a durable timer. Raised as a trap the
-/// host owns; the guest never observes it.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("run suspended until {wake_at}")]
-pub struct Suspend {
-    /// When the timer fires.
-    pub wake_at: Millis,
+/// What a suspended run waits for. Only timers exist today; waiting for an event (with a
+/// timeout) and for a child run's completion are further conditions of the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeCondition {
+    /// A durable timer.
+    Timer {
+        /// When it fires.
+        at: Millis,
+    },
 }
+
+impl WakeCondition {
+    /// The latest time the run must be looked at again: when a timer fires (or a wait times
+    /// out); the scheduler's index is keyed by it.
+    pub fn deadline(&self) -> Millis {
+        match self {
+            Self::Timer { at } => *at,
+        }
+    }
+
+    /// Whether the condition holds at `now`.
+    pub fn is_met(&self, now: Millis) -> bool {
+        match self {
+            Self::Timer { at } => *at <= now,
+        }
+    }
+}
+
+/// A cancel request for a running attempt. The sandbox checks it at every epoch tick and every
+/// host call; once set, the attempt ends as [`AttemptOutcome::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelFlag {
+    /// Asks the attempt to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a cancel was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The attempt ends here because the run waits on `wake`. Raised as a trap the host owns; the
+/// guest never observes it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("run suspended: {wake:?}")]
+pub struct Suspend {
+    /// What wakes the run.
+    pub wake: WakeCondition,
+}
+
+/// The attempt ends here because its run was cancelled. Raised as a trap the host owns.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the run was cancelled")]
+pub struct Cancelled;
 
 /// A problem on the host's side of a step call, or a guest breaking the step protocol. Ends the
 /// attempt as a trap.

@@ -139,6 +139,16 @@ pub enum StepKind {
     Sleep,
 }
 
+impl StepKind {
+    /// The kind as the guest calls it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Step => "step",
+            Self::Sleep => "sleep",
+        }
+    }
+}
+
 /// Where a step is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -11,7 +11,7 @@ use crate::journal::Journal;
 use crate::native::{self, Handler};
 use stepwise_core::clock::Millis;
 use stepwise_core::model::{EventKind, FailureKind, RunRecord, RunStatus};
-use stepwise_runtime::{AttemptOutcome, AttemptReport, JobContext};
+use stepwise_runtime::{AttemptOutcome, AttemptReport, CancelFlag, JobContext};
 use stepwise_store_redb::{Batch, StoreError};
 
 /// How long a run whose attempt the host could not record waits before it is tried again.
@@ -46,7 +46,13 @@ impl Engine {
         let mut journal = self.attempt_journal(&run)?;
         journal.event(EventKind::AttemptStarted, None, "");
         let (report, journal) = match self.handler(&run.module).await {
-            Ok(handler) => self.execute(&handler, &run, journal).await,
+            Ok(handler) => {
+                let cancel = CancelFlag::default();
+                let registered = self.register_cancel(id, &cancel);
+                let executed = self.execute(&handler, &run, journal, cancel).await;
+                drop(registered);
+                executed
+            }
             // A module that cannot be loaded will not load on the next attempt either.
             Err(e) => (
                 instant(AttemptOutcome::Trapped {
@@ -56,9 +62,16 @@ impl Engine {
                 journal,
             ),
         };
-        if let AttemptOutcome::HostFault(message) = &report.outcome {
-            tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
-            return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
+        match &report.outcome {
+            AttemptOutcome::HostFault(message) => {
+                tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
+                return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
+            }
+            AttemptOutcome::Cancelled => {
+                tracing::info!(run = %id, "attempt stopped by a cancel; nothing settled");
+                return Ok(None);
+            }
+            _ => {}
         }
         self.settle_and_commit(run, before, journal, &report)
             .await?;
@@ -129,6 +142,16 @@ impl Engine {
         Ok(Some(run))
     }
 
+    /// Makes `cancel` reachable through [`Engine::cancel_attempt`] until the guard drops.
+    fn register_cancel(&self, id: &str, cancel: &CancelFlag) -> CancelRegistration<'_> {
+        let mut cancels = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        cancels.insert(id.to_owned(), cancel.clone());
+        CancelRegistration {
+            engine: self,
+            run: id.to_owned(),
+        }
+    }
+
     /// The journal of `run`'s current attempt, charging what it stores to the run's tenant.
     fn attempt_journal(&self, run: &RunRecord) -> Result<Journal, EngineError> {
         let inner = &self.inner;
@@ -149,6 +172,7 @@ impl Engine {
         handler: &Handler,
         run: &RunRecord,
         journal: Journal,
+        cancel: CancelFlag,
     ) -> (AttemptReport, Journal) {
         let inner = &self.inner;
         let payload = run.payload.to_string();
@@ -171,6 +195,7 @@ impl Engine {
                         Some((&inner.egress, self.secrets_of(&run.tenant))),
                         ctx,
                         payload,
+                        cancel,
                     )
                     .await
             }
@@ -223,6 +248,24 @@ impl Engine {
             "attempt settled"
         );
         Ok(())
+    }
+}
+
+/// Removes an attempt's cancel flag when the attempt ends, however it ends.
+struct CancelRegistration<'a> {
+    engine: &'a Engine,
+    run: String,
+}
+
+impl Drop for CancelRegistration<'_> {
+    fn drop(&mut self) {
+        let mut cancels = self
+            .engine
+            .inner
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        cancels.remove(&self.run);
     }
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use stepwise_core::attempt::{GuestError, HostFault, StepInterrupt, StepState, Suspend};
+pub use stepwise_core::attempt::{
+    GuestError, HostFault, StepInterrupt, StepState, Suspend, WakeCondition,
+};
 use stepwise_core::clock::Clock;
 use stepwise_core::model::{
     ErrorInfo, EventKind, FailureKind, HttpCall, LogLevel, LogLine, LogSource, StepKind,
@@ -304,30 +306,7 @@ impl Journal {
             )));
         }
         self.check_new_step(name)?;
-        let now = self.clock.now();
-        let ordinal = self.steps.len() as u32;
-        let step = self
-            .steps
-            .entry(name.to_owned())
-            .or_insert_with(|| StepRecord {
-                name: name.to_owned(),
-                ordinal,
-                output_bytes: 0,
-                kind: StepKind::Step,
-                status: StepStatus::Running,
-                attempts: 0,
-                budget_base: 0,
-                output: None,
-                error: None,
-                wake_at: None,
-                started_at: now,
-                completed_at: None,
-            });
-        if step.kind != StepKind::Step {
-            return Err(Self::protocol(format!(
-                "'{name}' is a sleep in this run's journal, not a step"
-            )));
-        }
+        let step = self.record(name, StepKind::Step, None)?;
         if step.status == StepStatus::Completed {
             let output = step.output.as_ref().unwrap_or(&Value::Null);
             return Ok(StepState::Completed(output.to_string()));
@@ -438,18 +417,71 @@ impl Journal {
 
     /// `steps.sleep`: returns once the timer has fired, otherwise suspends the run.
     pub fn sleep(&mut self, name: &str, duration_ms: u64) -> Result<(), StepInterrupt> {
-        if let Some(open) = &self.current {
-            return Err(StepInterrupt::Fault(Self::protocol(format!(
-                "sleep('{name}') inside step '{open}'"
-            ))));
-        }
-        self.check_new_step(name).map_err(StepInterrupt::Fault)?;
         if duration_ms > MAX_DELAY_MS && !self.steps.contains_key(name) {
             return Err(StepInterrupt::Fault(HostFault::Limit(format!(
                 "sleep '{name}' of {duration_ms} ms is longer than the longest delay, \
                  {MAX_DELAY_MS} ms (365 days)"
             ))));
         }
+        let at = self.clock.now().saturating_add(duration_ms);
+        self.await_durable(name, StepKind::Sleep, WakeCondition::Timer { at })
+    }
+
+    /// The one primitive for durable awaits: the first call records step `name` of `kind`
+    /// waiting on `first`; every call returns once the recorded condition holds, and
+    /// otherwise suspends the run until it may (a replay reads the recorded condition, not a
+    /// new one).
+    fn await_durable(
+        &mut self,
+        name: &str,
+        kind: StepKind,
+        first: WakeCondition,
+    ) -> Result<(), StepInterrupt> {
+        if let Some(open) = &self.current {
+            return Err(StepInterrupt::Fault(Self::protocol(format!(
+                "{}('{name}') inside step '{open}'",
+                kind.as_str()
+            ))));
+        }
+        self.check_new_step(name).map_err(StepInterrupt::Fault)?;
+        let now = self.clock.now();
+        let step = self
+            .record(name, kind, Some(first))
+            .map_err(StepInterrupt::Fault)?;
+        if step.status == StepStatus::Completed {
+            return Ok(());
+        }
+        let wake = WakeCondition::Timer {
+            at: step.wake_at.unwrap_or(now),
+        };
+        if wake.is_met(now) {
+            step.status = StepStatus::Completed;
+            step.completed_at = Some(now);
+        }
+        let met = step.status == StepStatus::Completed;
+        self.dirty.insert(name.to_owned());
+        if met {
+            return Ok(());
+        }
+        self.event(
+            EventKind::Sleeping,
+            Some(name),
+            format!(
+                "until {}",
+                stepwise_core::time_fmt::rfc3339(wake.deadline())
+            ),
+        );
+        Err(StepInterrupt::Suspend(Suspend { wake }))
+    }
+
+    /// The journal's record of step `name`, created as `kind` (waiting on `wake`, if it is
+    /// an await) when the run has none; a record of another kind is a protocol violation.
+    fn record(
+        &mut self,
+        name: &str,
+        kind: StepKind,
+        wake: Option<WakeCondition>,
+    ) -> Result<&mut StepRecord, HostFault> {
         let now = self.clock.now();
         let ordinal = self.steps.len() as u32;
         let step = self
@@ -459,37 +491,27 @@ impl Journal {
                 name: name.to_owned(),
                 ordinal,
                 output_bytes: 0,
-                kind: StepKind::Sleep,
-                status: StepStatus::Sleeping,
-                attempts: 1,
+                kind,
+                status: match wake {
+                    Some(_) => StepStatus::Sleeping,
+                    None => StepStatus::Running,
+                },
+                attempts: u32::from(wake.is_some()),
                 budget_base: 0,
                 output: None,
                 error: None,
-                wake_at: Some(now.saturating_add(duration_ms)),
+                wake_at: wake.map(|w| w.deadline()),
                 started_at: now,
                 completed_at: None,
             });
-        if step.kind != StepKind::Sleep {
-            return Err(StepInterrupt::Fault(Self::protocol(format!(
-                "'{name}' is a step in this run's journal, not a sleep"
-            ))));
+        if step.kind != kind {
+            return Err(HostFault::Protocol(format!(
+                "'{name}' is a {} in this run's journal, not a {}",
+                step.kind.as_str(),
+                kind.as_str()
+            )));
         }
-        if step.status == StepStatus::Completed {
-            return Ok(());
-        }
-        let wake_at = step.wake_at.unwrap_or(now);
-        self.dirty.insert(name.to_owned());
-        if wake_at <= now {
-            step.status = StepStatus::Completed;
-            step.completed_at = Some(now);
-            return Ok(());
-        }
-        self.event(
-            EventKind::Sleeping,
-            Some(name),
-            format!("until {}", stepwise_core::time_fmt::rfc3339(wake_at)),
-        );
-        Err(StepInterrupt::Suspend(Suspend { wake_at }))
+        Ok(step)
     }
 
     /// Moves everything not yet committed into `batch`.
@@ -657,7 +679,7 @@ mod tests {
 
     fn suspended_until(result: Result<(), StepInterrupt>) -> stepwise_core::clock::Millis {
         match result {
-            Err(StepInterrupt::Suspend(s)) => s.wake_at,
+            Err(StepInterrupt::Suspend(s)) => s.wake.deadline(),
             other => panic!("expected a suspension, got {other:?}"),
         }
     }

@@ -32,7 +32,7 @@ use stepwise_core::clock::{Clock, Jitter};
 use stepwise_core::model::{RunStatus, RunView, ViewMore};
 use stepwise_core::policy::{Caps, Policy, PolicyError};
 use stepwise_runtime::egress::{Egress, EgressConfig, EgressSetupError};
-use stepwise_runtime::{LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
+use stepwise_runtime::{CancelFlag, LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
 use stepwise_store_redb::{Batch, Durability, Listing, QueueSettings, Store, StoreError};
 pub use tenants::NewTenant;
 
@@ -198,6 +198,8 @@ struct Inner {
     egress: Arc<Egress>,
     secrets: Secrets,
     natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
+    /// The cancel flag of every attempt executing now, by run.
+    cancels: Mutex<HashMap<String, CancelFlag>>,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -262,6 +264,7 @@ impl Engine {
                 egress,
                 secrets,
                 natives: Mutex::default(),
+                cancels: Mutex::default(),
             }),
         })
     }
@@ -305,6 +308,21 @@ impl Engine {
     /// Whether an attempt of run `id` is executing now.
     pub fn is_running(&self, id: &str) -> bool {
         self.inner.store.is_claimed(id)
+    }
+
+    /// Stops the attempt of run `id` executing now, if any, at the guest's next host call or
+    /// epoch tick; nothing it does afterwards is recorded, and the attempt settles nothing.
+    /// Returns whether an attempt was executing. (The run's next state is the canceller's to
+    /// write.)
+    pub fn cancel_attempt(&self, id: &str) -> bool {
+        let cancels = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        match cancels.get(id) {
+            Some(flag) => {
+                flag.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     fn caps(&self) -> &Caps {

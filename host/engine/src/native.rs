@@ -139,7 +139,7 @@ pub(crate) async fn execute(
     let outcome = match result {
         Ok(output) => AttemptOutcome::Completed(output),
         Err(NativeError::Failed(e)) => AttemptOutcome::Failed(e),
-        Err(NativeError::Suspended(s)) => AttemptOutcome::Suspended { wake_at: s.wake_at },
+        Err(NativeError::Suspended(s)) => AttemptOutcome::Suspended { wake: s.wake },
         Err(NativeError::Fault(message)) => AttemptOutcome::Trapped {
             kind: FailureKind::Trap,
             message,

@@ -65,9 +65,9 @@ pub fn settle(
                 fail_attempt(run, journal, error, now, jitter)
             }
         },
-        AttemptOutcome::Suspended { wake_at } => {
+        AttemptOutcome::Suspended { wake } => {
             run.status = RunStatus::Sleeping;
-            run.ready_at = Some(*wake_at);
+            run.ready_at = Some(wake.deadline());
             Settled { dead_letter: false }
         }
         AttemptOutcome::Failed(e) => {
@@ -92,6 +92,8 @@ pub fn settle(
         }
         // Not the guest's doing: the scheduler commits nothing for it and tries again later.
         AttemptOutcome::HostFault(_) => Settled { dead_letter: false },
+        // The canceller writes the run's next state; the attempt's leftovers are not settled.
+        AttemptOutcome::Cancelled => Settled { dead_letter: false },
     }
 }
 
@@ -170,7 +172,7 @@ mod tests {
 
     use super::*;
     use crate::journal::StepState;
-    use crate::journal::{HostFault, JournalLimits};
+    use crate::journal::{HostFault, JournalLimits, WakeCondition};
     use stepwise_core::clock::{Clock, NoJitter};
     use stepwise_core::model::{StepStatus, TimelineEntry};
     use stepwise_core::policy::{Backoff, Policy};
@@ -362,7 +364,7 @@ mod tests {
         let mut run = new_run();
         let j = f.start(&mut run);
         let outcome = AttemptOutcome::Suspended {
-            wake_at: T0 + 60_000,
+            wake: WakeCondition::Timer { at: T0 + 60_000 },
         };
         let settled = f.settle(&mut run, j, &outcome).await;
         assert!(!settled.dead_letter);

@@ -12,7 +12,9 @@ use super::sandbox::HostState;
 use super::step_host::StepHost;
 use super::{LoadedModule, Runtime};
 use crate::egress::{Egress, EgressHooks, SecretSource};
-pub use stepwise_core::attempt::{AttemptOutcome, GuestError, HostFault, JobContext, Suspend};
+pub use stepwise_core::attempt::{
+    AttemptOutcome, CancelFlag, Cancelled, GuestError, HostFault, JobContext, Suspend,
+};
 use stepwise_core::model::{FailureKind, LogLevel, LogSource};
 use stepwise_core::policy::Policy;
 
@@ -65,6 +67,9 @@ pub(super) fn new_store(
             ctx.data_mut().timed_out = true;
             return Ok(UpdateDeadline::Interrupt);
         }
+        if ctx.data().cancel.is_cancelled() {
+            return Ok(UpdateDeadline::Interrupt);
+        }
         let left = ctx.get_fuel().unwrap_or(0);
         let burned = last_fuel.saturating_sub(left);
         last_fuel = left;
@@ -98,6 +103,7 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(5);
 impl Runtime {
     /// Runs one attempt of `ctx.job` with `payload`, recording steps through `journal`;
     /// outbound HTTP goes through `egress` (`None`: every request is refused).
+    /// Setting `cancel` stops the guest at its next host call or epoch tick.
     /// Returns how it ended and hands the journal back, holding what is left to commit.
     #[allow(clippy::too_many_arguments)]
     pub async fn execute<J: StepHost>(
@@ -109,6 +115,7 @@ impl Runtime {
         egress: Option<(&Arc<Egress>, Arc<dyn SecretSource>)>,
         ctx: JobContext,
         payload: String,
+        cancel: CancelFlag,
     ) -> (AttemptReport, J) {
         let _slot = self.slot().await;
         let started = Instant::now();
@@ -120,12 +127,13 @@ impl Runtime {
             }
             None => EgressHooks::deny_all(),
         };
-        let state = HostState::new(
+        let mut state = HostState::new(
             Some(Box::new(journal)),
             hooks,
             policy.memory_bytes,
             self.config.capture_bytes,
         );
+        state.cancel = cancel;
         let ticket = self.cpu.ticket(tenant);
         let mut store = match new_store(self.engine(), state, policy.fuel, timeout, Some(ticket)) {
             Ok(s) => s,
@@ -216,7 +224,10 @@ fn classify(result: &CallResult, state: &HostState) -> Option<AttemptOutcome> {
         Ok(Ok(Err(e))) => Some(AttemptOutcome::Failed(GuestError::from(e))),
         Ok(Err(e)) => {
             if let Some(s) = e.downcast_ref::<Suspend>() {
-                return Some(AttemptOutcome::Suspended { wake_at: s.wake_at });
+                return Some(AttemptOutcome::Suspended { wake: s.wake });
+            }
+            if e.downcast_ref::<Cancelled>().is_some() || state.cancel.is_cancelled() {
+                return Some(AttemptOutcome::Cancelled);
             }
             if let Some(f) = e.downcast_ref::<HostFault>() {
                 if let HostFault::Storage { .. } = f {

@@ -5,13 +5,17 @@ use super::bindings::host_traits::{LogHost, SecretsHost, StepsHost, TypesHost};
 use super::bindings::{JobError, Level, StepState};
 use super::sandbox::HostState;
 use super::step_host::StepHost;
-use stepwise_core::attempt::{self, HostFault, StepInterrupt};
+use stepwise_core::attempt::{self, Cancelled, HostFault, StepInterrupt};
 use stepwise_core::model::{LogLevel, LogSource};
 
 impl HostState {
     fn journal(&mut self) -> wasmtime::Result<&mut dyn StepHost> {
         self.host_calls = self.host_calls.wrapping_add(1);
         self.record_http_calls();
+        if self.cancel.is_cancelled() {
+            // Nothing after the cancel is recorded: the call ends the attempt instead.
+            return Err(wasmtime::Error::new(Cancelled));
+        }
         self.journal.as_deref_mut().ok_or_else(|| {
             wasmtime::Error::new(HostFault::Protocol(
                 "steps and logs are only available while a job runs, not in describe()".into(),

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use attempt::{AttemptOutcome, AttemptReport, GuestError, HostFault, JobContext, Suspend};
+pub use attempt::{
+    AttemptOutcome, AttemptReport, CancelFlag, GuestError, HostFault, JobContext, Suspend,
+};
 pub use component::{JobSpec, LoadError, LoadedModule, WORLD};
 use sandbox::HostState;
 pub use step_host::{Recording, StepHost};

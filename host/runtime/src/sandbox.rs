@@ -15,6 +15,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::step_host::StepHost;
 use crate::egress::EgressHooks;
+use stepwise_core::attempt::CancelFlag;
 
 /// Data of one attempt's `Store`.
 pub struct HostState {
@@ -30,6 +31,8 @@ pub struct HostState {
     pub(crate) stderr: CapturedOutput,
     /// Set by the epoch callback when the wall-clock deadline interrupted the guest.
     pub(crate) timed_out: bool,
+    /// Set by whoever cancels the run; checked at every epoch tick and host call.
+    pub(crate) cancel: CancelFlag,
     /// Calls of our own imports (steps, log) so far: a guest that made none during a whole
     /// epoch tick was computing all along (see `runtime::cpu`).
     pub(crate) host_calls: u64,
@@ -71,6 +74,7 @@ impl HostState {
             stdout,
             stderr,
             timed_out: false,
+            cancel: CancelFlag::default(),
             host_calls: 0,
         }
     }

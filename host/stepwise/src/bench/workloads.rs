@@ -238,6 +238,7 @@ async fn call_noop(
             None,
             ctx,
             "{\"i\":1}".into(),
+            crate::runtime::CancelFlag::default(),
         )
         .await;
     match report.outcome {
