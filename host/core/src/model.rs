@@ -339,6 +339,10 @@ pub struct LogLine {
 pub struct RunRecord {
     /// Unique id.
     pub id: String,
+    /// How many times the stored record was written; a write must name the version it read,
+    /// and a stale one is refused (so two writers never silently overwrite each other).
+    #[serde(default)]
+    pub version: u64,
     /// The tenant that owns it.
     #[serde(default = "default_tenant")]
     pub tenant: String,

@@ -3,8 +3,7 @@
 
 use serde::Serialize;
 
-use super::ready::Placement;
-use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
+use stepwise_store::{IdempotencyRecord, ModuleRecord, Placement, QueueSettings, TenantRecord};
 use stepwise_core::clock::Millis;
 use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
 
@@ -17,9 +16,30 @@ pub(super) enum Op {
         /// (tenant, queue, status before, status now), for the counters.
         counts: (String, String, Option<RunStatus>, RunStatus),
     },
+    /// A run written over the stored version `expected` (checked before the batch applies);
+    /// the stored record tells the old status (for the counters) and ready key.
+    WriteRun {
+        id: String,
+        expected: u64,
+        json: Vec<u8>,
+        tenant: String,
+        queue: String,
+        status: RunStatus,
+        ready: Option<(Millis, Placement)>,
+    },
     PutTenantRun {
         tenant: String,
         run: String,
+    },
+    /// Appended after the run's last entry; the writer numbers it.
+    AppendTimeline {
+        run: String,
+        json: Vec<u8>,
+    },
+    /// Appended after the run's last line; the writer numbers it.
+    AppendLog {
+        run: String,
+        json: Vec<u8>,
     },
     PutStep {
         run: String,
@@ -127,6 +147,15 @@ pub struct IdempotencyGuard {
 pub enum CommitOutcome {
     /// Every mutation was applied.
     Applied,
+    /// A run changed since the batch's writer read it; nothing was applied.
+    Conflict {
+        /// The run.
+        run: String,
+        /// The version the write expected.
+        expected: u64,
+        /// The stored version (`None`: not stored).
+        found: Option<u64>,
+    },
     /// The batch's idempotency key was taken; nothing was applied.
     KeyTaken {
         /// The run holding the key.
@@ -150,6 +179,9 @@ impl Op {
     pub(super) fn stored_bytes(&self) -> u64 {
         let n = match self {
             Self::PutRun { json, .. }
+            | Self::WriteRun { json, .. }
+            | Self::AppendTimeline { json, .. }
+            | Self::AppendLog { json, .. }
             | Self::PutStep { json, .. }
             | Self::PutTimeline { json, .. }
             | Self::PutLog { json, .. }
@@ -206,6 +238,57 @@ impl Batch {
             json: to_json(run),
             counts: (run.tenant.clone(), run.queue.clone(), prev, run.status),
         });
+        self
+    }
+
+    /// Writes `run` (carrying its new version) over stored version `expected`; its ready
+    /// entry follows its `ready_at`.
+    pub fn write_run(&mut self, run: &RunRecord, expected: u64) -> &mut Self {
+        self.ops.push(Op::WriteRun {
+            id: run.id.clone(),
+            expected,
+            json: to_json(run),
+            tenant: run.tenant.clone(),
+            queue: run.queue.clone(),
+            status: run.status,
+            ready: run.ready_at.map(|at| (at, Placement::of(run))),
+        });
+        self
+    }
+
+    /// Appends a timeline entry, numbered by the writer.
+    pub fn append_timeline(&mut self, run: &str, entry: &TimelineEntry) -> &mut Self {
+        self.ops.push(Op::AppendTimeline {
+            run: run.to_owned(),
+            json: to_json(entry),
+        });
+        self
+    }
+
+    /// Appends a log line, numbered by the writer.
+    pub fn append_log(&mut self, run: &str, line: &LogLine) -> &mut Self {
+        self.ops.push(Op::AppendLog {
+            run: run.to_owned(),
+            json: to_json(line),
+        });
+        self
+    }
+
+    /// Writes what a journal recorded for `run`: its steps, timeline entries and log lines,
+    /// charged to the journal's tenant.
+    pub fn journal(&mut self, run: &str, writes: &stepwise_store::JournalWrites) -> &mut Self {
+        if let Some(tenant) = &writes.tenant {
+            self.charge_to(tenant);
+        }
+        for step in &writes.steps {
+            self.put_step(run, step);
+        }
+        for entry in &writes.timeline {
+            self.append_timeline(run, entry);
+        }
+        for line in &writes.logs {
+            self.append_log(run, line);
+        }
         self
     }
 

@@ -1,15 +1,15 @@
 //! Durable storage of runs, step journals, timelines, logs, the ready index, dead letters and
 //! modules — the one narrow module that knows about redb.
 //!
-//! The engine talks to storage only through [`Store`]: reads are plain methods on a read
+//! The engine talks to storage only through [`RedbStore`]: reads are plain methods on a read
 //! transaction, and every write is a [`Batch`] handed to [`Store::commit`], which the
 //! group-commit writer ([`writer`]) folds together with other runs' batches into one
 //! transaction. A second backend (PostgreSQL, for several hosts) implements the same surface.
 
+mod backend;
 mod batch;
 mod read;
 mod ready;
-mod records;
 mod schema;
 mod writer;
 
@@ -23,72 +23,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 pub use batch::{Batch, CommitOutcome, IdempotencyGuard};
-pub use read::{Census, Listing, TenantUsage};
-pub use ready::{ClaimPolicy, Claimed, Occupancy, Placement, QueueId};
-pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
-pub use writer::{GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, WriterStats};
+pub use stepwise_core::picker::ClaimPolicy;
+pub use stepwise_store::{
+    Census, Claimed, CommitStats, Durability, GROUP_SIZE_BOUNDS, IdempotencyRecord,
+    LATENCY_BOUNDS_MICROS, Listing, ModuleRecord, Occupancy, Placement, QueueId, QueueSettings,
+    StoreError, TenantRecord, TenantUsage,
+};
 
-/// What a commit promises once it is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Durability {
-    /// Every acknowledged write is on disk (fsync before the acknowledgement).
-    #[default]
-    Immediate,
-    /// Acknowledged writes reach disk within ~100 ms; a crash may lose that window.
-    Eventual,
-}
 
-/// A storage failure.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// The database file could not be opened or created.
-    #[error("cannot open the store at {path}: {message}")]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// The file was written by an incompatible version.
-    #[error("the store uses schema version {found}, this host supports {expected}")]
-    Schema {
-        /// Version found in the file.
-        found: u64,
-        /// Version this build writes.
-        expected: u64,
-    },
-    /// Reading or writing failed.
-    #[error("storage I/O failed: {0}")]
-    Io(String),
-    /// A stored record could not be decoded.
-    #[error("stored {what} is corrupt: {message}")]
-    Corrupt {
-        /// Which record.
-        what: String,
-        /// The decoder's complaint.
-        message: String,
-    },
-    /// The writer thread has stopped (the store is shutting down).
-    #[error("the store's writer has stopped")]
-    WriterStopped,
-}
-
-macro_rules! io_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                Self::Io(e.to_string())
-            }
-        }
-    )*};
-}
-io_from!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// The next free timeline and log sequence numbers of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,12 +42,12 @@ pub struct Sequences {
 }
 
 /// The embedded store: one redb file plus its group-commit writer.
-pub struct Store {
+pub struct RedbStore {
     db: Arc<Database>,
     /// Taken on drop so the writer thread sees the channel close, flushes and exits.
     writer: Option<mpsc::Sender<writer::Pending>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
-    stats: Arc<WriterStats>,
+    stats: Arc<CommitStats>,
     ready: Arc<ready::ReadyIndex>,
     path: PathBuf,
     unreadable: std::sync::Mutex<Vec<Unreadable>>,
@@ -117,13 +59,13 @@ pub struct Store {
 /// backlogs (see README, Benchmarks).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("RedbStore").field("path", &self.path).finish()
     }
 }
 
-impl Store {
+impl RedbStore {
     /// Opens (or creates) the store file `stepwise.redb` in `dir`, with the default cache.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, StoreError> {
         Self::open_with_cache(dir, durability, DEFAULT_CACHE_BYTES)
@@ -150,7 +92,7 @@ impl Store {
         init_schema(&db)?;
         let (entries, unreadable) = load_ready(&db)?;
         let ready = Arc::new(ready::ReadyIndex::new(entries));
-        let stats = Arc::new(WriterStats::default());
+        let stats = Arc::new(CommitStats::default());
         let (writer, thread) = writer::spawn(db.clone(), durability, stats.clone(), ready.clone())?;
         Ok(Self {
             db,
@@ -211,7 +153,7 @@ impl Store {
     }
 
     /// The writer's counters.
-    pub fn stats(&self) -> &WriterStats {
+    pub fn stats(&self) -> &CommitStats {
         &self.stats
     }
 
@@ -224,9 +166,9 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for RedbStore {
     /// Waits for the writer to finish what it holds, so the file lock is released and a new
-    /// `Store` can open the same file as soon as this one is gone.
+    /// `RedbStore` can open the same file as soon as this one is gone.
     fn drop(&mut self) {
         drop(self.writer.take());
         if let Some(thread) = self.writer_thread.take() {
@@ -236,7 +178,7 @@ impl Drop for Store {
 }
 
 /// A ready entry with its run's placement.
-type ReadyEntry = (stepwise_core::clock::Millis, String, ready::Placement);
+type ReadyEntry = (stepwise_core::clock::Millis, String, Placement);
 
 /// A run set aside, with the reason.
 type Unreadable = (String, String);
@@ -261,7 +203,7 @@ fn load_ready(db: &Database) -> Result<(Vec<ReadyEntry>, Vec<Unreadable>), Store
             }),
         };
         match run {
-            Ok(run) => out.push((at, id.to_owned(), ready::Placement::of(&run))),
+            Ok(run) => out.push((at, id.to_owned(), Placement::of(&run))),
             Err(e) => {
                 tracing::error!(run = %id, error = %e, "run record cannot be read; run set aside");
                 unreadable.push((id.to_owned(), e.to_string()));

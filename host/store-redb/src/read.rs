@@ -5,13 +5,16 @@
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 
-use super::ready::{ClaimPolicy, Claimed, Occupancy};
-use super::records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
-use super::{Sequences, Store, StoreError, decode, schema};
+use stepwise_core::picker::ClaimPolicy;
+use stepwise_store::{
+    Census, Claimed, IdempotencyRecord, Listing, ModuleRecord, Occupancy, QueueSettings,
+    TenantRecord, TenantUsage,
+};
+use super::{Sequences, RedbStore, StoreError, decode, schema};
 use stepwise_core::clock::Millis;
 use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 
-impl Store {
+impl RedbStore {
     /// A run's record.
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -380,7 +383,7 @@ impl Store {
         for entry in table.iter()? {
             let (k, v) = entry?;
             let (t, q, counter) = k.value();
-            census.add(t, q, counter, v.value());
+            add_counter(&mut census, t, q, counter, v.value());
         }
         Ok(census)
     }
@@ -396,7 +399,7 @@ impl Store {
             if t != tenant || q != queue {
                 break;
             }
-            census.add(t, q, counter, v.value());
+            add_counter(&mut census, t, q, counter, v.value());
         }
         Ok(census)
     }
@@ -450,56 +453,24 @@ impl Store {
     }
 }
 
-/// What a tenant holds against its quotas; see [`Store::tenant_usage`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TenantUsage {
-    /// Runs not yet final, over all its queues.
-    pub waiting_runs: u64,
-    /// Bytes of records its runs stored (runs, steps, timelines, logs).
-    pub stored_bytes: u64,
-}
-
-/// What [`Store::page`] lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listing {
-    /// A run's steps, by ordinal.
-    Steps,
-    /// A run's timeline, by sequence.
-    Timeline,
-    /// A run's log, by sequence.
-    Logs,
-}
-
-/// Counts over every stored run; see [`Store::census`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Census {
-    /// Runs by status.
-    pub by_status: std::collections::BTreeMap<stepwise_core::model::RunStatus, u64>,
-    /// Runs not yet final, by (tenant, queue).
-    pub depth: std::collections::BTreeMap<(String, String), u64>,
-    /// Dead-lettered runs, by (tenant, queue).
-    pub dead_letters: std::collections::BTreeMap<(String, String), u64>,
-    /// Bytes of records stored by each tenant's runs (not counted by [`Store::census_by_scan`]).
-    pub stored_bytes: std::collections::BTreeMap<String, u64>,
-}
-
-impl Census {
-    fn add(&mut self, tenant: &str, queue: &str, counter: &str, n: u64) {
+/// Adds stored counter `counter` of (tenant, queue) to `census`.
+fn add_counter(census: &mut Census, tenant: &str, queue: &str, counter: &str, n: u64) {
+    {
         let key = || (tenant.to_owned(), queue.to_owned());
         if counter == super::writer::STORED_BYTES_COUNTER {
-            *self.stored_bytes.entry(tenant.to_owned()).or_default() += n;
+            *census.stored_bytes.entry(tenant.to_owned()).or_default() += n;
             return;
         }
         if counter == super::writer::DEAD_LETTERS_COUNTER {
-            *self.dead_letters.entry(key()).or_default() += n;
+            *census.dead_letters.entry(key()).or_default() += n;
             return;
         }
         let Ok(status) = counter.parse::<stepwise_core::model::RunStatus>() else {
             return;
         };
-        *self.by_status.entry(status).or_default() += n;
+        *census.by_status.entry(status).or_default() += n;
         if !status.is_final() {
-            *self.depth.entry(key()).or_default() += n;
+            *census.depth.entry(key()).or_default() += n;
         }
     }
 }

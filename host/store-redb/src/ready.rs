@@ -16,52 +16,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use stepwise_core::clock::Millis;
-use stepwise_core::model::RunRecord;
+use stepwise_store::{Claimed, Lease, Occupancy, Placement, QueueId};
+
+/// The holder of every claim of the embedded store: the one process that has the file open.
+pub const LOCAL_HOLDER: &str = "local";
 pub use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::picker::{self, MemoryInUse, QueueHead, TenantLoad};
-
-/// A queue, named by tenant and queue name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct QueueId {
-    /// The tenant.
-    pub tenant: String,
-    /// The queue.
-    pub queue: String,
-}
-
-/// What the scheduler needs to know about a waiting run, fixed for its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    /// Its queue.
-    pub queue: Arc<QueueId>,
-    /// Higher starts first among the tenant's due runs.
-    pub priority: i32,
-    /// The memory cap of its attempts, counted against the host's memory budget.
-    pub memory_bytes: u64,
-}
-
-impl Placement {
-    /// The placement of `run`.
-    pub fn of(run: &RunRecord) -> Self {
-        Self {
-            queue: Arc::new(QueueId {
-                tenant: run.tenant.clone(),
-                queue: run.queue.clone(),
-            }),
-            priority: run.priority,
-            memory_bytes: run.policy.memory_bytes,
-        }
-    }
-}
-
-/// A run claimed for an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimed {
-    /// The run.
-    pub run: String,
-    /// Its placement.
-    pub placement: Placement,
-}
 
 /// Where an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,21 +71,6 @@ struct Inner {
 #[derive(Debug, Default)]
 pub(super) struct ReadyIndex {
     inner: Mutex<Inner>,
-}
-
-/// Slots and memory held by claimed runs, and the runs waiting.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Occupancy {
-    /// Claimed runs (attempts executing).
-    pub running: usize,
-    /// Memory caps of the claimed runs, summed.
-    pub memory_in_use: u64,
-    /// Runs waiting (due or not), not counting parked entries of claimed runs.
-    pub waiting: usize,
-    /// Claimed runs by tenant.
-    pub running_by_tenant: BTreeMap<String, usize>,
-    /// Claimed runs by queue.
-    pub running_by_queue: BTreeMap<(String, String), usize>,
 }
 
 impl Inner {
@@ -307,6 +252,11 @@ impl ReadyIndex {
             out.push(Claimed {
                 run: run.to_string(),
                 placement,
+                // One process holds the index: its claims last as long as it does.
+                lease: Lease {
+                    holder: LOCAL_HOLDER.to_owned(),
+                    expires_at: Millis::MAX,
+                },
             });
         }
         out

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::{Durability, Store};
+use crate::{Durability, RedbStore};
 use stepwise_core::clock::{ManualClock, Millis};
 use stepwise_core::model::{RunRecord, RunStatus, StepRecord};
 use stepwise_core::policy::Policy;
@@ -16,7 +16,7 @@ pub const T0: Millis = 1_700_000_000_000;
 /// A store in a temporary directory and a clock reading [`T0`]. The directory is declared last
 /// so it outlives the store. Test modules add their own helper methods in `impl` blocks.
 pub struct TempStore {
-    pub store: Arc<Store>,
+    pub store: Arc<RedbStore>,
     pub clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
@@ -30,7 +30,7 @@ impl Default for TempStore {
 impl TempStore {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+        let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
         Self {
             store: Arc::new(store),
             clock: Arc::new(ManualClock::new(T0)),
@@ -48,6 +48,7 @@ impl TempStore {
 /// A queued run `id` of job `j` on tenant `t`'s `default` queue, due at [`T0`].
 pub fn sample_run(id: &str) -> RunRecord {
     RunRecord {
+        version: 0,
         id: id.into(),
         tenant: "t".into(),
         priority: 0,

@@ -55,7 +55,7 @@ impl ClaimPolicy for Unlimited {
 async fn records_survive_reopen_and_keep_step_order() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+        let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
         let r = run("r1");
         let mut b = Batch::new();
         b.put_run(&r, None).set_ready(&r, None, r.ready_at);
@@ -80,7 +80,7 @@ async fn records_survive_reopen_and_keep_step_order() {
         );
         store.commit(b).await.unwrap();
     }
-    let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+    let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
     assert_eq!(store.run("r1").unwrap().unwrap(), run("r1"));
     let names: Vec<_> = store
         .steps("r1")
@@ -110,7 +110,7 @@ async fn records_survive_reopen_and_keep_step_order() {
 #[tokio::test]
 async fn ready_index_orders_by_time_and_moves() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+    let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
     let placed = |at| Some((at, Placement::of(&run("x"))));
     let mut b = Batch::new();
     b.move_ready("late", None, placed(30))
@@ -138,7 +138,7 @@ async fn ready_index_orders_by_time_and_moves() {
 #[tokio::test]
 async fn dead_letters_are_per_tenant_and_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Durability::Immediate).unwrap();
+    let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
     let in_queue = |id: &str, tenant: &str, queue: &str| RunRecord {
         tenant: tenant.into(),
         queue: queue.into(),
@@ -175,7 +175,7 @@ async fn dead_letters_are_per_tenant_and_queue() {
 #[tokio::test]
 async fn an_idempotency_guard_admits_one_batch_per_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Immediate).unwrap());
+    let store = Arc::new(RedbStore::open(dir.path(), Durability::Immediate).unwrap());
     let guarded = |id: &str, payload_hash: &str| {
         let mut batch = Batch::new();
         batch.put_run(&run(id), None).guard(IdempotencyGuard {
@@ -204,6 +204,7 @@ async fn an_idempotency_guard_admits_one_batch_per_key() {
         match t.await.unwrap() {
             CommitOutcome::Applied => applied += 1,
             CommitOutcome::KeyTaken { same_payload, .. } => assert!(same_payload),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(applied, 1, "exactly one batch took the key");
@@ -236,7 +237,7 @@ async fn an_idempotency_guard_admits_one_batch_per_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_share_transactions() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::Immediate).unwrap());
+    let store = Arc::new(RedbStore::open(dir.path(), Durability::Immediate).unwrap());
     let (commits_before, _) = store.commit_counts();
     let tasks: Vec<_> = (0..200)
         .map(|i| {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,10 @@ use tokio::sync::oneshot;
 
 use super::batch::{CommitOutcome, Op};
 use super::ready::ReadyIndex;
-use super::records::IdempotencyRecord;
+use stepwise_store::IdempotencyRecord;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
-use stepwise_core::histogram::Histogram;
+use stepwise_store::CommitStats;
 
 /// Most batches folded into one transaction, so one commit never grows without bound.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;
@@ -32,45 +32,10 @@ pub(super) struct Pending {
     pub ack: oneshot::Sender<Result<CommitOutcome, StoreError>>,
 }
 
-/// Counters describing the writer's work, shared with readers for metrics and benchmarks.
-#[derive(Debug)]
-pub struct WriterStats {
-    /// Write transactions committed.
-    pub commits: AtomicU64,
-    /// Mutations (rows written or removed) committed.
-    pub rows: AtomicU64,
-    /// Caller batches acknowledged.
-    pub batches: AtomicU64,
-    /// Commits by how long they took, in microseconds, over [`LATENCY_BOUNDS_MICROS`].
-    pub commit_latency: Histogram,
-    /// Commits by how many caller batches they acknowledged, over [`GROUP_SIZE_BOUNDS`].
-    pub group_sizes: Histogram,
-}
-
-impl Default for WriterStats {
-    fn default() -> Self {
-        Self {
-            commits: AtomicU64::new(0),
-            rows: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            commit_latency: Histogram::new(&LATENCY_BOUNDS_MICROS),
-            group_sizes: Histogram::new(&GROUP_SIZE_BOUNDS),
-        }
-    }
-}
-
-/// Upper bounds of the group-size histogram (caller batches per commit).
-pub const GROUP_SIZE_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 512, 4_096];
-
-/// Upper bounds of the commit-latency histogram, in microseconds.
-pub const LATENCY_BOUNDS_MICROS: [u64; 10] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
-];
-
 pub(super) fn spawn(
     db: Arc<Database>,
     durability: Durability,
-    stats: Arc<WriterStats>,
+    stats: Arc<CommitStats>,
     ready: Arc<ReadyIndex>,
 ) -> Result<(mpsc::Sender<Pending>, std::thread::JoinHandle<()>), StoreError> {
     let (tx, rx) = mpsc::channel::<Pending>();
@@ -84,7 +49,7 @@ pub(super) fn spawn(
 fn run(
     db: Arc<Database>,
     durability: Durability,
-    stats: Arc<WriterStats>,
+    stats: Arc<CommitStats>,
     ready: Arc<ReadyIndex>,
     rx: mpsc::Receiver<Pending>,
 ) {
@@ -167,7 +132,7 @@ fn commit(
     db: &Database,
     batches: &[&Batch],
     mode: redb::Durability,
-    stats: &WriterStats,
+    stats: &CommitStats,
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     let started = Instant::now();
     let mut txn = db.begin_write()?;
@@ -178,10 +143,11 @@ fn commit(
     {
         let mut tables = Tables::new(&txn);
         let mut deltas = Deltas::new();
+        let mut seqs = NextSeqs::default();
         for batch in batches {
             let outcome = check_guard(&mut tables, batch)?;
             if outcome == CommitOutcome::Applied {
-                rows += apply(&mut tables, batch, &mut deltas)?;
+                rows += apply(&mut tables, batch, &mut deltas, &mut seqs)?;
             }
             outcomes.push(outcome);
         }
@@ -199,8 +165,14 @@ fn commit(
 /// Applies a committed batch's ready-index moves to the in-memory mirror.
 fn mirror_ready(ready: &ReadyIndex, batch: &Batch) {
     for op in &batch.ops {
-        if let Op::SetReady { run, new, .. } = op {
-            ready.apply(run, new.as_ref().map(|(at, p)| (*at, p)));
+        match op {
+            Op::SetReady { run, new, .. } => {
+                ready.apply(run, new.as_ref().map(|(at, p)| (*at, p)));
+            }
+            Op::WriteRun { id, ready: new, .. } => {
+                ready.apply(id, new.as_ref().map(|(at, p)| (*at, p)));
+            }
+            _ => {}
         }
     }
 }
@@ -252,8 +224,44 @@ tables! {
     secrets: SECRETS as (&'static str, &'static str) => &'static [u8];
 }
 
-/// Takes the batch's idempotency key inside the transaction, or reports who holds it.
+/// What a write needs of a stored run record: its version, and what its counters and ready
+/// entry were kept under. Decoded without the rest of the record.
+#[derive(serde::Deserialize)]
+struct StoredHead {
+    #[serde(default)]
+    version: u64,
+    status: stepwise_core::model::RunStatus,
+    #[serde(default)]
+    ready_at: Option<stepwise_core::clock::Millis>,
+}
+
+fn stored_head(tables: &mut Tables<'_>, id: &str) -> Result<Option<StoredHead>, StoreError> {
+    match tables.runs()?.get(id)? {
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                what: format!("run {id}"),
+                message: e.to_string(),
+            }),
+        None => Ok(None),
+    }
+}
+
+/// Checks, inside the transaction, that every run the batch writes is at the version its
+/// writer read; then takes the batch's idempotency key, or reports who holds it.
 fn check_guard(tables: &mut Tables<'_>, batch: &Batch) -> Result<CommitOutcome, StoreError> {
+    for op in &batch.ops {
+        if let Op::WriteRun { id, expected, .. } = op {
+            let found = stored_head(tables, id)?.map(|h| h.version);
+            if found != Some(*expected) {
+                return Ok(CommitOutcome::Conflict {
+                    run: id.clone(),
+                    expected: *expected,
+                    found,
+                });
+            }
+        }
+    }
     let Some(g) = &batch.guard else {
         return Ok(CommitOutcome::Applied);
     };
@@ -310,9 +318,78 @@ fn apply_deltas(tables: &mut Tables<'_>, deltas: Deltas) -> Result<(), StoreErro
     Ok(())
 }
 
-fn apply(tables: &mut Tables<'_>, batch: &Batch, deltas: &mut Deltas) -> Result<u64, StoreError> {
+/// The next sequence number of each (list, run) appended to in this transaction: read once
+/// from the table's last key, then counted here.
+#[derive(Default)]
+struct NextSeqs {
+    timeline: HashMap<String, u32>,
+    logs: HashMap<String, u32>,
+}
+
+fn next_seq(
+    cache: &mut HashMap<String, u32>,
+    table: &mut Table<'_, (&'static str, u32), &'static [u8]>,
+    run: &str,
+) -> Result<u32, StoreError> {
+    let next = match cache.get(run) {
+        Some(n) => *n,
+        None => match table.range((run, 0)..=(run, u32::MAX))?.next_back() {
+            Some(entry) => entry?.0.value().1.saturating_add(1),
+            None => 0,
+        },
+    };
+    cache.insert(run.to_owned(), next.saturating_add(1));
+    Ok(next)
+}
+
+fn apply(
+    tables: &mut Tables<'_>,
+    batch: &Batch,
+    deltas: &mut Deltas,
+    seqs: &mut NextSeqs,
+) -> Result<u64, StoreError> {
     for op in &batch.ops {
         match op {
+            Op::WriteRun {
+                id,
+                json,
+                tenant,
+                queue,
+                status,
+                ready,
+                ..
+            } => {
+                let head = stored_head(tables, id)?;
+                tables.runs()?.insert(id.as_str(), json.as_slice())?;
+                let prev = head.as_ref().map(|h| h.status);
+                if prev != Some(*status) {
+                    if let Some(prev) = prev {
+                        count(deltas, tenant, queue, prev.as_str(), -1);
+                    }
+                    count(deltas, tenant, queue, status.as_str(), 1);
+                }
+                let old = head.and_then(|h| h.ready_at);
+                let new = ready.as_ref().map(|(at, _)| *at);
+                if old != new {
+                    let table = tables.ready()?;
+                    if let Some(old) = old {
+                        table.remove((old, id.as_str()))?;
+                    }
+                    if let Some(new) = new {
+                        table.insert((new, id.as_str()), ())?;
+                    }
+                }
+            }
+            Op::AppendTimeline { run, json } => {
+                let table = tables.timeline()?;
+                let seq = next_seq(&mut seqs.timeline, table, run)?;
+                table.insert((run.as_str(), seq), json.as_slice())?;
+            }
+            Op::AppendLog { run, json } => {
+                let table = tables.logs()?;
+                let seq = next_seq(&mut seqs.logs, table, run)?;
+                table.insert((run.as_str(), seq), json.as_slice())?;
+            }
             Op::PutRun { id, json, counts } => {
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
                 let (tenant, queue, prev, now) = counts;

@@ -1,0 +1,408 @@
+//! [`stepwise_store::Store`] for the embedded file: each domain operation becomes one
+//! [`Batch`] for the group-commit writer (so many runs' writes still share one transaction and
+//! one fsync), and the reads go to a read transaction or the in-memory ready index.
+
+use async_trait::async_trait;
+
+use stepwise_core::clock::Millis;
+use stepwise_core::egress::TenantEgress;
+use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
+use stepwise_core::picker::ClaimPolicy;
+use stepwise_core::secret::SecretRecord;
+use stepwise_store::{
+    Census, Claimed, CommitStats, Created, DeadLetter, IdempotencyRecord, JournalWrites, Listing,
+    ModuleRecord, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite, Store,
+    StoreError, TenantRecord, TenantUsage,
+};
+
+use super::{Batch, CommitOutcome, IdempotencyGuard, RedbStore};
+
+/// How many run ids a listing reads at a time while it filters.
+const LIST_CHUNK: usize = 256;
+
+impl RedbStore {
+    /// Commits `batch`, which carries no idempotency guard and writes no versioned run.
+    async fn commit_plain(&self, batch: Batch) -> Result<(), StoreError> {
+        match self.commit(batch).await? {
+            CommitOutcome::Applied => Ok(()),
+            CommitOutcome::Conflict {
+                run,
+                expected,
+                found,
+            } => Err(StoreError::Conflict {
+                run,
+                expected,
+                found,
+            }),
+            CommitOutcome::KeyTaken { run, .. } => Err(StoreError::Io(format!(
+                "a write without an idempotency key found the key of run {run} taken"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError> {
+        let mut run = new.run;
+        run.version = 1;
+        let mut batch = Batch::new();
+        batch
+            .charge_to(&run.tenant)
+            .put_run(&run, None)
+            .put_tenant_run(&run.tenant, &run.id)
+            .set_ready(&run, None, run.ready_at)
+            .journal(&run.id, &new.journal);
+        if let Some(claim) = new.idempotency {
+            batch.guard(IdempotencyGuard {
+                tenant: run.tenant.clone(),
+                queue: run.queue.clone(),
+                key: claim.key,
+                record: IdempotencyRecord {
+                    run: run.id.clone(),
+                    payload_hash: claim.payload_hash,
+                    created_at: claim.now,
+                    expires_at: None,
+                },
+                now: claim.now,
+            });
+        }
+        match self.commit(batch).await? {
+            CommitOutcome::Applied => Ok(Created::Created),
+            CommitOutcome::KeyTaken { run, same_payload } => {
+                Ok(Created::KeyTaken { run, same_payload })
+            }
+            CommitOutcome::Conflict {
+                run,
+                expected,
+                found,
+            } => Err(StoreError::Conflict {
+                run,
+                expected,
+                found,
+            }),
+        }
+    }
+
+    async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        RedbStore::run(self, id)
+    }
+
+    async fn load_journal(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
+        self.steps(run)
+    }
+
+    async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.journal(run, &journal);
+        self.commit_plain(batch).await
+    }
+
+    async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
+        let mut batch = Batch::new();
+        let mut versions = Vec::with_capacity(writes.len());
+        for w in writes {
+            let expected = w.run.version;
+            let mut run = w.run;
+            run.version = expected.saturating_add(1);
+            batch.write_run(&run, expected).journal(&run.id, &w.journal);
+            match w.dead_letter {
+                DeadLetter::Keep => {}
+                DeadLetter::Add(at) => {
+                    batch.put_dead_letter(&run, at);
+                }
+                DeadLetter::Remove => {
+                    batch.remove_dead_letter(&run);
+                }
+            }
+            if let (Some(at), Some(key)) = (w.key_expires_at, &run.idempotency_key)
+                && let Some(mut record) = self.idempotency(&run.tenant, &run.queue, key)?
+                && record.run == run.id
+            {
+                record.expires_at = Some(at);
+                batch.put_idempotency(&run.tenant, &run.queue, key, &record);
+            }
+            versions.push(run.version);
+        }
+        self.commit_plain(batch).await?;
+        Ok(versions)
+    }
+
+    async fn set_aside(&self, run: &str, why: String) -> Result<(), StoreError> {
+        let at = self
+            .waiting()?
+            .into_iter()
+            .find(|(_, r)| r == run)
+            .map(|(at, _)| at);
+        RedbStore::set_aside(self, run, at, why).await
+    }
+
+    async fn unreadable_runs(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(RedbStore::unreadable_runs(self))
+    }
+
+    async fn list_runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut runs = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        while runs.len() < limit {
+            let ids = self.tenant_runs(tenant, cursor.as_deref(), LIST_CHUNK)?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            for id in ids {
+                let Some(run) = RedbStore::run(self, &id)? else {
+                    continue;
+                };
+                let keep = filter.queue.as_ref().is_none_or(|q| &run.queue == q)
+                    && filter.job.as_ref().is_none_or(|j| &run.job == j)
+                    && filter.status.is_none_or(|s| run.status == s);
+                if keep {
+                    runs.push(run);
+                    if runs.len() == limit {
+                        break;
+                    }
+                }
+            }
+            cursor = Some(last);
+        }
+        Ok(runs)
+    }
+
+    async fn steps_page(
+        &self,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<Page<StepRecord>, StoreError> {
+        self.page(Listing::Steps, run, from, limit)
+    }
+
+    async fn timeline_page(
+        &self,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<Page<TimelineEntry>, StoreError> {
+        self.page(Listing::Timeline, run, from, limit)
+    }
+
+    async fn logs_page(
+        &self,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<Page<LogLine>, StoreError> {
+        self.page(Listing::Logs, run, from, limit)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Millis,
+        room: usize,
+        policy: &(dyn ClaimPolicy + Sync),
+    ) -> Result<Vec<Claimed>, StoreError> {
+        Ok(self.claim(now, room, policy))
+    }
+
+    async fn release(
+        &self,
+        run: &str,
+        served_ms: u64,
+        hold_until: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        RedbStore::release(self, run, served_ms, hold_until);
+        Ok(())
+    }
+
+    async fn is_claimed(&self, run: &str) -> Result<bool, StoreError> {
+        Ok(RedbStore::is_claimed(self, run))
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.next_pending())
+    }
+
+    async fn has_unclaimed(&self) -> Result<bool, StoreError> {
+        Ok(RedbStore::has_unclaimed(self))
+    }
+
+    async fn occupancy(&self) -> Result<Occupancy, StoreError> {
+        Ok(RedbStore::occupancy(self))
+    }
+
+    async fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError> {
+        RedbStore::waiting(self)
+    }
+
+    async fn dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+    ) -> Result<Vec<(String, Millis)>, StoreError> {
+        RedbStore::dead_letters(self, tenant, queue)
+    }
+
+    async fn is_dead_lettered(&self, run: &RunRecord) -> Result<bool, StoreError> {
+        RedbStore::is_dead_lettered(self, run)
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+        runs: &[String],
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        for run in runs {
+            batch.remove_dead_letter_of(tenant, queue, run);
+        }
+        self.commit_plain(batch).await
+    }
+
+    async fn idempotency(
+        &self,
+        tenant: &str,
+        queue: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        RedbStore::idempotency(self, tenant, queue, key)
+    }
+
+    async fn expired_idempotency(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        RedbStore::expired_idempotency(self, now, limit)
+    }
+
+    async fn remove_idempotency(
+        &self,
+        keys: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        for (tenant, queue, key) in keys {
+            batch.remove_idempotency(tenant, queue, key);
+        }
+        self.commit_plain(batch).await
+    }
+
+    async fn census(&self) -> Result<Census, StoreError> {
+        RedbStore::census(self)
+    }
+
+    async fn queue_census(&self, tenant: &str, queue: &str) -> Result<Census, StoreError> {
+        RedbStore::queue_census(self, tenant, queue)
+    }
+
+    async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
+        RedbStore::tenant_usage(self, tenant)
+    }
+
+    fn stats(&self) -> &CommitStats {
+        RedbStore::stats(self)
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &TenantRecord,
+        token_hash: &str,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put_tenant(tenant).put_token(token_hash, &tenant.name);
+        self.commit_plain(batch).await
+    }
+
+    async fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
+        RedbStore::tenant(self, name)
+    }
+
+    async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        RedbStore::tenant_for_token(self, token_hash)
+    }
+
+    async fn put_module(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put_module(hash, bytes);
+        self.commit_plain(batch).await
+    }
+
+    async fn module(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        RedbStore::module(self, hash)
+    }
+
+    async fn deploy_module(&self, tenant: &str, module: &ModuleRecord) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put_tenant_module(tenant, module);
+        self.commit_plain(batch).await
+    }
+
+    async fn tenant_modules(&self, tenant: &str) -> Result<Vec<ModuleRecord>, StoreError> {
+        RedbStore::tenant_modules(self, tenant)
+    }
+
+    async fn job_route(&self, tenant: &str, job: &str) -> Result<Option<String>, StoreError> {
+        RedbStore::job_route(self, tenant, job)
+    }
+
+    async fn tenant_has_module(&self, tenant: &str, hash: &str) -> Result<bool, StoreError> {
+        RedbStore::tenant_has_module(self, tenant, hash)
+    }
+
+    async fn put_queue(
+        &self,
+        tenant: &str,
+        queue: &str,
+        settings: &QueueSettings,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put_queue(tenant, queue, settings);
+        self.commit_plain(batch).await
+    }
+
+    async fn queues(&self) -> Result<Vec<(String, String, QueueSettings)>, StoreError> {
+        RedbStore::queues(self)
+    }
+
+    async fn put_egress(&self, tenant: &str, settings: &TenantEgress) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put_egress(tenant, settings);
+        self.commit_plain(batch).await
+    }
+
+    async fn egress(&self, tenant: &str) -> Result<TenantEgress, StoreError> {
+        RedbStore::egress(self, tenant)
+    }
+
+    async fn egress_all(&self) -> Result<Vec<(String, TenantEgress)>, StoreError> {
+        RedbStore::egress_all(self)
+    }
+
+    async fn put_secrets(&self, secrets: &[(String, SecretRecord)]) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        for (tenant, record) in secrets {
+            batch.put_secret(tenant, record);
+        }
+        self.commit_plain(batch).await
+    }
+
+    async fn remove_secret(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.remove_secret(tenant, name);
+        self.commit_plain(batch).await
+    }
+
+    async fn secrets_of(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError> {
+        RedbStore::secrets_of(self, tenant)
+    }
+
+    async fn secrets_all(&self) -> Result<Vec<(String, Vec<SecretRecord>)>, StoreError> {
+        RedbStore::secrets_all(self)
+    }
+}

@@ -1,0 +1,237 @@
+//! # stepwise-store
+//!
+//! Storage as the engine needs it, at the level of runs rather than rows: [`Store`] is the
+//! one interface every backend implements (the embedded redb file today, PostgreSQL shared by
+//! several hosts next), so the engine never learns a backend's layout.
+//!
+//! What every backend promises:
+//! - **Versions.** A run record carries a `version`; a write names the version it read and is
+//!   refused with [`StoreError::Conflict`] when the stored one differs, never applied over it.
+//! - **Claims.** [`Store::claim_due`] hands out due runs under a [`Lease`] (holder and expiry),
+//!   fairly across tenants by [`stepwise_core::picker`]; a claimed run is not handed out
+//!   again until [`Store::release`] (or the lease expires, for backends shared by hosts).
+//! - **Atomicity.** Each write method is all or nothing; [`Store::create_run`] checks the
+//!   idempotency key inside the same transaction, so concurrent creates with one key make one
+//!   run.
+//! - **Sequences and readiness are the backend's.** Timeline and log entries are appended in
+//!   order and numbered by the backend; a run's `ready_at` and status decide its place in the
+//!   ready set, which the backend maintains.
+//! - **Counters, not scans.** Queue depth, dead letters and stored bytes per tenant come from
+//!   counters the backend keeps with each write.
+//!
+//! [`conformance`] holds the tests every backend must pass (feature `conformance`).
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod records;
+mod types;
+mod writes;
+
+use async_trait::async_trait;
+
+use stepwise_core::clock::Millis;
+use stepwise_core::egress::TenantEgress;
+use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
+use stepwise_core::picker::ClaimPolicy;
+use stepwise_core::secret::SecretRecord;
+
+pub use error::StoreError;
+pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
+pub use types::{
+    Census, Claimed, CommitStats, Durability, GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, Lease,
+    Listing, Occupancy, Placement, QueueId, TenantUsage,
+};
+pub use writes::{
+    Created, DeadLetter, IdempotencyClaim, JournalWrites, NewRunWrite, RunWrite,
+};
+
+/// Which of a tenant's runs [`Store::list_runs`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this job.
+    pub job: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+}
+
+/// One page of a run's steps, timeline or log: the items and the position to continue from
+/// when more follow.
+pub type Page<T> = (Vec<T>, Option<u32>);
+
+/// The storage interface. See the crate docs for what every implementation promises.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    // Runs.
+
+    /// Creates a run (at version 1) with its first records, unless its idempotency key is
+    /// held by another run.
+    async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError>;
+    /// A run's record.
+    async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// A run's recorded steps, by ordinal: what an attempt replays.
+    async fn load_journal(&self, run: &str) -> Result<Vec<StepRecord>, StoreError>;
+    /// Makes a step's completion (and what came before it in the attempt) durable, without
+    /// touching the run record.
+    async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError>;
+    /// Writes runs' new states over the versions they were read at, all or none; returns the
+    /// versions stored. A stale version refuses the whole write.
+    async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError>;
+    /// Takes a run whose record cannot be processed out of scheduling for good, keeping it
+    /// (and why) for the operator.
+    async fn set_aside(&self, run: &str, why: String) -> Result<(), StoreError>;
+    /// Runs that were set aside, with why.
+    async fn unreadable_runs(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// A tenant's runs matching `filter`, in creation order after the run `after`, at most
+    /// `limit`.
+    async fn list_runs(
+        &self,
+        tenant: &str,
+        filter: &RunFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+    /// Up to `limit` of a run's steps from ordinal `from`.
+    async fn steps_page(
+        &self,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<Page<StepRecord>, StoreError>;
+    /// Up to `limit` of a run's timeline entries from position `from`.
+    async fn timeline_page(
+        &self,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<Page<TimelineEntry>, StoreError>;
+    /// Up to `limit` of a run's log lines from position `from`.
+    async fn logs_page(&self, run: &str, from: u32, limit: usize)
+    -> Result<Page<LogLine>, StoreError>;
+
+    // Claims.
+
+    /// Claims up to `room` runs due at `now`, under `policy`'s limits.
+    async fn claim_due(
+        &self,
+        now: Millis,
+        room: usize,
+        policy: &(dyn ClaimPolicy + Sync),
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Ends the claim on `run`: `served_ms` of attempt time is charged to its tenant, and the
+    /// run (if still waiting) is due again no earlier than `hold_until`.
+    async fn release(
+        &self,
+        run: &str,
+        served_ms: u64,
+        hold_until: Option<Millis>,
+    ) -> Result<(), StoreError>;
+    /// Whether `run` is claimed now.
+    async fn is_claimed(&self, run: &str) -> Result<bool, StoreError>;
+    /// When the next run not yet due becomes due, if any.
+    async fn next_due(&self) -> Result<Option<Millis>, StoreError>;
+    /// Whether any unclaimed run is waiting (due or not).
+    async fn has_unclaimed(&self) -> Result<bool, StoreError>;
+    /// What claimed runs hold, and how many wait.
+    async fn occupancy(&self) -> Result<Occupancy, StoreError>;
+    /// Every waiting run with when it is due, earliest first.
+    async fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError>;
+
+    // Dead letters and idempotency.
+
+    /// A queue's dead letters, as (run, dead-lettered at), in run order.
+    async fn dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+    ) -> Result<Vec<(String, Millis)>, StoreError>;
+    /// Whether `run` is listed in its queue's dead letters.
+    async fn is_dead_lettered(&self, run: &RunRecord) -> Result<bool, StoreError>;
+    /// Takes `runs` off a queue's dead letters (the runs stay).
+    async fn purge_dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+        runs: &[String],
+    ) -> Result<(), StoreError>;
+    /// The holder of an idempotency key, expired or not.
+    async fn idempotency(
+        &self,
+        tenant: &str,
+        queue: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Keys whose retention passed at `now`, as (tenant, queue, key), at most `limit`.
+    async fn expired_idempotency(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Forgets keys, given as (tenant, queue, key).
+    async fn remove_idempotency(&self, keys: &[(String, String, String)])
+    -> Result<(), StoreError>;
+
+    // Counters.
+
+    /// Counts over every run, from counters.
+    async fn census(&self) -> Result<Census, StoreError>;
+    /// The counters of one queue.
+    async fn queue_census(&self, tenant: &str, queue: &str) -> Result<Census, StoreError>;
+    /// What a tenant holds against its quotas.
+    async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;
+    /// The work of the commit path, for metrics and benchmarks.
+    fn stats(&self) -> &CommitStats;
+
+    // Tenants, modules, queues.
+
+    /// Creates a tenant with its first token (stored hashed).
+    async fn create_tenant(
+        &self,
+        tenant: &TenantRecord,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
+    /// A tenant.
+    async fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError>;
+    /// The tenant a token (hashed) belongs to.
+    async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
+    /// Stores a component's bytes under its hash (shared by every tenant that deploys it).
+    async fn put_module(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// A stored component's bytes.
+    async fn module(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records that `tenant` deployed `module`: its jobs are routed to it from now on.
+    async fn deploy_module(&self, tenant: &str, module: &ModuleRecord) -> Result<(), StoreError>;
+    /// The modules `tenant` deployed.
+    async fn tenant_modules(&self, tenant: &str) -> Result<Vec<ModuleRecord>, StoreError>;
+    /// The module serving `job` for `tenant`.
+    async fn job_route(&self, tenant: &str, job: &str) -> Result<Option<String>, StoreError>;
+    /// Whether `tenant` deployed the module `hash`.
+    async fn tenant_has_module(&self, tenant: &str, hash: &str) -> Result<bool, StoreError>;
+    /// Sets a queue's settings.
+    async fn put_queue(
+        &self,
+        tenant: &str,
+        queue: &str,
+        settings: &QueueSettings,
+    ) -> Result<(), StoreError>;
+    /// Every queue with settings, as (tenant, queue, settings).
+    async fn queues(&self) -> Result<Vec<(String, String, QueueSettings)>, StoreError>;
+
+    // Egress and secrets.
+
+    /// Sets a tenant's egress settings.
+    async fn put_egress(&self, tenant: &str, settings: &TenantEgress) -> Result<(), StoreError>;
+    /// A tenant's egress settings (the default when it has none).
+    async fn egress(&self, tenant: &str) -> Result<TenantEgress, StoreError>;
+    /// Every tenant's egress settings.
+    async fn egress_all(&self) -> Result<Vec<(String, TenantEgress)>, StoreError>;
+    /// Stores secrets, as (tenant, record), all or none.
+    async fn put_secrets(&self, secrets: &[(String, SecretRecord)]) -> Result<(), StoreError>;
+    /// Removes a tenant's secret.
+    async fn remove_secret(&self, tenant: &str, name: &str) -> Result<(), StoreError>;
+    /// A tenant's secrets, by name.
+    async fn secrets_of(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError>;
+    /// Every tenant's secrets.
+    async fn secrets_all(&self) -> Result<Vec<(String, Vec<SecretRecord>)>, StoreError>;
+}

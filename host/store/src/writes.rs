@@ -1,0 +1,104 @@
+//! What the engine asks storage to make durable, as domain changes rather than rows: a new
+//! run, a step's completion, a settled run with its journal. Each backend lays them out its
+//! own way; the backend assigns timeline and log sequence numbers and keeps readiness.
+
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
+
+/// What an attempt (or a manual operation) recorded about a run besides its record: changed
+/// steps, new timeline entries and log lines, in order. Stored bytes are charged to `tenant`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JournalWrites {
+    /// The tenant whose stored-bytes counter the records are added to.
+    pub tenant: Option<String>,
+    /// Steps to store as they are now.
+    pub steps: Vec<StepRecord>,
+    /// Timeline entries to append.
+    pub timeline: Vec<TimelineEntry>,
+    /// Log lines to append.
+    pub logs: Vec<LogLine>,
+}
+
+impl JournalWrites {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.timeline.is_empty() && self.logs.is_empty()
+    }
+}
+
+/// An idempotency key a new run takes, unless another run holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// The key (unique per tenant and queue).
+    pub key: String,
+    /// sha256 (hex) of the canonical JSON of the payload.
+    pub payload_hash: String,
+    /// Now: a record that expired before it no longer holds the key.
+    pub now: Millis,
+}
+
+/// A run to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRunWrite {
+    /// The run (its `version` is ignored: a new run starts at version 1).
+    pub run: RunRecord,
+    /// Its first timeline entry and anything else recorded with it.
+    pub journal: JournalWrites,
+    /// The idempotency key it takes, if any.
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// What creating a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// The run is stored, at version 1.
+    Created,
+    /// The key was held by another run; nothing was stored.
+    KeyTaken {
+        /// The run holding the key.
+        run: String,
+        /// Whether it was created with the same payload.
+        same_payload: bool,
+    },
+}
+
+/// What happens to a run's dead-letter entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeadLetter {
+    /// Left as it is.
+    #[default]
+    Keep,
+    /// Listed in its queue's dead letters, failed at this time.
+    Add(Millis),
+    /// Taken off its queue's dead letters.
+    Remove,
+}
+
+/// A run's new state, written over the version it was read at: an attempt's settlement, a
+/// manual retry, a failure decided by the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunWrite {
+    /// The run as it is now; `version` is the version it was read at. The store refuses the
+    /// write with [`StoreError::Conflict`](crate::StoreError::Conflict) when the stored
+    /// version differs, and otherwise stores it at `version + 1`. Its `ready_at` (with its
+    /// status) decides readiness: the backend moves its entry in the ready set.
+    pub run: RunRecord,
+    /// What else was recorded.
+    pub journal: JournalWrites,
+    /// Its dead-letter entry.
+    pub dead_letter: DeadLetter,
+    /// When the run's idempotency key (if it holds one) may be forgotten, once it is final.
+    pub key_expires_at: Option<Millis>,
+}
+
+impl RunWrite {
+    /// A write of `run` with `journal` and nothing else.
+    pub fn new(run: RunRecord, journal: JournalWrites) -> Self {
+        Self {
+            run,
+            journal,
+            dead_letter: DeadLetter::Keep,
+            key_expires_at: None,
+        }
+    }
+}
