@@ -10,28 +10,12 @@ use super::{Engine, EngineError};
 use crate::journal::Journal;
 use crate::native::{self, Handler};
 use stepwise_core::clock::Millis;
-use stepwise_core::model::{EventKind, FailureKind, RunRecord, RunStatus};
+use stepwise_core::model::{EventKind, FailureKind, RunRecord};
 use stepwise_runtime::{AttemptOutcome, AttemptReport, CancelFlag, JobContext};
-use stepwise_store_redb::{Batch, StoreError};
+use stepwise_store::{DeadLetter, KeyExpiry, RunWrite, StoreError};
 
 /// How long a run whose attempt the host could not record waits before it is tried again.
 pub(crate) const HOST_FAULT_HOLD_MS: Millis = 1_000;
-
-/// What the stored record said before the attempt, for the index and the counters.
-#[derive(Debug, Clone, Copy)]
-struct Before {
-    status: RunStatus,
-    ready_at: Option<Millis>,
-}
-
-impl Before {
-    fn of(run: &RunRecord) -> Self {
-        Self {
-            status: run.status,
-            ready_at: run.ready_at,
-        }
-    }
-}
 
 impl Engine {
     /// One attempt of run `id`, settled and committed. Returns a time to hold the run back
@@ -41,9 +25,8 @@ impl Engine {
         let Some(mut run) = self.claimed_run(id).await? else {
             return Ok(None);
         };
-        let before = Before::of(&run);
         run.attempts = run.attempts.saturating_add(1);
-        let mut journal = self.attempt_journal(&run)?;
+        let mut journal = self.attempt_journal(&run).await?;
         journal.event(EventKind::AttemptStarted, None, "");
         let (report, journal) = match self.handler(&run.module).await {
             Ok(handler) => {
@@ -73,7 +56,7 @@ impl Engine {
             }
             _ => {}
         }
-        self.settle_and_commit(run, before, journal, &report)
+        self.settle_and_commit(run, journal, &report)
             .await?;
         Ok(None)
     }
@@ -85,21 +68,20 @@ impl Engine {
         id: &str,
         message: &str,
     ) -> Result<(), EngineError> {
-        let Some(mut run) = self.inner.store.run(id)? else {
+        let Some(mut run) = self.inner.store.run(id).await? else {
             return Ok(());
         };
         if run.status.is_final() {
             return Ok(());
         }
-        let before = Before::of(&run);
         // The attempt that panicked never committed; it is counted now.
         run.attempts = run.attempts.saturating_add(1);
-        let journal = self.attempt_journal(&run)?;
+        let journal = self.attempt_journal(&run).await?;
         let report = instant(AttemptOutcome::Trapped {
             kind: FailureKind::HostError,
             message: format!("the host failed while running this attempt: {message}"),
         });
-        self.settle_and_commit(run, before, journal, &report).await
+        self.settle_and_commit(run, journal, &report).await
     }
 
     /// The claimed run, if an attempt should start: a run whose record cannot be read is set
@@ -107,7 +89,7 @@ impl Engine {
     /// (moved while it was claimed) waits.
     async fn claimed_run(&self, id: &str) -> Result<Option<RunRecord>, EngineError> {
         let inner = &self.inner;
-        let unreadable = match inner.store.run(id) {
+        let unreadable = match inner.store.run(id).await {
             Ok(Some(run)) => Ok(run),
             Ok(None) => Err("listed as ready but not stored".to_owned()),
             Err(StoreError::Corrupt { what, message }) => {
@@ -119,21 +101,18 @@ impl Engine {
             Ok(run) => run,
             Err(why) => {
                 // This run alone cannot proceed; take it out of scheduling for good.
-                let at = inner
-                    .store
-                    .waiting()?
-                    .into_iter()
-                    .find(|(_, r)| r == id)
-                    .map(|(at, _)| at);
-                inner.store.set_aside(id, at, why).await?;
+                inner.store.set_aside(id, why).await?;
                 return Ok(None);
             }
         };
         if run.status.is_final() {
-            // A stale index entry (e.g. from an interrupted manual operation): drop it.
-            let mut batch = Batch::new();
-            batch.set_ready(&run, run.ready_at, None);
-            inner.store.commit(batch).await?;
+            // A stale ready entry of a final run: writing the run with no due time drops it.
+            let mut run = run;
+            run.ready_at = None;
+            inner
+                .store
+                .write_runs(vec![RunWrite::new(run, Default::default())])
+                .await?;
             return Ok(None);
         }
         if run.ready_at.is_some_and(|at| at > inner.clock.now()) {
@@ -153,7 +132,7 @@ impl Engine {
     }
 
     /// The journal of `run`'s current attempt, charging what it stores to the run's tenant.
-    fn attempt_journal(&self, run: &RunRecord) -> Result<Journal, EngineError> {
+    async fn attempt_journal(&self, run: &RunRecord) -> Result<Journal, EngineError> {
         let inner = &self.inner;
         let mut journal = Journal::load(
             inner.store.clone(),
@@ -161,7 +140,8 @@ impl Engine {
             &run.id,
             run.attempts,
             inner.config.journal,
-        )?;
+        )
+        .await?;
         journal.charge_to(&run.tenant);
         Ok(journal)
     }
@@ -205,12 +185,11 @@ impl Engine {
         }
     }
 
-    /// Settles `report` on `run` and commits the run, its journal, its index entry, its dead
-    /// letter and its idempotency record in one batch.
+    /// Settles `report` on `run` and writes the run (over the version it was read at), its
+    /// journal, its dead letter and its idempotency key's expiry in one write.
     async fn settle_and_commit(
         &self,
         mut run: RunRecord,
-        before: Before,
         mut journal: Journal,
         report: &AttemptReport,
     ) -> Result<(), EngineError> {
@@ -224,25 +203,31 @@ impl Engine {
             .metrics
             .record_tenant(&run.tenant, report.fuel_used, report.elapsed);
         inner.metrics.record_step_gaps(journal.step_gaps_micros());
-        let mut batch = Batch::new();
-        journal.drain_into(&mut batch);
-        batch
-            .put_run(&run, Some(before.status))
-            .set_ready(&run, before.ready_at, run.ready_at);
-        if settled.dead_letter {
-            batch.put_dead_letter(&run, now);
-        }
-        if run.status.is_final() {
-            self.refresh_idempotency(&run, &mut batch)?;
-        }
-        inner.store.commit(batch).await?;
-        if run.status.is_final() {
+        let write = RunWrite {
+            dead_letter: if settled.dead_letter {
+                DeadLetter::Add(now)
+            } else {
+                DeadLetter::Keep
+            },
+            // A key is held while the run can change; only a final run's key starts to expire.
+            key: if run.status.is_final() {
+                self.key_expiry(&run)
+            } else {
+                KeyExpiry::Keep
+            },
+            journal: journal.take_writes(),
+            run,
+        };
+        let run = &write.run;
+        let (id, attempt, status) = (run.id.clone(), run.attempts, run.status);
+        inner.store.write_runs(vec![write]).await?;
+        if status.is_final() {
             inner.metrics.record_finished();
         }
         tracing::info!(
-            run = %run.id,
-            attempt = run.attempts,
-            status = %run.status.as_str(),
+            run = %id,
+            attempt,
+            status = %status.as_str(),
             fuel = report.fuel_used,
             elapsed_ms = report.elapsed.as_millis() as u64,
             "attempt settled"

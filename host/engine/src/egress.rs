@@ -3,12 +3,11 @@
 
 use super::{Engine, EngineError};
 use stepwise_runtime::egress::{EgressRule, RuleSpec, TenantEgress};
-use stepwise_store_redb::Batch;
 
 impl Engine {
     /// A tenant's egress settings as stored (none: nothing allowed).
-    pub fn egress_settings(&self, tenant: &str) -> Result<TenantEgress, EngineError> {
-        Ok(self.inner.store.egress(tenant)?)
+    pub async fn egress_settings(&self, tenant: &str) -> Result<TenantEgress, EngineError> {
+        Ok(self.inner.store.egress(tenant).await?)
     }
 
     /// Replaces a tenant's egress settings. Every rule is parsed and every limit checked
@@ -27,9 +26,7 @@ impl Engine {
             rules: dedup(rules.iter().map(EgressRule::spec)),
             limits: settings.limits,
         };
-        let mut batch = Batch::new();
-        batch.put_egress(tenant, &normalised);
-        self.inner.store.commit(batch).await?;
+        self.inner.store.put_egress(tenant, &normalised).await?;
         egress
             .install(tenant, &normalised)
             .map_err(EngineError::InvalidEgress)?;

@@ -14,7 +14,8 @@ use stepwise_core::clock::Millis;
 use stepwise_core::model::{EventKind, LOCAL_TENANT, RunRecord, RunStatus, TimelineEntry};
 use stepwise_core::policy::{MAX_DELAY_MS, PolicyError, PolicyOverrides};
 use stepwise_core::time_fmt;
-use stepwise_store_redb::{Batch, CommitOutcome, IdempotencyGuard, IdempotencyRecord};
+pub use stepwise_store::RunFilter;
+use stepwise_store::{Created, IdempotencyClaim, JournalWrites, KeyExpiry, NewRunWrite};
 
 /// A request to create a run.
 #[derive(Debug, Clone)]
@@ -67,17 +68,6 @@ pub struct Enqueued {
     pub run: RunRecord,
     /// Whether an existing run was returned instead of creating one.
     pub deduplicated: bool,
-}
-
-/// Which runs to list.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter {
-    /// Only this queue.
-    pub queue: Option<String>,
-    /// Only this job.
-    pub job: Option<String>,
-    /// Only this status.
-    pub status: Option<RunStatus>,
 }
 
 /// One page of runs.
@@ -154,13 +144,15 @@ impl Engine {
                 return Err(EngineError::InvalidIdempotencyKey);
             }
             // Fast path for the common repeat; the guard below settles races.
-            if let Some(held) = inner.store.idempotency(&req.tenant, &req.queue, key)?
+            if let Some(held) = inner.store.idempotency(&req.tenant, &req.queue, key).await?
                 && !held.expired(now)
             {
-                return self.resolve_taken(key, &held.run, held.payload_hash == hash);
+                return self
+                    .resolve_taken(key, &held.run, held.payload_hash == hash)
+                    .await;
             }
         }
-        let usage = inner.store.tenant_usage(&req.tenant)?;
+        let usage = inner.store.tenant_usage(&req.tenant).await?;
         let limits = &inner.config.tenants;
         for (what, limit, used) in [
             (
@@ -185,10 +177,10 @@ impl Engine {
         }
         let module_hash = match &req.module {
             Some(hash) => hash.clone(),
-            None => inner
-                .store
-                .job_route(&req.tenant, &req.job)?
-                .ok_or_else(|| self.unknown_job(&req.tenant, &req.job))?,
+            None => match inner.store.job_route(&req.tenant, &req.job).await? {
+                Some(hash) => hash,
+                None => return Err(self.unknown_job(&req.tenant, &req.job).await),
+            },
         };
         let handler = self.handler(&module_hash).await?;
         let spec = handler
@@ -225,6 +217,7 @@ impl Engine {
             (None, delay) => now.saturating_add(delay.unwrap_or(0)),
         };
         let run = RunRecord {
+            version: 0,
             id: new_run_id(),
             tenant: req.tenant,
             job: req.job,
@@ -254,35 +247,28 @@ impl Engine {
             detail: format!("job '{}' on queue '{}'", run.job, run.queue),
             http: None,
         };
-        let mut batch = Batch::new();
-        batch
-            .charge_to(&run.tenant)
-            .put_run(&run, None)
-            .put_tenant_run(&run.tenant, &run.id)
-            .set_ready(&run, None, run.ready_at)
-            .put_timeline(&run.id, 0, &created);
-        if let Some(key) = &run.idempotency_key {
-            batch.guard(IdempotencyGuard {
-                tenant: run.tenant.clone(),
-                queue: run.queue.clone(),
+        let new = NewRunWrite {
+            journal: JournalWrites {
+                tenant: Some(run.tenant.clone()),
+                timeline: vec![created],
+                ..JournalWrites::default()
+            },
+            idempotency: run.idempotency_key.as_ref().map(|key| IdempotencyClaim {
                 key: key.clone(),
-                record: IdempotencyRecord {
-                    run: run.id.clone(),
-                    payload_hash: hash,
-                    created_at: now,
-                    expires_at: None,
-                },
+                payload_hash: hash,
                 now,
-            });
-        }
-        match inner.store.commit(batch).await? {
-            CommitOutcome::Applied => {}
-            CommitOutcome::KeyTaken {
+            }),
+            run: run.clone(),
+        };
+        let mut run = run;
+        match inner.store.create_run(new).await? {
+            Created::Created => run.version = 1,
+            Created::KeyTaken {
                 run: holder,
                 same_payload,
             } => {
                 let key = run.idempotency_key.as_deref().unwrap_or_default();
-                return self.resolve_taken(key, &holder, same_payload);
+                return self.resolve_taken(key, &holder, same_payload).await;
             }
         }
         tracing::info!(run = %run.id, tenant = %run.tenant, job = %run.job, "run created");
@@ -293,7 +279,7 @@ impl Engine {
         })
     }
 
-    fn resolve_taken(
+    async fn resolve_taken(
         &self,
         key: &str,
         holder: &str,
@@ -308,7 +294,8 @@ impl Engine {
         let run = self
             .inner
             .store
-            .run(holder)?
+            .run(holder)
+            .await?
             .ok_or_else(|| EngineError::UnknownRun(holder.to_owned()))?;
         Ok(Enqueued {
             run,
@@ -316,11 +303,12 @@ impl Engine {
         })
     }
 
-    fn unknown_job(&self, tenant: &str, job: &str) -> EngineError {
+    async fn unknown_job(&self, tenant: &str, job: &str) -> EngineError {
         let mut available: Vec<String> = self
             .inner
             .store
             .tenant_modules(tenant)
+            .await
             .unwrap_or_default()
             .into_iter()
             .flat_map(|m| m.jobs.into_iter().map(|j| j.name))
@@ -334,84 +322,57 @@ impl Engine {
     }
 
     /// A run, if it exists and belongs to `tenant` (another tenant's run is "not found").
-    pub fn tenant_run(&self, tenant: &str, id: &str) -> Result<RunRecord, EngineError> {
-        match self.inner.store.run(id)? {
+    pub async fn tenant_run(&self, tenant: &str, id: &str) -> Result<RunRecord, EngineError> {
+        match self.inner.store.run(id).await? {
             Some(run) if run.tenant == tenant => Ok(run),
             _ => Err(EngineError::UnknownRun(id.to_owned())),
         }
     }
 
-    /// A page of `tenant`'s runs matching `filter`, oldest first, after the run id `after`.
-    pub fn list_runs(
+    /// A page of `tenant`'s runs matching `filter`, oldest first, after the run id `after`
+    /// (the backend filters), with large values summarized (see [`LIST_VALUE_BYTES`]).
+    pub async fn list_runs(
         &self,
         tenant: &str,
         filter: &RunFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<RunPage, EngineError> {
-        let store = &self.inner.store;
         let limit = limit.clamp(1, 1_000);
-        let mut runs = Vec::new();
-        let mut cursor = after.map(str::to_owned);
-        loop {
-            let ids = store.tenant_runs(tenant, cursor.as_deref(), 256)?;
-            let Some(last) = ids.last().cloned() else {
-                return Ok(RunPage { runs, next: None });
-            };
-            for id in ids {
-                let Some(run) = store.run(&id)? else { continue };
-                let keep = filter.queue.as_ref().is_none_or(|q| &run.queue == q)
-                    && filter.job.as_ref().is_none_or(|j| &run.job == j)
-                    && filter.status.is_none_or(|s| run.status == s);
-                if keep {
-                    runs.push(summarize(run));
-                    if runs.len() == limit {
-                        return Ok(RunPage {
-                            runs,
-                            next: Some(id),
-                        });
-                    }
-                }
-            }
-            cursor = Some(last);
-        }
+        let runs = self
+            .inner
+            .store
+            .list_runs(tenant, filter, after, limit)
+            .await?;
+        let next = (runs.len() == limit)
+            .then(|| runs.last().map(|r| r.id.clone()))
+            .flatten();
+        Ok(RunPage {
+            runs: runs.into_iter().map(summarize).collect(),
+            next,
+        })
     }
 
     /// Forgets idempotency keys whose retention has passed; returns how many.
     pub async fn sweep_idempotency(&self) -> Result<usize, EngineError> {
         let now = self.inner.clock.now();
-        let expired = self.inner.store.expired_idempotency(now, 10_000)?;
+        let expired = self.inner.store.expired_idempotency(now, 10_000).await?;
         if expired.is_empty() {
             return Ok(0);
         }
-        let mut batch = Batch::new();
-        for (tenant, queue, key) in &expired {
-            batch.remove_idempotency(tenant, queue, key);
-        }
-        self.inner.store.commit(batch).await?;
+        self.inner.store.remove_idempotency(&expired).await?;
         Ok(expired.len())
     }
 
-    /// Adds the idempotency record's new expiry to `batch` when `run` has a key: kept for the
-    /// retention after a final state, held indefinitely while the run can still change.
-    pub(crate) fn refresh_idempotency(
-        &self,
-        run: &RunRecord,
-        batch: &mut Batch,
-    ) -> Result<(), EngineError> {
-        let Some(key) = &run.idempotency_key else {
-            return Ok(());
-        };
-        let store = &self.inner.store;
-        if let Some(mut record) = store.idempotency(&run.tenant, &run.queue, key)?
-            && record.run == run.id
-        {
-            record.expires_at = run
-                .finished_at
-                .map(|at| at.saturating_add(self.inner.config.idempotency_retention_ms));
-            batch.put_idempotency(&run.tenant, &run.queue, key, &record);
+    /// What happens to `run`'s idempotency key when the run is written as it is now: kept
+    /// for the retention after a final state, held while the run can still change.
+    pub(crate) fn key_expiry(&self, run: &RunRecord) -> KeyExpiry {
+        match run.finished_at {
+            Some(at) if run.status.is_final() => {
+                KeyExpiry::Until(at.saturating_add(self.inner.config.idempotency_retention_ms))
+            }
+            _ => KeyExpiry::Held,
         }
-        Ok(())
     }
 }
 

@@ -20,7 +20,7 @@ use stepwise_core::model::{
 };
 use stepwise_core::policy::MAX_DELAY_MS;
 use stepwise_runtime::{Recording, StepHost};
-use stepwise_store_redb::{Batch, Sequences, Store, StoreError};
+use stepwise_store::{JournalWrites, Store, StoreError};
 
 /// Limits on what one attempt, and one run's journal, may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -63,7 +63,7 @@ impl Default for JournalLimits {
 
 /// One attempt's view of a run's steps.
 pub struct Journal {
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     run_id: String,
     /// The tenant whose stored-bytes counter this journal's commits add to.
@@ -74,9 +74,8 @@ pub struct Journal {
     dirty: BTreeSet<String>,
     current: Option<String>,
     failed_step: Option<String>,
-    seq: Sequences,
-    timeline: Vec<(u32, TimelineEntry)>,
-    logs: Vec<(u32, LogLine)>,
+    timeline: Vec<TimelineEntry>,
+    logs: Vec<LogLine>,
     log_bytes: usize,
     log_lines: usize,
     logs_dropped: u64,
@@ -92,24 +91,23 @@ pub struct Journal {
 
 impl Journal {
     /// Loads `run_id`'s recorded steps for attempt number `attempt`.
-    pub fn load(
-        store: Arc<Store>,
+    pub async fn load(
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         run_id: &str,
         attempt: u32,
         limits: JournalLimits,
     ) -> Result<Self, StoreError> {
-        let (steps, seq) = store.journal_state(run_id)?;
+        let steps = store.load_journal(run_id).await?;
         let mut journal = Self::empty(store, clock, run_id, attempt, limits);
         journal.journal_bytes = steps.iter().map(|s| s.output_bytes).sum();
         journal.steps = steps.into_iter().map(|s| (s.name.clone(), s)).collect();
-        journal.seq = seq;
         Ok(journal)
     }
 
-    /// A journal for a run with nothing recorded: no steps, sequences from 0. Reads nothing.
+    /// A journal for a run with nothing recorded: no steps. Reads nothing.
     pub fn empty(
-        store: Arc<Store>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         run_id: &str,
         attempt: u32,
@@ -126,7 +124,6 @@ impl Journal {
             dirty: BTreeSet::new(),
             current: None,
             failed_step: None,
-            seq: Sequences::default(),
             timeline: Vec::new(),
             logs: Vec::new(),
             log_bytes: 0,
@@ -190,8 +187,7 @@ impl Journal {
             detail: detail.into(),
             http: None,
         };
-        self.timeline.push((self.seq.timeline, entry));
-        self.seq.timeline += 1;
+        self.timeline.push(entry);
     }
 
     /// Records an outbound HTTP call on the timeline, under the step in progress; a refused
@@ -217,7 +213,7 @@ impl Journal {
         };
         let step = self.current.clone();
         self.event(kind, step.as_deref(), detail);
-        if let Some((_, last)) = self.timeline.last_mut() {
+        if let Some(last) = self.timeline.last_mut() {
             last.http = Some(call);
         }
     }
@@ -246,8 +242,7 @@ impl Journal {
             level,
             message,
         };
-        self.logs.push((self.seq.logs, line));
-        self.seq.logs += 1;
+        self.logs.push(line);
     }
 
     fn protocol(msg: String) -> HostFault {
@@ -374,10 +369,9 @@ impl Journal {
             Some(name),
             format!("after {attempts} attempt(s)"),
         );
-        let mut batch = Batch::new();
-        self.drain_into(&mut batch);
+        let writes = self.take_writes();
         self.store
-            .commit(batch)
+            .record_step(&self.run_id, writes)
             .await
             .map_err(|source| HostFault::Storage {
                 step: name.to_owned(),
@@ -514,16 +508,12 @@ impl Journal {
         Ok(step)
     }
 
-    /// Moves everything not yet committed into `batch`.
-    pub fn drain_into(&mut self, batch: &mut Batch) {
-        if let Some(tenant) = &self.tenant {
-            batch.charge_to(tenant);
-        }
-        for name in std::mem::take(&mut self.dirty) {
-            if let Some(step) = self.steps.get(&name) {
-                batch.put_step(&self.run_id, step);
-            }
-        }
+    /// Takes everything not yet committed, to write with the run.
+    pub fn take_writes(&mut self) -> JournalWrites {
+        let steps = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|name| self.steps.get(&name).cloned())
+            .collect();
         if self.logs_dropped > 0 {
             let dropped = std::mem::take(&mut self.logs_dropped);
             let line = LogLine {
@@ -533,14 +523,13 @@ impl Journal {
                 level: LogLevel::Warn,
                 message: format!("[{dropped} log lines dropped: attempt log budget exceeded]"),
             };
-            self.logs.push((self.seq.logs, line));
-            self.seq.logs += 1;
+            self.logs.push(line);
         }
-        for (seq, entry) in self.timeline.drain(..) {
-            batch.put_timeline(&self.run_id, seq, &entry);
-        }
-        for (seq, line) in self.logs.drain(..) {
-            batch.put_log(&self.run_id, seq, &line);
+        JournalWrites {
+            tenant: self.tenant.clone(),
+            steps,
+            timeline: std::mem::take(&mut self.timeline),
+            logs: std::mem::take(&mut self.logs),
         }
     }
 }
@@ -594,6 +583,7 @@ mod tests {
 
     const RUN: &str = "run_1";
 
+    use stepwise_store_redb::Batch;
     use stepwise_store_redb::testing::{T0, TempStore};
 
     /// The store fixture with this module's helpers.
@@ -612,18 +602,20 @@ mod tests {
         }
 
         /// A fresh journal for `attempt`, loaded from what the store holds now.
-        fn journal(&self, attempt: u32) -> Journal {
-            self.journal_with(attempt, JournalLimits::default())
+        async fn journal(&self, attempt: u32) -> Journal {
+            self.journal_with(attempt, JournalLimits::default()).await
         }
 
-        fn journal_with(&self, attempt: u32, limits: JournalLimits) -> Journal {
-            Journal::load(self.store.clone(), self.clock.clone(), RUN, attempt, limits).unwrap()
+        async fn journal_with(&self, attempt: u32, limits: JournalLimits) -> Journal {
+            Journal::load(self.store.clone(), self.clock.clone(), RUN, attempt, limits)
+                .await
+                .unwrap()
         }
 
         /// Ends an attempt the way the engine does: everything left goes into one commit.
         async fn commit(&self, journal: &mut Journal) {
             let mut batch = Batch::new();
-            journal.drain_into(&mut batch);
+            batch.journal(RUN, &journal.take_writes());
             self.store.commit(batch).await.unwrap();
         }
 
@@ -687,7 +679,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_step_runs_live_and_counts_its_attempts() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         assert_eq!(begin_live(&mut j, "charge"), 1);
         assert_eq!(j.current(), Some("charge"));
         let step = j.step("charge").unwrap();
@@ -698,7 +690,7 @@ mod tests {
         j.fail("charge", &retryable("declined")).unwrap();
         f.commit(&mut j).await;
 
-        let mut j = f.journal(2);
+        let mut j = f.journal(2).await;
         assert_eq!(begin_live(&mut j, "charge"), 2);
         j.fail("charge", &retryable("declined again")).unwrap();
         f.commit(&mut j).await;
@@ -708,7 +700,7 @@ mod tests {
     #[tokio::test]
     async fn succeed_is_durable_before_it_returns_and_then_replays_the_exact_output() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         assert_eq!(begin_live(&mut j, "charge"), 1);
         let output = r#"{"amount":42,"id":"ch_1"}"#;
         j.succeed("charge", output.to_owned()).await.unwrap();
@@ -722,7 +714,7 @@ mod tests {
         assert_eq!(stored.output, Some(json!({"amount": 42, "id": "ch_1"})));
         assert_eq!(stored.completed_at, Some(T0));
 
-        let mut replay = f.journal(2);
+        let mut replay = f.journal(2).await;
         assert_eq!(begin_replayed(&mut replay, "charge"), output);
         assert_eq!(replay.current(), None, "a replayed step is not left open");
         // The next step can begin right away, and the replay did not count an attempt.
@@ -735,7 +727,7 @@ mod tests {
     #[tokio::test]
     async fn fail_records_the_error_on_the_step() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         begin_live(&mut j, "charge");
         assert_eq!(j.failed_step(), None);
         j.fail("charge", &retryable("card declined")).unwrap();
@@ -766,7 +758,7 @@ mod tests {
     #[tokio::test]
     async fn step_calls_out_of_order_are_protocol_violations() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         let msg = protocol_message(j.succeed("a", "1".into()).await);
         assert!(msg.contains("without begin('a')"), "{msg}");
         let msg = protocol_message(j.fail("a", &retryable("x")));
@@ -795,7 +787,7 @@ mod tests {
     #[tokio::test]
     async fn a_name_stays_a_step_or_a_sleep_across_attempts() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         begin_live(&mut j, "a");
         j.succeed("a", "1".into()).await.unwrap();
         let msg = sleep_protocol_message(j.sleep("a", 0));
@@ -806,7 +798,7 @@ mod tests {
         f.commit(&mut j).await;
 
         // The kinds come back from the store.
-        let mut j = f.journal(2);
+        let mut j = f.journal(2).await;
         let msg = sleep_protocol_message(j.sleep("a", 0));
         assert!(msg.contains("'a' is a step"), "{msg}");
         let msg = protocol_message(j.begin("t"));
@@ -820,7 +812,7 @@ mod tests {
             max_output_bytes: 8,
             ..JournalLimits::default()
         };
-        let mut j = f.journal_with(1, limits);
+        let mut j = f.journal_with(1, limits).await;
         begin_live(&mut j, "fits");
         j.succeed("fits", r#""123456""#.into()).await.unwrap();
 
@@ -835,13 +827,13 @@ mod tests {
         assert_eq!(j.step("big").unwrap().output, None);
         assert_eq!(j.current(), Some("big"), "the step is still the open one");
         assert!(f.stored_step(RUN, "big").is_none(), "nothing was committed");
-        assert_eq!(begin_live(&mut f.journal_with(2, limits), "big"), 1);
+        assert_eq!(begin_live(&mut f.journal_with(2, limits).await, "big"), 1);
     }
 
     #[tokio::test]
     async fn an_output_that_is_not_json_is_refused() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         begin_live(&mut j, "s");
         match j.succeed("s", "{not json".into()).await {
             Err(HostFault::InvalidOutput { step, message }) => {
@@ -858,7 +850,7 @@ mod tests {
     #[tokio::test]
     async fn a_zero_sleep_completes_at_once() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         j.sleep("t", 0).unwrap();
         let step = j.step("t").unwrap();
         assert_eq!(
@@ -879,7 +871,7 @@ mod tests {
     #[tokio::test]
     async fn a_sleep_suspends_until_its_first_wake_time_then_returns() {
         let f = Fixture::new();
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         assert_eq!(suspended_until(j.sleep("nap", 5_000)), T0 + 5_000);
         f.commit(&mut j).await;
         let stored = f.stored_step(RUN, "nap").unwrap();
@@ -892,12 +884,12 @@ mod tests {
 
         // Reached again early: the wake time is the recorded one, not now + duration.
         f.clock.advance(Duration::from_millis(4_999));
-        let mut j = f.journal(2);
+        let mut j = f.journal(2).await;
         assert_eq!(suspended_until(j.sleep("nap", 5_000)), T0 + 5_000);
         f.commit(&mut j).await;
 
         f.clock.advance(Duration::from_millis(1));
-        let mut j = f.journal(3);
+        let mut j = f.journal(3).await;
         j.sleep("nap", 5_000).unwrap();
         assert_eq!(j.step("nap").unwrap().status, StepStatus::Completed);
         f.commit(&mut j).await;
@@ -913,7 +905,7 @@ mod tests {
             max_log_bytes: 20,
             ..JournalLimits::default()
         };
-        let mut j = f.journal_with(1, limits);
+        let mut j = f.journal_with(1, limits).await;
         j.log(LogLevel::Info, LogSource::Guest, "0123456789".into());
         j.log(LogLevel::Info, LogSource::Stdout, "abcdefghij".into());
         j.log(LogLevel::Info, LogSource::Guest, "x".into());
@@ -939,7 +931,7 @@ mod tests {
             f.log_messages().last().unwrap(),
             "[1 log lines dropped: attempt log budget exceeded]"
         );
-        let mut next = f.journal_with(2, limits);
+        let mut next = f.journal_with(2, limits).await;
         next.log(LogLevel::Info, LogSource::Guest, "fresh".into());
         f.commit(&mut next).await;
         assert_eq!(f.log_messages().len(), 5);
@@ -953,7 +945,7 @@ mod tests {
             max_log_line: 4,
             ..JournalLimits::default()
         };
-        let mut j = f.journal_with(1, limits);
+        let mut j = f.journal_with(1, limits).await;
         j.log(LogLevel::Info, LogSource::Guest, "abcd".into());
         // '€' is three bytes: byte 4 falls inside the second one.
         j.log(LogLevel::Info, LogSource::Guest, "€€".into());
@@ -973,7 +965,7 @@ mod tests {
             max_log_line: 10,
             ..JournalLimits::default()
         };
-        let mut j = f.journal_with(1, limits);
+        let mut j = f.journal_with(1, limits).await;
         j.log(LogLevel::Info, LogSource::Guest, "x".repeat(100));
         // The cut line is 22 bytes; a second one would go past the 40-byte budget.
         j.log(LogLevel::Info, LogSource::Guest, "y".repeat(100));
@@ -991,9 +983,8 @@ mod tests {
     async fn sequence_numbers_continue_after_what_is_stored() {
         let f = Fixture::new();
         let mut created = Batch::new();
-        created.put_timeline(
+        created.append_timeline(
             RUN,
-            0,
             &TimelineEntry {
                 at: T0,
                 kind: EventKind::Created,
@@ -1005,7 +996,7 @@ mod tests {
         );
         f.store.commit(created).await.unwrap();
 
-        let mut j = f.journal(1);
+        let mut j = f.journal(1).await;
         j.event(EventKind::AttemptStarted, None, "");
         j.log(LogLevel::Info, LogSource::Guest, "one".into());
         begin_live(&mut j, "a");
@@ -1016,7 +1007,7 @@ mod tests {
         j.fail("b", &retryable("nope")).unwrap();
         f.commit(&mut j).await;
 
-        let mut j = f.journal(2);
+        let mut j = f.journal(2).await;
         j.event(EventKind::AttemptStarted, None, "");
         j.log(LogLevel::Info, LogSource::Guest, "three".into());
         f.commit(&mut j).await;
@@ -1041,7 +1032,7 @@ mod tests {
         assert_eq!(f.log_messages(), vec!["one", "two", "three"]);
         assert_eq!(
             f.store.sequences(RUN).unwrap(),
-            Sequences {
+            stepwise_store_redb::Sequences {
                 timeline: 5,
                 logs: 3
             }

@@ -17,7 +17,6 @@ pub mod secrets;
 mod tenants;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -33,16 +32,12 @@ use stepwise_core::model::{RunStatus, RunView, ViewMore};
 use stepwise_core::policy::{Caps, Policy, PolicyError};
 use stepwise_runtime::egress::{Egress, EgressConfig, EgressSetupError};
 use stepwise_runtime::{CancelFlag, LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
-use stepwise_store_redb::{Batch, Durability, Listing, QueueSettings, Store, StoreError};
+use stepwise_store::{QueueSettings, Store, StoreError};
 pub use tenants::NewTenant;
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// What an acknowledged write promises.
-    pub durability: Durability,
-    /// Most memory the store may use to cache pages, in bytes.
-    pub store_cache_bytes: usize,
     /// The runtime's limits and caches.
     pub runtime: RuntimeConfig,
     /// The host's default policy, under each job's own defaults.
@@ -66,15 +61,13 @@ pub struct EngineConfig {
 }
 
 impl Default for EngineConfig {
-    /// Immediate durability, a 64 MiB store cache, [`RuntimeConfig::default`],
+    /// [`RuntimeConfig::default`],
     /// [`Policy::default`], 64 concurrent attempts, 1 MiB payloads, [`JournalLimits::default`],
     /// idempotency keys kept 24 h after their run ends, [`TenantLimits::default`], a
     /// memory budget of half the machine's memory ([`default_memory_budget`]) and
     /// [`EgressConfig::default`] (no private addresses) and no secrets key.
     fn default() -> Self {
         Self {
-            durability: Durability::Immediate,
-            store_cache_bytes: stepwise_store_redb::DEFAULT_CACHE_BYTES,
             runtime: RuntimeConfig::default(),
             default_policy: Policy::default(),
             concurrency: 64,
@@ -186,7 +179,7 @@ pub enum EngineError {
 }
 
 struct Inner {
-    store: Arc<Store>,
+    store: Arc<dyn Store>,
     runtime: Runtime,
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Jitter>,
@@ -217,29 +210,25 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens the store in `data_dir` and starts the runtime.
-    pub fn open(
-        data_dir: &Path,
+    /// An engine over `store`: starts the runtime and loads the tenants' egress settings,
+    /// secrets and queue settings.
+    pub async fn new(
+        store: Arc<dyn Store>,
         config: EngineConfig,
         clock: Arc<dyn Clock>,
         jitter: Arc<dyn Jitter>,
     ) -> Result<Self, EngineError> {
-        let store = Arc::new(Store::open_with_cache(
-            data_dir,
-            config.durability,
-            config.store_cache_bytes,
-        )?);
         let runtime = Runtime::new(config.runtime.clone())?;
         let egress = Arc::new(Egress::new(config.egress.clone())?);
         let secrets = Secrets::new(config.secrets.keys()?);
-        for (tenant, records) in store.secrets_all()? {
+        for (tenant, records) in store.secrets_all().await? {
             // A store whose key is missing or wrong still opens: those tenants' secrets stay
             // unavailable (requests naming them are refused) and the log says why.
             if let Err(e) = secrets.install(&tenant, &records) {
                 tracing::error!(tenant = %tenant, error = %e, "stored secrets unavailable");
             }
         }
-        for (tenant, settings) in store.egress_all()? {
+        for (tenant, settings) in store.egress_all().await? {
             // Stored settings were checked when written; a cap lowered since then clamps them
             // at each attempt, and a rule that no longer parses is dropped with a warning.
             if let Err(e) = egress.install(&tenant, &settings) {
@@ -247,7 +236,8 @@ impl Engine {
             }
         }
         let queues = store
-            .queues()?
+            .queues()
+            .await?
             .into_iter()
             .map(|(t, q, s)| ((t, q), s))
             .collect();
@@ -270,8 +260,8 @@ impl Engine {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
     }
 
     /// The clock.
@@ -306,8 +296,8 @@ impl Engine {
     }
 
     /// Whether an attempt of run `id` is executing now.
-    pub fn is_running(&self, id: &str) -> bool {
-        self.inner.store.is_claimed(id)
+    pub async fn is_running(&self, id: &str) -> Result<bool, EngineError> {
+        Ok(self.inner.store.is_claimed(id).await?)
     }
 
     /// Stops the attempt of run `id` executing now, if any, at the guest's next host call or
@@ -341,10 +331,8 @@ impl Engine {
         hash: String,
     ) -> Result<Arc<LoadedModule>, EngineError> {
         let module = self.inner.runtime.load_hashed(bytes, hash).await?;
-        if self.inner.store.module(&module.hash)?.is_none() {
-            let mut batch = Batch::new();
-            batch.put_module(&module.hash, bytes);
-            self.inner.store.commit(batch).await?;
+        if self.inner.store.module(&module.hash).await?.is_none() {
+            self.inner.store.put_module(&module.hash, bytes).await?;
         }
         Ok(module)
     }
@@ -357,23 +345,25 @@ impl Engine {
         let bytes = self
             .inner
             .store
-            .module(hash)?
+            .module(hash)
+            .await?
             .ok_or_else(|| EngineError::UnknownModule(hash.to_owned()))?;
         Ok(self.inner.runtime.load(&bytes).await?)
     }
 
     /// A run with all its steps, timeline and logs (local use: `stepwise run`, tests). The
     /// service shows [`Engine::view_page`].
-    pub fn view(&self, id: &str) -> Result<RunView, EngineError> {
+    pub async fn view(&self, id: &str) -> Result<RunView, EngineError> {
         let store = &self.inner.store;
         let run = store
-            .run(id)?
+            .run(id)
+            .await?
             .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
         Ok(RunView {
-            dead_lettered: store.is_dead_lettered(&run)?,
-            steps: store.steps(id)?,
-            timeline: store.timeline(id)?,
-            logs: store.logs(id)?,
+            dead_lettered: store.is_dead_lettered(&run).await?,
+            steps: store.steps_page(id, 0, usize::MAX).await?.0,
+            timeline: store.timeline_page(id, 0, usize::MAX).await?.0,
+            logs: store.logs_page(id, 0, usize::MAX).await?.0,
             more: None,
             run,
         })
@@ -381,21 +371,22 @@ impl Engine {
 
     /// A run with the first `limit` of its steps, timeline entries and log lines, and where
     /// each list continues: what one answer may hold is bounded whatever the run recorded.
-    pub fn view_page(&self, id: &str, limit: usize) -> Result<RunView, EngineError> {
+    pub async fn view_page(&self, id: &str, limit: usize) -> Result<RunView, EngineError> {
         let store = &self.inner.store;
         let run = store
-            .run(id)?
+            .run(id)
+            .await?
             .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
-        let (steps, more_steps) = store.page(Listing::Steps, id, 0, limit)?;
-        let (timeline, more_timeline) = store.page(Listing::Timeline, id, 0, limit)?;
-        let (logs, more_logs) = store.page(Listing::Logs, id, 0, limit)?;
+        let (steps, more_steps) = store.steps_page(id, 0, limit).await?;
+        let (timeline, more_timeline) = store.timeline_page(id, 0, limit).await?;
+        let (logs, more_logs) = store.logs_page(id, 0, limit).await?;
         let more = ViewMore {
             steps: more_steps,
             timeline: more_timeline,
             logs: more_logs,
         };
         Ok(RunView {
-            dead_lettered: store.is_dead_lettered(&run)?,
+            dead_lettered: store.is_dead_lettered(&run).await?,
             steps,
             timeline,
             logs,

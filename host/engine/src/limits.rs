@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::Engine;
-use stepwise_store_redb::ClaimPolicy;
+use stepwise_core::picker::ClaimPolicy;
 
 /// One tenant's overrides of the operator's defaults; absent fields inherit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use super::enqueue::summarize;
 use super::{Engine, EngineError, RunPage};
 use stepwise_core::model::{EventKind, RunRecord, RunStatus, TimelineEntry};
-use stepwise_store_redb::Batch;
+use stepwise_store::{DeadLetter, JournalWrites, RunWrite};
 
 impl Engine {
     /// Retries a failed run by hand: the step (or body) that failed gets a fresh attempt budget,
@@ -14,7 +14,8 @@ impl Engine {
         let run = self
             .inner
             .store
-            .run(id)?
+            .run(id)
+            .await?
             .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
         self.retry_run(run, module).await
     }
@@ -22,8 +23,8 @@ impl Engine {
     /// [`Engine::retry`] for a run of `tenant` (another tenant's run is "not found"); the run
     /// is retried with the module now serving its job, so a fixed deployment takes effect.
     pub async fn retry_for(&self, tenant: &str, id: &str) -> Result<RunRecord, EngineError> {
-        let run = self.tenant_run(tenant, id)?;
-        let route = self.inner.store.job_route(tenant, &run.job)?;
+        let run = self.tenant_run(tenant, id).await?;
+        let route = self.inner.store.job_route(tenant, &run.job).await?;
         self.retry_run(run, route.as_deref()).await
     }
 
@@ -51,15 +52,18 @@ impl Engine {
             run.module = m.hash.clone();
         }
         let now = self.inner.clock.now();
-        let mut batch = Batch::new();
+        let mut journal = JournalWrites {
+            tenant: Some(run.tenant.clone()),
+            ..JournalWrites::default()
+        };
         let failed_step = run.error.as_ref().and_then(|e| e.step.clone());
         let budget = run.policy.max_attempts;
         let detail = match &failed_step {
             Some(name) => {
-                let mut steps = store.steps(&id)?;
-                if let Some(step) = steps.iter_mut().find(|s| &s.name == name) {
+                let steps = store.load_journal(&id).await?;
+                if let Some(mut step) = steps.into_iter().find(|s| &s.name == name) {
                     step.budget_base = step.attempts;
-                    batch.put_step(&id, step);
+                    journal.steps.push(step);
                 }
                 format!("step '{name}' gets a fresh budget of {budget}")
             }
@@ -80,15 +84,15 @@ impl Engine {
             detail,
             http: None,
         };
-        let seq = store.sequences(&id)?.timeline;
-        batch
-            .charge_to(&run.tenant)
-            .put_run(&run, Some(RunStatus::Failed))
-            .set_ready(&run, None, run.ready_at)
-            .put_timeline(&id, seq, &entry)
-            .remove_dead_letter(&run);
-        self.refresh_idempotency(&run, &mut batch)?;
-        store.commit(batch).await?;
+        journal.timeline.push(entry);
+        let write = RunWrite {
+            dead_letter: DeadLetter::Remove,
+            key: self.key_expiry(&run),
+            journal,
+            run,
+        };
+        let mut run = write.run.clone();
+        run.version = store.write_runs(vec![write]).await?[0];
         tracing::info!(run = %id, "manual retry");
         self.inner.wake.notify_one();
         Ok(run)
@@ -96,7 +100,7 @@ impl Engine {
 
     /// A page of a queue's dead-lettered runs in id order, after the run id `after`, at most
     /// `limit` (1-1000), with large payloads and outputs summarized as in [`Engine::list_runs`].
-    pub fn dead_letters(
+    pub async fn dead_letters(
         &self,
         tenant: &str,
         queue: &str,
@@ -107,7 +111,8 @@ impl Engine {
         let limit = limit.clamp(1, 1_000);
         let mut runs = Vec::new();
         let mut ids = store
-            .dead_letters(tenant, queue)?
+            .dead_letters(tenant, queue)
+            .await?
             .into_iter()
             .map(|(id, _)| id);
         let mut ids = ids
@@ -116,7 +121,7 @@ impl Engine {
             .peekable();
         while runs.len() < limit {
             let Some(id) = ids.next() else { break };
-            if let Some(run) = store.run(&id)? {
+            if let Some(run) = store.run(&id).await? {
                 runs.push(summarize(run));
             }
         }
@@ -135,7 +140,7 @@ impl Engine {
         queue: &str,
     ) -> Result<Vec<String>, EngineError> {
         let mut retried = Vec::new();
-        for (id, _) in self.inner.store.dead_letters(tenant, queue)? {
+        for (id, _) in self.inner.store.dead_letters(tenant, queue).await? {
             retried.push(self.retry_for(tenant, &id).await?.id);
         }
         Ok(retried)
@@ -148,12 +153,18 @@ impl Engine {
         tenant: &str,
         queue: &str,
     ) -> Result<usize, EngineError> {
-        let ids = self.inner.store.dead_letters(tenant, queue)?;
-        let mut batch = Batch::new();
-        for (id, _) in &ids {
-            batch.remove_dead_letter_of(tenant, queue, id);
-        }
-        self.inner.store.commit(batch).await?;
+        let ids: Vec<String> = self
+            .inner
+            .store
+            .dead_letters(tenant, queue)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        self.inner
+            .store
+            .purge_dead_letters(tenant, queue, &ids)
+            .await?;
         Ok(ids.len())
     }
 }

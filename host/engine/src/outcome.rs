@@ -221,7 +221,7 @@ mod tests {
             Self(TempStore::new())
         }
 
-        fn start(&self, run: &mut RunRecord) -> Journal {
+        async fn start(&self, run: &mut RunRecord) -> Journal {
             run.attempts += 1;
             let clock: Arc<dyn Clock> = self.clock.clone();
             Journal::load(
@@ -231,6 +231,7 @@ mod tests {
                 run.attempts,
                 JournalLimits::default(),
             )
+            .await
             .unwrap()
         }
 
@@ -243,7 +244,7 @@ mod tests {
         ) -> Settled {
             let settled = settle(run, &mut journal, outcome, self.clock.now(), &NoJitter);
             let mut batch = Batch::new();
-            journal.drain_into(&mut batch);
+            batch.journal(RUN, &journal.take_writes());
             batch.put_run(run, None);
             self.store.commit(batch).await.unwrap();
             settled
@@ -284,7 +285,7 @@ mod tests {
         name: &str,
         error: GuestError,
     ) -> Settled {
-        let mut j = f.start(run);
+        let mut j = f.start(run).await;
         assert!(matches!(j.begin(name).unwrap(), StepState::Run(_)));
         j.fail(name, &error).unwrap();
         f.settle(run, j, &AttemptOutcome::Failed(error)).await
@@ -292,7 +293,7 @@ mod tests {
 
     /// One attempt that fails outside any step.
     async fn body_fails(f: &Fixture, run: &mut RunRecord) -> Settled {
-        let j = f.start(run);
+        let j = f.start(run).await;
         let outcome = AttemptOutcome::Failed(error(FailureKind::Retryable, "flaky"));
         f.settle(run, j, &outcome).await
     }
@@ -324,7 +325,7 @@ mod tests {
             retry_after_ms: None,
         });
         f.clock.advance(Duration::from_millis(250));
-        let j = f.start(&mut run);
+        let j = f.start(&mut run).await;
         let outcome = AttemptOutcome::Completed(r#"{"account":"acct_1"}"#.into());
         let settled = f.settle(&mut run, j, &outcome).await;
         assert!(!settled.dead_letter);
@@ -342,7 +343,7 @@ mod tests {
     async fn an_output_that_is_not_json_fails_the_run_as_a_protocol_violation() {
         let f = Fixture::new();
         let mut run = new_run();
-        let j = f.start(&mut run);
+        let j = f.start(&mut run).await;
         let outcome = AttemptOutcome::Completed("not json".into());
         let settled = f.settle(&mut run, j, &outcome).await;
         assert_dead_lettered(&run, settled, T0);
@@ -362,7 +363,7 @@ mod tests {
     async fn a_suspended_attempt_sleeps_until_the_wake_time() {
         let f = Fixture::new();
         let mut run = new_run();
-        let j = f.start(&mut run);
+        let j = f.start(&mut run).await;
         let outcome = AttemptOutcome::Suspended {
             wake: WakeCondition::Timer { at: T0 + 60_000 },
         };
@@ -417,7 +418,7 @@ mod tests {
             f.advance_to_ready(&run);
         }
         // "a" now succeeds; "b" fails for the first time: its backoff starts from the beginning.
-        let mut j = f.start(&mut run);
+        let mut j = f.start(&mut run).await;
         assert!(matches!(j.begin("a").unwrap(), StepState::Run(3)));
         j.succeed("a", "1".into()).await.unwrap();
         assert!(matches!(j.begin("b").unwrap(), StepState::Run(1)));
@@ -470,7 +471,7 @@ mod tests {
             kind: FailureKind::Timeout,
             message: "attempt exceeded its wall-clock deadline".into(),
         };
-        let mut j = f.start(&mut run);
+        let mut j = f.start(&mut run).await;
         assert!(matches!(j.begin("provision").unwrap(), StepState::Run(1)));
         let settled = f.settle(&mut run, j, &timeout).await;
         assert_retrying_at(&run, settled, T0 + INITIAL_MS);
@@ -489,7 +490,7 @@ mod tests {
         // The step's budget, not the body's, is what runs out.
         for attempt in 2..=3 {
             f.advance_to_ready(&run);
-            let mut j = f.start(&mut run);
+            let mut j = f.start(&mut run).await;
             assert!(matches!(j.begin("provision").unwrap(), StepState::Run(n) if n == attempt));
             f.settle(&mut run, j, &timeout).await;
         }
@@ -501,7 +502,7 @@ mod tests {
     async fn an_output_the_host_refuses_is_charged_to_its_step() {
         let f = Fixture::new();
         let mut run = new_run();
-        let mut j = f.start(&mut run);
+        let mut j = f.start(&mut run).await;
         assert!(matches!(j.begin("parse").unwrap(), StepState::Run(1)));
         let fault = j.succeed("parse", "{oops".into()).await.unwrap_err();
         assert!(matches!(fault, HostFault::InvalidOutput { .. }));
@@ -523,7 +524,7 @@ mod tests {
     async fn a_trap_outside_any_step_is_charged_to_the_body() {
         let f = Fixture::new();
         let mut run = new_run();
-        let mut j = f.start(&mut run);
+        let mut j = f.start(&mut run).await;
         assert!(matches!(j.begin("a").unwrap(), StepState::Run(1)));
         j.succeed("a", "1".into()).await.unwrap();
         let outcome = AttemptOutcome::Trapped {

@@ -1,6 +1,6 @@
 //! The scheduler: claims due runs from the store's ready index — fairly across tenants, within
 //! the global, per-tenant and per-queue slot limits and the host's memory budget (see
-//! [`stepwise_store_redb::ClaimPolicy`]) — executes their attempts concurrently, and otherwise waits:
+//! [`stepwise_core::picker::ClaimPolicy`]) — executes their attempts concurrently, and otherwise waits:
 //! on the clock until the next due time, or for new work, never polling.
 //!
 //! Whatever ends an attempt — settlement, a storage failure, a panic caught at the task
@@ -30,12 +30,22 @@ struct Ended {
 impl Engine {
     /// Executes due attempts until `done()` holds (checked whenever an attempt ends), or until
     /// no run is waiting at all.
-    pub async fn work_until(&self, done: impl Fn() -> bool) -> Result<(), EngineError> {
+    pub async fn work_until(&self, done: impl Fn() -> bool + Send + Sync) -> Result<(), EngineError> {
+        self.work_until_async(move || std::future::ready(done()))
+            .await
+    }
+
+    /// [`Engine::work_until`] with a condition that reads storage.
+    pub async fn work_until_async<F, Fut>(&self, done: F) -> Result<(), EngineError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
         let inner = &self.inner;
         let mut tasks: JoinSet<Ended> = JoinSet::new();
         let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
         loop {
-            if done() {
+            if done().await {
                 // Let attempts already running settle, so nothing is cut short.
                 while let Some(joined) = tasks.join_next_with_id().await {
                     self.finish_task(joined, &mut by_task).await;
@@ -45,7 +55,11 @@ impl Engine {
             let room = inner.config.concurrency.saturating_sub(tasks.len());
             if room > 0 {
                 let now = inner.clock.now();
-                for claimed in inner.store.claim(now, room, &self.claim_policy()) {
+                for claimed in inner
+                    .store
+                    .claim_due(now, room, &self.claim_policy())
+                    .await?
+                {
                     let engine = self.clone();
                     let run = claimed.run;
                     let handle = tasks.spawn({
@@ -65,9 +79,9 @@ impl Engine {
                     by_task.insert(handle.id(), run);
                 }
             }
-            let next_due = inner.store.next_pending();
+            let next_due = inner.store.next_due().await?;
             if tasks.is_empty() {
-                if !inner.store.has_unclaimed() {
+                if !inner.store.has_unclaimed().await? {
                     return Ok(());
                 }
                 match next_due {
@@ -141,7 +155,9 @@ impl Engine {
                         Some(self.inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS))
                     }
                 };
-                store.release(&ended.run, ended.served_ms, hold);
+                if let Err(e) = store.release(&ended.run, ended.served_ms, hold).await {
+                    tracing::error!(run = %ended.run, error = %e, "claim could not be released");
+                }
             }
             Err(e) => {
                 let Some(run) = by_task.remove(&e.id()) else {
@@ -154,11 +170,10 @@ impl Engine {
                 if let Err(e) = self.fail_on_host_error(&run, &message).await {
                     tracing::error!(run = %run, error = %e, "could not fail the run after a panic");
                 }
-                store.release(
-                    &run,
-                    0,
-                    Some(self.inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)),
-                );
+                let hold = Some(self.inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS));
+                if let Err(e) = store.release(&run, 0, hold).await {
+                    tracing::error!(run = %run, error = %e, "claim could not be released");
+                }
             }
         }
     }
@@ -167,9 +182,12 @@ impl Engine {
     pub async fn run_to_end(&self, id: &str) -> Result<stepwise_core::model::RunView, EngineError> {
         let store = self.inner.store.clone();
         let target = id.to_owned();
-        self.work_until(move || matches!(store.run(&target), Ok(Some(r)) if r.status.is_final()))
-            .await?;
-        self.view(id)
+        self.work_until_async(move || {
+            let (store, target) = (store.clone(), target.clone());
+            async move { matches!(store.run(&target).await, Ok(Some(r)) if r.status.is_final()) }
+        })
+        .await?;
+        self.view(id).await
     }
 
     /// Executes runs until none is waiting.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::{Engine, EngineError};
 use crate::secrets::{self, NewSecret, SecretInfo, SecretRecord};
 use stepwise_runtime::egress::SecretSource;
-use stepwise_store_redb::Batch;
 
 impl Engine {
     /// Stores `name` for `tenant` (replacing any secret of that name) and makes it available
@@ -20,7 +19,7 @@ impl Engine {
         let keys = self.inner.secrets.keys()?;
         let hosts = secrets::check(name, &secret)?;
         let store = &self.inner.store;
-        let existing = store.secrets_of(tenant)?;
+        let existing = store.secrets_of(tenant).await?;
         if !existing.iter().any(|r| r.name == name) && existing.len() >= secrets::MAX_SECRETS {
             return Err(EngineError::QuotaExceeded {
                 tenant: tenant.to_owned(),
@@ -36,10 +35,10 @@ impl Engine {
             readable: secret.readable,
             updated_at: self.inner.clock.now(),
         };
-        let mut batch = Batch::new();
-        batch.put_secret(tenant, &record);
-        store.commit(batch).await?;
-        self.reinstall_secrets(tenant)?;
+        store
+            .put_secrets(&[(tenant.to_owned(), record.clone())])
+            .await?;
+        self.reinstall_secrets(tenant).await?;
         tracing::info!(tenant = %tenant, secret = %name, readable = record.readable, "secret set");
         Ok(SecretInfo::from(&record))
     }
@@ -48,25 +47,24 @@ impl Engine {
     pub async fn delete_secret(&self, tenant: &str, name: &str) -> Result<(), EngineError> {
         secrets::check_name(name)?;
         let store = &self.inner.store;
-        if !store.secrets_of(tenant)?.iter().any(|r| r.name == name) {
+        if !store.secrets_of(tenant).await?.iter().any(|r| r.name == name) {
             return Err(EngineError::UnknownSecret(name.to_owned()));
         }
-        let mut batch = Batch::new();
-        batch.remove_secret(tenant, name);
-        store.commit(batch).await?;
+        store.remove_secret(tenant, name).await?;
         if self.inner.secrets.keys().is_ok() {
-            self.reinstall_secrets(tenant)?;
+            self.reinstall_secrets(tenant).await?;
         }
         tracing::info!(tenant = %tenant, secret = %name, "secret removed");
         Ok(())
     }
 
     /// `tenant`'s secrets: names, bindings and dates, never values.
-    pub fn list_secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, EngineError> {
+    pub async fn list_secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>, EngineError> {
         Ok(self
             .inner
             .store
-            .secrets_of(tenant)?
+            .secrets_of(tenant)
+            .await?
             .iter()
             .map(SecretInfo::from)
             .collect())
@@ -78,29 +76,28 @@ impl Engine {
         let Ok(keys) = self.inner.secrets.keys() else {
             return Ok(0);
         };
-        let mut batch = Batch::new();
-        let mut n = 0;
-        for (tenant, records) in self.inner.store.secrets_all()? {
+        let mut resealed = Vec::new();
+        for (tenant, records) in self.inner.store.secrets_all().await? {
             for mut r in records {
                 if keys.is_current(&r.sealed) {
                     continue;
                 }
                 let value = keys.open(&tenant, &r.name, &r.sealed)?;
                 r.sealed = keys.seal(&tenant, &r.name, &value);
-                batch.put_secret(&tenant, &r);
-                n += 1;
+                resealed.push((tenant.clone(), r));
             }
         }
+        let n = resealed.len();
         if n > 0 {
-            self.inner.store.commit(batch).await?;
+            self.inner.store.put_secrets(&resealed).await?;
             tracing::info!(resealed = n, "secrets re-sealed with the current key");
         }
         Ok(n)
     }
 
     /// Opens `tenant`'s stored secrets again after a change.
-    fn reinstall_secrets(&self, tenant: &str) -> Result<(), EngineError> {
-        let records = self.inner.store.secrets_of(tenant)?;
+    async fn reinstall_secrets(&self, tenant: &str) -> Result<(), EngineError> {
+        let records = self.inner.store.secrets_of(tenant).await?;
         Ok(self.inner.secrets.install(tenant, &records)?)
     }
 

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::enqueue::check_queue_name;
 use super::{Engine, EngineError};
 use stepwise_runtime::LoadedModule;
-use stepwise_store_redb::{Batch, ModuleRecord, QueueSettings, TenantRecord};
+use stepwise_store::{ModuleRecord, QueueSettings, TenantRecord};
 
 /// A tenant just created, with its first API token (shown once, never stored).
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl Engine {
     pub async fn create_tenant(&self, name: &str) -> Result<NewTenant, EngineError> {
         check_tenant_name(name)?;
         let store = &self.inner.store;
-        if store.tenant(name)?.is_some() {
+        if store.tenant(name).await?.is_some() {
             return Err(EngineError::TenantExists(name.to_owned()));
         }
         let tenant = TenantRecord {
@@ -50,18 +50,14 @@ impl Engine {
             created_at: self.inner.clock.now(),
         };
         let token = new_token();
-        let mut batch = Batch::new();
-        batch
-            .put_tenant(&tenant)
-            .put_token(&token_hash(&token), name);
-        store.commit(batch).await?;
+        store.create_tenant(&tenant, &token_hash(&token)).await?;
         tracing::info!(tenant = %name, "tenant created");
         Ok(NewTenant { tenant, token })
     }
 
     /// The tenant a bearer token belongs to, if any.
-    pub fn authenticate(&self, token: &str) -> Result<Option<String>, EngineError> {
-        Ok(self.inner.store.tenant_for_token(&token_hash(token))?)
+    pub async fn authenticate(&self, token: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.inner.store.tenant_for_token(&token_hash(token)).await?)
     }
 
     /// Validates and stores a component for `tenant`; its jobs are served by it from now on.
@@ -71,7 +67,8 @@ impl Engine {
         bytes: &[u8],
     ) -> Result<(Arc<LoadedModule>, ModuleRecord), EngineError> {
         let hash = stepwise_runtime::Runtime::hash(bytes);
-        self.check_module_quota(tenant, &hash, bytes.len() as u64)?;
+        self.check_module_quota(tenant, &hash, bytes.len() as u64)
+            .await?;
         let module = self.deploy_hashed(bytes, hash).await?;
         let record = ModuleRecord {
             hash: module.hash.clone(),
@@ -79,17 +76,20 @@ impl Engine {
             jobs: module.jobs.clone(),
             deployed_at: self.inner.clock.now(),
         };
-        let mut batch = Batch::new();
-        batch.put_tenant_module(tenant, &record);
-        self.inner.store.commit(batch).await?;
+        self.inner.store.deploy_module(tenant, &record).await?;
         tracing::info!(tenant = %tenant, module = %record.hash, "module deployed");
         Ok((module, record))
     }
 
     /// Refuses a deployment that would take `tenant` past its module quotas (a module it
     /// already deployed is never refused: deploying it again only renews its routes).
-    fn check_module_quota(&self, tenant: &str, hash: &str, size: u64) -> Result<(), EngineError> {
-        let modules = self.inner.store.tenant_modules(tenant)?;
+    async fn check_module_quota(
+        &self,
+        tenant: &str,
+        hash: &str,
+        size: u64,
+    ) -> Result<(), EngineError> {
+        let modules = self.inner.store.tenant_modules(tenant).await?;
         if modules.iter().any(|m| m.hash == hash) {
             return Ok(());
         }
@@ -111,8 +111,8 @@ impl Engine {
     }
 
     /// The modules `tenant` deployed.
-    pub fn modules_of(&self, tenant: &str) -> Result<Vec<ModuleRecord>, EngineError> {
-        Ok(self.inner.store.tenant_modules(tenant)?)
+    pub async fn modules_of(&self, tenant: &str) -> Result<Vec<ModuleRecord>, EngineError> {
+        Ok(self.inner.store.tenant_modules(tenant).await?)
     }
 
     /// Sets a queue's settings (e.g. its concurrency limit).
@@ -123,9 +123,7 @@ impl Engine {
         settings: QueueSettings,
     ) -> Result<(), EngineError> {
         check_queue_name(queue)?;
-        let mut batch = Batch::new();
-        batch.put_queue(tenant, queue, &settings);
-        self.inner.store.commit(batch).await?;
+        self.inner.store.put_queue(tenant, queue, &settings).await?;
         self.inner
             .queues
             .lock()

@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for Tenant {
                 "the admin token only manages tenants; use a tenant's token",
             ));
         }
-        match state.engine.authenticate(token)? {
+        match state.engine.authenticate(token).await? {
             Some(tenant) => Ok(Tenant(tenant)),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -77,7 +77,7 @@ impl FromRequestParts<AppState> for Admin {
         if state.is_admin(token) {
             return Ok(Admin);
         }
-        if state.engine.authenticate(token)?.is_none() {
+        if state.engine.authenticate(token).await?.is_none() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

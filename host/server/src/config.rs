@@ -74,7 +74,7 @@ use stepwise_engine::journal::JournalLimits;
 use stepwise_engine::secrets::{KeyText, SecretsConfig};
 use stepwise_engine::{TenantLimits, TenantSettings};
 use stepwise_runtime::egress::EgressConfig;
-use stepwise_store_redb::Durability;
+use stepwise_store::Durability;
 
 /// A queue limit set from the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -24,7 +24,8 @@ use stepwise_core::{SeededJitter, SystemClock};
 use stepwise_engine::secrets::{KeyText, SecretsConfig};
 use stepwise_engine::{Engine, EngineConfig};
 use stepwise_runtime::RuntimeConfig;
-use stepwise_store_redb::QueueSettings;
+use stepwise_store::QueueSettings;
+use stepwise_store_redb::RedbStore;
 
 /// Command-line options of `stepwise serve`; each overrides the config file.
 #[derive(Debug, Clone, Default)]
@@ -54,8 +55,6 @@ impl AppState {
 
 fn engine_config(config: &ServeConfig) -> EngineConfig {
     EngineConfig {
-        durability: config.durability,
-        store_cache_bytes: config.store_cache_mb << 20,
         runtime: RuntimeConfig {
             caps: config.caps,
             compile_cache: Some(
@@ -153,13 +152,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", config.data.display()))?;
     let config_data = std::fs::canonicalize(&config.data)?;
     config.data = config_data;
-    let engine = Engine::open(
+    let store = RedbStore::open_with_cache(
         &config.data,
+        config.durability,
+        config.store_cache_mb << 20,
+    )
+    .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+    let engine = Engine::new(
+        Arc::new(store),
         engine_config(&config),
         Arc::new(SystemClock),
         Arc::new(SeededJitter::from_entropy()),
     )
-    .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+    .await
+    .with_context(|| format!("cannot start on the data dir {}", config.data.display()))?;
     engine
         .reseal_secrets()
         .await
@@ -170,7 +176,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         };
         engine.set_queue(&q.tenant, &q.queue, settings).await?;
     }
-    let waiting = engine.store().waiting()?.len();
+    let waiting = engine.store().waiting().await?.len();
     tracing::info!(data = %config.data.display(), runs_to_resume = waiting, "store opened");
 
     let shutting_down = Arc::new(AtomicBool::new(false));

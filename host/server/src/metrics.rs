@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use stepwise_core::histogram::Histogram;
 use stepwise_engine::Engine;
-use stepwise_store_redb::StoreError;
+use stepwise_store::StoreError;
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -54,9 +54,9 @@ fn per_queue_gauge<'a>(
 }
 
 /// Renders every metric.
-pub fn render(engine: &Engine) -> Result<String, StoreError> {
+pub async fn render(engine: &Engine) -> Result<String, StoreError> {
     let mut out = String::new();
-    let census = engine.store().census()?;
+    let census = engine.store().census().await?;
 
     header(&mut out, "stepwise_runs", "gauge", "Stored runs by status.");
     for status in ["queued", "retrying", "sleeping", "completed", "failed"] {
@@ -80,7 +80,7 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
         &census.dead_letters,
     );
 
-    let occupancy = engine.store().occupancy();
+    let occupancy = engine.store().occupancy().await?;
     let running_by_queue: Vec<_> = occupancy
         .running_by_queue
         .iter()
@@ -138,7 +138,7 @@ pub fn render(engine: &Engine) -> Result<String, StoreError> {
     let _ = writeln!(
         out,
         "stepwise_unreadable_runs {}",
-        engine.store().unreadable_runs().len()
+        engine.store().unreadable_runs().await?.len()
     );
 
     let m = engine.metrics();

@@ -24,7 +24,7 @@ use stepwise_core::policy::{Backoff, PolicyOverrides};
 use stepwise_engine::secrets::NewSecret;
 use stepwise_engine::{NewRun, RunFilter, check_queue_name};
 use stepwise_runtime::egress::{EgressLimits, TenantEgress};
-use stepwise_store_redb::{Listing, QueueSettings};
+use stepwise_store::{Listing, QueueSettings};
 
 /// Every route, as (method, path): the API reference must list each.
 pub const ROUTES: [(&str, &str); 22] = [
@@ -176,8 +176,8 @@ fn reject_new_work(state: &AppState) -> Result<(), ApiError> {
 }
 
 /// A run as the API shows it: `running` while an attempt executes.
-fn shown(state: &AppState, mut run: RunRecord) -> RunRecord {
-    if !run.status.is_final() && state.engine.is_running(&run.id) {
+async fn shown(state: &AppState, mut run: RunRecord) -> RunRecord {
+    if !run.status.is_final() && state.engine.is_running(&run.id).await.unwrap_or(false) {
         run.status = RunStatus::Running;
     }
     run
@@ -197,6 +197,7 @@ async fn healthz() -> Json<Value> {
 
 async fn metrics(State(state): State<AppState>) -> ApiResult {
     let text = super::metrics::render(&state.engine)
+        .await
         .map_err(|e| ApiError::from(stepwise_engine::EngineError::Store(e)))?;
     Ok((
         [(
@@ -255,7 +256,7 @@ async fn deploy(
 }
 
 async fn list_modules(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
-    let modules = state.engine.modules_of(&tenant)?;
+    let modules = state.engine.modules_of(&tenant).await?;
     ok(StatusCode::OK, json!({ "modules": modules }))
 }
 
@@ -362,23 +363,21 @@ async fn enqueue(
     } else {
         StatusCode::CREATED
     };
-    let run = shown(&state, enqueued.run);
+    let run = shown(&state, enqueued.run).await;
     ok(
         status,
         json!({"run": run, "deduplicated": enqueued.deduplicated}),
     )
 }
 
-fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
+async fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
     check_queue_name(queue)?;
-    let census = state
-        .engine
-        .store()
-        .queue_census(tenant, queue)
-        .map_err(|e| ApiError::from(stepwise_engine::EngineError::Store(e)))?;
+    let store_err = |e| ApiError::from(stepwise_engine::EngineError::Store(e));
+    let store = state.engine.store();
+    let census = store.queue_census(tenant, queue).await.map_err(store_err)?;
     let key = (tenant.to_owned(), queue.to_owned());
     let settings = state.engine.queue_settings(tenant, queue);
-    let running = state.engine.store().occupancy().running_by_queue;
+    let running = store.occupancy().await.map_err(store_err)?.running_by_queue;
     ok(
         StatusCode::OK,
         json!({
@@ -396,7 +395,7 @@ async fn get_queue(
     Tenant(tenant): Tenant,
     QueueName(queue): QueueName,
 ) -> ApiResult {
-    queue_view(&state, &tenant, &queue)
+    queue_view(&state, &tenant, &queue).await
 }
 
 #[derive(Deserialize)]
@@ -421,11 +420,11 @@ async fn put_queue(
         concurrency: body.concurrency,
     };
     state.engine.set_queue(&tenant, &queue, settings).await?;
-    queue_view(&state, &tenant, &queue)
+    queue_view(&state, &tenant, &queue).await
 }
 
 async fn list_secrets(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
-    let secrets = state.engine.list_secrets(&tenant)?;
+    let secrets = state.engine.list_secrets(&tenant).await?;
     ok(StatusCode::OK, json!({ "secrets": secrets }))
 }
 
@@ -450,7 +449,7 @@ async fn delete_secret(
 }
 
 async fn get_egress(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
-    egress_view(&state, state.engine.egress_settings(&tenant)?)
+    egress_view(&state, state.engine.egress_settings(&tenant).await?)
 }
 
 async fn put_egress(
@@ -494,12 +493,15 @@ async fn list_dead_letters(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
     check_queue_name(&queue)?;
-    let page = state.engine.dead_letters(
-        &tenant,
-        &queue,
-        query.get("after").map(String::as_str),
-        page_limit(&query, &["after", "limit"])?,
-    )?;
+    let page = state
+        .engine
+        .dead_letters(
+            &tenant,
+            &queue,
+            query.get("after").map(String::as_str),
+            page_limit(&query, &["after", "limit"])?,
+        )
+        .await?;
     ok(
         StatusCode::OK,
         json!({ "runs": page.runs, "next": page.next }),
@@ -543,13 +545,19 @@ async fn list_runs(
         job: query.get("job").cloned(),
         status,
     };
-    let page = state.engine.list_runs(
-        &tenant,
-        &filter,
-        query.get("after").map(String::as_str),
-        limit,
-    )?;
-    let mut runs: Vec<RunRecord> = page.runs.into_iter().map(|r| shown(&state, r)).collect();
+    let page = state
+        .engine
+        .list_runs(
+            &tenant,
+            &filter,
+            query.get("after").map(String::as_str),
+            limit,
+        )
+        .await?;
+    let mut runs: Vec<RunRecord> = Vec::with_capacity(page.runs.len());
+    for run in page.runs {
+        runs.push(shown(&state, run).await);
+    }
     if query.get("status").is_some_and(|s| s == "running") {
         runs.retain(|r| r.status == RunStatus::Running);
     }
@@ -585,9 +593,9 @@ async fn get_run(
     Tenant(tenant): Tenant,
     Param(id): Param,
 ) -> ApiResult {
-    state.engine.tenant_run(&tenant, &id)?;
-    let mut view = state.engine.view_page(&id, VIEW_PAGE)?;
-    view.run = shown(&state, view.run);
+    state.engine.tenant_run(&tenant, &id).await?;
+    let mut view = state.engine.view_page(&id, VIEW_PAGE).await?;
+    view.run = shown(&state, view.run).await;
     ok(StatusCode::OK, to_value(&view))
 }
 
@@ -606,11 +614,17 @@ async fn run_listing(
         })?,
         None => 0,
     };
-    state.engine.tenant_run(tenant, id)?;
+    state.engine.tenant_run(tenant, id).await?;
     let store = state.engine.store();
     let store_err = |e| ApiError::from(stepwise_engine::EngineError::Store(e));
-    let (items, next): (Vec<Value>, Option<u32>) =
-        store.page(what, id, from, limit).map_err(store_err)?;
+    fn values<T: serde::Serialize>(page: (Vec<T>, Option<u32>)) -> (Vec<Value>, Option<u32>) {
+        (page.0.iter().map(to_value).collect(), page.1)
+    }
+    let (items, next) = match what {
+        Listing::Steps => values(store.steps_page(id, from, limit).await.map_err(store_err)?),
+        Listing::Timeline => values(store.timeline_page(id, from, limit).await.map_err(store_err)?),
+        Listing::Logs => values(store.logs_page(id, from, limit).await.map_err(store_err)?),
+    };
     ok(StatusCode::OK, json!({ "items": items, "next": next }))
 }
 
@@ -648,7 +662,7 @@ async fn retry_run(
 ) -> ApiResult {
     reject_new_work(&state)?;
     let run = state.engine.retry_for(&tenant, &id).await?;
-    ok(StatusCode::OK, to_value(&shown(&state, run)))
+    ok(StatusCode::OK, to_value(&shown(&state, run).await))
 }
 
 #[cfg(test)]

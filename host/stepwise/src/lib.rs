@@ -15,12 +15,14 @@
 //! use std::sync::Arc;
 //! use stepwise::{Engine, EngineConfig, NewRun, SeededJitter, SystemClock};
 //!
-//! let engine = Engine::open(
+//! let engine = stepwise::open_engine(
 //!     std::path::Path::new("./data"),
+//!     stepwise::store::RedbOptions::default(),
 //!     EngineConfig::default(),
 //!     Arc::new(SystemClock),
 //!     Arc::new(SeededJitter::from_entropy()),
-//! )?;
+//! )
+//! .await?;
 //! let module = engine.deploy(&std::fs::read("payments.wasm")?).await?;
 //! let run = engine
 //!     .enqueue(NewRun::local(
@@ -51,5 +53,17 @@ pub use stepwise_engine::secrets;
 pub use stepwise_runtime as runtime;
 pub use stepwise_runtime::egress;
 pub use stepwise_server as server;
+pub use stepwise_store::{Durability, Store, StoreError};
 pub use stepwise_store_redb as store;
-pub use store::{Durability, Store, StoreError};
+
+/// An engine on the embedded store (one redb file in `data_dir`), the default backend.
+pub async fn open_engine(
+    data_dir: &std::path::Path,
+    options: store::RedbOptions,
+    config: EngineConfig,
+    clock: std::sync::Arc<dyn Clock>,
+    jitter: std::sync::Arc<dyn Jitter>,
+) -> Result<Engine, EngineError> {
+    let store = store::RedbStore::open_with_cache(data_dir, options.durability, options.cache_bytes)?;
+    Engine::new(std::sync::Arc::new(store), config, clock, jitter).await
+}

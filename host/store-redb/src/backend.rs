@@ -10,7 +10,7 @@ use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{
-    Census, Claimed, CommitStats, Created, DeadLetter, IdempotencyRecord, JournalWrites, Listing,
+    Census, Claimed, CommitStats, Created, DeadLetter, IdempotencyRecord, JournalWrites, KeyExpiry, Listing,
     ModuleRecord, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite, Store,
     StoreError, TenantRecord, TenantUsage,
 };
@@ -115,11 +115,16 @@ impl Store for RedbStore {
                     batch.remove_dead_letter(&run);
                 }
             }
-            if let (Some(at), Some(key)) = (w.key_expires_at, &run.idempotency_key)
-                && let Some(mut record) = self.idempotency(&run.tenant, &run.queue, key)?
+            let expires_at = match w.key {
+                KeyExpiry::Keep => None,
+                KeyExpiry::Held => Some(None),
+                KeyExpiry::Until(at) => Some(Some(at)),
+            };
+            if let (Some(expires_at), Some(key)) = (expires_at, &run.idempotency_key)
+                && let Some(mut record) = RedbStore::idempotency(self, &run.tenant, &run.queue, key)?
                 && record.run == run.id
             {
-                record.expires_at = Some(at);
+                record.expires_at = expires_at;
                 batch.put_idempotency(&run.tenant, &run.queue, key, &record);
             }
             versions.push(run.version);

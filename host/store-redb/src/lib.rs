@@ -59,6 +59,25 @@ pub struct RedbStore {
 /// backlogs (see README, Benchmarks).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// The embedded backend's settings: its part of what the operator configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedbOptions {
+    /// What an acknowledged write promises.
+    pub durability: Durability,
+    /// Most memory redb may use to cache pages, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for RedbOptions {
+    /// Immediate durability, a [`DEFAULT_CACHE_BYTES`] cache.
+    fn default() -> Self {
+        Self {
+            durability: Durability::Immediate,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbStore").field("path", &self.path).finish()

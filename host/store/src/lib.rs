@@ -43,7 +43,7 @@ pub use types::{
     Listing, Occupancy, Placement, QueueId, TenantUsage,
 };
 pub use writes::{
-    Created, DeadLetter, IdempotencyClaim, JournalWrites, NewRunWrite, RunWrite,
+    Created, DeadLetter, IdempotencyClaim, JournalWrites, KeyExpiry, NewRunWrite, RunWrite,
 };
 
 /// Which of a tenant's runs [`Store::list_runs`] returns.

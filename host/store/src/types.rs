@@ -139,6 +139,16 @@ pub struct CommitStats {
     pub group_sizes: Histogram,
 }
 
+impl CommitStats {
+    /// (commits, rows) so far.
+    pub fn commit_counts(&self) -> (u64, u64) {
+        (
+            self.commits.load(std::sync::atomic::Ordering::Relaxed),
+            self.rows.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
 impl Default for CommitStats {
     fn default() -> Self {
         Self {

@@ -87,8 +87,20 @@ pub struct RunWrite {
     pub journal: JournalWrites,
     /// Its dead-letter entry.
     pub dead_letter: DeadLetter,
-    /// When the run's idempotency key (if it holds one) may be forgotten, once it is final.
-    pub key_expires_at: Option<Millis>,
+    /// What happens to the expiry of the run's idempotency key, if it holds one.
+    pub key: KeyExpiry,
+}
+
+/// The expiry of a run's idempotency key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyExpiry {
+    /// Left as it is.
+    #[default]
+    Keep,
+    /// Held for as long as the run can still change.
+    Held,
+    /// Forgotten from this time on (the run is final).
+    Until(Millis),
 }
 
 impl RunWrite {
@@ -98,7 +110,7 @@ impl RunWrite {
             run,
             journal,
             dead_letter: DeadLetter::Keep,
-            key_expires_at: None,
+            key: KeyExpiry::Keep,
         }
     }
 }

@@ -19,7 +19,8 @@ pub use report::{CONTRACT_FIELDS, Report};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::RuntimeConfig;
-use crate::store::Durability;
+use crate::Durability;
+use crate::store::RedbStore;
 use crate::{SeededJitter, SystemClock};
 
 /// The workloads, by name.
@@ -63,6 +64,8 @@ pub fn build_component() -> Result<PathBuf> {
 /// A fresh engine on its own data dir, with the bench component deployed.
 pub(crate) struct Bench {
     pub(crate) engine: Engine,
+    /// The engine's store, read directly: the bench measures the embedded backend.
+    pub(crate) redb: Arc<RedbStore>,
     pub(crate) module: String,
     pub(crate) options: BenchOptions,
     _dir: Option<tempfile::TempDir>,
@@ -89,8 +92,6 @@ impl Bench {
             }
         };
         let config = EngineConfig {
-            durability: options.durability,
-            store_cache_bytes: options.cache_mb << 20,
             concurrency: options.concurrency.max(1),
             runtime: RuntimeConfig {
                 compile_cache: Some(path.join("compile-cache")),
@@ -105,12 +106,18 @@ impl Bench {
             },
             ..EngineConfig::default()
         };
-        let engine = Engine::open(
+        let redb = Arc::new(RedbStore::open_with_cache(
             &path,
+            options.durability,
+            options.cache_mb << 20,
+        )?);
+        let engine = Engine::new(
+            redb.clone(),
             config,
             Arc::new(SystemClock),
             Arc::new(SeededJitter::from_entropy()),
-        )?;
+        )
+        .await?;
         let module = if options.native {
             engine.register_native("bench-jobs", Arc::new(native_jobs::BenchJobs))
         } else {
@@ -124,6 +131,7 @@ impl Bench {
         };
         Ok(Self {
             engine,
+            redb,
             module,
             options: options.clone(),
             _dir: dir,

@@ -73,8 +73,8 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     let engine = &bench.engine;
     let n = bench.options.jobs;
     let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = engine.store().commit_counts();
-    let commit_micros0 = engine.store().stats().commit_latency.sum();
+    let (commits0, rows0) = bench.redb.stats().commit_counts();
+    let commit_micros0 = bench.redb.stats().commit_latency.sum();
     let finished0 = engine.metrics().runs_finished();
     let started = Instant::now();
     let ids = enqueue_all(bench, job, n, |i| json!({"i": i})).await?;
@@ -84,8 +84,8 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     })
     .await;
     let elapsed = started.elapsed();
-    let (commits1, rows1) = engine.store().commit_counts();
-    let commit_micros = engine.store().stats().commit_latency.sum() - commit_micros0;
+    let (commits1, rows1) = bench.redb.stats().commit_counts();
+    let commit_micros = bench.redb.stats().commit_latency.sum() - commit_micros0;
     stop_scheduler(bench, stop, scheduler).await;
 
     let mut latencies = Vec::with_capacity(n);
@@ -93,7 +93,7 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     let mut repeated = 0u64;
     let mut second_step_runs = 0u64;
     for id in &ids {
-        let run = engine.store().run(id)?.context("run vanished")?;
+        let run = bench.redb.run(id)?.context("run vanished")?;
         if run.status != RunStatus::Completed {
             failed += 1;
         }
@@ -103,7 +103,7 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
                 .saturating_sub(run.created_at) as f64,
         );
         if job == "retry10" {
-            let logs = engine.store().logs(id)?;
+            let logs = bench.redb.logs(id)?;
             let count = |m: &str| logs.iter().filter(|l| l.message == m).count() as u64;
             repeated += count("exec one").saturating_sub(1) + count("exec three").saturating_sub(1);
             second_step_runs += count("exec two");
@@ -146,7 +146,7 @@ pub(crate) async fn replay(bench: &Bench) -> Result<Report> {
     let engine = &bench.engine;
     let steps = bench.options.jobs;
     let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = engine.store().commit_counts();
+    let (commits0, rows0) = bench.redb.stats().commit_counts();
     let id = engine
         .enqueue(NewRun::local(
             &bench.module,
@@ -159,8 +159,8 @@ pub(crate) async fn replay(bench: &Bench) -> Result<Report> {
     let finished0 = engine.metrics().runs_finished();
     progress("replay", 1, || engine.metrics().runs_finished() - finished0).await;
     stop_scheduler(bench, stop, scheduler).await;
-    let (commits1, rows1) = engine.store().commit_counts();
-    let view = engine.view(&id)?;
+    let (commits1, rows1) = bench.redb.stats().commit_counts();
+    let view = engine.view(&id).await?;
     ensure!(
         view.run.status == RunStatus::Completed,
         "the replay run did not complete: {:?}",
@@ -264,7 +264,7 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     let sleep_ms = 5_000 + n as u64;
     let rss0 = rss_bytes().unwrap_or(0);
     let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = engine.store().commit_counts();
+    let (commits0, rows0) = bench.redb.stats().commit_counts();
     let started = Instant::now();
     let attempts0 = engine.metrics().attempts();
     // Counted from before the first enqueue: an early run may wake before the last one sleeps.
@@ -276,13 +276,13 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     .await;
     let asleep_after = started.elapsed();
     let rss_sleeping = rss_bytes().unwrap_or(0);
-    let disk = std::fs::metadata(engine.store().path())
+    let disk = std::fs::metadata(bench.redb.path())
         .map(|m| m.len())
         .unwrap_or(0);
     let sleeping_now = AtomicU64::new(0);
     for id in &ids {
-        if engine
-            .store()
+        if bench
+            .redb
             .run(id)?
             .is_some_and(|r| r.status == RunStatus::Sleeping)
         {
@@ -294,18 +294,18 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     })
     .await;
     let elapsed = started.elapsed();
-    let (commits1, rows1) = engine.store().commit_counts();
+    let (commits1, rows1) = bench.redb.stats().commit_counts();
     stop_scheduler(bench, stop, scheduler).await;
 
     let mut lateness = Vec::with_capacity(n);
     for id in &ids {
-        let run = engine.store().run(id)?.context("run vanished")?;
+        let run = bench.redb.run(id)?.context("run vanished")?;
         ensure!(
             run.status == RunStatus::Completed,
             "run {id} did not complete"
         );
-        let wake_at = engine
-            .store()
+        let wake_at = bench
+            .redb
             .steps(id)?
             .into_iter()
             .find_map(|s| s.wake_at)
@@ -361,7 +361,7 @@ pub(crate) async fn enqueue_idem(bench: &Bench) -> Result<Report> {
     let router = crate::server::router_for(engine.clone(), None);
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let client = reqwest::Client::new();
-    let (commits0, rows0) = engine.store().commit_counts();
+    let (commits0, rows0) = bench.redb.stats().commit_counts();
 
     let mut passes = Vec::new();
     let mut latencies = Vec::with_capacity(n);
@@ -389,7 +389,7 @@ pub(crate) async fn enqueue_idem(bench: &Bench) -> Result<Report> {
         passes.push((n as f64 / started.elapsed().as_secs_f64(), created));
     }
     server.abort();
-    let (commits1, rows1) = engine.store().commit_counts();
+    let (commits1, rows1) = bench.redb.stats().commit_counts();
     ensure!(
         passes[1].1 == 0,
         "the second pass created {} runs",

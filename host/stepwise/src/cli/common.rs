@@ -39,12 +39,12 @@ fn compile_cache() -> Option<PathBuf> {
 }
 
 /// Opens the engine on `data` with the real clock and OS-seeded jitter.
-pub fn open_engine(data: &Path) -> Result<Engine> {
-    open_engine_with(data, EngineConfig::default())
+pub async fn open_engine(data: &Path) -> Result<Engine> {
+    open_engine_with(data, EngineConfig::default()).await
 }
 
 /// [`open_engine`] with `base`'s egress and secrets settings.
-pub fn open_engine_with(data: &Path, base: EngineConfig) -> Result<Engine> {
+pub async fn open_engine_with(data: &Path, base: EngineConfig) -> Result<Engine> {
     let config = EngineConfig {
         runtime: RuntimeConfig {
             compile_cache: compile_cache(),
@@ -57,12 +57,14 @@ pub fn open_engine_with(data: &Path, base: EngineConfig) -> Result<Engine> {
         },
         ..base
     };
-    Engine::open(
+    crate::open_engine(
         data,
+        crate::store::RedbOptions::default(),
         config,
         Arc::new(SystemClock),
         Arc::new(SeededJitter::from_entropy()),
     )
+    .await
     .with_context(|| format!("cannot open the data dir {}", data.display()))
 }
 

@@ -67,7 +67,8 @@ pub async fn execute(args: Args) -> Result<Outcome> {
             },
             ..EngineConfig::default()
         },
-    )?;
+    )
+    .await?;
     let rule = RuleSpec {
         pattern: base.clone(),
         methods: Vec::new(),

@@ -21,10 +21,11 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
-    let engine = open_engine(&args.data)?;
+    let engine = open_engine(&args.data).await?;
     let waiting: Vec<String> = engine
         .store()
-        .waiting()?
+        .waiting()
+        .await?
         .into_iter()
         .map(|(_, id)| id)
         .collect();
@@ -32,7 +33,7 @@ pub async fn execute(args: Args) -> Result<Outcome> {
     engine.drain().await?;
     let mut views = Vec::new();
     for id in &waiting {
-        views.push(engine.view(id)?);
+        views.push(engine.view(id).await?);
     }
     let all_completed = views
         .iter()

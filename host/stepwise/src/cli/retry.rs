@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
-    let engine = open_engine(&args.data)?;
+    let engine = open_engine(&args.data).await?;
     let module = match &args.component {
         Some(path) => {
             let bytes =

@@ -36,7 +36,7 @@ pub async fn execute(args: Args) -> Result<Outcome> {
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("cannot read {}", args.component.display()))?;
     let data = data_dir(args.data)?;
-    let engine = open_engine(&data)?;
+    let engine = open_engine(&data).await?;
     let module = engine
         .deploy(&bytes)
         .await

@@ -22,7 +22,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
-    let engine = open_engine(&args.data)?;
-    let view = engine.view(&args.run)?;
+    let engine = open_engine(&args.data).await?;
+    let view = engine.view(&args.run).await?;
     print_run(&view, args.json, None)
 }
