@@ -8,12 +8,12 @@ use crate::util::*;
 
 /// Runs and modules stored, to check that refused input stored nothing.
 fn stored(h: &Harness) -> usize {
-    h.engine.store().runs().unwrap().len()
+    h.redb.runs().unwrap().len()
 }
 
 #[tokio::test]
 async fn a_file_that_is_not_wasm_is_refused() {
-    let h = harness();
+    let h = harness().await;
     let err = h.engine.deploy(b"#!/bin/sh\necho hi\n").await.unwrap_err();
     assert!(
         matches!(err, EngineError::Load(LoadError::NotWasm)),
@@ -24,7 +24,7 @@ async fn a_file_that_is_not_wasm_is_refused() {
 
 #[tokio::test]
 async fn a_core_module_is_refused_with_a_hint() {
-    let h = harness();
+    let h = harness().await;
     // The smallest valid core module: magic + version 1.
     let err = h.engine.deploy(b"\0asm\x01\0\0\0").await.unwrap_err();
     assert!(
@@ -36,7 +36,7 @@ async fn a_core_module_is_refused_with_a_hint() {
 
 #[tokio::test]
 async fn a_truncated_component_is_refused() {
-    let h = harness();
+    let h = harness().await;
     let bytes = std::fs::read(guests::TESTBED).unwrap();
     let err = h
         .engine
@@ -51,7 +51,7 @@ async fn a_truncated_component_is_refused() {
 
 #[tokio::test]
 async fn a_component_for_another_world_is_refused_naming_the_difference() {
-    let h = harness();
+    let h = harness().await;
     let bytes = std::fs::read(guests::WRONG_WORLD).unwrap();
     let err = h.engine.deploy(&bytes).await.unwrap_err();
     let text = err.to_string();
@@ -66,7 +66,7 @@ async fn a_component_for_another_world_is_refused_naming_the_difference() {
 
 #[tokio::test]
 async fn unknown_job_bad_json_oversize_and_bad_policy_store_nothing() {
-    let h = harness();
+    let h = harness().await;
     let module = h.deploy(guests::TESTBED).await;
     h.run(
         guests::TESTBED,
@@ -134,14 +134,14 @@ async fn unknown_job_bad_json_oversize_and_bad_policy_store_nothing() {
 
     assert_eq!(stored(&h), before, "refused input stored nothing");
     assert!(matches!(
-        h.engine.view("run_missing").unwrap_err(),
+        h.engine.view("run_missing").await.unwrap_err(),
         EngineError::UnknownRun(_)
     ));
 }
 
 #[tokio::test]
 async fn a_payload_of_the_wrong_shape_fails_the_run_clearly() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,

@@ -12,7 +12,7 @@ use crate::util::{Harness, fake_provider, harness_with, provider_control, provid
 /// The tenant of `NewRun::local` runs.
 const LOCAL: &str = "local";
 
-fn harness(allow_private: bool) -> Harness {
+async fn harness(allow_private: bool) -> Harness {
     harness_with(EngineConfig {
         egress: EgressConfig {
             allow_private,
@@ -20,6 +20,7 @@ fn harness(allow_private: bool) -> Harness {
         },
         ..EngineConfig::default()
     })
+    .await
 }
 
 fn rules(patterns: &[&str]) -> TenantEgress {
@@ -58,7 +59,7 @@ fn http_entries(view: &RunView) -> Vec<&stepwise::model::TimelineEntry> {
 
 #[tokio::test]
 async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = fake_provider().await;
     let view = fetch(&h, json!({ "url": format!("{base}/bytes/10") })).await;
     assert_eq!(view.run.status, RunStatus::Failed);
@@ -93,7 +94,7 @@ async fn a_request_with_no_rule_is_denied_recorded_and_never_sent() {
 
 #[tokio::test]
 async fn an_allowed_request_reaches_the_provider_and_lands_on_the_timeline() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = allowed_provider(&h).await;
     let view = fetch(&h, json!({ "url": format!("{base}/bytes/1234?secret=x") })).await;
     assert_eq!(
@@ -114,7 +115,7 @@ async fn an_allowed_request_reaches_the_provider_and_lands_on_the_timeline() {
 
 #[tokio::test]
 async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private() {
-    let h = harness(false);
+    let h = harness(false).await;
     let base = fake_provider().await;
     let port = base.rsplit(':').next().unwrap();
     // The tenant allows `localhost`, a name: it resolves to loopback, which the host refuses.
@@ -137,7 +138,7 @@ async fn loopback_is_refused_after_resolution_unless_the_operator_allows_private
 
 #[tokio::test]
 async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = fake_provider().await;
     let mut settings = rules(&[&base]);
     settings.limits = Some(LimitsPatch {
@@ -184,7 +185,7 @@ async fn the_response_cap_and_the_request_cap_end_the_call_with_a_clear_error() 
 
 #[tokio::test]
 async fn a_lost_charge_response_is_retried_with_the_same_key_and_charged_once() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = allowed_provider(&h).await;
     // The first charge is processed but its response comes only after the client gave up.
     provider_control(&base, json!({ "lose_next": 1, "lose_delay_ms": 5000 })).await;
@@ -221,7 +222,7 @@ async fn a_lost_charge_response_is_retried_with_the_same_key_and_charged_once() 
 
 #[tokio::test]
 async fn bad_egress_settings_are_refused_and_nothing_is_stored() {
-    let h = harness(false);
+    let h = harness(false).await;
     h.engine
         .set_egress(LOCAL, rules(&["api.stripe.com"]))
         .await
@@ -241,7 +242,7 @@ async fn bad_egress_settings_are_refused_and_nothing_is_stored() {
     });
     let e = h.engine.set_egress(LOCAL, over).await.unwrap_err();
     assert!(e.to_string().contains("max_requests"), "{e}");
-    let kept = h.engine.egress_settings(LOCAL).unwrap();
+    let kept = h.engine.egress_settings(LOCAL).await.unwrap();
     assert_eq!(kept.rules[0].pattern, "https://api.stripe.com:443");
 }
 
@@ -249,7 +250,7 @@ async fn bad_egress_settings_are_refused_and_nothing_is_stored() {
 async fn a_429_retry_after_in_seconds_or_as_a_date_sets_the_next_attempt() {
     // The harness clock starts at 2026-01-01T00:00:00Z; the guest's wall clock is that clock.
     for (retry_after, wait_ms) in [("2", 2_000), ("Thu, 01 Jan 2026 00:00:30 GMT", 30_000)] {
-        let h = harness(true);
+        let h = harness(true).await;
         let base = allowed_provider(&h).await;
         provider_control(
             &base,
@@ -295,7 +296,7 @@ async fn deliver(h: &Harness, base: &str) -> RunView {
 /// backoff through 5xx, waiting exactly as asked on 429, and final on 410.
 #[tokio::test]
 async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = allowed_provider(&h).await;
     provider_control(&base, json!({ "webhook_status": 502, "webhook_times": 2 })).await;
     let view = deliver(&h, &base).await;
@@ -323,7 +324,7 @@ async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
         "one Webhook-Id on every attempt: {ids:?}"
     );
 
-    let h = harness(true);
+    let h = harness(true).await;
     let base = allowed_provider(&h).await;
     provider_control(
         &base,
@@ -335,7 +336,7 @@ async fn the_webhook_example_backs_off_honours_retry_after_and_stops_on_410() {
     let waits: Vec<u64> = h.clock.waits().iter().map(|(f, t)| t - f).collect();
     assert_eq!(waits, vec![120_000], "Retry-After wins over the backoff");
 
-    let h = harness(true);
+    let h = harness(true).await;
     let base = allowed_provider(&h).await;
     provider_control(&base, json!({ "webhook_status": 410 })).await;
     let view = deliver(&h, &base).await;
@@ -362,7 +363,8 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
             ..EgressConfig::default()
         },
         ..EngineConfig::default()
-    });
+    })
+    .await;
     let base = fake_provider().await;
     h.engine.set_egress("slow", rules(&[&base])).await.unwrap();
     // Every charge is made, then answered only after 3 s.
@@ -405,7 +407,7 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
         let (engine, quick) = (h.engine.clone(), quick.clone());
         tokio::spawn(async move { engine.run_to_end(&quick).await })
     };
-    let store = h.engine.store();
+    let store = h.redb.clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !store.run(&quick).unwrap().unwrap().status.is_final() {
         assert!(
@@ -426,7 +428,7 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
         unfinished, 10,
         "the quick tenant finished while the slow one still waited"
     );
-    let running = slow.iter().filter(|id| h.engine.is_running(id)).count();
+    let running = slow.iter().filter(|id| h.redb.is_claimed(id)).count();
     assert!(
         (1..=2).contains(&running),
         "the slow tenant holds at most its cap of 2 slots, held {running}"
@@ -438,7 +440,7 @@ async fn attempts_waiting_on_slow_http_use_only_their_tenants_slots() {
 /// sends through the same egress rules.
 #[tokio::test]
 async fn a_guest_using_wstd_sends_under_the_same_rules() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = fake_provider().await;
     let url = format!("{base}/v1/contacts");
     let denied = h
@@ -491,7 +493,7 @@ async fn a_guest_using_wstd_sends_under_the_same_rules() {
 /// provider, and the call is on the timeline with the reason.
 #[tokio::test]
 async fn the_attempts_deadline_ends_a_call_in_flight() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = allowed_provider(&h).await;
     provider_control(&base, json!({ "lose_next": 1, "lose_delay_ms": 20_000 })).await;
     let started = std::time::Instant::now();
@@ -526,7 +528,7 @@ async fn the_attempts_deadline_ends_a_call_in_flight() {
 #[tokio::test]
 async fn concurrent_requests_are_capped_per_attempt() {
     for (cap, most) in [(4, 3), (2, 2)] {
-        let h = harness(true);
+        let h = harness(true).await;
         let base = fake_provider().await;
         provider_control(&base, json!({ "hold_ms": 1_500 })).await;
         let mut settings = rules(&[&base]);
@@ -581,7 +583,7 @@ async fn the_connect_timeout_ends_a_call_that_never_connects() {
         assert!(queued.len() < 64, "the accept queue never filled");
     }
 
-    let h = harness(true);
+    let h = harness(true).await;
     let base = format!("http://{addr}");
     let mut settings = rules(&[&base]);
     settings.limits = Some(LimitsPatch {
@@ -618,7 +620,7 @@ async fn the_connect_timeout_ends_a_call_that_never_connects() {
 /// may send is refused for tenant "stranger", and the provider sees only the owner's.
 #[tokio::test]
 async fn another_tenants_rules_never_apply() {
-    let h = harness(true);
+    let h = harness(true).await;
     let base = fake_provider().await;
     h.engine.set_egress("owner", rules(&[&base])).await.unwrap();
     let http = h.deploy(guests::HTTP_CLIENT).await;

@@ -80,7 +80,8 @@ async fn fetch_over_tls(trust_ca: bool) -> stepwise::RunView {
             ..EgressConfig::default()
         },
         ..EngineConfig::default()
-    });
+    })
+    .await;
     let rules = TenantEgress {
         rules: vec![RuleSpec {
             pattern: format!("localhost:{port}"),

@@ -22,11 +22,12 @@ fn limits() -> JournalLimits {
     }
 }
 
-fn hostile_harness() -> Harness {
+async fn hostile_harness() -> Harness {
     harness_with(EngineConfig {
         journal: limits(),
         ..EngineConfig::default()
     })
+    .await
 }
 
 /// Small fuel and time, so compute attacks end quickly.
@@ -66,14 +67,14 @@ fn failed_with(view: &RunView, kind: FailureKind, attempts: u32) -> String {
 
 #[tokio::test]
 async fn an_infinite_loop_in_the_body_runs_out_of_fuel() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "spin", json!({})).await;
     failed_with(&view, FailureKind::FuelExhausted, 1);
 }
 
 #[tokio::test]
 async fn an_infinite_loop_in_a_step_hits_the_deadline_and_is_charged_to_the_step() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = h
         .run(
             guests::HOSTILE,
@@ -95,14 +96,14 @@ async fn an_infinite_loop_in_a_step_hits_the_deadline_and_is_charged_to_the_step
 
 #[tokio::test]
 async fn a_memory_bomb_hits_the_memory_limit() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "bomb", json!({})).await;
     failed_with(&view, FailureKind::MemoryLimit, 1);
 }
 
 #[tokio::test]
 async fn unbounded_recursion_exhausts_the_stack_as_a_trap() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "recurse", json!({})).await;
     // Rust's stack lives in linear memory: running off its end is an out-of-bounds access.
     let message = failed_with(&view, FailureKind::Trap, 1);
@@ -111,7 +112,7 @@ async fn unbounded_recursion_exhausts_the_stack_as_a_trap() {
 
 #[tokio::test]
 async fn an_oversize_step_output_is_refused_and_not_recorded() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "big-step-output", json!({"bytes": 2 << 20})).await;
     let message = failed_with(&view, FailureKind::LimitExceeded, 1);
     assert!(message.contains("over the 1048576-byte limit"), "{message}");
@@ -124,7 +125,7 @@ async fn an_oversize_step_output_is_refused_and_not_recorded() {
 
 #[tokio::test]
 async fn an_oversize_job_output_is_refused() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "big-output", json!({"bytes": 2 << 20})).await;
     let message = failed_with(&view, FailureKind::LimitExceeded, 1);
     assert!(message.starts_with("job output is"), "{message}");
@@ -133,7 +134,7 @@ async fn an_oversize_job_output_is_refused() {
 
 #[tokio::test]
 async fn an_oversize_error_message_is_cut_and_ends_the_run() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "big-error", json!({"bytes": 1 << 20})).await;
     // Retryable as the guest said, but a limit failure: final on the first attempt.
     let message = failed_with(&view, FailureKind::LimitExceeded, 1);
@@ -146,7 +147,7 @@ async fn an_oversize_error_message_is_cut_and_ends_the_run() {
 
 #[tokio::test]
 async fn a_flood_of_empty_log_lines_is_bounded_by_the_line_limit() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "log-flood", json!({"lines": 200_000})).await;
     assert_eq!(view.run.status, RunStatus::Completed);
     // 1,000 lines kept, then one line saying how many were dropped.
@@ -159,7 +160,7 @@ async fn a_flood_of_empty_log_lines_is_bounded_by_the_line_limit() {
 
 #[tokio::test]
 async fn a_flood_of_log_bytes_is_bounded_by_the_byte_limit() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "log-flood", json!({"lines": 100, "bytes": 100_000})).await;
     assert_eq!(view.run.status, RunStatus::Completed);
     let kept: usize = view.logs.iter().map(|l| l.message.len()).sum();
@@ -169,7 +170,7 @@ async fn a_flood_of_log_bytes_is_bounded_by_the_byte_limit() {
 
 #[tokio::test]
 async fn a_flood_of_stdout_is_bounded_by_the_capture() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "log-flood", json!({"lines": 100_000, "stdout": true})).await;
     assert_eq!(view.run.status, RunStatus::Completed);
     assert!(
@@ -181,7 +182,7 @@ async fn a_flood_of_stdout_is_bounded_by_the_capture() {
 
 #[tokio::test]
 async fn an_absurd_step_name_is_a_protocol_violation() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "long-step-name", json!({"bytes": 1 << 20})).await;
     let message = failed_with(&view, FailureKind::ProtocolViolation, 1);
     assert!(
@@ -193,7 +194,7 @@ async fn an_absurd_step_name_is_a_protocol_violation() {
 
 #[tokio::test]
 async fn a_hundred_thousand_steps_stop_at_the_steps_limit() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "many-steps", json!({"n": 100_000})).await;
     let message = failed_with(&view, FailureKind::LimitExceeded, 1);
     assert!(message.contains("already has 50 steps"), "{message}");
@@ -202,7 +203,7 @@ async fn a_hundred_thousand_steps_stop_at_the_steps_limit() {
 
 #[tokio::test]
 async fn a_growing_journal_stops_at_the_journal_limit() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(
         &h,
         "growing-steps",
@@ -217,7 +218,7 @@ async fn a_growing_journal_stops_at_the_journal_limit() {
 
 #[tokio::test]
 async fn a_sleep_of_duration_max_is_refused() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "sleep-forever", json!({})).await;
     let message = failed_with(&view, FailureKind::LimitExceeded, 1);
     assert!(
@@ -228,7 +229,7 @@ async fn a_sleep_of_duration_max_is_refused() {
 
 #[tokio::test]
 async fn a_retry_after_of_duration_max_is_clamped_to_the_longest_delay() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "retry-after-forever", json!({})).await;
     failed_with(&view, FailureKind::RetryAfter, 2);
     // The manual clock jumped over the wait, which was exactly the longest delay.
@@ -239,7 +240,7 @@ async fn a_retry_after_of_duration_max_is_clamped_to_the_longest_delay() {
 
 #[tokio::test]
 async fn exit_with_a_code_is_a_trap_naming_the_code() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     // WASI preview 2 carries only success or failure: any non-zero code arrives as 1.
     let view = attack(&h, "exit", json!({"code": 3})).await;
     let message = failed_with(&view, FailureKind::Trap, 1);
@@ -248,7 +249,7 @@ async fn exit_with_a_code_is_a_trap_naming_the_code() {
 
 #[tokio::test]
 async fn a_panic_is_a_trap_with_its_message() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = attack(&h, "panic", json!({})).await;
     let message = failed_with(&view, FailureKind::Trap, 1);
     assert!(message.contains("hostile panic"), "{message}");
@@ -256,7 +257,7 @@ async fn a_panic_is_a_trap_with_its_message() {
 
 #[tokio::test]
 async fn every_step_protocol_violation_ends_the_run_at_once() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     for (job, says) in [
         ("succeed-without-begin", "succeed('a') without begin('a')"),
         ("fail-without-begin", "fail('a') without begin('a')"),
@@ -295,7 +296,7 @@ async fn deploy_error(h: &Harness, path: &str) -> String {
 
 #[tokio::test]
 async fn a_describe_with_a_nan_backoff_is_refused_at_deploy() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let e = deploy_error(&h, guests::DESCRIBE_NAN).await;
     assert!(
         e.contains("job 'nan'") && e.contains("backoff.multiplier"),
@@ -305,14 +306,14 @@ async fn a_describe_with_a_nan_backoff_is_refused_at_deploy() {
 
 #[tokio::test]
 async fn a_describe_with_a_hundred_thousand_jobs_is_refused_at_deploy() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let e = deploy_error(&h, guests::DESCRIBE_HUGE).await;
     assert!(e.contains("100003 jobs"), "{e}");
 }
 
 #[tokio::test]
 async fn a_describe_asking_for_u64_max_is_clamped_to_the_caps() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let view = h
         .run(
             guests::DESCRIBE_MAX,
@@ -337,7 +338,7 @@ async fn a_describe_asking_for_u64_max_is_clamped_to_the_caps() {
 
 #[tokio::test]
 async fn absurd_enqueue_policies_and_delays_are_refused_and_nothing_is_stored() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let module = h.deploy(guests::TESTBED).await;
     let backoff = |b: Backoff| PolicyOverrides {
         backoff: Some(b),
@@ -394,7 +395,7 @@ async fn absurd_enqueue_policies_and_delays_are_refused_and_nothing_is_stored() 
             other => panic!("expected a policy error for {field}, got {other:?}"),
         }
     }
-    assert_eq!(h.engine.store().census().unwrap(), Default::default());
+    assert_eq!(h.redb.census().unwrap(), Default::default());
 }
 
 /// A cancel reaches an attempt spinning inside a step: the guest is stopped at its next epoch
@@ -402,7 +403,7 @@ async fn absurd_enqueue_policies_and_delays_are_refused_and_nothing_is_stored() 
 /// no failure recorded: the run's next state is the canceller's to write).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_stops_a_spinning_attempt_and_settles_nothing() {
-    let h = hostile_harness();
+    let h = hostile_harness().await;
     let overrides = PolicyOverrides {
         fuel: Some(1_000_000_000_000),
         timeout_ms: Some(120_000),
@@ -421,7 +422,7 @@ async fn a_cancel_stops_a_spinning_attempt_and_settles_nothing() {
         })
     };
     let started = std::time::Instant::now();
-    while !h.engine.is_running(&id) {
+    while !h.engine.is_running(&id).await.unwrap() {
         assert!(
             started.elapsed().as_secs() < 30,
             "the attempt never started"
@@ -438,9 +439,9 @@ async fn a_cancel_stops_a_spinning_attempt_and_settles_nothing() {
         .expect("the cancelled attempt ended")
         .unwrap()
         .unwrap();
-    assert!(!h.engine.is_running(&id));
+    assert!(!h.engine.is_running(&id).await.unwrap());
     assert!(!h.engine.cancel_attempt(&id), "no attempt runs any more");
-    let view = h.engine.view(&id).unwrap();
+    let view = h.engine.view(&id).await.unwrap();
     assert_eq!(view.run.attempts, 0, "{:?}", view.run);
     assert_eq!(view.run.status, RunStatus::Queued);
     assert!(view.run.error.is_none());

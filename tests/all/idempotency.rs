@@ -19,7 +19,7 @@ fn keyed(tenant: &str, key: &str, payload: serde_json::Value) -> NewRun {
 
 #[tokio::test]
 async fn same_key_same_payload_reuses_the_run_and_another_payload_conflicts() {
-    let h = harness();
+    let h = harness().await;
     let acme = h.engine.create_tenant("acme").await.unwrap();
     let bytes = std::fs::read(guests::TESTBED).unwrap();
     h.engine.deploy_for("acme", &bytes).await.unwrap();
@@ -51,9 +51,9 @@ async fn same_key_same_payload_reuses_the_run_and_another_payload_conflicts() {
         }
         other => panic!("{other}"),
     }
-    assert_eq!(h.engine.store().runs().unwrap().len(), 1);
+    assert_eq!(h.redb.runs().unwrap().len(), 1);
     assert_eq!(
-        h.engine.authenticate(&acme.token).unwrap().as_deref(),
+        h.engine.authenticate(&acme.token).await.unwrap().as_deref(),
         Some("acme")
     );
 
@@ -80,7 +80,7 @@ async fn same_key_same_payload_reuses_the_run_and_another_payload_conflicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_enqueues_with_one_key_create_one_run() {
-    let h = harness();
+    let h = harness().await;
     h.engine.create_tenant("acme").await.unwrap();
     let bytes = std::fs::read(guests::TESTBED).unwrap();
     h.engine.deploy_for("acme", &bytes).await.unwrap();
@@ -105,12 +105,12 @@ async fn a_hundred_concurrent_enqueues_with_one_key_create_one_run() {
     }
     assert_eq!(created, 1);
     assert_eq!(ids.len(), 1);
-    assert_eq!(h.engine.store().runs().unwrap().len(), 1);
+    assert_eq!(h.redb.runs().unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn keys_and_runs_are_scoped_to_their_tenant() {
-    let h = harness();
+    let h = harness().await;
     for t in ["acme", "globex"] {
         h.engine.create_tenant(t).await.unwrap();
         let bytes = std::fs::read(guests::TESTBED).unwrap();
@@ -132,12 +132,13 @@ async fn keys_and_runs_are_scoped_to_their_tenant() {
     );
     assert_ne!(a.run.id, g.run.id);
     assert!(matches!(
-        h.engine.tenant_run("globex", &a.run.id),
+        h.engine.tenant_run("globex", &a.run.id).await,
         Err(EngineError::UnknownRun(_))
     ));
     let page = h
         .engine
         .list_runs("acme", &Default::default(), None, 10)
+        .await
         .unwrap();
     assert_eq!(page.runs.len(), 1);
     assert_eq!(page.runs[0].id, a.run.id);
@@ -165,7 +166,8 @@ async fn higher_priority_runs_start_first() {
     let h = harness_with(stepwise::EngineConfig {
         concurrency: 1,
         ..Default::default()
-    });
+    })
+    .await;
     let module = h.deploy(guests::TESTBED).await;
     let mut runs = Vec::new();
     for (i, priority) in [0, 5, 1, 9].into_iter().enumerate() {
@@ -182,7 +184,7 @@ async fn higher_priority_runs_start_first() {
         runs.push((priority, run.id));
     }
     // One worker: stop after k completions and see which runs those were.
-    let store = h.engine.store();
+    let store = h.redb;
     let completed = || -> Vec<i32> {
         runs.iter()
             .filter(|(_, id)| store.run(id).unwrap().unwrap().status == RunStatus::Completed)

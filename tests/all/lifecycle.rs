@@ -9,7 +9,7 @@ use crate::util::*;
 
 #[tokio::test]
 async fn payments_example_retries_provision_and_charges_once() {
-    let h = harness_with(http_config());
+    let h = harness_with(http_config()).await;
     let base = fake_provider().await;
     h.allow_payments(&base).await;
     provider_control(&base, json!({ "fail_accounts_next": 2 })).await;
@@ -53,7 +53,7 @@ async fn payments_example_retries_provision_and_charges_once() {
 
 #[tokio::test]
 async fn digest_example_completes_for_a_known_user() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::DIGEST,
@@ -69,7 +69,7 @@ async fn digest_example_completes_for_a_known_user() {
 
 #[tokio::test]
 async fn typed_payload_round_trips() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -84,7 +84,7 @@ async fn typed_payload_round_trips() {
 
 #[tokio::test]
 async fn repeated_step_names_get_stable_suffixes() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -100,7 +100,7 @@ async fn repeated_step_names_get_stable_suffixes() {
 
 #[tokio::test]
 async fn guest_output_is_captured_and_bounded() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -138,7 +138,7 @@ async fn guest_output_is_captured_and_bounded() {
 
 #[tokio::test]
 async fn many_concurrent_runs_complete_with_grouped_commits() {
-    let h = harness();
+    let h = harness().await;
     let mut ids = Vec::new();
     for i in 0..40 {
         ids.push(
@@ -151,16 +151,16 @@ async fn many_concurrent_runs_complete_with_grouped_commits() {
             .await,
         );
     }
-    let before = h.engine.store().stats();
+    let before = h.redb.stats();
     let batches_before = before.batches.load(std::sync::atomic::Ordering::Relaxed);
     let commits_before = before.commits.load(std::sync::atomic::Ordering::Relaxed);
     h.engine.drain().await.unwrap();
     for id in &ids {
-        let view = h.engine.view(id).unwrap();
+        let view = h.engine.view(id).await.unwrap();
         assert_eq!(view.run.status, RunStatus::Completed);
         assert_eq!(executions(&view, "b"), 1);
     }
-    let stats = h.engine.store().stats();
+    let stats = h.redb.stats();
     let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed) - batches_before;
     let commits = stats.commits.load(std::sync::atomic::Ordering::Relaxed) - commits_before;
     // 40 runs × (3 step completions + 1 settlement) = 160 acknowledged batches.

@@ -8,7 +8,7 @@ use crate::util::*;
 
 #[tokio::test]
 async fn manual_retry_gives_a_fresh_budget_and_reuses_completed_steps() {
-    let h = harness();
+    let h = harness().await;
     // b fails on its first three attempts; two attempts per step are not enough.
     let view = h
         .run(
@@ -29,13 +29,7 @@ async fn manual_retry_gives_a_fresh_budget_and_reuses_completed_steps() {
     let view = h.engine.run_to_end(&id).await.unwrap();
     assert_eq!(view.run.status, RunStatus::Completed, "{view:#?}");
     assert!(!view.dead_lettered);
-    assert!(
-        h.engine
-            .store()
-            .dead_letters("local", "default")
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.redb.dead_letters("local", "default").unwrap().is_empty());
     assert_eq!(
         executions(&view, "a"),
         1,
@@ -51,7 +45,7 @@ async fn manual_retry_gives_a_fresh_budget_and_reuses_completed_steps() {
 
 #[tokio::test]
 async fn durable_sleep_suspends_and_resumes_after_the_time() {
-    let h = harness();
+    let h = harness().await;
     let id = h
         .enqueue(
             guests::TESTBED,
@@ -60,7 +54,7 @@ async fn durable_sleep_suspends_and_resumes_after_the_time() {
             Default::default(),
         )
         .await;
-    let store = h.engine.store();
+    let store = h.redb;
     // Run until the run is suspended: no instance is held, the timer is in the journal.
     h.engine
         .work_until(|| {
@@ -71,7 +65,7 @@ async fn durable_sleep_suspends_and_resumes_after_the_time() {
         })
         .await
         .unwrap();
-    let view = h.engine.view(&id).unwrap();
+    let view = h.engine.view(&id).await.unwrap();
     assert_eq!(view.run.status, RunStatus::Sleeping);
     assert_eq!(view.run.ready_at, Some(START + 3_600_000));
     let nap = view.steps.iter().find(|s| s.name == "nap").unwrap();

@@ -9,7 +9,7 @@ use crate::util::*;
 
 #[tokio::test]
 async fn completed_steps_are_not_run_again() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -35,7 +35,7 @@ async fn completed_steps_are_not_run_again() {
 
 #[tokio::test]
 async fn each_step_has_its_own_attempt_budget() {
-    let h = harness();
+    let h = harness().await;
     // Three attempts per step; b and c each fail twice: five run attempts in all, yet no step
     // exceeds its own budget.
     let view = h
@@ -55,7 +55,7 @@ async fn each_step_has_its_own_attempt_budget() {
 
 #[tokio::test]
 async fn backoff_doubles_without_jitter() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -84,7 +84,7 @@ async fn jitter_is_seeded_bounded_and_reproducible() {
     let payload = json!({"steps": ["a"], "fail": {"a": 5}});
     let mut schedules = Vec::new();
     for _ in 0..2 {
-        let h = harness();
+        let h = harness().await;
         let view = h
             .run(guests::TESTBED, "flaky", payload.clone(), overrides)
             .await;
@@ -106,7 +106,7 @@ async fn jitter_is_seeded_bounded_and_reproducible() {
 
 #[tokio::test]
 async fn exhausted_runs_fail_and_are_dead_lettered_with_history() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -129,7 +129,7 @@ async fn exhausted_runs_fail_and_are_dead_lettered_with_history() {
     let kinds = timeline_kinds(&view);
     assert_eq!(kinds.iter().filter(|k| *k == "attempt_failed").count(), 3);
     assert_eq!(kinds.last().map(String::as_str), Some("failed"));
-    let listed = h.engine.store().dead_letters("local", "default").unwrap();
+    let listed = h.redb.dead_letters("local", "default").unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].0, view.run.id);
     assert_eq!(h.clock.waits().len(), 2, "no wait after the last attempt");
@@ -137,7 +137,7 @@ async fn exhausted_runs_fail_and_are_dead_lettered_with_history() {
 
 #[tokio::test]
 async fn non_retryable_errors_fail_at_once() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::DIGEST,
@@ -165,7 +165,8 @@ async fn retry_after_sets_the_next_attempt_time() {
             ..Default::default()
         },
         ..Default::default()
-    });
+    })
+    .await;
     let base = fake_provider().await;
     let rules = stepwise::egress::TenantEgress {
         rules: vec![stepwise::egress::RuleSpec {
@@ -200,7 +201,7 @@ async fn retry_after_sets_the_next_attempt_time() {
 
 #[tokio::test]
 async fn failures_outside_steps_spend_the_body_budget() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,

@@ -15,7 +15,7 @@ fn once(overrides: PolicyOverrides) -> PolicyOverrides {
 
 #[tokio::test]
 async fn a_looping_guest_runs_out_of_fuel() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -42,7 +42,7 @@ async fn a_looping_guest_runs_out_of_fuel() {
 
 #[tokio::test]
 async fn a_slow_guest_hits_its_deadline() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -63,7 +63,7 @@ async fn a_slow_guest_hits_its_deadline() {
 
 #[tokio::test]
 async fn a_greedy_guest_hits_its_memory_limit() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(
             guests::TESTBED,
@@ -101,7 +101,7 @@ async fn a_greedy_guest_hits_its_memory_limit() {
 
 #[tokio::test]
 async fn a_panicking_guest_traps_with_its_message() {
-    let h = harness();
+    let h = harness().await;
     let view = h
         .run(guests::TESTBED, "panic", json!({}), attempts(2, 10))
         .await;
@@ -115,7 +115,7 @@ async fn a_panicking_guest_traps_with_its_message() {
 #[tokio::test]
 async fn limits_are_distinct_kinds_in_one_store() {
     // The same store records all kinds side by side; a failure in one run never touches another.
-    let h = harness();
+    let h = harness().await;
     let ok = h
         .run(
             guests::TESTBED,
@@ -138,7 +138,7 @@ async fn limits_are_distinct_kinds_in_one_store() {
     assert_eq!(ok.run.status, RunStatus::Completed);
     assert_eq!(fuel.run.error.unwrap().kind, FailureKind::FuelExhausted);
     assert_eq!(
-        h.engine.view(&ok.run.id).unwrap().run.status,
+        h.engine.view(&ok.run.id).await.unwrap().run.status,
         RunStatus::Completed
     );
 }

@@ -88,7 +88,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test]
 async fn a_bound_secret_reaches_its_host_and_appears_nowhere_else() {
     let key = SecretKeys::generate();
-    let h = harness_with(config(Some(&key), &[]));
+    let h = harness_with(config(Some(&key), &[])).await;
     let base = allowed_provider(&h).await;
     let info = h
         .engine
@@ -117,7 +117,7 @@ async fn a_bound_secret_reaches_its_host_and_appears_nowhere_else() {
         "the run view holds the value: {recorded}"
     );
     assert!(recorded.contains("[secret:PAYMENTS_KEY]"), "{recorded}");
-    let listing = serde_json::to_string(&h.engine.list_secrets(LOCAL).unwrap()).unwrap();
+    let listing = serde_json::to_string(&h.engine.list_secrets(LOCAL).await.unwrap()).unwrap();
     assert!(!listing.contains(VALUE));
     assert!(
         !contains(&store_bytes(&h), VALUE),
@@ -128,7 +128,7 @@ async fn a_bound_secret_reaches_its_host_and_appears_nowhere_else() {
 #[tokio::test]
 async fn a_bound_secret_sent_to_another_host_is_refused() {
     let key = SecretKeys::generate();
-    let h = harness_with(config(Some(&key), &[]));
+    let h = harness_with(config(Some(&key), &[])).await;
     let base = allowed_provider(&h).await;
     h.engine
         .set_secret(
@@ -156,7 +156,7 @@ async fn a_bound_secret_sent_to_another_host_is_refused() {
 #[tokio::test]
 async fn a_readable_secret_is_returned_and_masked_in_everything_recorded() {
     let key = SecretKeys::generate();
-    let h = harness_with(config(Some(&key), &[]));
+    let h = harness_with(config(Some(&key), &[])).await;
     h.engine
         .set_secret(LOCAL, "SIGNING", secret(VALUE, &[], true))
         .await
@@ -213,7 +213,7 @@ async fn a_readable_secret_is_returned_and_masked_in_everything_recorded() {
 
 #[tokio::test]
 async fn without_a_key_secrets_are_refused_clearly() {
-    let h = harness_with(config(None, &[]));
+    let h = harness_with(config(None, &[])).await;
     let e = h
         .engine
         .set_secret(LOCAL, "K", secret("value", &[], true))
@@ -221,7 +221,7 @@ async fn without_a_key_secrets_are_refused_clearly() {
         .unwrap_err();
     assert!(e.to_string().contains("no secrets key"), "{e}");
     let key = SecretKeys::generate();
-    let h = harness_with(config(Some(&key), &[]));
+    let h = harness_with(config(Some(&key), &[])).await;
     for (name, s, says) in [
         ("bad name", secret("v", &[], true), "letters"),
         ("K", secret("v", &[], false), "nothing could use it"),
@@ -231,26 +231,28 @@ async fn without_a_key_secrets_are_refused_clearly() {
         assert!(e.to_string().contains(says), "{e}");
     }
     assert!(
-        h.engine.list_secrets(LOCAL).unwrap().is_empty(),
+        h.engine.list_secrets(LOCAL).await.unwrap().is_empty(),
         "nothing stored"
     );
     let e = h.engine.delete_secret(LOCAL, "K").await.unwrap_err();
     assert!(e.to_string().contains("unknown secret"));
 }
 
-fn reopen(dir: &std::path::Path, config: EngineConfig) -> Engine {
+async fn reopen(dir: &std::path::Path, config: EngineConfig) -> Engine {
     let mut config = config;
     config.runtime = RuntimeConfig {
         compile_cache: Some(compile_cache()),
         max_instances: 8,
         ..config.runtime
     };
-    Engine::open(
+    stepwise::open_engine(
         dir,
+        stepwise::store::RedbOptions::default(),
         config,
         Arc::new(ManualClock::new(START)),
         Arc::new(SeededJitter::new(1)),
     )
+    .await
     .expect("engine opens")
 }
 
@@ -259,14 +261,14 @@ async fn a_rotated_key_reseals_every_value_and_the_old_key_can_go() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (SecretKeys::generate(), SecretKeys::generate());
     {
-        let engine = reopen(dir.path(), config(Some(&old), &[]));
+        let engine = reopen(dir.path(), config(Some(&old), &[])).await;
         engine
             .set_secret(LOCAL, "SIGNING", secret(VALUE, &[], true))
             .await
             .unwrap();
     }
     {
-        let engine = reopen(dir.path(), config(Some(&new), &[&old]));
+        let engine = reopen(dir.path(), config(Some(&new), &[&old])).await;
         assert_eq!(engine.reseal_secrets().await.unwrap(), 1);
         assert_eq!(
             engine.reseal_secrets().await.unwrap(),
@@ -274,7 +276,7 @@ async fn a_rotated_key_reseals_every_value_and_the_old_key_can_go() {
             "nothing left to re-seal"
         );
     }
-    let engine = reopen(dir.path(), config(Some(&new), &[]));
+    let engine = reopen(dir.path(), config(Some(&new), &[])).await;
     let view = {
         let bytes = std::fs::read(guests::HTTP_CLIENT).unwrap();
         let module = engine.deploy(&bytes).await.unwrap().hash.clone();

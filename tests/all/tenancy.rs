@@ -66,8 +66,12 @@ impl NativeHandler for Jobs {
     }
 }
 
-fn engine_with(config: EngineConfig) -> (Harness, Arc<Jobs>, String) {
-    let h = harness_with(config);
+async fn engine_with(config: EngineConfig) -> (Harness, Arc<Jobs>, String) {
+    engine_on(config, Durability::Immediate).await
+}
+
+async fn engine_on(config: EngineConfig, durability: Durability) -> (Harness, Arc<Jobs>, String) {
+    let h = harness_on(config, durability).await;
     let jobs = Jobs::new();
     let module = h.engine.register_native("jobs", jobs.clone());
     (h, jobs, module)
@@ -90,7 +94,7 @@ async fn until_running(engine: &Engine, want: &[(&str, usize)]) {
     let want: BTreeMap<String, usize> = want.iter().map(|(t, n)| ((*t).into(), *n)).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let now = engine.store().occupancy().running_by_tenant;
+        let now = engine.store().occupancy().await.unwrap().running_by_tenant;
         if now == want {
             return;
         }
@@ -104,11 +108,14 @@ async fn until_running(engine: &Engine, want: &[(&str, usize)]) {
 
 #[tokio::test]
 async fn a_tenant_with_50000_due_runs_at_top_priority_does_not_delay_another_tenants_first_run() {
-    let (h, jobs, module) = engine_with(EngineConfig {
-        durability: Durability::Eventual,
-        concurrency: 4,
-        ..EngineConfig::default()
-    });
+    let (h, jobs, module) = engine_on(
+        EngineConfig {
+            concurrency: 4,
+            ..EngineConfig::default()
+        },
+        Durability::Eventual,
+    )
+    .await;
     let mut enqueues = tokio::task::JoinSet::new();
     for chunk in 0..50 {
         let (engine, module) = (h.engine.clone(), module.clone());
@@ -147,7 +154,8 @@ async fn per_tenant_caps_hold_while_attempts_run() {
         concurrency: 8,
         tenants,
         ..EngineConfig::default()
-    });
+    })
+    .await;
     for i in 0..10 {
         create(&h.engine, new_run(&module, "a", "hold", &format!("a{i}"))).await;
     }
@@ -160,7 +168,7 @@ async fn per_tenant_caps_hold_while_attempts_run() {
     until_running(&h.engine, &[("a", 2), ("b", 4)]).await;
     jobs.gate.add_permits(16);
     drain.await.unwrap().unwrap();
-    assert_eq!(h.engine.store().occupancy().running, 0);
+    assert_eq!(h.redb.occupancy().running, 0);
     assert_eq!(jobs.started.lock().unwrap().len(), 16);
 }
 
@@ -169,7 +177,8 @@ async fn the_memory_budget_queues_runs_instead_of_running_them_all() {
     let (h, jobs, module) = engine_with(EngineConfig {
         memory_budget_bytes: 100 << 20,
         ..EngineConfig::default()
-    });
+    })
+    .await;
     for i in 0..3 {
         let mut run = new_run(&module, "a", "hold", &format!("m{i}"));
         run.overrides.memory_bytes = Some(64 << 20);
@@ -178,15 +187,15 @@ async fn the_memory_budget_queues_runs_instead_of_running_them_all() {
     let engine = h.engine.clone();
     let drain = tokio::spawn(async move { engine.drain().await });
     until_running(&h.engine, &[("a", 1)]).await;
-    assert_eq!(h.engine.store().occupancy().memory_in_use, 64 << 20);
+    assert_eq!(h.redb.occupancy().memory_in_use, 64 << 20);
     jobs.gate.add_permits(3);
     drain.await.unwrap().unwrap();
-    assert_eq!(h.engine.store().occupancy().memory_in_use, 0);
+    assert_eq!(h.redb.occupancy().memory_in_use, 0);
 }
 
 #[tokio::test]
 async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
-    let (h, _jobs, module) = engine_with(EngineConfig::default());
+    let (h, _jobs, module) = engine_with(EngineConfig::default()).await;
     h.engine
         .set_queue(
             "a",
@@ -200,7 +209,7 @@ async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
     let boom = create(&h.engine, new_run(&module, "a", "boom", "boom")).await;
     let next = create(&h.engine, new_run(&module, "a", "work", "next")).await;
     h.engine.drain().await.unwrap();
-    let view = h.engine.view(&boom).unwrap();
+    let view = h.engine.view(&boom).await.unwrap();
     assert_eq!(view.run.status, RunStatus::Failed);
     assert!(view.dead_lettered);
     let error = view.run.error.unwrap();
@@ -212,12 +221,12 @@ async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
     );
     // The queue's only slot was released: the next run completed.
     assert_eq!(
-        h.engine.view(&next).unwrap().run.status,
+        h.engine.view(&next).await.unwrap().run.status,
         RunStatus::Completed
     );
     assert_eq!(h.engine.metrics().host_panics(), 1);
-    assert_eq!(h.engine.store().occupancy(), Default::default());
-    let store = h.engine.store();
+    assert_eq!(h.redb.occupancy(), Default::default());
+    let store = h.redb;
     let mut counted = store.census().unwrap();
     assert!(counted.stored_bytes["a"] > 0, "{counted:?}");
     counted.stored_bytes.clear();
@@ -227,17 +236,19 @@ async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
 #[tokio::test]
 async fn an_unreadable_run_record_is_set_aside_and_everything_else_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        Engine::open(
+    let open = || async {
+        stepwise::open_engine(
             dir.path(),
+            stepwise::store::RedbOptions::default(),
             EngineConfig::default(),
             Arc::new(stepwise::ManualClock::new(START)),
             Arc::new(stepwise::SeededJitter::new(SEED)),
         )
+        .await
         .unwrap()
     };
     let (poisoned, healthy) = {
-        let engine = open();
+        let engine = open().await;
         let module = engine.register_native("jobs", Jobs::new());
         (
             create(&engine, new_run(&module, "a", "work", "p")).await,
@@ -255,14 +266,14 @@ async fn an_unreadable_run_record_is_set_aside_and_everything_else_goes_on() {
             .unwrap();
         txn.commit().unwrap();
     }
-    let engine = open();
+    let engine = open().await;
     engine.register_native("jobs", Jobs::new());
     engine.drain().await.unwrap();
     assert_eq!(
-        engine.view(&healthy).unwrap().run.status,
+        engine.view(&healthy).await.unwrap().run.status,
         RunStatus::Completed
     );
-    let aside = engine.store().unreadable_runs();
+    let aside = engine.store().unreadable_runs().await.unwrap();
     assert_eq!(aside.len(), 1);
     assert_eq!(aside[0].0, poisoned);
     assert!(aside[0].1.contains("corrupt"), "{}", aside[0].1);

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use stepwise::store::RedbStore;
 use stepwise::{
-    Engine, EngineConfig, ManualClock, NewRun, PolicyOverrides, RunView, RuntimeConfig,
+    Durability, Engine, EngineConfig, ManualClock, NewRun, PolicyOverrides, RunView, RuntimeConfig,
     SeededJitter,
 };
 
@@ -20,16 +21,23 @@ pub fn compile_cache() -> std::path::PathBuf {
 
 pub struct Harness {
     pub engine: Engine,
+    /// The engine's store, for tests that read it directly (synchronously).
+    pub redb: Arc<RedbStore>,
     pub clock: ManualClock,
     /// Kept so the data dir lives as long as the harness.
     pub _dir: tempfile::TempDir,
 }
 
-pub fn harness() -> Harness {
-    harness_with(EngineConfig::default())
+pub async fn harness() -> Harness {
+    harness_with(EngineConfig::default()).await
 }
 
-pub fn harness_with(mut config: EngineConfig) -> Harness {
+pub async fn harness_with(config: EngineConfig) -> Harness {
+    harness_on(config, Durability::Immediate).await
+}
+
+/// [`harness_with`] on a store with the given durability.
+pub async fn harness_on(mut config: EngineConfig, durability: Durability) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(START);
     config.runtime = RuntimeConfig {
@@ -37,15 +45,18 @@ pub fn harness_with(mut config: EngineConfig) -> Harness {
         max_instances: 32,
         ..config.runtime
     };
-    let engine = Engine::open(
-        dir.path(),
+    let redb = Arc::new(RedbStore::open(dir.path(), durability).expect("store opens"));
+    let engine = Engine::new(
+        redb.clone(),
         config,
         Arc::new(clock.clone()),
         Arc::new(SeededJitter::new(SEED)),
     )
+    .await
     .expect("engine opens");
     Harness {
         engine,
+        redb,
         clock,
         _dir: dir,
     }

@@ -56,8 +56,7 @@ impl Engine {
             }
             _ => {}
         }
-        self.settle_and_commit(run, journal, &report)
-            .await?;
+        self.settle_and_commit(run, journal, &report).await?;
         Ok(None)
     }
 

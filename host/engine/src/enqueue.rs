@@ -144,7 +144,10 @@ impl Engine {
                 return Err(EngineError::InvalidIdempotencyKey);
             }
             // Fast path for the common repeat; the guard below settles races.
-            if let Some(held) = inner.store.idempotency(&req.tenant, &req.queue, key).await?
+            if let Some(held) = inner
+                .store
+                .idempotency(&req.tenant, &req.queue, key)
+                .await?
                 && !held.expired(now)
             {
                 return self

@@ -30,7 +30,10 @@ struct Ended {
 impl Engine {
     /// Executes due attempts until `done()` holds (checked whenever an attempt ends), or until
     /// no run is waiting at all.
-    pub async fn work_until(&self, done: impl Fn() -> bool + Send + Sync) -> Result<(), EngineError> {
+    pub async fn work_until(
+        &self,
+        done: impl Fn() -> bool + Send + Sync,
+    ) -> Result<(), EngineError> {
         self.work_until_async(move || std::future::ready(done()))
             .await
     }

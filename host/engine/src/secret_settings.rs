@@ -47,7 +47,12 @@ impl Engine {
     pub async fn delete_secret(&self, tenant: &str, name: &str) -> Result<(), EngineError> {
         secrets::check_name(name)?;
         let store = &self.inner.store;
-        if !store.secrets_of(tenant).await?.iter().any(|r| r.name == name) {
+        if !store
+            .secrets_of(tenant)
+            .await?
+            .iter()
+            .any(|r| r.name == name)
+        {
             return Err(EngineError::UnknownSecret(name.to_owned()));
         }
         store.remove_secret(tenant, name).await?;

@@ -57,7 +57,11 @@ impl Engine {
 
     /// The tenant a bearer token belongs to, if any.
     pub async fn authenticate(&self, token: &str) -> Result<Option<String>, EngineError> {
-        Ok(self.inner.store.tenant_for_token(&token_hash(token)).await?)
+        Ok(self
+            .inner
+            .store
+            .tenant_for_token(&token_hash(token))
+            .await?)
     }
 
     /// Validates and stores a component for `tenant`; its jobs are served by it from now on.

@@ -152,12 +152,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", config.data.display()))?;
     let config_data = std::fs::canonicalize(&config.data)?;
     config.data = config_data;
-    let store = RedbStore::open_with_cache(
-        &config.data,
-        config.durability,
-        config.store_cache_mb << 20,
-    )
-    .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+    let store =
+        RedbStore::open_with_cache(&config.data, config.durability, config.store_cache_mb << 20)
+            .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
     let engine = Engine::new(
         Arc::new(store),
         engine_config(&config),

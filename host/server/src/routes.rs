@@ -622,7 +622,12 @@ async fn run_listing(
     }
     let (items, next) = match what {
         Listing::Steps => values(store.steps_page(id, from, limit).await.map_err(store_err)?),
-        Listing::Timeline => values(store.timeline_page(id, from, limit).await.map_err(store_err)?),
+        Listing::Timeline => values(
+            store
+                .timeline_page(id, from, limit)
+                .await
+                .map_err(store_err)?,
+        ),
         Listing::Logs => values(store.logs_page(id, from, limit).await.map_err(store_err)?),
     };
     ok(StatusCode::OK, json!({ "items": items, "next": next }))

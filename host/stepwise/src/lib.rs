@@ -64,6 +64,7 @@ pub async fn open_engine(
     clock: std::sync::Arc<dyn Clock>,
     jitter: std::sync::Arc<dyn Jitter>,
 ) -> Result<Engine, EngineError> {
-    let store = store::RedbStore::open_with_cache(data_dir, options.durability, options.cache_bytes)?;
+    let store =
+        store::RedbStore::open_with_cache(data_dir, options.durability, options.cache_bytes)?;
     Engine::new(std::sync::Arc::new(store), config, clock, jitter).await
 }

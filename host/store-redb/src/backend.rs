@@ -10,8 +10,8 @@ use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{
-    Census, Claimed, CommitStats, Created, DeadLetter, IdempotencyRecord, JournalWrites, KeyExpiry, Listing,
-    ModuleRecord, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite, Store,
+    Census, Claimed, CommitStats, Created, DeadLetter, IdempotencyRecord, JournalWrites, KeyExpiry,
+    Listing, ModuleRecord, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite, Store,
     StoreError, TenantRecord, TenantUsage,
 };
 
@@ -121,7 +121,8 @@ impl Store for RedbStore {
                 KeyExpiry::Until(at) => Some(Some(at)),
             };
             if let (Some(expires_at), Some(key)) = (expires_at, &run.idempotency_key)
-                && let Some(mut record) = RedbStore::idempotency(self, &run.tenant, &run.queue, key)?
+                && let Some(mut record) =
+                    RedbStore::idempotency(self, &run.tenant, &run.queue, key)?
                 && record.run == run.id
             {
                 record.expires_at = expires_at;

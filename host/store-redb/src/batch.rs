@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use stepwise_store::{IdempotencyRecord, ModuleRecord, Placement, QueueSettings, TenantRecord};
 use stepwise_core::clock::Millis;
 use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
+use stepwise_store::{IdempotencyRecord, ModuleRecord, Placement, QueueSettings, TenantRecord};
 
 /// One mutation.
 #[derive(Debug, Clone)]

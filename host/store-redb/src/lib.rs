@@ -30,8 +30,6 @@ pub use stepwise_store::{
     StoreError, TenantRecord, TenantUsage,
 };
 
-
-
 /// The next free timeline and log sequence numbers of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sequences {
@@ -80,7 +78,9 @@ impl Default for RedbOptions {
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbStore").field("path", &self.path).finish()
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

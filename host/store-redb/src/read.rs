@@ -5,14 +5,14 @@
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::de::DeserializeOwned;
 
+use super::{RedbStore, Sequences, StoreError, decode, schema};
+use stepwise_core::clock::Millis;
+use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
 use stepwise_store::{
     Census, Claimed, IdempotencyRecord, Listing, ModuleRecord, Occupancy, QueueSettings,
     TenantRecord, TenantUsage,
 };
-use super::{Sequences, RedbStore, StoreError, decode, schema};
-use stepwise_core::clock::Millis;
-use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 
 impl RedbStore {
     /// A run's record.

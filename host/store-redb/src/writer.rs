@@ -16,10 +16,10 @@ use tokio::sync::oneshot;
 
 use super::batch::{CommitOutcome, Op};
 use super::ready::ReadyIndex;
-use stepwise_store::IdempotencyRecord;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
 use stepwise_store::CommitStats;
+use stepwise_store::IdempotencyRecord;
 
 /// Most batches folded into one transaction, so one commit never grows without bound.
 const MAX_BATCHES_PER_COMMIT: usize = 4_096;

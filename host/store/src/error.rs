@@ -48,7 +48,6 @@ pub enum StoreError {
     },
 }
 
-
 /// The embedded backend's failures are I/O failures; converted here (not in that crate, which
 /// may not implement a foreign trait for a foreign type) so its code can use `?`.
 #[cfg(feature = "redb")]

@@ -108,8 +108,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Page<TimelineEntry>, StoreError>;
     /// Up to `limit` of a run's log lines from position `from`.
-    async fn logs_page(&self, run: &str, from: u32, limit: usize)
-    -> Result<Page<LogLine>, StoreError>;
+    async fn logs_page(
+        &self,
+        run: &str,
+        from: u32,
+        limit: usize,
+    ) -> Result<Page<LogLine>, StoreError>;
 
     // Claims.
 

@@ -17,9 +17,9 @@ use anyhow::{Context, Result, bail};
 
 pub use report::{CONTRACT_FIELDS, Report};
 
+use crate::Durability;
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::RuntimeConfig;
-use crate::Durability;
 use crate::store::RedbStore;
 use crate::{SeededJitter, SystemClock};
 
