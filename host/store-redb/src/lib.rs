@@ -250,6 +250,14 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         let mut meta = txn.open_table(schema::META)?;
         let found = meta.get("schema_version")?.map(|v| v.value());
         match found {
+            Some(v) if (schema::OLDEST_MIGRATED..schema::SCHEMA_VERSION).contains(&v) => {
+                tracing::info!(
+                    from = v,
+                    to = schema::SCHEMA_VERSION,
+                    "store schema migrated"
+                );
+                meta.insert("schema_version", schema::SCHEMA_VERSION)?;
+            }
             Some(v) if v != schema::SCHEMA_VERSION => {
                 return Err(StoreError::Schema {
                     found: v,
@@ -321,6 +329,8 @@ fn build_counters(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod conformance;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 #[cfg(test)]

@@ -7,7 +7,13 @@
 use redb::TableDefinition;
 
 /// Bumped when a change to these tables needs a migration; checked when a store opens.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: run records carry a `version` (absent in older records, read as 0) and timeline and
+/// log sequence numbers are assigned by the writer; a version-2 file is migrated on open by
+/// bumping this number, since its rows read as they are.
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// The oldest schema a store is migrated from; older files are refused.
+pub const OLDEST_MIGRATED: u64 = 2;
 
 /// `"schema_version"` → version.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

@@ -268,3 +268,52 @@ async fn corrupt_records_are_reported_with_their_name() {
     let err = decode::<RunRecord>(b"not json", || "run x".to_owned()).unwrap_err();
     assert!(err.to_string().contains("run x"), "{err}");
 }
+
+/// Sets the schema version recorded in the store file in `dir`.
+fn set_schema_version(dir: &std::path::Path, version: u64) {
+    let db = redb::Database::create(dir.join("stepwise.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(schema::META)
+        .unwrap()
+        .insert("schema_version", version)
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_version_2_file_is_migrated_and_older_or_newer_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = crate::testing::sample_run("old");
+    run.version = 0;
+    {
+        let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
+        let mut batch = Batch::new();
+        batch.put_run(&run, None);
+        futures_block_on(store.commit(batch)).unwrap();
+    }
+    set_schema_version(dir.path(), 2);
+    {
+        let store = RedbStore::open(dir.path(), Durability::Immediate).unwrap();
+        assert_eq!(store.run("old").unwrap().unwrap().version, 0);
+    }
+    for (version, expected) in [(1, true), (99, true), (schema::SCHEMA_VERSION, false)] {
+        set_schema_version(dir.path(), version);
+        let opened = RedbStore::open(dir.path(), Durability::Immediate);
+        match opened {
+            Err(StoreError::Schema { found, expected: e }) => {
+                assert!(expected, "version {version} refused");
+                assert_eq!((found, e), (version, schema::SCHEMA_VERSION));
+            }
+            Ok(_) => assert!(!expected, "version {version} opened"),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+}
+
+/// Runs a future to completion on a fresh current-thread runtime.
+fn futures_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

@@ -1,1 +1,620 @@
+//! The tests every [`Store`] backend must pass, written once against the trait. A backend's
+//! own test module instantiates them with [`conformance_tests!`](crate::conformance_tests),
+//! giving each a fresh, empty store:
+//!
+//! ```ignore
+//! stepwise_store::conformance_tests!(async { my_backend::fresh_store().await });
+//! ```
+//!
+//! where the expression yields `(Arc<dyn Store>, guard)`, the guard living as long as the store
+//! (a temporary directory, a database schema to drop).
 
+use std::sync::Arc;
+
+use serde_json::json;
+use stepwise_core::clock::Millis;
+use stepwise_core::egress::{RuleSpec, TenantEgress};
+use stepwise_core::model::{
+    EventKind, LogLevel, LogLine, LogSource, RunRecord, RunStatus, StepKind, StepRecord,
+    StepStatus, TimelineEntry,
+};
+use stepwise_core::picker::ClaimPolicy;
+use stepwise_core::policy::Policy;
+use stepwise_core::secret::{Sealed, SecretRecord};
+
+use crate::{
+    Created, DeadLetter, IdempotencyClaim, JournalWrites, KeyExpiry, ModuleRecord, NewRunWrite,
+    QueueSettings, RunFilter, RunWrite, Store, StoreError, TenantRecord,
+};
+
+/// The time every run of the suite is created at.
+pub const T0: Millis = 1_700_000_000_000;
+
+/// A queued run `id` of `tenant`'s queue `queue`, due at [`T0`].
+pub fn run(id: &str, tenant: &str, queue: &str) -> RunRecord {
+    RunRecord {
+        version: 0,
+        id: id.into(),
+        tenant: tenant.into(),
+        job: "job".into(),
+        queue: queue.into(),
+        module: "module".into(),
+        payload: json!({ "id": id }),
+        policy: Policy::default(),
+        overrides: Default::default(),
+        priority: 0,
+        idempotency_key: None,
+        status: RunStatus::Queued,
+        attempts: 0,
+        body_failures: 0,
+        body_budget_base: 0,
+        ready_at: Some(T0),
+        output: None,
+        error: None,
+        created_at: T0,
+        updated_at: T0,
+        finished_at: None,
+    }
+}
+
+fn entry(kind: EventKind, detail: &str) -> TimelineEntry {
+    TimelineEntry {
+        at: T0,
+        kind,
+        attempt: None,
+        step: None,
+        detail: detail.into(),
+        http: None,
+    }
+}
+
+fn line(message: &str) -> LogLine {
+    LogLine {
+        at: T0,
+        attempt: 1,
+        source: LogSource::Guest,
+        level: LogLevel::Info,
+        message: message.into(),
+    }
+}
+
+fn step(name: &str, ordinal: u32) -> StepRecord {
+    StepRecord {
+        name: name.into(),
+        ordinal,
+        output_bytes: 1,
+        kind: StepKind::Step,
+        status: StepStatus::Completed,
+        attempts: 1,
+        budget_base: 0,
+        output: Some(json!(ordinal)),
+        error: None,
+        wake_at: None,
+        started_at: T0,
+        completed_at: Some(T0),
+    }
+}
+
+/// Creates `run` with its `created` timeline entry; panics unless it was created.
+pub async fn create(store: &dyn Store, run: RunRecord) -> RunRecord {
+    let new = NewRunWrite {
+        journal: JournalWrites {
+            tenant: Some(run.tenant.clone()),
+            timeline: vec![entry(EventKind::Created, "created")],
+            ..JournalWrites::default()
+        },
+        idempotency: None,
+        run: run.clone(),
+    };
+    assert_eq!(store.create_run(new).await.unwrap(), Created::Created);
+    store
+        .run(&run.id)
+        .await
+        .unwrap()
+        .expect("created run is stored")
+}
+
+/// Limits that never hold a claim back.
+struct Unlimited;
+
+impl ClaimPolicy for Unlimited {
+    fn tenant_limit(&self, _: &str) -> usize {
+        usize::MAX
+    }
+    fn tenant_weight(&self, _: &str) -> u64 {
+        1
+    }
+    fn queue_limit(&self, _: &str, _: &str) -> Option<usize> {
+        None
+    }
+    fn memory_budget(&self) -> u64 {
+        u64::MAX
+    }
+}
+
+async fn claim_ids(store: &dyn Store, now: Millis) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .claim_due(now, 100, &Unlimited)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.run)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A new run is stored at version 1 with its first entry, listed, counted and due.
+pub async fn a_created_run_is_stored_listed_counted_and_due(store: Arc<dyn Store>) {
+    let stored = create(&*store, run("r1", "t", "q")).await;
+    assert_eq!(stored.version, 1);
+    assert_eq!(stored.status, RunStatus::Queued);
+    let (timeline, more) = store.timeline_page("r1", 0, 10).await.unwrap();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0].kind, EventKind::Created);
+    assert_eq!(more, None);
+    let listed = store
+        .list_runs("t", &RunFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let census = store.census().await.unwrap();
+    assert_eq!(census.by_status.get(&RunStatus::Queued), Some(&1));
+    assert_eq!(census.depth.get(&("t".into(), "q".into())), Some(&1));
+    let usage = store.tenant_usage("t").await.unwrap();
+    assert_eq!(usage.waiting_runs, 1);
+    assert!(
+        usage.stored_bytes > 0,
+        "creating a run is charged to its tenant"
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(T0));
+    assert!(store.has_unclaimed().await.unwrap());
+    assert!(store.run("absent").await.unwrap().is_none());
+}
+
+/// Many concurrent creates with one key make exactly one run; a different payload is told
+/// apart; once the key expired it can be taken again.
+pub async fn one_idempotency_key_makes_one_run_under_a_race(store: Arc<dyn Store>) {
+    let claim = |hash: &str| IdempotencyClaim {
+        key: "k".into(),
+        payload_hash: hash.into(),
+        now: T0,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        let new = NewRunWrite {
+            run: RunRecord {
+                idempotency_key: Some("k".into()),
+                ..run(&format!("r{i:02}"), "t", "q")
+            },
+            journal: JournalWrites::default(),
+            idempotency: Some(claim("same")),
+        };
+        tasks.push(tokio::spawn(async move { store.create_run(new).await }));
+    }
+    let mut created = Vec::new();
+    let mut holders = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap().unwrap() {
+            Created::Created => created.push(format!("r{i:02}")),
+            Created::KeyTaken { run, same_payload } => {
+                assert!(same_payload);
+                holders.push(run);
+            }
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one create took the key");
+    assert!(holders.iter().all(|h| *h == created[0]));
+    let listed = store
+        .list_runs("t", &RunFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "the others stored nothing");
+
+    let other = NewRunWrite {
+        run: RunRecord {
+            idempotency_key: Some("k".into()),
+            ..run("other", "t", "q")
+        },
+        journal: JournalWrites::default(),
+        idempotency: Some(claim("different")),
+    };
+    assert_eq!(
+        store.create_run(other.clone()).await.unwrap(),
+        Created::KeyTaken {
+            run: created[0].clone(),
+            same_payload: false
+        }
+    );
+    // The holder ends; its key expires at T0 + 10 and is then free.
+    let mut holder = store.run(&created[0]).await.unwrap().unwrap();
+    holder.status = RunStatus::Completed;
+    holder.ready_at = None;
+    holder.finished_at = Some(T0);
+    let write = RunWrite {
+        key: KeyExpiry::Until(T0 + 10),
+        ..RunWrite::new(holder, JournalWrites::default())
+    };
+    store.write_runs(vec![write]).await.unwrap();
+    let record = store.idempotency("t", "q", "k").await.unwrap().unwrap();
+    assert_eq!(record.expires_at, Some(T0 + 10));
+    let later = NewRunWrite {
+        idempotency: Some(IdempotencyClaim {
+            now: T0 + 10,
+            ..claim("different")
+        }),
+        ..other
+    };
+    assert_eq!(store.create_run(later).await.unwrap(), Created::Created);
+    assert_eq!(
+        store.idempotency("t", "q", "k").await.unwrap().unwrap().run,
+        "other"
+    );
+}
+
+/// A write based on a stale version is refused and changes nothing; so is a write of a run
+/// that is not stored; one stale write refuses the whole group.
+pub async fn a_stale_version_is_refused_never_applied(store: Arc<dyn Store>) {
+    let first = create(&*store, run("r1", "t", "q")).await;
+    create(&*store, run("r2", "t", "q")).await;
+    let mut next = first.clone();
+    next.attempts = 1;
+    let versions = store
+        .write_runs(vec![RunWrite::new(next.clone(), JournalWrites::default())])
+        .await
+        .unwrap();
+    assert_eq!(versions, vec![2]);
+    assert_eq!(store.run("r1").await.unwrap().unwrap().version, 2);
+
+    let mut stale = first.clone();
+    stale.attempts = 99;
+    let refused = store
+        .write_runs(vec![RunWrite::new(stale, JournalWrites::default())])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Conflict { ref run, expected: 1, found: Some(2) }) if run == "r1"
+        ),
+        "{refused:?}"
+    );
+    let kept = store.run("r1").await.unwrap().unwrap();
+    assert_eq!((kept.version, kept.attempts), (2, 1));
+
+    let ghost = run("ghost", "t", "q");
+    let refused = store
+        .write_runs(vec![RunWrite::new(ghost, JournalWrites::default())])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { found: None, .. })),
+        "{refused:?}"
+    );
+    assert!(store.run("ghost").await.unwrap().is_none());
+
+    // r2 is current, r1 is stale: neither is written.
+    let mut r2 = store.run("r2").await.unwrap().unwrap();
+    r2.attempts = 5;
+    let group = vec![
+        RunWrite::new(r2, JournalWrites::default()),
+        RunWrite::new(first, JournalWrites::default()),
+    ];
+    assert!(store.write_runs(group).await.is_err());
+    assert_eq!(store.run("r2").await.unwrap().unwrap().attempts, 0);
+}
+
+/// A due run is claimed once, under a lease, until its claim is released; a release can
+/// hold it back; a run not yet due is not claimed.
+pub async fn claims_hand_out_each_due_run_once_until_released(store: Arc<dyn Store>) {
+    create(&*store, run("a1", "a", "q")).await;
+    create(&*store, run("b1", "b", "q")).await;
+    create(
+        &*store,
+        RunRecord {
+            ready_at: Some(T0 + 1_000),
+            ..run("later", "a", "q")
+        },
+    )
+    .await;
+    let claimed = store.claim_due(T0, 100, &Unlimited).await.unwrap();
+    let mut ids: Vec<&str> = claimed.iter().map(|c| c.run.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["a1", "b1"]);
+    for c in &claimed {
+        assert!(!c.lease.holder.is_empty());
+        assert!(c.lease.expires_at > T0, "a lease outlives its claim");
+    }
+    assert!(store.is_claimed("a1").await.unwrap());
+    assert!(
+        claim_ids(&*store, T0).await.is_empty(),
+        "claimed runs are not handed out again"
+    );
+    let occupancy = store.occupancy().await.unwrap();
+    assert_eq!(occupancy.running, 2);
+    assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
+
+    store.release("a1", 5, Some(T0 + 500)).await.unwrap();
+    assert!(!store.is_claimed("a1").await.unwrap());
+    assert!(
+        claim_ids(&*store, T0 + 499).await.is_empty(),
+        "held back until 500"
+    );
+    assert_eq!(claim_ids(&*store, T0 + 500).await, vec!["a1"]);
+    store.release("b1", 5, None).await.unwrap();
+    assert_eq!(claim_ids(&*store, T0 + 1_000).await, vec!["b1", "later"]);
+}
+
+/// Settling moves a run through the ready set, the counters and the dead letters: retrying
+/// waits for its time, a final run leaves scheduling, a failed one is dead-lettered, and a
+/// manual retry takes it off the dead letters and makes it due.
+pub async fn settling_moves_runs_between_ready_final_and_dead_lettered(store: Arc<dyn Store>) {
+    let mut r = create(&*store, run("r", "t", "q")).await;
+    assert_eq!(claim_ids(&*store, T0).await, vec!["r"]);
+    r.status = RunStatus::Retrying;
+    r.ready_at = Some(T0 + 60_000);
+    r.attempts = 1;
+    r.version = store
+        .write_runs(vec![RunWrite::new(r.clone(), JournalWrites::default())])
+        .await
+        .unwrap()[0];
+    store.release("r", 10, None).await.unwrap();
+    assert!(claim_ids(&*store, T0 + 59_999).await.is_empty());
+    assert_eq!(claim_ids(&*store, T0 + 60_000).await, vec!["r"]);
+
+    r.status = RunStatus::Failed;
+    r.ready_at = None;
+    r.finished_at = Some(T0 + 60_000);
+    let failed = RunWrite {
+        dead_letter: DeadLetter::Add(T0 + 60_000),
+        ..RunWrite::new(r.clone(), JournalWrites::default())
+    };
+    r.version = store.write_runs(vec![failed]).await.unwrap()[0];
+    store.release("r", 10, None).await.unwrap();
+    assert!(
+        claim_ids(&*store, u64::MAX).await.is_empty(),
+        "a final run is never due"
+    );
+    assert!(store.is_dead_lettered(&r).await.unwrap());
+    assert_eq!(
+        store.dead_letters("t", "q").await.unwrap(),
+        vec![("r".to_owned(), T0 + 60_000)]
+    );
+    let census = store.queue_census("t", "q").await.unwrap();
+    let key = ("t".to_owned(), "q".to_owned());
+    assert_eq!(census.dead_letters.get(&key), Some(&1));
+    assert_eq!(
+        census.depth.get(&key),
+        None,
+        "a failed run is not in the queue's depth"
+    );
+    assert_eq!(
+        store
+            .census()
+            .await
+            .unwrap()
+            .by_status
+            .get(&RunStatus::Failed),
+        Some(&1)
+    );
+
+    r.status = RunStatus::Queued;
+    r.ready_at = Some(T0 + 70_000);
+    r.finished_at = None;
+    let retried = RunWrite {
+        dead_letter: DeadLetter::Remove,
+        key: KeyExpiry::Held,
+        ..RunWrite::new(r.clone(), JournalWrites::default())
+    };
+    store.write_runs(vec![retried]).await.unwrap();
+    assert!(store.dead_letters("t", "q").await.unwrap().is_empty());
+    assert_eq!(claim_ids(&*store, T0 + 70_000).await, vec!["r"]);
+    let census = store.queue_census("t", "q").await.unwrap();
+    assert_eq!(census.depth.get(&key), Some(&1));
+    assert_eq!(census.dead_letters.get(&key), None);
+}
+
+/// Steps, timeline entries and log lines written over several commits come back in order,
+/// numbered by the store, and page with a position to continue from.
+pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store>) {
+    create(&*store, run("r", "t", "q")).await;
+    let first = JournalWrites {
+        tenant: Some("t".into()),
+        steps: vec![step("a", 0)],
+        timeline: vec![entry(EventKind::StepCompleted, "a")],
+        logs: vec![line("one"), line("two")],
+    };
+    store.record_step("r", first).await.unwrap();
+    let second = JournalWrites {
+        tenant: Some("t".into()),
+        steps: vec![step("b", 1), step("a", 0)],
+        timeline: vec![entry(EventKind::StepCompleted, "b")],
+        logs: vec![line("three")],
+    };
+    store.record_step("r", second).await.unwrap();
+    let steps = store.load_journal("r").await.unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["a", "b"], "by ordinal, each once");
+
+    let (page, next) = store.timeline_page("r", 0, 2).await.unwrap();
+    let details: Vec<&str> = page.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, vec!["created", "a"]);
+    let next = next.expect("a third entry follows");
+    let (rest, end) = store.timeline_page("r", next, 2).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].detail, "b");
+    assert_eq!(end, None);
+
+    let (logs, _) = store.logs_page("r", 0, 10).await.unwrap();
+    let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(messages, vec!["one", "two", "three"]);
+    let (one_step, more) = store.steps_page("r", 0, 1).await.unwrap();
+    assert_eq!(one_step[0].name, "a");
+    assert!(more.is_some());
+}
+
+/// A tenant's listing pages in creation order and filters by queue, job and status, and
+/// never shows another tenant's runs.
+pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn Store>) {
+    for i in 0..5 {
+        let queue = if i % 2 == 0 { "even" } else { "odd" };
+        create(&*store, run(&format!("r{i}"), "t", queue)).await;
+    }
+    create(&*store, run("s0", "someone-else", "even")).await;
+    let all = RunFilter::default();
+    let page = store.list_runs("t", &all, None, 2).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["r0", "r1"]);
+    let page = store.list_runs("t", &all, Some("r1"), 10).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["r2", "r3", "r4"]);
+    let odd = RunFilter {
+        queue: Some("odd".into()),
+        ..RunFilter::default()
+    };
+    let ids: Vec<String> = store
+        .list_runs("t", &odd, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec!["r1", "r3"]);
+    let failed = RunFilter {
+        status: Some(RunStatus::Failed),
+        ..RunFilter::default()
+    };
+    assert!(
+        store
+            .list_runs("t", &failed, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let other_job = RunFilter {
+        job: Some("other".into()),
+        ..RunFilter::default()
+    };
+    assert!(
+        store
+            .list_runs("t", &other_job, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let theirs = store
+        .list_runs("someone-else", &all, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+}
+
+/// Tenants, tokens, modules, job routes, queue settings, egress settings and secrets are
+/// stored and read back, each tenant's apart.
+pub async fn settings_round_trip_per_tenant(store: Arc<dyn Store>) {
+    let tenant = TenantRecord {
+        name: "t".into(),
+        created_at: T0,
+    };
+    store.create_tenant(&tenant, "hash-of-token").await.unwrap();
+    assert_eq!(store.tenant("t").await.unwrap(), Some(tenant));
+    assert_eq!(
+        store
+            .tenant_for_token("hash-of-token")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(store.tenant_for_token("other").await.unwrap(), None);
+
+    store.put_module("abc", b"component").await.unwrap();
+    assert_eq!(
+        store.module("abc").await.unwrap().as_deref(),
+        Some(&b"component"[..])
+    );
+    let module = ModuleRecord {
+        hash: "abc".into(),
+        size: 9,
+        jobs: vec![stepwise_core::JobSpec {
+            name: "job".into(),
+            description: String::new(),
+            policy: Default::default(),
+            hosts: Vec::new(),
+        }],
+        deployed_at: T0,
+    };
+    store.deploy_module("t", &module).await.unwrap();
+    assert_eq!(store.tenant_modules("t").await.unwrap(), vec![module]);
+    assert_eq!(
+        store.job_route("t", "job").await.unwrap().as_deref(),
+        Some("abc")
+    );
+    assert!(store.tenant_has_module("t", "abc").await.unwrap());
+    assert!(!store.tenant_has_module("u", "abc").await.unwrap());
+    assert_eq!(store.job_route("u", "job").await.unwrap(), None);
+
+    let settings = QueueSettings {
+        concurrency: Some(3),
+    };
+    store.put_queue("t", "q", &settings).await.unwrap();
+    assert_eq!(
+        store.queues().await.unwrap(),
+        vec![("t".to_owned(), "q".to_owned(), settings)]
+    );
+
+    let egress = TenantEgress {
+        rules: vec![RuleSpec {
+            pattern: "https://api.example.com:443".into(),
+            methods: vec![],
+        }],
+        limits: None,
+    };
+    store.put_egress("t", &egress).await.unwrap();
+    assert_eq!(store.egress("t").await.unwrap(), egress);
+    assert_eq!(store.egress("u").await.unwrap(), TenantEgress::default());
+
+    let secret = SecretRecord {
+        name: "KEY".into(),
+        sealed: Sealed {
+            key_id: "k1".into(),
+            nonce: "00".into(),
+            ciphertext: "ff".into(),
+        },
+        hosts: vec![],
+        readable: false,
+        updated_at: T0,
+    };
+    store
+        .put_secrets(&[("t".into(), secret.clone())])
+        .await
+        .unwrap();
+    assert_eq!(store.secrets_of("t").await.unwrap(), vec![secret]);
+    assert!(store.secrets_of("u").await.unwrap().is_empty());
+    store.remove_secret("t", "KEY").await.unwrap();
+    assert!(store.secrets_of("t").await.unwrap().is_empty());
+}
+
+/// Instantiates every conformance test for a backend: `$fresh` is an async expression that
+/// yields `(Arc<dyn Store>, guard)` for a fresh, empty store.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:expr) => {
+        $crate::conformance_tests!(@each $fresh;
+            a_created_run_is_stored_listed_counted_and_due,
+            one_idempotency_key_makes_one_run_under_a_race,
+            a_stale_version_is_refused_never_applied,
+            claims_hand_out_each_due_run_once_until_released,
+            settling_moves_runs_between_ready_final_and_dead_lettered,
+            journal_writes_are_numbered_in_order_and_paged,
+            listings_page_filter_and_stay_within_their_tenant,
+            settings_round_trip_per_tenant,
+        );
+    };
+    (@each $fresh:expr; $($name:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (store, _guard) = $fresh;
+            $crate::conformance::$name(store).await;
+        }
+    )*};
+}
