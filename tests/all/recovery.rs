@@ -1,7 +1,16 @@
-//! Manual retry of dead-lettered runs and durable sleep.
+//! Manual retry of dead-lettered runs, durable sleep, and attempts the host could not record.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde_json::json;
-use stepwise::{EngineError, RunStatus, StepStatus};
+use stepwise::model::EventKind;
+use stepwise::store::RedbStore;
+use stepwise::{
+    Durability, Engine, EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus,
+    RuntimeConfig, SeededJitter, StepStatus,
+};
+use stepwise_store::faults::FaultyStore;
 use stepwise_tests::guests;
 
 use crate::util::*;
@@ -79,4 +88,89 @@ async fn durable_sleep_suspends_and_resumes_after_the_time() {
     assert_eq!(executions(&view, "after"), 1);
     assert_eq!(h.clock.waits(), vec![(START, START + 3_600_000)]);
     assert!(timeline_kinds(&view).contains(&"sleeping".to_owned()));
+}
+
+/// A storage failure under an attempt is the host's fault, whether a step's completion or
+/// the settlement could not be written: the attempt is dropped without being charged (a job
+/// allowed one attempt still completes), the run runs again, and the fault is counted (and
+/// on the run's timeline when storage takes it).
+#[tokio::test]
+async fn a_storage_failure_under_an_attempt_does_not_use_the_guests_attempts() {
+    for fault in ["record_step", "write_runs"] {
+        let dir = tempfile::tempdir().unwrap();
+        let redb = Arc::new(RedbStore::open(dir.path(), Durability::Immediate).unwrap());
+        let faulty = Arc::new(FaultyStore::new(redb));
+        let engine = Engine::new(
+            faulty.clone(),
+            EngineConfig {
+                runtime: RuntimeConfig {
+                    compile_cache: Some(compile_cache()),
+                    ..RuntimeConfig::default()
+                },
+                ..EngineConfig::default()
+            },
+            Arc::new(ManualClock::new(START)),
+            Arc::new(SeededJitter::new(SEED)),
+        )
+        .await
+        .unwrap();
+        let module = engine
+            .deploy(&std::fs::read(guests::TESTBED).unwrap())
+            .await
+            .unwrap()
+            .hash
+            .clone();
+        let id = engine
+            .enqueue(NewRun {
+                overrides: PolicyOverrides {
+                    max_attempts: Some(1),
+                    ..PolicyOverrides::default()
+                },
+                ..NewRun::local(&module, "many-steps", json!({"n": 2}).to_string())
+            })
+            .await
+            .unwrap()
+            .run
+            .id;
+        let counter = match fault {
+            "record_step" => &faulty.fail_record_step,
+            _ => &faulty.fail_write_runs,
+        };
+        counter.store(1, Ordering::SeqCst);
+        let view = engine.run_to_end(&id).await.unwrap();
+        assert_eq!(
+            view.run.status,
+            RunStatus::Completed,
+            "{fault}: {:?}",
+            view.run.error
+        );
+        assert_eq!(
+            view.run.attempts, 1,
+            "{fault}: the faulted attempt was not counted"
+        );
+        assert!(
+            view.steps.iter().all(|s| s.attempts == 1),
+            "{fault}: {:?}",
+            view.steps
+        );
+        assert_eq!(
+            counter.load(Ordering::SeqCst),
+            0,
+            "{fault}: the fault was hit"
+        );
+        assert_eq!(engine.metrics().host_faults(), 1, "{fault}");
+        let faults: Vec<_> = view
+            .timeline
+            .iter()
+            .filter(|e| e.kind == EventKind::HostFault)
+            .collect();
+        if fault == "record_step" {
+            assert_eq!(faults.len(), 1, "{:?}", view.timeline);
+            assert!(
+                faults[0].detail.contains("injected fault"),
+                "{}",
+                faults[0].detail
+            );
+        }
+    }
 }

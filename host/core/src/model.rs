@@ -238,6 +238,9 @@ pub enum EventKind {
     HttpRequest,
     /// The host refused an outbound HTTP request before sending anything.
     HttpDenied,
+    /// The host could not record an attempt (storage failed); the attempt was dropped
+    /// uncharged and the run runs again.
+    HostFault,
 }
 
 /// One entry of a run's timeline.

@@ -10,9 +10,9 @@ use super::{Engine, EngineError};
 use crate::journal::Journal;
 use crate::native::{self, Handler};
 use stepwise_core::clock::Millis;
-use stepwise_core::model::{EventKind, FailureKind, RunRecord};
+use stepwise_core::model::{EventKind, FailureKind, RunRecord, TimelineEntry};
 use stepwise_runtime::{AttemptOutcome, AttemptReport, CancelFlag, JobContext};
-use stepwise_store::{DeadLetter, KeyExpiry, RunWrite, StoreError};
+use stepwise_store::{DeadLetter, JournalWrites, KeyExpiry, RunWrite, StoreError};
 
 /// How long a run whose attempt the host could not record waits before it is tried again.
 pub(crate) const HOST_FAULT_HOLD_MS: Millis = 1_000;
@@ -48,6 +48,8 @@ impl Engine {
         match &report.outcome {
             AttemptOutcome::HostFault(message) => {
                 tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
+                inner.metrics.record_host_fault();
+                self.record_host_fault(&run, message).await;
                 return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
             }
             AttemptOutcome::Cancelled => {
@@ -118,6 +120,27 @@ impl Engine {
             return Ok(None);
         }
         Ok(Some(run))
+    }
+
+    /// Notes a host fault on the run's timeline, if storage takes it now (the fault itself
+    /// may have been storage failing); the run record and the attempt's budget are untouched.
+    async fn record_host_fault(&self, run: &RunRecord, message: &str) {
+        let entry = TimelineEntry {
+            at: self.inner.clock.now(),
+            kind: EventKind::HostFault,
+            attempt: Some(run.attempts),
+            step: None,
+            detail: format!("{message}; the attempt is not counted and runs again"),
+            http: None,
+        };
+        let writes = JournalWrites {
+            tenant: Some(run.tenant.clone()),
+            timeline: vec![entry],
+            ..JournalWrites::default()
+        };
+        if let Err(e) = self.inner.store.record_step(&run.id, writes).await {
+            tracing::warn!(run = %run.id, error = %e, "host fault not recorded on the timeline");
+        }
     }
 
     /// Makes `cancel` reachable through [`Engine::cancel_attempt`] until the guard drops.

@@ -36,6 +36,7 @@ pub struct EngineMetrics {
     step_completions: AtomicU64,
     runs_finished: AtomicU64,
     host_panics: AtomicU64,
+    host_faults: AtomicU64,
     failures: [AtomicU64; FAILURE_KINDS.len()],
     /// Step-to-step gaps, in microseconds.
     step_gaps: Histogram,
@@ -61,6 +62,7 @@ impl Default for EngineMetrics {
             step_completions: AtomicU64::new(0),
             runs_finished: AtomicU64::new(0),
             host_panics: AtomicU64::new(0),
+            host_faults: AtomicU64::new(0),
             failures: Default::default(),
             step_gaps: Histogram::new(&STEP_GAP_BOUNDS_MICROS),
             tenants: Mutex::default(),
@@ -120,6 +122,16 @@ impl EngineMetrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub(crate) fn record_host_fault(&self) {
+        self.host_faults.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attempts the host could not record (storage failed under them): each was dropped
+    /// uncharged and its run tried again later.
+    pub fn host_faults(&self) -> u64 {
+        self.host_faults.load(Ordering::Relaxed)
     }
 
     pub(crate) fn record_host_panic(&self) {

@@ -155,6 +155,7 @@ impl Engine {
                     Err(e) => {
                         // Not the guest's doing: tried again later, not charged.
                         tracing::error!(run = %ended.run, error = %e, "attempt could not be recorded");
+                        self.inner.metrics.record_host_fault();
                         Some(self.inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS))
                     }
                 };

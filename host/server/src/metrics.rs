@@ -188,6 +188,13 @@ pub async fn render(engine: &Engine) -> Result<String, StoreError> {
     let _ = writeln!(out, "stepwise_host_panics_total {}", m.host_panics());
     header(
         &mut out,
+        "stepwise_host_faults_total",
+        "counter",
+        "Attempts the host could not record (storage failed); run again later, not charged.",
+    );
+    let _ = writeln!(out, "stepwise_host_faults_total {}", m.host_faults());
+    header(
+        &mut out,
         "stepwise_attempts_total",
         "counter",
         "Attempts executed.",

@@ -24,6 +24,8 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "conformance")]
+pub mod faults;
 mod records;
 mod types;
 mod writes;
