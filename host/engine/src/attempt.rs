@@ -12,15 +12,20 @@ use crate::native::{self, Handler};
 use stepwise_core::clock::Millis;
 use stepwise_core::model::{EventKind, FailureKind, RunRecord, TimelineEntry};
 use stepwise_runtime::{AttemptOutcome, AttemptReport, CancelFlag, JobContext};
-use stepwise_store::{DeadLetter, JournalWrites, KeyExpiry, RunWrite, StoreError};
+use stepwise_store::{DeadLetter, JournalWrites, KeyExpiry, Lease, RunWrite, StoreError};
 
 /// How long a run whose attempt the host could not record waits before it is tried again.
 pub(crate) const HOST_FAULT_HOLD_MS: Millis = 1_000;
 
 impl Engine {
-    /// One attempt of run `id`, settled and committed. Returns a time to hold the run back
-    /// until when the host could not record the attempt (nothing was charged to the guest).
-    pub(super) async fn attempt(&self, id: &str) -> Result<Option<Millis>, EngineError> {
+    /// One attempt of run `id`, claimed under `lease`, settled and committed under it.
+    /// Returns a time to hold the run back until when the host could not record the attempt
+    /// (nothing was charged to the guest).
+    pub(super) async fn attempt(
+        &self,
+        id: &str,
+        lease: Lease,
+    ) -> Result<Option<Millis>, EngineError> {
         let inner = &self.inner;
         let Some(mut run) = self.claimed_run(id).await? else {
             return Ok(None);
@@ -58,7 +63,8 @@ impl Engine {
             }
             _ => {}
         }
-        self.settle_and_commit(run, journal, &report).await?;
+        self.settle_and_commit(run, journal, &report, Some(lease))
+            .await?;
         Ok(None)
     }
 
@@ -82,7 +88,7 @@ impl Engine {
             kind: FailureKind::HostError,
             message: format!("the host failed while running this attempt: {message}"),
         });
-        self.settle_and_commit(run, journal, &report).await
+        self.settle_and_commit(run, journal, &report, None).await
     }
 
     /// The claimed run, if an attempt should start: a run whose record cannot be read is set
@@ -214,6 +220,7 @@ impl Engine {
         mut run: RunRecord,
         mut journal: Journal,
         report: &AttemptReport,
+        lease: Option<Lease>,
     ) -> Result<(), EngineError> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -238,6 +245,7 @@ impl Engine {
                 KeyExpiry::Keep
             },
             journal: journal.take_writes(),
+            lease,
             run,
         };
         let run = &write.run;

@@ -1,6 +1,8 @@
-//! The engine: creating runs, executing their attempts, settling outcomes, manual retry, and
-//! the views a user inspects. It ties the runtime (wasmtime) to the store (redb) through the
-//! injected clock and jitter.
+//! # stepwise-engine
+//!
+//! Creating runs, executing their attempts, settling outcomes, manual retry, tenants and the
+//! views a user inspects. It ties the runtime (`stepwise-runtime`) to any storage backend
+//! (`stepwise_store::Store`) through the injected clock and jitter.
 
 mod attempt;
 mod egress;

@@ -88,6 +88,7 @@ impl Engine {
         let write = RunWrite {
             dead_letter: DeadLetter::Remove,
             key: self.key_expiry(&run),
+            lease: None,
             journal,
             run,
         };

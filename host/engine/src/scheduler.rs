@@ -64,12 +64,12 @@ impl Engine {
                     .await?
                 {
                     let engine = self.clone();
-                    let run = claimed.run;
+                    let (run, lease) = (claimed.run, claimed.lease);
                     let handle = tasks.spawn({
                         let run = run.clone();
                         async move {
                             let started = Instant::now();
-                            let result = engine.attempt(&run).await;
+                            let result = engine.attempt(&run, lease).await;
                             let served_ms =
                                 u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                             Ended {

@@ -15,6 +15,7 @@ use stepwise_store::{
     StoreError, TenantRecord, TenantUsage,
 };
 
+use super::ready::LOCAL_HOLDER;
 use super::{Batch, CommitOutcome, IdempotencyGuard, RedbStore};
 
 /// How many run ids a listing reads at a time while it filters.
@@ -101,6 +102,17 @@ impl Store for RedbStore {
     async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
         let mut batch = Batch::new();
         let mut versions = Vec::with_capacity(writes.len());
+        for w in &writes {
+            // One process holds every claim of this file, so the index is the claim's truth.
+            if let Some(lease) = &w.lease
+                && (lease.holder != LOCAL_HOLDER || !self.is_claimed(&w.run.id))
+            {
+                return Err(StoreError::LeaseLost {
+                    run: w.run.id.clone(),
+                    holder: lease.holder.clone(),
+                });
+            }
+        }
         for w in writes {
             let expected = w.run.version;
             let mut run = w.run;

@@ -1,10 +1,14 @@
-//! Durable storage of runs, step journals, timelines, logs, the ready index, dead letters and
-//! modules — the one narrow module that knows about redb.
+//! # stepwise-store-redb
 //!
-//! The engine talks to storage only through [`RedbStore`]: reads are plain methods on a read
-//! transaction, and every write is a [`Batch`] handed to [`Store::commit`], which the
-//! group-commit writer ([`writer`]) folds together with other runs' batches into one
-//! transaction. A second backend (PostgreSQL, for several hosts) implements the same surface.
+//! The embedded backend of [`stepwise_store::Store`]: runs, step journals, timelines, logs,
+//! the ready index, dead letters, modules and settings in one redb file — the one crate that
+//! knows about redb.
+//!
+//! Reads are plain methods on a read transaction; every write becomes a [`Batch`] handed to
+//! [`RedbStore::commit`], which the group-commit writer (`writer.rs`) folds together with
+//! other runs' batches into one transaction and one fsync. `backend.rs` maps the trait's
+//! domain operations onto batches; the writer checks run versions inside the transaction,
+//! numbers timeline and log entries, and keeps the counters and the ready index.
 
 mod backend;
 mod batch;

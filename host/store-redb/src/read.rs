@@ -42,14 +42,6 @@ impl RedbStore {
         self.scan(schema::STEPS, run, "step")
     }
 
-    /// What an attempt's journal starts from — the run's steps and its next timeline and log
-    /// sequence numbers — read in one transaction.
-    pub fn journal_state(&self, run: &str) -> Result<(Vec<StepRecord>, Sequences), StoreError> {
-        let txn = self.db.begin_read()?;
-        let steps = scan_in(&txn, schema::STEPS, run, "step")?;
-        Ok((steps, sequences_in(&txn, run)?))
-    }
-
     /// A run's timeline, in order.
     pub fn timeline(&self, run: &str) -> Result<Vec<TimelineEntry>, StoreError> {
         self.scan(schema::TIMELINE, run, "timeline entry")

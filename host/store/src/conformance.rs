@@ -304,7 +304,8 @@ pub async fn a_stale_version_is_refused_never_applied(store: Arc<dyn Store>) {
 }
 
 /// A due run is claimed once, under a lease, until its claim is released; a release can
-/// hold it back; a run not yet due is not claimed.
+/// hold it back; a run not yet due is not claimed; a write under a claim holds only while
+/// the claim does.
 pub async fn claims_hand_out_each_due_run_once_until_released(store: Arc<dyn Store>) {
     create(&*store, run("a1", "a", "q")).await;
     create(&*store, run("b1", "b", "q")).await;
@@ -333,6 +334,40 @@ pub async fn claims_hand_out_each_due_run_once_until_released(store: Arc<dyn Sto
     assert_eq!(occupancy.running, 2);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
 
+    // A write under the claim's lease goes through; one naming another holder does not.
+    let b1 = store.run("b1").await.unwrap().unwrap();
+    let lease = claimed
+        .iter()
+        .find(|c| c.run == "b1")
+        .unwrap()
+        .lease
+        .clone();
+    let under = RunWrite {
+        lease: Some(lease.clone()),
+        ..RunWrite::new(b1.clone(), JournalWrites::default())
+    };
+    let b1_version = store.write_runs(vec![under]).await.unwrap()[0];
+    let stranger = RunWrite {
+        lease: Some(crate::Lease {
+            holder: format!("not-{}", lease.holder),
+            ..lease.clone()
+        }),
+        ..RunWrite::new(
+            RunRecord {
+                version: b1_version,
+                ..b1.clone()
+            },
+            JournalWrites::default(),
+        )
+    };
+    assert!(
+        matches!(
+            store.write_runs(vec![stranger]).await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "another holder's lease is refused"
+    );
+
     store.release("a1", 5, Some(T0 + 500)).await.unwrap();
     assert!(!store.is_claimed("a1").await.unwrap());
     assert!(
@@ -341,6 +376,23 @@ pub async fn claims_hand_out_each_due_run_once_until_released(store: Arc<dyn Sto
     );
     assert_eq!(claim_ids(&*store, T0 + 500).await, vec!["a1"]);
     store.release("b1", 5, None).await.unwrap();
+    let released = RunWrite {
+        lease: Some(lease),
+        ..RunWrite::new(
+            RunRecord {
+                version: b1_version,
+                ..b1
+            },
+            JournalWrites::default(),
+        )
+    };
+    assert!(
+        matches!(
+            store.write_runs(vec![released]).await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "a released claim's lease no longer holds"
+    );
     assert_eq!(claim_ids(&*store, T0 + 1_000).await, vec!["b1", "later"]);
 }
 

@@ -35,6 +35,15 @@ pub enum StoreError {
     /// The writer thread has stopped (the store is shutting down).
     #[error("the store's writer has stopped")]
     WriterStopped,
+    /// A write made under a claim found the claim gone (released, or its lease expired and
+    /// the run handed to another holder); nothing was written.
+    #[error("the claim of {holder} on run {run} no longer holds")]
+    LeaseLost {
+        /// The run.
+        run: String,
+        /// The holder named by the write.
+        holder: String,
+    },
     /// A write named a version of a run that is no longer the stored one (another writer
     /// got there first), or a run that is not stored; nothing was written.
     #[error("run {run} changed since it was read (expected version {expected}, found {found:?})")]

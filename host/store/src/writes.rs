@@ -89,6 +89,10 @@ pub struct RunWrite {
     pub dead_letter: DeadLetter,
     /// What happens to the expiry of the run's idempotency key, if it holds one.
     pub key: KeyExpiry,
+    /// The claim the write is made under (an attempt's settlement): refused with
+    /// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost) unless that claim still holds.
+    /// `None` for writes made outside an attempt (a manual retry, a cancel).
+    pub lease: Option<crate::Lease>,
 }
 
 /// The expiry of a run's idempotency key.
@@ -111,6 +115,7 @@ impl RunWrite {
             journal,
             dead_letter: DeadLetter::Keep,
             key: KeyExpiry::Keep,
+            lease: None,
         }
     }
 }
