@@ -46,16 +46,6 @@ pub(super) enum Op {
         ordinal: u32,
         json: Vec<u8>,
     },
-    PutTimeline {
-        run: String,
-        seq: u32,
-        json: Vec<u8>,
-    },
-    PutLog {
-        run: String,
-        seq: u32,
-        json: Vec<u8>,
-    },
     SetReady {
         run: String,
         old: Option<Millis>,
@@ -183,8 +173,6 @@ impl Op {
             | Self::AppendTimeline { json, .. }
             | Self::AppendLog { json, .. }
             | Self::PutStep { json, .. }
-            | Self::PutTimeline { json, .. }
-            | Self::PutLog { json, .. }
             | Self::PutTenant { json, .. }
             | Self::PutTenantModule { json, .. }
             | Self::PutQueue { json, .. }
@@ -307,26 +295,6 @@ impl Batch {
             run: run.to_owned(),
             ordinal: step.ordinal,
             json: to_json(step),
-        });
-        self
-    }
-
-    /// Appends a timeline entry at `seq`.
-    pub fn put_timeline(&mut self, run: &str, seq: u32, entry: &TimelineEntry) -> &mut Self {
-        self.ops.push(Op::PutTimeline {
-            run: run.to_owned(),
-            seq,
-            json: to_json(entry),
-        });
-        self
-    }
-
-    /// Appends a log line at `seq`.
-    pub fn put_log(&mut self, run: &str, seq: u32, line: &LogLine) -> &mut Self {
-        self.ops.push(Op::PutLog {
-            run: run.to_owned(),
-            seq,
-            json: to_json(line),
         });
         self
     }

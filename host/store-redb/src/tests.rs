@@ -66,9 +66,8 @@ async fn records_survive_reopen_and_keep_step_order() {
         let mut again = step("zeta", 0);
         again.attempts = 2;
         b.put_step("r1", &again);
-        b.put_timeline(
+        b.append_timeline(
             "r1",
-            0,
             &TimelineEntry {
                 at: 1,
                 kind: EventKind::Created,

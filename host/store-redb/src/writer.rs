@@ -53,6 +53,7 @@ fn run(
     ready: Arc<ReadyIndex>,
     rx: mpsc::Receiver<Pending>,
 ) {
+    let mut seqs = NextSeqs::default();
     // In eventual mode: when the oldest commit not yet on disk was made. It bounds how long an
     // acknowledged write may stay in memory, under steady load as when idle.
     let mut unflushed: Option<Instant> = None;
@@ -62,7 +63,8 @@ fn run(
             match rx.recv_timeout(left) {
                 Ok(p) => p,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats) {
+                    if let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats, &mut seqs)
+                    {
                         tracing::error!(error = %e, "background flush failed");
                     }
                     unflushed = None;
@@ -96,7 +98,7 @@ fn run(
             }
         };
         let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
-        let result = commit(&db, &batches, mode, &stats);
+        let result = commit(&db, &batches, mode, &stats, &mut seqs);
         match &result {
             Err(e) => tracing::error!(error = %e, batches = group.len(), "group commit failed"),
             // Before any acknowledgement: a caller that sees its commit sees its ready moves.
@@ -122,7 +124,7 @@ fn run(
     }
     // Whatever `eventual` mode left unflushed is made durable before the thread ends.
     if unflushed.is_some()
-        && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats)
+        && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats, &mut seqs)
     {
         tracing::error!(error = %e, "final flush failed");
     }
@@ -133,6 +135,7 @@ fn commit(
     batches: &[&Batch],
     mode: redb::Durability,
     stats: &CommitStats,
+    seqs: &mut NextSeqs,
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     let started = Instant::now();
     let mut txn = db.begin_write()?;
@@ -143,11 +146,11 @@ fn commit(
     {
         let mut tables = Tables::new(&txn);
         let mut deltas = Deltas::new();
-        let mut seqs = NextSeqs::default();
+        let mut heads = HashMap::new();
         for batch in batches {
-            let outcome = check_guard(&mut tables, batch)?;
+            let outcome = check_guard(&mut tables, batch, &mut heads)?;
             if outcome == CommitOutcome::Applied {
-                rows += apply(&mut tables, batch, &mut deltas, &mut seqs)?;
+                rows += apply(&mut tables, batch, &mut deltas, seqs, &mut heads)?;
             }
             outcomes.push(outcome);
         }
@@ -248,11 +251,18 @@ fn stored_head(tables: &mut Tables<'_>, id: &str) -> Result<Option<StoredHead>, 
 }
 
 /// Checks, inside the transaction, that every run the batch writes is at the version its
-/// writer read; then takes the batch's idempotency key, or reports who holds it.
-fn check_guard(tables: &mut Tables<'_>, batch: &Batch) -> Result<CommitOutcome, StoreError> {
+/// writer read (keeping what it read in `heads` for [`apply`]); then takes the batch's
+/// idempotency key, or reports who holds it.
+fn check_guard(
+    tables: &mut Tables<'_>,
+    batch: &Batch,
+    heads: &mut HashMap<String, Option<StoredHead>>,
+) -> Result<CommitOutcome, StoreError> {
+    heads.clear();
     for op in &batch.ops {
         if let Op::WriteRun { id, expected, .. } = op {
-            let found = stored_head(tables, id)?.map(|h| h.version);
+            let head = stored_head(tables, id)?;
+            let found = head.as_ref().map(|h| h.version);
             if found != Some(*expected) {
                 return Ok(CommitOutcome::Conflict {
                     run: id.clone(),
@@ -260,6 +270,7 @@ fn check_guard(tables: &mut Tables<'_>, batch: &Batch) -> Result<CommitOutcome, 
                     found,
                 });
             }
+            heads.insert(id.clone(), head);
         }
     }
     let Some(g) = &batch.guard else {
@@ -318,12 +329,34 @@ fn apply_deltas(tables: &mut Tables<'_>, deltas: Deltas) -> Result<(), StoreErro
     Ok(())
 }
 
-/// The next sequence number of each (list, run) appended to in this transaction: read once
-/// from the table's last key, then counted here.
+/// The next sequence number of each (list, run), kept by the writer thread across commits: a
+/// run's numbers are read from its table's last key once (after the run's creation, a
+/// restart, or a manual retry of a final run) and counted here afterwards, so appending costs
+/// the writer no read. Only the writer appends, so the counts stay true; a failed commit
+/// only leaves a gap. A run's entry is dropped when it becomes final.
 #[derive(Default)]
-struct NextSeqs {
+pub(super) struct NextSeqs {
     timeline: HashMap<String, u32>,
     logs: HashMap<String, u32>,
+}
+
+/// Most runs whose next numbers the writer keeps; past it the cache starts over.
+const MAX_CACHED_SEQS: usize = 200_000;
+
+impl NextSeqs {
+    fn forget(&mut self, run: &str) {
+        self.timeline.remove(run);
+        self.logs.remove(run);
+    }
+
+    fn start_run(&mut self, run: &str) {
+        if self.timeline.len() >= MAX_CACHED_SEQS || self.logs.len() >= MAX_CACHED_SEQS {
+            self.timeline.clear();
+            self.logs.clear();
+        }
+        self.timeline.insert(run.to_owned(), 0);
+        self.logs.insert(run.to_owned(), 0);
+    }
 }
 
 fn next_seq(
@@ -338,7 +371,12 @@ fn next_seq(
             None => 0,
         },
     };
-    cache.insert(run.to_owned(), next.saturating_add(1));
+    match cache.get_mut(run) {
+        Some(n) => *n = next.saturating_add(1),
+        None => {
+            cache.insert(run.to_owned(), next.saturating_add(1));
+        }
+    }
     Ok(next)
 }
 
@@ -347,6 +385,7 @@ fn apply(
     batch: &Batch,
     deltas: &mut Deltas,
     seqs: &mut NextSeqs,
+    heads: &mut HashMap<String, Option<StoredHead>>,
 ) -> Result<u64, StoreError> {
     for op in &batch.ops {
         match op {
@@ -359,8 +398,14 @@ fn apply(
                 ready,
                 ..
             } => {
-                let head = stored_head(tables, id)?;
+                let head = match heads.remove(id.as_str()) {
+                    Some(head) => head,
+                    None => stored_head(tables, id)?,
+                };
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
+                if status.is_final() {
+                    seqs.forget(id);
+                }
                 let prev = head.as_ref().map(|h| h.status);
                 if prev != Some(*status) {
                     if let Some(prev) = prev {
@@ -393,6 +438,10 @@ fn apply(
             Op::PutRun { id, json, counts } => {
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
                 let (tenant, queue, prev, now) = counts;
+                if prev.is_none() {
+                    // A new run has no entries yet.
+                    seqs.start_run(id);
+                }
                 if *prev != Some(*now) {
                     if let Some(prev) = prev {
                         count(deltas, tenant, queue, prev.as_str(), -1);
@@ -404,16 +453,6 @@ fn apply(
                 tables
                     .steps()?
                     .insert((run.as_str(), *ordinal), json.as_slice())?;
-            }
-            Op::PutTimeline { run, seq, json } => {
-                tables
-                    .timeline()?
-                    .insert((run.as_str(), *seq), json.as_slice())?;
-            }
-            Op::PutLog { run, seq, json } => {
-                tables
-                    .logs()?
-                    .insert((run.as_str(), *seq), json.as_slice())?;
             }
             Op::SetReady { run, old, new } => {
                 let ready = tables.ready()?;
