@@ -15,6 +15,9 @@ pub(super) enum Op {
         json: Vec<u8>,
         /// (tenant, queue, status before, status now), for the counters.
         counts: (String, String, Option<RunStatus>, RunStatus),
+        /// The record's version and due time, for the writer's cache of run heads.
+        version: u64,
+        ready_at: Option<Millis>,
     },
     /// A run written over the stored version `expected` (checked before the batch applies);
     /// the stored record tells the old status (for the counters) and ready key.
@@ -225,6 +228,8 @@ impl Batch {
             id: run.id.clone(),
             json: to_json(run),
             counts: (run.tenant.clone(), run.queue.clone(), prev, run.status),
+            version: run.version,
+            ready_at: run.ready_at,
         });
         self
     }

@@ -53,7 +53,7 @@ fn run(
     ready: Arc<ReadyIndex>,
     rx: mpsc::Receiver<Pending>,
 ) {
-    let mut seqs = NextSeqs::default();
+    let mut cache = WriterCache::default();
     // In eventual mode: when the oldest commit not yet on disk was made. It bounds how long an
     // acknowledged write may stay in memory, under steady load as when idle.
     let mut unflushed: Option<Instant> = None;
@@ -63,7 +63,8 @@ fn run(
             match rx.recv_timeout(left) {
                 Ok(p) => p,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats, &mut seqs)
+                    if let Err(e) =
+                        commit(&db, &[], redb::Durability::Immediate, &stats, &mut cache)
                     {
                         tracing::error!(error = %e, "background flush failed");
                     }
@@ -98,7 +99,7 @@ fn run(
             }
         };
         let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
-        let result = commit(&db, &batches, mode, &stats, &mut seqs);
+        let result = commit(&db, &batches, mode, &stats, &mut cache);
         match &result {
             Err(e) => tracing::error!(error = %e, batches = group.len(), "group commit failed"),
             // Before any acknowledgement: a caller that sees its commit sees its ready moves.
@@ -124,7 +125,7 @@ fn run(
     }
     // Whatever `eventual` mode left unflushed is made durable before the thread ends.
     if unflushed.is_some()
-        && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats, &mut seqs)
+        && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats, &mut cache)
     {
         tracing::error!(error = %e, "final flush failed");
     }
@@ -135,7 +136,7 @@ fn commit(
     batches: &[&Batch],
     mode: redb::Durability,
     stats: &CommitStats,
-    seqs: &mut NextSeqs,
+    cache: &mut WriterCache,
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     let started = Instant::now();
     let mut txn = db.begin_write()?;
@@ -143,20 +144,43 @@ fn commit(
         .map_err(|e| StoreError::Io(e.to_string()))?;
     let mut rows = 0u64;
     let mut outcomes = Vec::with_capacity(batches.len());
+    let written;
     {
         let mut tables = Tables::new(&txn);
         let mut deltas = Deltas::new();
         let mut heads = HashMap::new();
+        let mut known = Heads {
+            committed: &cache.heads,
+            written: HashMap::new(),
+        };
         for batch in batches {
-            let outcome = check_guard(&mut tables, batch, &mut heads)?;
+            let outcome = check_guard(&mut tables, batch, &known, &mut heads)?;
             if outcome == CommitOutcome::Applied {
-                rows += apply(&mut tables, batch, &mut deltas, seqs, &mut heads)?;
+                rows += apply(
+                    &mut tables,
+                    batch,
+                    &mut deltas,
+                    &mut cache.seqs,
+                    &mut heads,
+                    &mut known,
+                )?;
             }
             outcomes.push(outcome);
         }
         apply_deltas(&mut tables, deltas)?;
+        written = known.written;
     }
     txn.commit()?;
+    if cache.heads.len() >= MAX_CACHED_SEQS {
+        cache.heads.clear();
+    }
+    for (id, head) in written {
+        if head.status.is_final() {
+            cache.heads.remove(&id);
+        } else {
+            cache.heads.insert(id, head);
+        }
+    }
     stats.commits.fetch_add(1, Ordering::Relaxed);
     stats.rows.fetch_add(rows, Ordering::Relaxed);
     let micros = started.elapsed().as_micros() as u64;
@@ -229,13 +253,33 @@ tables! {
 
 /// What a write needs of a stored run record: its version, and what its counters and ready
 /// entry were kept under. Decoded without the rest of the record.
-#[derive(serde::Deserialize)]
-struct StoredHead {
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub(super) struct StoredHead {
     #[serde(default)]
     version: u64,
     status: stepwise_core::model::RunStatus,
     #[serde(default)]
     ready_at: Option<stepwise_core::clock::Millis>,
+}
+
+/// The head of run `id` as this commit will find it: what an earlier batch of the commit
+/// wrote, else what the writer last committed (its cache), else the stored record.
+fn head_of(
+    tables: &mut Tables<'_>,
+    heads: &Heads<'_>,
+    id: &str,
+) -> Result<Option<StoredHead>, StoreError> {
+    if let Some(h) = heads.written.get(id).or_else(|| heads.committed.get(id)) {
+        return Ok(Some(*h));
+    }
+    stored_head(tables, id)
+}
+
+/// Run heads known without reading: those committed earlier (the writer's cache) and those
+/// written by this commit so far (merged into the cache once the commit succeeds).
+pub(super) struct Heads<'c> {
+    committed: &'c HashMap<String, StoredHead>,
+    written: HashMap<String, StoredHead>,
 }
 
 fn stored_head(tables: &mut Tables<'_>, id: &str) -> Result<Option<StoredHead>, StoreError> {
@@ -256,12 +300,13 @@ fn stored_head(tables: &mut Tables<'_>, id: &str) -> Result<Option<StoredHead>, 
 fn check_guard(
     tables: &mut Tables<'_>,
     batch: &Batch,
+    known: &Heads<'_>,
     heads: &mut HashMap<String, Option<StoredHead>>,
 ) -> Result<CommitOutcome, StoreError> {
     heads.clear();
     for op in &batch.ops {
         if let Op::WriteRun { id, expected, .. } = op {
-            let head = stored_head(tables, id)?;
+            let head = head_of(tables, known, id)?;
             let found = head.as_ref().map(|h| h.version);
             if found != Some(*expected) {
                 return Ok(CommitOutcome::Conflict {
@@ -340,6 +385,16 @@ pub(super) struct NextSeqs {
     logs: HashMap<String, u32>,
 }
 
+/// What the writer thread remembers between commits so that writing costs it no reads: the
+/// next timeline and log numbers of runs, and the head (version, status, due time) of every
+/// run it wrote that is not final. Only the writer writes runs, so both stay true; the heads
+/// of a commit join the cache only once the commit succeeded.
+#[derive(Default)]
+pub(super) struct WriterCache {
+    seqs: NextSeqs,
+    heads: HashMap<String, StoredHead>,
+}
+
 /// Most runs whose next numbers the writer keeps; past it the cache starts over.
 const MAX_CACHED_SEQS: usize = 200_000;
 
@@ -386,26 +441,35 @@ fn apply(
     deltas: &mut Deltas,
     seqs: &mut NextSeqs,
     heads: &mut HashMap<String, Option<StoredHead>>,
+    known: &mut Heads<'_>,
 ) -> Result<u64, StoreError> {
     for op in &batch.ops {
         match op {
             Op::WriteRun {
                 id,
+                expected,
                 json,
                 tenant,
                 queue,
                 status,
                 ready,
-                ..
             } => {
                 let head = match heads.remove(id.as_str()) {
                     Some(head) => head,
-                    None => stored_head(tables, id)?,
+                    None => head_of(tables, known, id)?,
                 };
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
                 if status.is_final() {
                     seqs.forget(id);
                 }
+                known.written.insert(
+                    id.clone(),
+                    StoredHead {
+                        version: expected.saturating_add(1),
+                        status: *status,
+                        ready_at: ready.as_ref().map(|(at, _)| *at),
+                    },
+                );
                 let prev = head.as_ref().map(|h| h.status);
                 if prev != Some(*status) {
                     if let Some(prev) = prev {
@@ -435,9 +499,23 @@ fn apply(
                 let seq = next_seq(&mut seqs.logs, table, run)?;
                 table.insert((run.as_str(), seq), json.as_slice())?;
             }
-            Op::PutRun { id, json, counts } => {
+            Op::PutRun {
+                id,
+                json,
+                counts,
+                version,
+                ready_at,
+            } => {
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
                 let (tenant, queue, prev, now) = counts;
+                known.written.insert(
+                    id.clone(),
+                    StoredHead {
+                        version: *version,
+                        status: *now,
+                        ready_at: *ready_at,
+                    },
+                );
                 if prev.is_none() {
                     // A new run has no entries yet.
                     seqs.start_run(id);
