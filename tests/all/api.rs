@@ -609,6 +609,108 @@ async fn authentication_and_authorization() {
     assert_eq!(status, 200, "{list}");
 }
 
+/// Times are checked strictly and never wrap, a misspelt field inside `backoff` is refused
+/// instead of turning into the defaults, and a body must be an object.
+#[tokio::test]
+async fn enqueue_times_and_nested_fields_are_checked_strictly() {
+    let (_server, api, token, _) = server_with("strict", guests::TESTBED).await;
+    let echo = |extra: Value| {
+        let mut body = json!({"job": "echo", "payload": {"message": "m", "count": 1}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let answer = api
+        .enqueue(&token, "q", echo(json!({"delay": "18446744073709552s"})))
+        .await;
+    let error = assert_error(&answer, 400, "invalid_options");
+    assert!(
+        error["message"].as_str().unwrap().contains("365 days"),
+        "{error}"
+    );
+    for run_at in [
+        "2026-11-23T10:00:00Zjunk",
+        "2026-11-23T10:00:00ZZ",
+        "2026-11-23T10:00:00Z ",
+        "2026-11-23T10:00:00",
+        "2026-11-23 10:00:00Z",
+    ] {
+        let answer = api
+            .enqueue(&token, "q", echo(json!({"run_at": run_at})))
+            .await;
+        let error = assert_error(&answer, 400, "invalid_options");
+        assert!(
+            error["message"].as_str().unwrap().contains("RFC 3339"),
+            "{error}"
+        );
+    }
+    let answer = api
+        .enqueue(
+            &token,
+            "q",
+            echo(json!({"run_at": "2026-11-23T11:00:00+01:00"})),
+        )
+        .await;
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    assert_eq!(
+        answer.1["run"]["ready_at"], 1_795_428_000_000u64,
+        "{}",
+        answer.1
+    );
+
+    let answer = api
+        .enqueue(&token, "q", echo(json!({"backoff": {"initial": 5}})))
+        .await;
+    let error = assert_error(&answer, 400, "invalid_json");
+    assert!(
+        error["message"].as_str().unwrap().contains("initial"),
+        "{error}"
+    );
+
+    // Priority is documented as a 32-bit integer; one past it is refused by name.
+    let answer = api
+        .enqueue(&token, "q", echo(json!({"priority": 2_147_483_648u64})))
+        .await;
+    let error = assert_error(&answer, 400, "invalid_json");
+    assert!(
+        error["message"].as_str().unwrap().contains("i32"),
+        "{error}"
+    );
+
+    // The payload limit is on the payload as stored, however the client escaped it.
+    let escaped = "\\u0061".repeat((1 << 20) - 200);
+    let raw = format!(r#"{{"job": "echo", "payload": {{"message": "{escaped}", "count": 1}}}}"#);
+    let answer = api
+        .request(
+            Method::POST,
+            Some(&token),
+            "/v1/queues/q/jobs",
+            Body::Raw(raw.into_bytes(), "application/json"),
+        )
+        .await;
+    assert_eq!(
+        answer.0, 201,
+        "an escaped payload under the limit is accepted"
+    );
+
+    // Bodies are objects: serde would read a struct from an array by position.
+    let answer = api
+        .post(ADMIN_TOKEN, "/v1/tenants", Some(json!(["t"])))
+        .await;
+    assert_error(&answer, 400, "invalid_json");
+    let answer = api.put(&token, "/v1/queues/q", json!([5])).await;
+    assert_error(&answer, 400, "invalid_json");
+    let answer = api.enqueue(&token, "q", json!(["echo"])).await;
+    assert_error(&answer, 400, "invalid_json");
+    let (_, runs) = api.get(&token, "/v1/runs").await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        2,
+        "only the valid enqueues stored runs"
+    );
+}
+
 #[tokio::test]
 async fn errors_have_stable_codes_and_one_shape() {
     let (_server, api, token, _) = server_with("acme", guests::TESTBED).await;

@@ -17,9 +17,10 @@ pub const MAX_DELAY_MS: u64 = 365 * 24 * 60 * 60 * 1_000;
 /// The largest backoff growth factor per failure.
 pub const MAX_MULTIPLIER: f64 = 1_000.0;
 
-/// Exponential backoff between attempts.
+/// Exponential backoff between attempts. Unknown fields are refused: a misspelt field must
+/// not silently turn into the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Backoff {
     /// Delay after the first failed attempt, in milliseconds.
     pub initial_ms: u64,

@@ -45,6 +45,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// An error with `status`, stable `code` and a human `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         debug_assert!(CODES.contains(&code), "undocumented error code {code}");

@@ -2,7 +2,7 @@
 //! and shape the answer. [`ROUTES`] lists every route for the API reference test.
 
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -57,12 +57,14 @@ type ApiResult = Result<Response, ApiError>;
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
     let module_limit = state.max_module_bytes.saturating_add(1);
-    // A payload may be escaped on the wire; leave room for the request's other fields.
+    // The payload limit is on the payload as stored; on the wire every character may be
+    // escaped (`\u0061` is six bytes for one), so the raw body may be six times as large,
+    // with room for the request's other fields.
     let enqueue_limit = state
         .engine
         .config()
         .max_payload_bytes
-        .saturating_mul(2)
+        .saturating_mul(6)
         .saturating_add(64 << 10);
     Router::new()
         .route("/healthz", get(healthz))
@@ -160,7 +162,15 @@ fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// A request body as `T`. Bodies are JSON objects: serde would otherwise read a struct from
+/// an array by position (`["t"]` as a tenant), which no client means.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::invalid_json(
+            "request body: must be a JSON object ({...})",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("request body: {e}")))
 }
 
@@ -302,15 +312,28 @@ fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Start, ApiErr
             let d: Duration = humantime::parse_duration(d).map_err(|e| {
                 ApiError::invalid_options(format!("delay '{d}' is not a duration like 30s: {e}"))
             })?;
-            Ok(Start::After(d.as_millis() as u64))
+            // Saturates, never wraps: the engine then refuses anything past the longest delay.
+            Ok(Start::After(
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            ))
         }
         (None, Some(t)) => {
-            let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
-                ApiError::invalid_options(format!("run_at '{t}' is not an RFC 3339 time: {e}"))
-            })?;
-            let ms = at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let bad = |why: &str| {
+                ApiError::invalid_options(format!(
+                    "run_at '{t}' is not an RFC 3339 time like 2030-01-01T00:00:00Z: {why}"
+                ))
+            };
+            // RFC 3339 lets applications take a space for the `T`; this API does not.
+            if t.as_bytes()
+                .get(10)
+                .is_some_and(|b| !matches!(b, b'T' | b't'))
+            {
+                return Err(bad("the date and the time are separated by T"));
+            }
+            let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| bad(&e.to_string()))?;
+            let ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
+                .map_err(|_| bad("before 1970"))?;
             Ok(Start::At(ms))
         }
         (None, None) => Ok(Start::Now),
@@ -684,5 +707,55 @@ mod tests {
         );
         assert_eq!(start_time(Some("30s"), None).unwrap(), Start::After(30_000));
         assert_eq!(start_time(None, None).unwrap(), Start::Now);
+    }
+
+    #[test]
+    fn request_bodies_are_objects_only() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code, reason = "only deserialized")]
+        struct Named {
+            name: String,
+        }
+        assert!(parse::<Named>(br#" {"name": "t"}"#).is_ok());
+        for body in [&br#"["t"]"#[..], b" [5]", b"\"t\"", b"5"] {
+            let err = parse::<Named>(body).expect_err("not an object");
+            assert_eq!(err.code(), "invalid_json");
+        }
+    }
+
+    #[test]
+    fn a_huge_delay_saturates_instead_of_wrapping() {
+        // 18,446,744,073,709,552 s is past u64::MAX milliseconds; `as u64` made it ~0.5 s.
+        assert_eq!(
+            start_time(Some("18446744073709552s"), None).unwrap(),
+            Start::After(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn run_at_is_rfc3339_exactly_with_offsets_normalized_to_utc() {
+        const AT: u64 = 1_795_428_000_000; // 2026-11-23T10:00:00Z
+        for ok in [
+            "2026-11-23T10:00:00Z",
+            "2026-11-23t10:00:00z",
+            "2026-11-23T11:00:00+01:00",
+            "2026-11-23T05:00:00-05:00",
+            "2026-11-23T10:00:00.000Z",
+        ] {
+            assert_eq!(start_time(None, Some(ok)).unwrap(), Start::At(AT), "{ok}");
+        }
+        for bad in [
+            "2026-11-23T10:00:00Zjunk",
+            "2026-11-23T10:00:00ZZ",
+            "2026-11-23T10:00:00Z ",
+            " 2026-11-23T10:00:00Z",
+            "2026-11-23T10:00:00",
+            "2026-11-23 10:00:00Z",
+            "2026-11-23",
+            "1969-12-31T23:59:59Z",
+        ] {
+            let err = start_time(None, Some(bad)).expect_err(bad);
+            assert_eq!(err.code(), "invalid_options", "{bad}");
+        }
     }
 }
