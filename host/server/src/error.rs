@@ -46,6 +46,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// The stable error code.
+    #[cfg(test)]
     pub fn code(&self) -> &'static str {
         self.code
     }
