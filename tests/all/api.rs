@@ -694,6 +694,25 @@ async fn enqueue_times_and_nested_fields_are_checked_strictly() {
         "an escaped payload under the limit is accepted"
     );
 
+    // A payload integer past 64 bits would reach the job as a different number: refused.
+    let answer = api
+        .request(
+            Method::POST,
+            Some(&token),
+            "/v1/queues/q/jobs",
+            Body::Raw(
+                br#"{"job": "echo", "payload": {"message": "m", "count": 18446744073709551616}}"#
+                    .to_vec(),
+                "application/json",
+            ),
+        )
+        .await;
+    let error = assert_error(&answer, 400, "invalid_json");
+    assert!(
+        error["message"].as_str().unwrap().contains("64 bits"),
+        "{error}"
+    );
+
     // Bodies are objects: serde would read a struct from an array by position.
     let answer = api
         .post(ADMIN_TOKEN, "/v1/tenants", Some(json!(["t"])))

@@ -135,6 +135,7 @@ impl Engine {
                 limit,
             });
         }
+        stepwise_core::text::check_integers(&req.payload).map_err(EngineError::InvalidPayload)?;
         let payload: Value = serde_json::from_str(&req.payload)
             .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
         let hash = payload_hash(&payload);

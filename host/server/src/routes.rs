@@ -354,6 +354,11 @@ async fn enqueue(
             "the request is over the payload limit",
         )
     })?;
+    // Checked on the body as sent: once parsed, such an integer is already a float.
+    if let Ok(text) = std::str::from_utf8(&body) {
+        stepwise_core::text::check_integers(text)
+            .map_err(|e| ApiError::invalid_json(format!("request body: {e}")))?;
+    }
     let req: EnqueueBody = parse(&body)?;
     let (run_at, delay_ms) = match start_time(req.delay.as_deref(), req.run_at.as_deref())? {
         Start::Now => (None, None),
