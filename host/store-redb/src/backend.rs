@@ -22,10 +22,13 @@ use super::{Batch, CommitOutcome, IdempotencyGuard, RedbStore};
 const LIST_CHUNK: usize = 256;
 
 impl RedbStore {
-    /// Commits `batch`, which carries no idempotency guard and writes no versioned run.
-    async fn commit_plain(&self, batch: Batch) -> Result<(), StoreError> {
+    /// Commits `batch`: a stale run version is an error, a taken idempotency key an answer.
+    async fn commit_guarded(&self, batch: Batch) -> Result<Created, StoreError> {
         match self.commit(batch).await? {
-            CommitOutcome::Applied => Ok(()),
+            CommitOutcome::Applied => Ok(Created::Created),
+            CommitOutcome::KeyTaken { run, same_payload } => {
+                Ok(Created::KeyTaken { run, same_payload })
+            }
             CommitOutcome::Conflict {
                 run,
                 expected,
@@ -35,7 +38,14 @@ impl RedbStore {
                 expected,
                 found,
             }),
-            CommitOutcome::KeyTaken { run, .. } => Err(StoreError::Io(format!(
+        }
+    }
+
+    /// Commits `batch`, which carries no idempotency guard.
+    async fn commit_plain(&self, batch: Batch) -> Result<(), StoreError> {
+        match self.commit_guarded(batch).await? {
+            Created::Created => Ok(()),
+            Created::KeyTaken { run, .. } => Err(StoreError::Io(format!(
                 "a write without an idempotency key found the key of run {run} taken"
             ))),
         }
@@ -68,21 +78,7 @@ impl Store for RedbStore {
                 now: claim.now,
             });
         }
-        match self.commit(batch).await? {
-            CommitOutcome::Applied => Ok(Created::Created),
-            CommitOutcome::KeyTaken { run, same_payload } => {
-                Ok(Created::KeyTaken { run, same_payload })
-            }
-            CommitOutcome::Conflict {
-                run,
-                expected,
-                found,
-            } => Err(StoreError::Conflict {
-                run,
-                expected,
-                found,
-            }),
-        }
+        self.commit_guarded(batch).await
     }
 
     async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {

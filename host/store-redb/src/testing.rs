@@ -7,11 +7,10 @@ use serde_json::json;
 
 use crate::{Durability, RedbStore};
 use stepwise_core::clock::{ManualClock, Millis};
-use stepwise_core::model::{RunRecord, RunStatus, StepRecord};
-use stepwise_core::policy::Policy;
+use stepwise_core::model::{RunRecord, StepRecord};
 
 /// The time every fixture clock starts at.
-pub const T0: Millis = 1_700_000_000_000;
+pub const T0: Millis = stepwise_store::conformance::T0;
 
 /// A store in a temporary directory and a clock reading [`T0`]. The directory is declared last
 /// so it outlives the store. Test modules add their own helper methods in `impl` blocks.
@@ -45,29 +44,13 @@ impl TempStore {
     }
 }
 
-/// A queued run `id` of job `j` on tenant `t`'s `default` queue, due at [`T0`].
+/// A queued run `id` of job `j` on tenant `t`'s `default` queue, due at [`T0`]: the
+/// conformance suite's sample run with this crate's names.
 pub fn sample_run(id: &str) -> RunRecord {
     RunRecord {
-        version: 0,
-        id: id.into(),
-        tenant: "t".into(),
-        priority: 0,
-        idempotency_key: None,
         job: "j".into(),
-        queue: "default".into(),
         module: "m".into(),
         payload: json!({}),
-        policy: Policy::default(),
-        overrides: Default::default(),
-        status: RunStatus::Queued,
-        attempts: 0,
-        body_failures: 0,
-        body_budget_base: 0,
-        ready_at: Some(T0),
-        output: None,
-        error: None,
-        created_at: T0,
-        updated_at: T0,
-        finished_at: None,
+        ..stepwise_store::conformance::run(id, "t", "default")
     }
 }
