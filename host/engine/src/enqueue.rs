@@ -327,9 +327,9 @@ impl Engine {
 
     /// A run, if it exists and belongs to `tenant` (another tenant's run is "not found").
     pub async fn tenant_run(&self, tenant: &str, id: &str) -> Result<RunRecord, EngineError> {
-        match self.inner.store.run(id).await? {
-            Some(run) if run.tenant == tenant => Ok(run),
-            _ => Err(EngineError::UnknownRun(id.to_owned())),
+        match self.inner.store.tenant_run(tenant, id).await? {
+            Some(run) => Ok(run),
+            None => Err(EngineError::UnknownRun(id.to_owned())),
         }
     }
 

@@ -85,6 +85,10 @@ impl Store for RedbStore {
         RedbStore::run(self, id)
     }
 
+    async fn tenant_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.run_of(tenant, id)
+    }
+
     async fn load_journal(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
         self.steps(run)
     }

@@ -210,6 +210,25 @@ impl RedbStore {
         Ok(table.get((tenant, job))?.map(|v| v.value().to_owned()))
     }
 
+    /// Run `id` if it belongs to `tenant`: the tenant's index is checked first, in the same
+    /// read transaction, so another tenant's run is never decoded (and answers as fast as a
+    /// missing one).
+    pub fn run_of(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        if txn
+            .open_table(schema::TENANT_RUNS)?
+            .get((tenant, id))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let table = txn.open_table(schema::RUNS)?;
+        table
+            .get(id)?
+            .map(|v| decode(v.value(), || format!("run {id}")))
+            .transpose()
+    }
+
     /// Whether `tenant` deployed the module `hash`.
     pub fn tenant_has_module(&self, tenant: &str, hash: &str) -> Result<bool, StoreError> {
         let txn = self.db.begin_read()?;

@@ -505,7 +505,7 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
 }
 
 /// A tenant's listing pages in creation order and filters by queue, job and status, and
-/// never shows another tenant's runs.
+/// never shows another tenant's runs; nor does a lookup of one run for a tenant.
 pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn Store>) {
     for i in 0..5 {
         let queue = if i % 2 == 0 { "even" } else { "odd" };
@@ -558,6 +558,12 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
         .await
         .unwrap();
     assert_eq!(theirs.len(), 1);
+    assert_eq!(store.tenant_run("t", "r0").await.unwrap().unwrap().id, "r0");
+    assert!(
+        store.tenant_run("t", "s0").await.unwrap().is_none(),
+        "another tenant's run is not theirs"
+    );
+    assert!(store.tenant_run("t", "absent").await.unwrap().is_none());
 }
 
 /// Tenants, tokens, modules, job routes, queue settings, egress settings and secrets are

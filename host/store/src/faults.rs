@@ -57,6 +57,10 @@ impl Store for FaultyStore {
         self.inner.run(id).await
     }
 
+    async fn tenant_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        self.inner.tenant_run(tenant, id).await
+    }
+
     async fn load_journal(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
         self.inner.load_journal(run).await
     }

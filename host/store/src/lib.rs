@@ -73,6 +73,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError>;
     /// A run's record.
     async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// Run `id` if it belongs to `tenant`, `None` otherwise; another tenant's run is not read
+    /// (so it answers like a missing one, in content and in time).
+    async fn tenant_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A run's recorded steps, by ordinal: what an attempt replays.
     async fn load_journal(&self, run: &str) -> Result<Vec<StepRecord>, StoreError>;
     /// Makes a step's completion (and what came before it in the attempt) durable, without
