@@ -583,24 +583,11 @@ mod tests {
 
     const RUN: &str = "run_1";
 
+    use crate::testing::Fixture;
     use stepwise_store_redb::Batch;
-    use stepwise_store_redb::testing::{T0, TempStore};
-
-    /// The store fixture with this module's helpers.
-    struct Fixture(TempStore);
-
-    impl std::ops::Deref for Fixture {
-        type Target = TempStore;
-        fn deref(&self) -> &TempStore {
-            &self.0
-        }
-    }
+    use stepwise_store_redb::testing::T0;
 
     impl Fixture {
-        fn new() -> Self {
-            Self(TempStore::new())
-        }
-
         /// A fresh journal for `attempt`, loaded from what the store holds now.
         async fn journal(&self, attempt: u32) -> Journal {
             self.journal_with(attempt, JournalLimits::default()).await

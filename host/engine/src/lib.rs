@@ -17,6 +17,8 @@ mod scheduler;
 mod secret_settings;
 pub mod secrets;
 mod tenants;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

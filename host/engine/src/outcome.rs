@@ -180,17 +180,9 @@ mod tests {
     use stepwise_store_redb::Batch;
 
     const RUN: &str = "run_1";
-    use stepwise_store_redb::testing::{T0, TempStore, sample_run};
+    use crate::testing::Fixture;
+    use stepwise_store_redb::testing::{T0, sample_run};
 
-    /// The store fixture with this module's helpers.
-    struct Fixture(TempStore);
-
-    impl std::ops::Deref for Fixture {
-        type Target = TempStore;
-        fn deref(&self) -> &TempStore {
-            &self.0
-        }
-    }
     /// The first backoff delay; each further failure of the same unit doubles it.
     const INITIAL_MS: u64 = 1_000;
 
@@ -217,10 +209,6 @@ mod tests {
     }
 
     impl Fixture {
-        fn new() -> Self {
-            Self(TempStore::new())
-        }
-
         async fn start(&self, run: &mut RunRecord) -> Journal {
             run.attempts += 1;
             let clock: Arc<dyn Clock> = self.clock.clone();

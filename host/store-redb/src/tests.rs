@@ -33,23 +33,7 @@ fn step(name: &str, ordinal: u32) -> StepRecord {
     }
 }
 
-/// No limits: every due run may be claimed.
-struct Unlimited;
-
-impl ClaimPolicy for Unlimited {
-    fn tenant_limit(&self, _: &str) -> usize {
-        usize::MAX
-    }
-    fn tenant_weight(&self, _: &str) -> u64 {
-        1
-    }
-    fn queue_limit(&self, _: &str, _: &str) -> Option<usize> {
-        None
-    }
-    fn memory_budget(&self) -> u64 {
-        u64::MAX
-    }
-}
+use stepwise_store::conformance::Unlimited;
 
 #[tokio::test]
 async fn records_survive_reopen_and_keep_step_order() {

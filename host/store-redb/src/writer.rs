@@ -148,22 +148,14 @@ fn commit(
     {
         let mut tables = Tables::new(&txn);
         let mut deltas = Deltas::new();
-        let mut heads = HashMap::new();
         let mut known = Heads {
             committed: &cache.heads,
             written: HashMap::new(),
         };
         for batch in batches {
-            let outcome = check_guard(&mut tables, batch, &known, &mut heads)?;
+            let outcome = check_guard(&mut tables, batch, &mut known)?;
             if outcome == CommitOutcome::Applied {
-                rows += apply(
-                    &mut tables,
-                    batch,
-                    &mut deltas,
-                    &mut cache.seqs,
-                    &mut heads,
-                    &mut known,
-                )?;
+                rows += apply(&mut tables, batch, &mut deltas, &mut cache.seqs, &mut known)?;
             }
             outcomes.push(outcome);
         }
@@ -262,21 +254,26 @@ pub(super) struct StoredHead {
     ready_at: Option<stepwise_core::clock::Millis>,
 }
 
-/// The head of run `id` as this commit will find it: what an earlier batch of the commit
-/// wrote, else what the writer last committed (its cache), else the stored record.
+/// The head of run `id` as this commit will find it: what this commit wrote or read of it,
+/// else what the writer last committed (its cache), else the stored record, which is then
+/// remembered so the write that follows does not read it again.
 fn head_of(
     tables: &mut Tables<'_>,
-    heads: &Heads<'_>,
+    heads: &mut Heads<'_>,
     id: &str,
 ) -> Result<Option<StoredHead>, StoreError> {
     if let Some(h) = heads.written.get(id).or_else(|| heads.committed.get(id)) {
         return Ok(Some(*h));
     }
-    stored_head(tables, id)
+    let head = stored_head(tables, id)?;
+    if let Some(h) = head {
+        heads.written.insert(id.to_owned(), h);
+    }
+    Ok(head)
 }
 
 /// Run heads known without reading: those committed earlier (the writer's cache) and those
-/// written by this commit so far (merged into the cache once the commit succeeds).
+/// this commit wrote or read so far (merged into the cache once the commit succeeds).
 pub(super) struct Heads<'c> {
     committed: &'c HashMap<String, StoredHead>,
     written: HashMap<String, StoredHead>,
@@ -295,15 +292,12 @@ fn stored_head(tables: &mut Tables<'_>, id: &str) -> Result<Option<StoredHead>, 
 }
 
 /// Checks, inside the transaction, that every run the batch writes is at the version its
-/// writer read (keeping what it read in `heads` for [`apply`]); then takes the batch's
-/// idempotency key, or reports who holds it.
+/// writer read; then takes the batch's idempotency key, or reports who holds it.
 fn check_guard(
     tables: &mut Tables<'_>,
     batch: &Batch,
-    known: &Heads<'_>,
-    heads: &mut HashMap<String, Option<StoredHead>>,
+    known: &mut Heads<'_>,
 ) -> Result<CommitOutcome, StoreError> {
-    heads.clear();
     for op in &batch.ops {
         if let Op::WriteRun { id, expected, .. } = op {
             let head = head_of(tables, known, id)?;
@@ -315,7 +309,6 @@ fn check_guard(
                     found,
                 });
             }
-            heads.insert(id.clone(), head);
         }
     }
     let Some(g) = &batch.guard else {
@@ -440,7 +433,6 @@ fn apply(
     batch: &Batch,
     deltas: &mut Deltas,
     seqs: &mut NextSeqs,
-    heads: &mut HashMap<String, Option<StoredHead>>,
     known: &mut Heads<'_>,
 ) -> Result<u64, StoreError> {
     for op in &batch.ops {
@@ -454,10 +446,7 @@ fn apply(
                 status,
                 ready,
             } => {
-                let head = match heads.remove(id.as_str()) {
-                    Some(head) => head,
-                    None => head_of(tables, known, id)?,
-                };
+                let head = head_of(tables, known, id)?;
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
                 if status.is_final() {
                     seqs.forget(id);

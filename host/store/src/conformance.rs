@@ -115,7 +115,7 @@ pub async fn create(store: &dyn Store, run: RunRecord) -> RunRecord {
 }
 
 /// Limits that never hold a claim back.
-struct Unlimited;
+pub struct Unlimited;
 
 impl ClaimPolicy for Unlimited {
     fn tenant_limit(&self, _: &str) -> usize {
