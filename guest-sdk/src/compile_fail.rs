@@ -62,6 +62,25 @@
 //! fn main() {}
 //! ```
 //!
+//! A job name longer than the host's 128-byte limit (the host's own rule, so it would not
+//! deploy):
+//!
+//! ```compile_fail
+//! use stepwise_sdk::prelude::*;
+//! #[job(name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]
+//! fn j(_ctx: &mut Ctx, _input: u32) -> Result<u32, JobError> { Ok(1) }
+//! fn main() {}
+//! ```
+//!
+//! The same name at the limit compiles:
+//!
+//! ```
+//! use stepwise_sdk::prelude::*;
+//! #[job(name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")]
+//! fn j(_ctx: &mut Ctx, _input: u32) -> Result<u32, JobError> { Ok(1) }
+//! fn main() {}
+//! ```
+//!
 //! Two exported jobs with the same name:
 //!
 //! ```compile_fail,E0080

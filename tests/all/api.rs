@@ -384,12 +384,43 @@ async fn retries_dead_letters_and_manual_retry() {
     assert_eq!(dead["runs"], json!([]));
     let (_, queue) = api.get(&token, &format!("/v1/queues/{q}")).await;
     assert_eq!(queue["dead_letters"], 0, "{queue}");
-    // Purging keeps the runs and their history.
+    // Purging deletes the runs with their history: they are gone from every route.
     for id in &doomed {
-        let view = api.run(&token, id).await;
-        assert_eq!(view["status"], "failed");
-        assert_eq!(view["dead_lettered"], false);
+        let (status, gone) = api.get(&token, &format!("/v1/runs/{id}")).await;
+        assert_eq!(status, 404, "{gone}");
+        let (status, _) = api.get(&token, &format!("/v1/runs/{id}/timeline")).await;
+        assert_eq!(status, 404);
     }
+    let (_, listed) = api.get(&token, &format!("/v1/runs?queue={q}")).await;
+    let listed = ids(&listed, "runs");
+    assert!(listed.is_disjoint(&doomed), "{listed:?}");
+}
+
+/// A purged dead letter frees its idempotency key: the same request makes a new run.
+#[tokio::test]
+async fn purging_a_dead_letter_frees_its_idempotency_key() {
+    let (_server, api, token, _) = server_with("acme", guests::TESTBED).await;
+    let request = json!({
+        "job": "flaky",
+        "payload": {"steps": ["a"], "fail": {"a": 99}},
+        "idempotency_key": "order-7",
+        "max_attempts": 1,
+    });
+    let first = api.enqueue_new(&token, "q", request.clone()).await;
+    assert_eq!(
+        api.wait_final(&token, &first, FINAL).await["status"],
+        "failed"
+    );
+    let (status, again) = api.enqueue(&token, "q", request.clone()).await;
+    assert_eq!(
+        (status, run_id(&again["run"])),
+        (200, first.clone()),
+        "held while kept"
+    );
+    let (status, purged) = api.delete(&token, "/v1/queues/q/dead-letters").await;
+    assert_eq!((status, purged), (200, json!({"purged": 1})));
+    let second = api.enqueue_new(&token, "q", request).await;
+    assert_ne!(second, first);
 }
 
 #[tokio::test]
@@ -730,6 +761,52 @@ async fn enqueue_times_and_nested_fields_are_checked_strictly() {
     );
 }
 
+/// A held idempotency key is no shortcut past validation, and a request for another job (or
+/// with other options) under it is a conflict naming what differs.
+#[tokio::test]
+async fn a_held_key_validates_the_whole_request_and_names_what_differs() {
+    let (_server, api, token, _) = server_with("keys", guests::TESTBED).await;
+    let request = |extra: Value| {
+        let mut body = json!({
+            "job": "echo",
+            "payload": {"message": "m", "count": 1},
+            "idempotency_key": "k",
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let first = api.enqueue_new(&token, "q", request(json!({}))).await;
+    for (extra, status, code) in [
+        (json!({"max_attempts": 0}), 400, "invalid_options"),
+        (json!({"fuel": 0}), 400, "invalid_options"),
+        (json!({"job": "no-such-job"}), 404, "unknown_job"),
+        (json!({"job": "bad/name"}), 400, "invalid_json"),
+        (json!({"delay": "400d"}), 400, "invalid_options"),
+    ] {
+        let answer = api.enqueue(&token, "q", request(extra.clone())).await;
+        assert_error(&answer, status, code);
+    }
+    let answer = api
+        .enqueue(&token, "q", request(json!({"job": "chatty"})))
+        .await;
+    let error = assert_error(&answer, 409, "idempotency_conflict");
+    assert_eq!(error["run_id"], first.as_str());
+    assert_eq!(error["differs"], json!(["job"]));
+    let answer = api
+        .enqueue(
+            &token,
+            "q",
+            request(json!({"max_attempts": 3, "payload": {"message": "n", "count": 1}})),
+        )
+        .await;
+    let error = assert_error(&answer, 409, "idempotency_conflict");
+    assert_eq!(error["differs"], json!(["payload", "max_attempts"]));
+    let (status, same) = api.enqueue(&token, "q", request(json!({}))).await;
+    assert_eq!((status, run_id(&same["run"])), (200, first));
+}
+
 #[tokio::test]
 async fn errors_have_stable_codes_and_one_shape() {
     let (_server, api, token, _) = server_with("acme", guests::TESTBED).await;
@@ -891,6 +968,25 @@ async fn health_and_metrics() {
     assert_eq!(sample(&text, "stepwise_runs{status=\"completed\"}"), 2.0);
     assert!(sample(&text, "stepwise_commit_batch_size_count") > 0.0);
     assert_eq!(sample(&text, "stepwise_step_to_step_seconds_count"), 2.0);
+    // With the metrics token, the series per tenant.
+    assert!(sample(&text, r#"stepwise_tenant_attempts_total{tenant="acme"}"#) > 0.0);
+
+    // Without the metrics token: the host-wide series, nothing naming a tenant or a queue.
+    let (status, anonymous) = api.text_as(None, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(&anonymous, "stepwise_runs{status=\"completed\"}"),
+        2.0
+    );
+    assert!(
+        !anonymous.contains("tenant=") && !anonymous.contains("queue="),
+        "{anonymous}"
+    );
+    assert!(!anonymous.contains("acme"), "{anonymous}");
+    // A tenant's token is not the metrics token.
+    let (status, refused) = api.text_as(Some(&token), "/metrics").await;
+    assert_eq!(status, 401, "{refused}");
+    assert!(refused.contains("unauthorized"), "{refused}");
 }
 
 #[tokio::test]

@@ -106,12 +106,15 @@ async fn the_cli_drives_the_service_end_to_end() {
     ];
     let first = cli.json(&enqueue);
     assert_eq!(first["deduplicated"], false);
-    let id = first["id"].as_str().unwrap().to_owned();
+    // `enqueue --json` prints the API's answer.
+    let id = first["run"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first["run"]["job"], "provision-after-payment");
     let second = cli.json(&enqueue);
     assert_eq!(second["deduplicated"], true);
-    assert_eq!(second["id"], id.as_str());
+    assert_eq!(second["run"]["id"], id.as_str());
 
-    // The same key with another payload: exit 2, the server's code and the holder's id.
+    // The same key with another payload: exit 4 (conflict), the server's code and the
+    // holder's id; with --json, the API's error body on stdout.
     let out = cli.cmd(&[
         "enqueue",
         "payments",
@@ -121,12 +124,26 @@ async fn the_cli_drives_the_service_end_to_end() {
         "--idempotency-key",
         "pay_123",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("idempotency_conflict") && err.contains(&id),
         "{err}"
     );
+    let out = cli.cmd(&[
+        "enqueue",
+        "payments",
+        "provision-after-payment",
+        "--payload",
+        r#"{"payment_id":"other"}"#,
+        "--idempotency-key",
+        "pay_123",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let body: Value = serde_json::from_slice(&out.stdout).expect("a JSON error on stdout");
+    assert_eq!(body["error"]["code"], "idempotency_conflict");
+    assert_eq!(body["error"]["run_id"], id.as_str());
 
     let view = wait_final(&cli, &id);
     assert_eq!(view["status"], "completed");
@@ -145,6 +162,9 @@ async fn the_cli_drives_the_service_end_to_end() {
     let list = cli.json(&["runs", "list", "--queue", "payments"]);
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
     assert!(cli.text(&["runs", "list"]).contains(&id));
+    let queues = cli.json(&["queues"]);
+    assert_eq!(queues["queues"][0]["queue"], "payments", "{queues}");
+    assert!(cli.text(&["queues"]).contains("payments"));
 
     // A run that exhausts its attempts lands in the dead-letter list; retry and purge it.
     crate::util::provider_control(&base, serde_json::json!({ "fail_accounts_next": 9 })).await;
@@ -160,7 +180,7 @@ async fn the_cli_drives_the_service_end_to_end() {
         "--backoff",
         "10ms",
     ]);
-    let failing_id = failing["id"].as_str().unwrap().to_owned();
+    let failing_id = failing["run"]["id"].as_str().unwrap().to_owned();
     let failed = wait_final(&cli, &failing_id);
     assert_eq!(failed["status"], "failed");
     assert!(
@@ -179,8 +199,16 @@ async fn the_cli_drives_the_service_end_to_end() {
     let retried = cli.json(&["runs", "retry", &failing_id]);
     assert_eq!(retried["status"], "queued");
     assert_eq!(wait_final(&cli, &failing_id)["status"], "failed");
+    let newest = cli.json(&["runs", "list", "--reverse"]);
+    assert_eq!(newest["runs"][0]["id"], failing_id.as_str(), "newest first");
+    assert_eq!(newest["runs"][1]["id"], id.as_str());
     let purged = cli.json(&["dlq", "purge", "payments"]);
     assert_eq!(purged["purged"], 1);
+    // Purged runs are gone: not found (exit 3), and not listed.
+    let out = cli.cmd(&["runs", "show", &failing_id]);
+    assert_eq!(out.status.code(), Some(3));
+    let left = cli.json(&["runs", "list"]);
+    assert_eq!(left["runs"].as_array().unwrap().len(), 1, "{left}");
     assert!(
         cli.json(&["dlq", "list", "payments"])["runs"]
             .as_array()
@@ -205,17 +233,20 @@ async fn the_cli_drives_the_service_end_to_end() {
         "human summary of the queue"
     );
 
-    // Errors: an unknown run, a bad token.
+    // Errors: an unknown run (3), a bad token (5), a malformed name (2).
     let out = cli.cmd(&["runs", "show", "run_missing"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_found"));
     let stranger = Cli {
         server: &server,
         token: "sw_nope".into(),
     };
     let out = stranger.cmd(&["runs", "list"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+    let out = cli.cmd(&["queue", "show", "no/such"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_name"));
 }
 
 #[test]
@@ -231,7 +262,7 @@ fn an_unreachable_server_is_a_clear_error() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("127.0.0.1:9") && err.contains("stepwise serve"),
@@ -393,7 +424,7 @@ async fn secrets_through_the_api_and_the_cli_never_show_a_value() {
         .await;
     crate::serve_util::assert_error(&answer, 422, "invalid_secret");
     let out = cli.cmd(&["secrets", "rm", "NOPE"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     cli.text(&["secrets", "rm", "PAYMENTS_KEY"]);
     assert!(cli.text(&["secrets", "list"]).contains("no secrets"));
     assert!(

@@ -17,6 +17,98 @@ fn keyed(tenant: &str, key: &str, payload: serde_json::Value) -> NewRun {
     }
 }
 
+/// A repeated key is no shortcut past validation, and its fingerprint covers the job and
+/// every option that changes what the run does: the same payload for another job, or with
+/// other options, is a conflict naming what differs.
+#[tokio::test]
+async fn a_repeated_key_is_validated_whole_and_compared_on_job_and_options() {
+    let h = harness().await;
+    h.engine.create_tenant("acme").await.unwrap();
+    let bytes = std::fs::read(guests::TESTBED).unwrap();
+    h.engine.deploy_for("acme", &bytes).await.unwrap();
+    let payload = json!({"message": "a"});
+    let first = h
+        .engine
+        .enqueue(keyed("acme", "k", payload.clone()))
+        .await
+        .unwrap();
+
+    // Invalid requests under a held key are refused as invalid, not deduplicated.
+    let zero_attempts = NewRun {
+        overrides: stepwise::PolicyOverrides {
+            max_attempts: Some(0),
+            ..Default::default()
+        },
+        ..keyed("acme", "k", payload.clone())
+    };
+    let no_fuel = NewRun {
+        overrides: stepwise::PolicyOverrides {
+            fuel: Some(0),
+            ..Default::default()
+        },
+        ..keyed("acme", "k", payload.clone())
+    };
+    for bad in [zero_attempts, no_fuel] {
+        let err = h.engine.enqueue(bad).await.unwrap_err();
+        assert!(matches!(err, EngineError::Policy(_)), "{err}");
+    }
+    let unknown = NewRun {
+        job: "no-such-job".into(),
+        ..keyed("acme", "k", payload.clone())
+    };
+    let err = h.engine.enqueue(unknown).await.unwrap_err();
+    assert!(matches!(err, EngineError::UnknownJob { .. }), "{err}");
+    let far = NewRun {
+        delay_ms: Some(u64::MAX),
+        ..keyed("acme", "k", payload.clone())
+    };
+    assert!(matches!(
+        h.engine.enqueue(far).await.unwrap_err(),
+        EngineError::Policy(_)
+    ));
+
+    // The same payload for another job, or with other options: conflicts naming the part.
+    let differs = |req: NewRun| {
+        let engine = h.engine.clone();
+        async move {
+            match engine.enqueue(req).await {
+                Err(EngineError::IdempotencyConflict { run, differs, .. }) => (run, differs),
+                other => panic!("not a conflict: {:?}", other.map(|e| e.run.id)),
+            }
+        }
+    };
+    let other_job = NewRun {
+        job: "chatty".into(),
+        ..keyed("acme", "k", payload.clone())
+    };
+    assert_eq!(
+        differs(other_job).await,
+        (first.run.id.clone(), vec!["job"])
+    );
+    let more_attempts = NewRun {
+        overrides: stepwise::PolicyOverrides {
+            max_attempts: Some(9),
+            timeout_ms: Some(1_000),
+            ..Default::default()
+        },
+        priority: 5,
+        ..keyed("acme", "k", payload.clone())
+    };
+    assert_eq!(
+        differs(more_attempts).await.1,
+        vec!["max_attempts", "timeout_ms", "priority"]
+    );
+    // Start times are not part of it: a repeat computes its delay anew.
+    let later = NewRun {
+        delay_ms: Some(60_000),
+        ..keyed("acme", "k", payload.clone())
+    };
+    let again = h.engine.enqueue(later).await.unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(again.run.id, first.run.id);
+    assert_eq!(h.redb.runs().unwrap().len(), 1, "nothing else was stored");
+}
+
 #[tokio::test]
 async fn same_key_same_payload_reuses_the_run_and_another_payload_conflicts() {
     let h = harness().await;
@@ -45,9 +137,10 @@ async fn same_key_same_payload_reuses_the_run_and_another_payload_conflicts() {
         .await
         .unwrap_err();
     match err {
-        EngineError::IdempotencyConflict { run, key } => {
+        EngineError::IdempotencyConflict { run, key, differs } => {
             assert_eq!(run, first.run.id);
             assert_eq!(key, "k1");
+            assert_eq!(differs, ["payload"]);
         }
         other => panic!("{other}"),
     }

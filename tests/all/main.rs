@@ -14,6 +14,7 @@ mod crash;
 mod egress;
 mod egress_tls;
 mod hostile;
+mod http_defences;
 mod idempotency;
 mod lifecycle;
 mod recovery;

@@ -15,6 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");
 
 /// The admin token every test server is started with.
 pub const ADMIN_TOKEN: &str = "sw_test_admin_token";
+/// The metrics token every test server is started with.
+pub const METRICS_TOKEN: &str = "sw_test_metrics_token";
 
 /// How long a server may take to print its listening line (it may compile guests first).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -175,6 +177,7 @@ fn spawn(data: &Path, config: Option<&Path>, log: &Arc<Mutex<Vec<String>>>) -> (
         .arg(data)
         .args(["--listen", "127.0.0.1:0"])
         .env("STEPWISE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("STEPWISE_METRICS_TOKEN", METRICS_TOKEN)
         .env("STEPWISE_LOG", "info")
         .env("STEPWISE_CACHE_DIR", crate::util::compile_cache())
         .stdin(Stdio::null())
@@ -314,11 +317,18 @@ impl Api {
             .await
     }
 
-    /// `GET path` without a token, as text (for `/metrics`).
+    /// `GET path` with the metrics token, as text (for `/metrics`).
     pub async fn text(&self, path: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+        self.text_as(Some(METRICS_TOKEN), path).await
+    }
+
+    /// `GET path` with `token` (or none), as text.
+    pub async fn text_as(&self, token: Option<&str>, path: &str) -> (u16, String) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));

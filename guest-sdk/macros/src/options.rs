@@ -122,23 +122,11 @@ impl JobOptions {
     }
 }
 
-/// Job names travel in URLs, CLI arguments and log lines, so they must be plain words.
+/// Job names travel in URLs, CLI arguments and log lines, so they must be plain words: the
+/// host's rule (`stepwise-names`), checked here so a handler that builds always deploys.
 pub(crate) fn check_job_name(name: &str, span: Span) -> syn::Result<()> {
-    if name.is_empty() {
-        return Err(syn::Error::new(span, "a job name cannot be empty"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(syn::Error::new(
-            span,
-            format!(
-                "job name '{name}' contains {c:?}; use ASCII letters, digits, '-', '_' and '.'"
-            ),
-        ));
-    }
-    Ok(())
+    stepwise_names::check(stepwise_names::Kind::Job, name)
+        .map_err(|e| syn::Error::new(span, format!("job name '{name}': {e}")))
 }
 
 fn set<T>(slot: &mut Option<T>, value: T, span: Span, key: &str) -> syn::Result<()> {

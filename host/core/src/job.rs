@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::PolicyOverrides;
 
 /// One job a module offers, as learned from `describe`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     /// The job's name.

@@ -5,6 +5,8 @@
 //! ([`clock`]), what a module's jobs are ([`job`]), a tenant's egress settings ([`egress`])
 //! and stored secrets ([`secret`]). Nothing here runs guests or touches storage.
 
+pub use stepwise_names as names;
+
 pub mod attempt;
 pub mod clock;
 pub mod egress;

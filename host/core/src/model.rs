@@ -7,15 +7,13 @@ use serde_json::Value;
 use crate::clock::Millis;
 use crate::policy::{Policy, PolicyOverrides};
 
-/// Where a run is in its life.
+/// Where a stored run is in its life. The API shows one more state, `running`, from the
+/// scheduler's in-flight set (see `stepwise_api::RunState`); it is never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Waiting for its first attempt.
     Queued,
-    /// An attempt is executing now. Reported by the service from the scheduler's in-flight
-    /// set; never stored (a stored run keeps its status from before the attempt).
-    Running,
     /// An attempt failed; the next one waits for its backoff (or retry-after) time.
     Retrying,
     /// Suspended on a durable sleep; no instance is held.
@@ -31,9 +29,7 @@ impl std::str::FromStr for RunStatus {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            format!(
-                "unknown status '{s}': use queued, running, retrying, sleeping, completed or failed"
-            )
+            format!("unknown status '{s}': use queued, retrying, sleeping, completed or failed")
         })
     }
 }
@@ -48,7 +44,6 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
-            Self::Running => "running",
             Self::Retrying => "retrying",
             Self::Sleeping => "sleeping",
             Self::Completed => "completed",
@@ -59,6 +54,7 @@ impl RunStatus {
 
 /// Why an attempt failed. Each sandbox limit is its own kind so operators can tell a guest
 /// that loops from one that allocates too much.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
@@ -115,6 +111,7 @@ impl FailureKind {
 }
 
 /// A recorded failure.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// What kind of failure it was.
@@ -130,6 +127,7 @@ pub struct ErrorInfo {
 }
 
 /// A step is either ordinary work or a durable timer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
@@ -150,6 +148,7 @@ impl StepKind {
 }
 
 /// Where a step is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -211,6 +210,7 @@ impl StepRecord {
 }
 
 /// What happened, for the run's timeline.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -244,6 +244,7 @@ pub enum EventKind {
 }
 
 /// One entry of a run's timeline.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     /// When it happened.
@@ -266,6 +267,7 @@ pub struct TimelineEntry {
 
 /// One outbound HTTP call of a guest, as kept on its run's timeline. Never headers, bodies or
 /// the query string: those may hold credentials or personal data.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpCall {
     /// The method (`GET`, `POST`, ...).
@@ -293,6 +295,7 @@ pub struct HttpCall {
 }
 
 /// Where a log line came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogSource {
@@ -307,6 +310,7 @@ pub enum LogSource {
 }
 
 /// Severity of a log line.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
@@ -323,6 +327,7 @@ pub enum LogLevel {
 }
 
 /// One line of a run's log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     /// When it was written.

@@ -19,6 +19,7 @@ pub const MAX_MULTIPLIER: f64 = 1_000.0;
 
 /// Exponential backoff between attempts. Unknown fields are refused: a misspelt field must
 /// not silently turn into the defaults.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Backoff {
@@ -116,6 +117,7 @@ impl Backoff {
 }
 
 /// The fully resolved policy a run executes under.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Policy {
@@ -146,6 +148,7 @@ impl Default for Policy {
 }
 
 /// A partial policy: the job's defaults or an enqueue's overrides. Absent fields inherit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyOverrides {
     /// See [`Policy::max_attempts`].

@@ -33,6 +33,7 @@ pub struct SecretRecord {
 }
 
 /// What a listing shows of a secret: never its value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretInfo {
     /// Its name.

@@ -1,10 +1,14 @@
 //! Creating runs — validated, routed to the module that serves the job, and idempotent — and
 //! listing them.
 //!
-//! Idempotency is scoped to (tenant, queue, key). The payload is compared by the sha256 of its
-//! canonical JSON (object keys sorted, no whitespace), so key order and formatting do not make
-//! two identical payloads differ. The key is taken inside the writer's transaction, so any
-//! number of concurrent enqueues with one key create exactly one run.
+//! Idempotency is scoped to (tenant, queue, key). A request is validated whole before its key
+//! is looked at, so a repeated key never lets a bad request through. Its fingerprint covers
+//! everything that changes what the run does: the job, the payload (as canonical JSON: key
+//! order and formatting do not count), the policy overrides and the priority; start times
+//! (`delay`, `run_at`) are not compared, since a repeated request computes its delay anew.
+//! A repeat with the same fingerprint returns the existing run; another request under the
+//! key is a conflict naming what differs. The key is taken inside the writer's transaction,
+//! so any number of concurrent enqueues with one key create exactly one run.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -98,6 +102,34 @@ pub(crate) fn summarize(mut run: RunRecord) -> RunRecord {
     run
 }
 
+/// When a run asked to start at `run_at` or after `delay_ms` may first start, refusing
+/// anything more than [`MAX_DELAY_MS`] ahead.
+fn start_time(
+    now: Millis,
+    run_at: Option<Millis>,
+    delay_ms: Option<u64>,
+) -> Result<Millis, EngineError> {
+    let latest = now.saturating_add(MAX_DELAY_MS);
+    match (run_at, delay_ms) {
+        (Some(at), _) if at > latest => Err(PolicyError {
+            field: "run_at",
+            problem: format!(
+                "must be at most 365 days ahead ({}), got {}",
+                time_fmt::rfc3339(latest),
+                time_fmt::rfc3339(at)
+            ),
+        }
+        .into()),
+        (Some(at), _) => Ok(at),
+        (None, Some(ms)) if ms > MAX_DELAY_MS => Err(PolicyError {
+            field: "delay",
+            problem: format!("must be at most {MAX_DELAY_MS} ms (365 days), got {ms} ms"),
+        }
+        .into()),
+        (None, delay) => Ok(now.saturating_add(delay.unwrap_or(0))),
+    }
+}
+
 /// A new time-ordered run id.
 fn new_run_id() -> String {
     format!("run_{}", uuid::Uuid::now_v7().simple())
@@ -109,17 +141,57 @@ pub(crate) fn payload_hash(value: &Value) -> String {
     hex::encode(Sha256::digest(value.to_string().as_bytes()))
 }
 
+/// What an idempotent request is compared on.
+struct Fingerprint<'a> {
+    job: &'a str,
+    payload: &'a Value,
+    overrides: &'a PolicyOverrides,
+    priority: i32,
+}
+
+impl Fingerprint<'_> {
+    /// sha256 (hex) of the canonical JSON of every part: what the key's record keeps.
+    fn hash(&self) -> String {
+        let canonical = serde_json::json!({
+            "job": self.job,
+            "payload": self.payload,
+            "overrides": self.overrides,
+            "priority": self.priority,
+        });
+        payload_hash(&canonical)
+    }
+
+    /// The parts in which the request that created `run` differs from this one.
+    fn differs_from(&self, run: &RunRecord) -> Vec<&'static str> {
+        let (mine, theirs) = (self.overrides, &run.overrides);
+        [
+            ("job", self.job != run.job),
+            ("payload", *self.payload != run.payload),
+            ("max_attempts", mine.max_attempts != theirs.max_attempts),
+            ("backoff", mine.backoff != theirs.backoff),
+            ("timeout_ms", mine.timeout_ms != theirs.timeout_ms),
+            ("fuel", mine.fuel != theirs.fuel),
+            ("memory_bytes", mine.memory_bytes != theirs.memory_bytes),
+            ("priority", self.priority != run.priority),
+        ]
+        .into_iter()
+        .filter_map(|(part, differs)| differs.then_some(part))
+        .collect()
+    }
+}
+
+/// Checks `name` against the rule of `kind` (one rule per kind, shared with the API's name
+/// types and the SDK's macro).
+pub fn check_name(kind: stepwise_core::names::Kind, name: &str) -> Result<(), EngineError> {
+    stepwise_core::names::check(kind, name).map_err(|error| EngineError::InvalidName {
+        name: stepwise_core::text::prefix(name, 200).to_owned(),
+        error,
+    })
+}
+
 /// Queue names appear in URLs and tables: keep them plain.
 pub fn check_queue_name(name: &str) -> Result<(), EngineError> {
-    let ok = (1..=128).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::InvalidQueueName(name.to_owned()))
-    }
+    check_name(stepwise_core::names::Kind::Queue, name)
 }
 
 impl Engine {
@@ -138,23 +210,46 @@ impl Engine {
         stepwise_core::text::check_integers(&req.payload).map_err(EngineError::InvalidPayload)?;
         let payload: Value = serde_json::from_str(&req.payload)
             .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
-        let hash = payload_hash(&payload);
         let now = inner.clock.now();
-        if let Some(key) = &req.idempotency_key {
-            if key.is_empty() || key.len() > 256 {
-                return Err(EngineError::InvalidIdempotencyKey);
-            }
+        if let Some(key) = &req.idempotency_key
+            && (key.is_empty() || key.len() > 256)
+        {
+            return Err(EngineError::InvalidIdempotencyKey);
+        }
+        let module_hash = match &req.module {
+            Some(hash) => hash.clone(),
+            None => match inner.store.job_route(&req.tenant, &req.job).await? {
+                Some(hash) => hash,
+                None => return Err(self.unknown_job(&req.tenant, &req.job).await),
+            },
+        };
+        let handler = self.handler(&module_hash).await?;
+        let spec = handler
+            .job(&req.job)
+            .ok_or_else(|| EngineError::UnknownJob {
+                job: req.job.clone(),
+                available: handler.job_names(),
+            })?;
+        req.overrides.validate(self.caps())?;
+        let ready_at = start_time(now, req.run_at, req.delay_ms)?;
+        let fingerprint = Fingerprint {
+            job: &req.job,
+            payload: &payload,
+            overrides: &req.overrides,
+            priority: req.priority,
+        };
+        let hash = fingerprint.hash();
+        if let Some(key) = &req.idempotency_key
             // Fast path for the common repeat; the guard below settles races.
-            if let Some(held) = inner
+            && let Some(held) = inner
                 .store
                 .idempotency(&req.tenant, &req.queue, key)
                 .await?
-                && !held.expired(now)
-            {
-                return self
-                    .resolve_taken(key, &held.run, held.payload_hash == hash)
-                    .await;
-            }
+            && !held.expired(now)
+        {
+            return self
+                .resolve_taken(key, &held.run, held.payload_hash == hash, &fingerprint)
+                .await;
         }
         let usage = inner.store.tenant_usage(&req.tenant).await?;
         let limits = &inner.config.tenants;
@@ -179,47 +274,10 @@ impl Engine {
                 });
             }
         }
-        let module_hash = match &req.module {
-            Some(hash) => hash.clone(),
-            None => match inner.store.job_route(&req.tenant, &req.job).await? {
-                Some(hash) => hash,
-                None => return Err(self.unknown_job(&req.tenant, &req.job).await),
-            },
-        };
-        let handler = self.handler(&module_hash).await?;
-        let spec = handler
-            .job(&req.job)
-            .ok_or_else(|| EngineError::UnknownJob {
-                job: req.job.clone(),
-                available: handler.job_names(),
-            })?;
-        req.overrides.validate(self.caps())?;
         let job_policy = self
             .caps()
             .clamp(spec.policy.over(inner.config.default_policy));
         let policy = req.overrides.over(job_policy);
-        let ready_at = match (req.run_at, req.delay_ms) {
-            (Some(at), _) if at > now.saturating_add(MAX_DELAY_MS) => {
-                return Err(PolicyError {
-                    field: "run_at",
-                    problem: format!(
-                        "must be at most 365 days ahead ({}), got {}",
-                        time_fmt::rfc3339(now.saturating_add(MAX_DELAY_MS)),
-                        time_fmt::rfc3339(at)
-                    ),
-                }
-                .into());
-            }
-            (Some(at), _) => at,
-            (None, Some(ms)) if ms > MAX_DELAY_MS => {
-                return Err(PolicyError {
-                    field: "delay",
-                    problem: format!("must be at most {MAX_DELAY_MS} ms (365 days), got {ms} ms"),
-                }
-                .into());
-            }
-            (None, delay) => now.saturating_add(delay.unwrap_or(0)),
-        };
         let run = RunRecord {
             version: 0,
             id: new_run_id(),
@@ -272,7 +330,15 @@ impl Engine {
                 same_payload,
             } => {
                 let key = run.idempotency_key.as_deref().unwrap_or_default();
-                return self.resolve_taken(key, &holder, same_payload).await;
+                let fingerprint = Fingerprint {
+                    job: &run.job,
+                    payload: &run.payload,
+                    overrides: &run.overrides,
+                    priority: run.priority,
+                };
+                return self
+                    .resolve_taken(key, &holder, same_payload, &fingerprint)
+                    .await;
             }
         }
         tracing::info!(run = %run.id, tenant = %run.tenant, job = %run.job, "run created");
@@ -283,24 +349,32 @@ impl Engine {
         })
     }
 
+    /// The answer to a request whose key is held by `holder`: that run when the request is
+    /// the same (by fingerprint, else compared part by part, for keys taken before the
+    /// fingerprint covered more than the payload), else a conflict naming what differs.
     async fn resolve_taken(
         &self,
         key: &str,
         holder: &str,
-        same_payload: bool,
+        same_fingerprint: bool,
+        request: &Fingerprint<'_>,
     ) -> Result<Enqueued, EngineError> {
-        if !same_payload {
-            return Err(EngineError::IdempotencyConflict {
-                key: key.to_owned(),
-                run: holder.to_owned(),
-            });
-        }
         let run = self
             .inner
             .store
             .run(holder)
             .await?
             .ok_or_else(|| EngineError::UnknownRun(holder.to_owned()))?;
+        if !same_fingerprint {
+            let differs = request.differs_from(&run);
+            if !differs.is_empty() {
+                return Err(EngineError::IdempotencyConflict {
+                    key: key.to_owned(),
+                    run: holder.to_owned(),
+                    differs,
+                });
+            }
+        }
         Ok(Enqueued {
             run,
             deduplicated: true,

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::secrets::{Secrets, SecretsConfig, SecretsError};
-pub use enqueue::check_queue_name;
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
+pub use enqueue::{check_name, check_queue_name};
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
 pub use metrics::{EngineMetrics, TenantUse};
@@ -140,23 +140,31 @@ pub enum EngineError {
     /// A policy override is out of range.
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The idempotency key is held by a run created with a different payload.
-    #[error("idempotency key '{key}' is already used by run '{run}' with a different payload")]
+    /// The idempotency key is held by a run created from a different request.
+    #[error(
+        "idempotency key '{key}' is already used by run '{run}', created with a different {}",
+        differs.join(", ")
+    )]
     IdempotencyConflict {
         /// The key.
         key: String,
         /// The run holding it.
         run: String,
+        /// What differs from the request that created it: `job`, `payload`, `max_attempts`,
+        /// `backoff`, `timeout_ms`, `fuel`, `memory_bytes`, `priority`.
+        differs: Vec<&'static str>,
     },
     /// A tenant with this name exists.
     #[error("tenant '{0}' already exists")]
     TenantExists(String),
-    /// A tenant name breaks the naming rule.
-    #[error("invalid tenant name '{0}': use 1-64 characters a-z, 0-9, '-' or '_'")]
-    InvalidTenantName(String),
-    /// A queue name breaks the naming rule.
-    #[error("invalid queue name '{0}': use 1-128 characters a-z, A-Z, 0-9, '-', '_' or '.'")]
-    InvalidQueueName(String),
+    /// A tenant, queue or job name breaks its rule.
+    #[error("invalid name '{name}': {error}")]
+    InvalidName {
+        /// The name as given (its first 200 bytes).
+        name: String,
+        /// The rule it broke.
+        error: stepwise_core::names::NameError,
+    },
     /// An idempotency key is empty or too long.
     #[error("invalid idempotency key: must be 1-256 bytes")]
     InvalidIdempotencyKey,

@@ -147,8 +147,8 @@ impl Engine {
         Ok(retried)
     }
 
-    /// Removes every run from a queue's dead-letter list (the runs and their history stay,
-    /// failed); returns how many were removed.
+    /// Deletes every dead-lettered run of a queue with its history, freeing the idempotency
+    /// keys they held; returns how many were deleted.
     pub async fn purge_dead_letters(
         &self,
         tenant: &str,

@@ -26,15 +26,7 @@ pub fn token_hash(token: &str) -> String {
 }
 
 fn check_tenant_name(name: &str) -> Result<(), EngineError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::InvalidTenantName(name.to_owned()))
-    }
+    crate::enqueue::check_name(stepwise_core::names::Kind::Tenant, name)
 }
 
 impl Engine {
@@ -146,6 +138,18 @@ impl Engine {
             .get(&(tenant.to_owned(), queue.to_owned()))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// The queues of `tenant` that have settings, by name.
+    pub fn queues_of(&self, tenant: &str) -> Vec<String> {
+        let queues = self.inner.queues.lock().expect("queue settings");
+        let mut names: Vec<String> = queues
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, q)| q.clone())
+            .collect();
+        names.sort();
+        names
     }
 }
 

@@ -228,9 +228,6 @@ pub(crate) fn pre_instantiate(
 /// Most jobs one module may offer.
 pub const MAX_JOBS_PER_MODULE: usize = 256;
 
-/// Longest job name, in bytes.
-pub const MAX_JOB_NAME: usize = 128;
-
 /// Longest job description, in bytes.
 pub const MAX_JOB_DESCRIPTION: usize = 4 << 10;
 
@@ -289,13 +286,9 @@ pub(crate) fn check_jobs(jobs: &[JobSpec]) -> Result<(), LoadError> {
     check_spec_count(jobs.len())?;
     let mut seen = BTreeSet::new();
     for job in jobs {
-        let plain = job
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if job.name.is_empty() || job.name.len() > MAX_JOB_NAME || !plain {
+        if let Err(e) = stepwise_core::names::check(stepwise_core::names::Kind::Job, &job.name) {
             return Err(LoadError::Describe(format!(
-                "job name {:?} is not 1-{MAX_JOB_NAME} ASCII letters, digits, '-', '_' or '.'",
+                "job name {:?}: {e}",
                 stepwise_core::text::prefix(&job.name, 200)
             )));
         }

@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use stepwise_api::ErrorCode;
 
 use super::AppState;
 use super::error::ApiError;
@@ -16,8 +17,17 @@ pub struct Tenant(pub String);
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
+/// Who reads `/metrics`: anyone sees the host-wide series; the series labelled by tenant
+/// or queue (which name tenants and their queues) need the operator's metrics token.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsReader {
+    /// Whether the request carried the metrics token.
+    pub per_tenant: bool,
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let unauthorized =
+        |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, m);
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -54,7 +64,7 @@ impl FromRequestParts<AppState> for Tenant {
         if state.is_admin(token) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "the admin token only manages tenants; use a tenant's token",
             ));
         }
@@ -62,8 +72,30 @@ impl FromRequestParts<AppState> for Tenant {
             Some(tenant) => Ok(Tenant(tenant)),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "unknown token",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(Self { per_tenant: false });
+        }
+        let token = bearer(parts)?;
+        match state.metrics_token.as_deref() {
+            Some(expected) if same(expected, token) => Ok(Self { per_tenant: true }),
+            _ => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "not the metrics token (metrics_token); leave the header out for the host-wide series",
             )),
         }
     }
@@ -80,20 +112,20 @@ impl FromRequestParts<AppState> for Admin {
         if state.engine.authenticate(token).await?.is_none() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "unknown token",
             ));
         }
         if state.admin_token.is_none() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "no admin token is configured (set admin_token or STEPWISE_ADMIN_TOKEN)",
             ));
         }
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this route needs the admin token",
         ))
     }

@@ -1,11 +1,12 @@
 //! The `stepwise serve` config file (TOML). Every field is optional; the defaults are stated on
 //! each field and in README.md. Command-line flags override the file; `STEPWISE_ADMIN_TOKEN`
-//! overrides `admin_token`.
+//! overrides `admin_token` and `STEPWISE_METRICS_TOKEN` overrides `metrics_token`.
 //!
 //! ```toml
 //! listen = "127.0.0.1:7070"
 //! data = "./stepwise-data"
 //! admin_token = "change-me"
+//! metrics_token = "scrape-me"     # /metrics shows per-tenant series only with this token
 //! durability = "immediate"        # or "eventual"
 //! store_cache_mb = 64             # most memory the store caches pages in
 //! concurrency = 64                # attempts executing at once, all tenants
@@ -56,6 +57,12 @@
 //! max_attempts = 100
 //! memory_bytes = 536870912
 //!
+//! [http]                          # what one client may hold of the server
+//! header_timeout = "10s"          # to send a request's headers; also how long an idle
+//!                                 # keep-alive connection is kept
+//! request_timeout = "60s"         # to send the body and get the answer
+//! max_connections = 1024          # connections open at once; more wait in the backlog
+//!
 //! [[queues]]
 //! tenant = "acme"
 //! queue = "emails"
@@ -99,6 +106,9 @@ pub struct ServeConfig {
     /// Token that may create tenants. Default: none (tenant creation disabled) unless
     /// `STEPWISE_ADMIN_TOKEN` is set.
     pub admin_token: Option<String>,
+    /// Token that `/metrics` needs to show the series labelled by tenant or queue. Default:
+    /// none (only host-wide series are shown) unless `STEPWISE_METRICS_TOKEN` is set.
+    pub metrics_token: Option<String>,
     /// What an acknowledged write promises. Default `immediate` (fsync before acknowledging).
     pub durability: Durability,
     /// Most memory the store may use to cache pages, in MiB. Default 64.
@@ -147,6 +157,35 @@ pub struct ServeConfig {
     /// Keys being rotated out, still accepted for opening; `STEPWISE_SECRETS_PREVIOUS_KEYS`
     /// (comma-separated) overrides it.
     pub secrets_previous_keys: Vec<KeyText>,
+    /// What one client may hold of the server. Default: see `HttpLimits`.
+    pub http: HttpLimits,
+}
+
+/// The HTTP server's defences: no client holds a connection, a request or a task for longer
+/// than these allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Time to send a request's headers, from the connection's start or the end of the
+    /// previous answer; so also how long an idle keep-alive connection is kept. Default 10 s.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Time from the end of the headers to the end of the answer: reading the body and
+    /// handling the request. Past it the answer is `408 request_timeout`. Default 60 s.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Connections open at once; further ones wait in the listen backlog. Default 1024.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// Quotas of every tenant, from the config file.
@@ -252,6 +291,20 @@ impl ServeConfig {
                 t.name
             );
         }
+        let http = &self.http;
+        for (name, d) in [
+            ("http.header_timeout", http.header_timeout),
+            ("http.request_timeout", http.request_timeout),
+        ] {
+            anyhow::ensure!(
+                d >= Duration::from_millis(100) && d <= Duration::from_secs(3600),
+                "{name} must be between 100ms and 1h"
+            );
+        }
+        anyhow::ensure!(
+            (1..=1_000_000).contains(&http.max_connections),
+            "http.max_connections must be between 1 and 1000000"
+        );
         Ok(())
     }
 }
@@ -262,6 +315,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             data: PathBuf::from("./stepwise-data"),
             admin_token: None,
+            metrics_token: None,
             durability: Durability::Immediate,
             store_cache_mb: stepwise_store_redb::DEFAULT_CACHE_BYTES >> 20,
             concurrency: 64,
@@ -283,6 +337,7 @@ impl Default for ServeConfig {
             egress: EgressConfig::default(),
             secrets_key: None,
             secrets_previous_keys: Vec::new(),
+            http: HttpLimits::default(),
         }
     }
 }

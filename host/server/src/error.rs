@@ -1,45 +1,22 @@
 //! API errors: every error response is `{"error": {"code", "message", ...}}` with a stable code.
 //! [`ApiError::from`] is the one mapping from engine errors to HTTP statuses and codes; the codes
-//! are listed in docs/api.md (checked by a test against [`CODES`]).
+//! are `stepwise_api::ErrorCode` (listed in docs/api.md, checked by a test).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use stepwise_api::{ErrorBody, ErrorCode, ErrorDetail};
 use stepwise_engine::secrets::SecretsError;
 
 use stepwise_engine::EngineError;
 use stepwise_runtime::LoadError;
 
-/// Every error code the API can return.
-pub const CODES: [&str; 20] = [
-    "invalid_json",
-    "invalid_payload",
-    "invalid_options",
-    "invalid_name",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "unknown_job",
-    "idempotency_conflict",
-    "not_failed",
-    "tenant_exists",
-    "payload_too_large",
-    "module_too_large",
-    "invalid_module",
-    "internal",
-    "shutting_down",
-    "quota_exceeded",
-    "invalid_egress",
-    "invalid_secret",
-    "secrets_unavailable",
-];
-
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     extra: Map<String, Value>,
 }
@@ -47,13 +24,12 @@ pub struct ApiError {
 impl ApiError {
     /// The stable error code.
     #[cfg(test)]
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 
     /// An error with `status`, stable `code` and a human `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(CODES.contains(&code), "undocumented error code {code}");
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -70,29 +46,33 @@ impl ApiError {
 
     /// 400 `invalid_json`.
     pub fn invalid_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, message)
     }
 
     /// 400 `invalid_options`.
     pub fn invalid_options(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_options", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidOptions, message)
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = self.extra;
-        error.insert("code".into(), self.code.into());
-        error.insert("message".into(), self.message.into());
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %error["message"], "request failed");
+            tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.extra,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -106,41 +86,51 @@ impl From<EngineError> for ApiError {
             | EngineError::Load(LoadError::Invalid(_))
             | EngineError::Load(LoadError::WrongWorld(_))
             | EngineError::Load(LoadError::Describe(_)) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_module", message)
+                Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidModule, message)
             }
-            EngineError::UnknownJob { .. } => Self::new(S::NOT_FOUND, "unknown_job", message),
+            EngineError::UnknownJob { .. } => {
+                Self::new(S::NOT_FOUND, ErrorCode::UnknownJob, message)
+            }
             EngineError::UnknownModule(_) | EngineError::UnknownRun(_) => Self::not_found(message),
-            EngineError::InvalidPayload(_) => Self::new(S::BAD_REQUEST, "invalid_payload", message),
+            EngineError::InvalidPayload(_) => {
+                Self::new(S::BAD_REQUEST, ErrorCode::InvalidPayload, message)
+            }
             EngineError::PayloadTooLarge { .. } => {
-                Self::new(S::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+                Self::new(S::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, message)
             }
             EngineError::Policy(_) | EngineError::InvalidIdempotencyKey => {
                 Self::invalid_options(message)
             }
-            EngineError::InvalidTenantName(_) | EngineError::InvalidQueueName(_) => {
-                Self::new(S::BAD_REQUEST, "invalid_name", message)
+            EngineError::InvalidName { .. } => {
+                Self::new(S::BAD_REQUEST, ErrorCode::InvalidName, message)
             }
-            EngineError::IdempotencyConflict { run, .. } => {
-                Self::new(S::CONFLICT, "idempotency_conflict", message).with("run_id", run)
+            EngineError::IdempotencyConflict { run, differs, .. } => {
+                Self::new(S::CONFLICT, ErrorCode::IdempotencyConflict, message)
+                    .with("run_id", run)
+                    .with("differs", differs)
             }
-            EngineError::NotFailed { .. } => Self::new(S::CONFLICT, "not_failed", message),
-            EngineError::Secrets(SecretsError::NoKey) => {
-                Self::new(S::SERVICE_UNAVAILABLE, "secrets_unavailable", message)
-            }
+            EngineError::NotFailed { .. } => Self::new(S::CONFLICT, ErrorCode::NotFailed, message),
+            EngineError::Secrets(SecretsError::NoKey) => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                ErrorCode::SecretsUnavailable,
+                message,
+            ),
             EngineError::Secrets(SecretsError::Invalid(_)) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_secret", message)
+                Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidSecret, message)
             }
             EngineError::UnknownSecret(_) => Self::not_found(message),
             EngineError::InvalidEgress(_) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_egress", message)
+                Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidEgress, message)
             }
-            EngineError::TenantExists(_) => Self::new(S::CONFLICT, "tenant_exists", message),
+            EngineError::TenantExists(_) => {
+                Self::new(S::CONFLICT, ErrorCode::TenantExists, message)
+            }
             EngineError::QuotaExceeded { what, limit, .. } => {
-                Self::new(S::TOO_MANY_REQUESTS, "quota_exceeded", message)
+                Self::new(S::TOO_MANY_REQUESTS, ErrorCode::QuotaExceeded, message)
                     .with("quota", what)
                     .with("limit", limit)
             }
-            _ => Self::new(S::INTERNAL_SERVER_ERROR, "internal", message),
+            _ => Self::new(S::INTERNAL_SERVER_ERROR, ErrorCode::Internal, message),
         }
     }
 }
@@ -152,29 +142,38 @@ mod tests {
     #[test]
     fn engine_errors_map_to_stable_codes() {
         let cases = [
-            (EngineError::UnknownRun("r".into()), 404, "not_found"),
+            (
+                EngineError::UnknownRun("r".into()),
+                404,
+                ErrorCode::NotFound,
+            ),
             (
                 EngineError::IdempotencyConflict {
                     key: "k".into(),
                     run: "r".into(),
+                    differs: vec!["payload"],
                 },
                 409,
-                "idempotency_conflict",
+                ErrorCode::IdempotencyConflict,
             ),
             (
                 EngineError::Load(LoadError::CoreModule),
                 422,
-                "invalid_module",
+                ErrorCode::InvalidModule,
             ),
             (
                 EngineError::PayloadTooLarge { size: 2, limit: 1 },
                 413,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
             ),
             (
-                EngineError::InvalidQueueName("a/b".into()),
+                EngineError::InvalidName {
+                    name: "a/b".into(),
+                    error: stepwise_core::names::check(stepwise_core::names::Kind::Queue, "a/b")
+                        .unwrap_err(),
+                },
                 400,
-                "invalid_name",
+                ErrorCode::InvalidName,
             ),
         ];
         for (err, status, code) in cases {

@@ -6,7 +6,9 @@
 mod auth;
 pub mod config;
 mod error;
+mod listener;
 mod metrics;
+mod openapi;
 mod routes;
 
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 
 pub use config::ServeConfig;
-pub use error::CODES as ERROR_CODES;
+pub use openapi::document as openapi_document;
 pub use routes::ROUTES;
 
 use stepwise_core::{SeededJitter, SystemClock};
@@ -43,6 +45,7 @@ pub struct ServeOptions {
 pub struct AppState {
     engine: Engine,
     admin_token: Option<String>,
+    metrics_token: Option<String>,
     max_module_bytes: usize,
     shutting_down: Arc<AtomicBool>,
 }
@@ -95,6 +98,7 @@ pub fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
     routes::router(AppState {
         engine,
         admin_token,
+        metrics_token: None,
         max_module_bytes: ServeConfig::default().max_module_bytes,
         shutting_down: Arc::new(AtomicBool::new(false)),
     })
@@ -137,6 +141,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         && !token.is_empty()
     {
         config.admin_token = Some(token);
+    }
+    if let Ok(token) = std::env::var("STEPWISE_METRICS_TOKEN")
+        && !token.is_empty()
+    {
+        config.metrics_token = Some(token);
     }
     if let Ok(key) = std::env::var("STEPWISE_SECRETS_KEY")
         && !key.is_empty()
@@ -198,6 +207,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let state = AppState {
         engine: engine.clone(),
         admin_token: config.admin_token.clone(),
+        metrics_token: config.metrics_token.clone(),
         max_module_bytes: config.max_module_bytes,
         shutting_down: shutting_down.clone(),
     };
@@ -219,10 +229,14 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             engine.wake();
         }
     };
-    axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(on_stop)
-        .await
-        .context("HTTP server failed")?;
+    listener::serve(
+        listener,
+        routes::router(state),
+        config.http,
+        on_stop,
+        config.shutdown_grace,
+    )
+    .await;
 
     sweeper.abort();
     match tokio::time::timeout(config.shutdown_grace, scheduler).await {

@@ -1,5 +1,7 @@
-//! `/metrics` in the Prometheus text format: runs by status, queue depth and dead letters,
-//! attempts, step completions, failures by kind, commit group sizes and commit (fsync) latency.
+//! `/metrics` in the Prometheus text format: runs by status, attempts, step completions,
+//! failures by kind, commit group sizes and commit (fsync) latency for anyone; queue depth,
+//! dead letters and each tenant's use only for the holder of the metrics token, since their
+//! labels name tenants and queues.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -53,8 +55,8 @@ fn per_queue_gauge<'a>(
     }
 }
 
-/// Renders every metric.
-pub async fn render(engine: &Engine) -> Result<String, StoreError> {
+/// Renders the host-wide metrics, and with `per_tenant` those labelled by tenant or queue.
+pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreError> {
     let mut out = String::new();
     let census = engine.store().census().await?;
 
@@ -67,56 +69,58 @@ pub async fn render(engine: &Engine) -> Result<String, StoreError> {
             .map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "stepwise_runs{{status=\"{status}\"}} {n}");
     }
-    per_queue_gauge(
-        &mut out,
-        "stepwise_queue_depth",
-        "Runs not yet final, by queue.",
-        &census.depth,
-    );
-    per_queue_gauge(
-        &mut out,
-        "stepwise_dead_letters",
-        "Dead-lettered runs, by queue.",
-        &census.dead_letters,
-    );
-
     let occupancy = engine.store().occupancy().await?;
-    let running_by_queue: Vec<_> = occupancy
-        .running_by_queue
-        .iter()
-        .map(|(k, n)| (k, *n as u64))
-        .collect();
-    per_queue_gauge(
-        &mut out,
-        "stepwise_queue_running",
-        "Attempts executing now, by queue.",
-        running_by_queue.iter().map(|(k, n)| (*k, n)),
-    );
-    header(
-        &mut out,
-        "stepwise_tenant_running",
-        "gauge",
-        "Attempts executing now, by tenant.",
-    );
-    for (tenant, n) in &occupancy.running_by_tenant {
-        let _ = writeln!(
-            out,
-            "stepwise_tenant_running{{tenant=\"{}\"}} {n}",
-            label(tenant)
+    if per_tenant {
+        per_queue_gauge(
+            &mut out,
+            "stepwise_queue_depth",
+            "Runs not yet final, by queue.",
+            &census.depth,
         );
-    }
-    header(
-        &mut out,
-        "stepwise_tenant_stored_bytes",
-        "gauge",
-        "Bytes of records each tenant's runs stored (counted against its quota).",
-    );
-    for (tenant, n) in &census.stored_bytes {
-        let _ = writeln!(
-            out,
-            "stepwise_tenant_stored_bytes{{tenant=\"{}\"}} {n}",
-            label(tenant)
+        per_queue_gauge(
+            &mut out,
+            "stepwise_dead_letters",
+            "Dead-lettered runs, by queue.",
+            &census.dead_letters,
         );
+
+        let running_by_queue: Vec<_> = occupancy
+            .running_by_queue
+            .iter()
+            .map(|(k, n)| (k, *n as u64))
+            .collect();
+        per_queue_gauge(
+            &mut out,
+            "stepwise_queue_running",
+            "Attempts executing now, by queue.",
+            running_by_queue.iter().map(|(k, n)| (*k, n)),
+        );
+        header(
+            &mut out,
+            "stepwise_tenant_running",
+            "gauge",
+            "Attempts executing now, by tenant.",
+        );
+        for (tenant, n) in &occupancy.running_by_tenant {
+            let _ = writeln!(
+                out,
+                "stepwise_tenant_running{{tenant=\"{}\"}} {n}",
+                label(tenant)
+            );
+        }
+        header(
+            &mut out,
+            "stepwise_tenant_stored_bytes",
+            "gauge",
+            "Bytes of records each tenant's runs stored (counted against its quota).",
+        );
+        for (tenant, n) in &census.stored_bytes {
+            let _ = writeln!(
+                out,
+                "stepwise_tenant_stored_bytes{{tenant=\"{}\"}} {n}",
+                label(tenant)
+            );
+        }
     }
     header(
         &mut out,
@@ -142,42 +146,44 @@ pub async fn render(engine: &Engine) -> Result<String, StoreError> {
     );
 
     let m = engine.metrics();
-    let tenant_use = m.tenant_use();
-    for (name, help, value) in [
-        (
-            "stepwise_tenant_attempts_total",
-            "Attempts executed, by tenant.",
-            (|u: &stepwise_engine::TenantUse| u.attempts as f64) as fn(&_) -> f64,
-        ),
-        (
-            "stepwise_tenant_fuel_total",
-            "Fuel (wasm operators) burned by each tenant's guests: their compute.",
-            |u| u.fuel as f64,
-        ),
-        (
-            "stepwise_tenant_attempt_seconds_total",
-            "Wall time each tenant's attempts held a slot.",
-            |u| u.busy_micros as f64 / 1e6,
-        ),
-    ] {
-        header(&mut out, name, "counter", help);
-        for (tenant, u) in &tenant_use {
-            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(tenant), value(u));
+    if per_tenant {
+        let tenant_use = m.tenant_use();
+        for (name, help, value) in [
+            (
+                "stepwise_tenant_attempts_total",
+                "Attempts executed, by tenant.",
+                (|u: &stepwise_engine::TenantUse| u.attempts as f64) as fn(&_) -> f64,
+            ),
+            (
+                "stepwise_tenant_fuel_total",
+                "Fuel (wasm operators) burned by each tenant's guests: their compute.",
+                |u| u.fuel as f64,
+            ),
+            (
+                "stepwise_tenant_attempt_seconds_total",
+                "Wall time each tenant's attempts held a slot.",
+                |u| u.busy_micros as f64 / 1e6,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            for (tenant, u) in &tenant_use {
+                let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(tenant), value(u));
+            }
         }
-    }
-    header(
-        &mut out,
-        "stepwise_outbound_requests_total",
-        "counter",
-        "Guests' outbound HTTP requests by tenant and outcome: 1xx-5xx (status class), error \
-         (failed after it was allowed) or denied (refused by egress rules or limits).",
-    );
-    for (tenant, class, n) in engine.egress().stats().snapshot() {
-        let _ = writeln!(
-            out,
-            "stepwise_outbound_requests_total{{tenant=\"{}\",outcome=\"{class}\"}} {n}",
-            label(&tenant)
+        header(
+            &mut out,
+            "stepwise_outbound_requests_total",
+            "counter",
+            "Guests' outbound HTTP requests by tenant and outcome: 1xx-5xx (status class), error \
+             (failed after it was allowed) or denied (refused by egress rules or limits).",
         );
+        for (tenant, class, n) in engine.egress().stats().snapshot() {
+            let _ = writeln!(
+                out,
+                "stepwise_outbound_requests_total{{tenant=\"{}\",outcome=\"{class}\"}} {n}",
+                label(&tenant)
+            );
+        }
     }
     header(
         &mut out,

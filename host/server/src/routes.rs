@@ -1,5 +1,7 @@
 //! The HTTP routes (see docs/api.md): handlers parse and check their input, call the engine,
-//! and shape the answer. [`ROUTES`] lists every route for the API reference test.
+//! and answer with the wire types of `stepwise-api`. Each handler carries its OpenAPI
+//! description (`#[utoipa::path]`), from which `GET /v1/openapi.json` is generated
+//! ([`super::openapi`]); [`ROUTES`] lists every route for the API reference test.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,27 +14,39 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use stepwise_api::responses::{
+    Deployed, EgressOperator, EgressView, Enqueued, Health, Module, ModuleList, Purged, QueueList,
+    QueueView, Retried, SecretDeleted, SecretList, TenantCreated,
+};
+use stepwise_api::run::{LogPage, RunPage, StepPage, TimelinePage};
+use stepwise_api::{
+    CreateTenant, Enqueue, ErrorBody, ErrorCode, PutQueue, PutSecret, Run, RunState, RunView,
+};
+use stepwise_core::egress::TenantEgress;
+use stepwise_core::model::RunRecord;
+use stepwise_core::names::Kind;
+use stepwise_core::policy::PolicyOverrides;
+use stepwise_core::secret::SecretInfo;
+use stepwise_engine::secrets::NewSecret;
+use stepwise_engine::{NewRun, RunFilter};
+use stepwise_runtime::egress::EgressLimits;
+use stepwise_store::QueueSettings;
 
 use super::AppState;
-use super::auth::{Admin, Tenant};
+use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
-use stepwise_core::model::{RunRecord, RunStatus};
-use stepwise_core::policy::{Backoff, PolicyOverrides};
-use stepwise_engine::secrets::NewSecret;
-use stepwise_engine::{NewRun, RunFilter, check_queue_name};
-use stepwise_runtime::egress::{EgressLimits, TenantEgress};
-use stepwise_store::{Listing, QueueSettings};
 
-/// Every route, as (method, path): the API reference must list each.
-pub const ROUTES: [(&str, &str); 22] = [
+/// Every route, as (method, path): the API reference and the OpenAPI document must list each.
+pub const ROUTES: [(&str, &str); 24] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
+    ("GET", "/v1/openapi.json"),
     ("POST", "/v1/tenants"),
     ("POST", "/v1/modules"),
     ("GET", "/v1/modules"),
+    ("GET", "/v1/queues"),
     ("POST", "/v1/queues/{queue}/jobs"),
     ("GET", "/v1/queues/{queue}"),
     ("PUT", "/v1/queues/{queue}"),
@@ -69,6 +83,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi_document))
         .route("/v1/tenants", post(create_tenant))
         .route(
             "/v1/modules",
@@ -76,6 +91,7 @@ pub fn router(state: AppState) -> Router {
                 .get(list_modules)
                 .layer(DefaultBodyLimit::max(module_limit)),
         )
+        .route("/v1/queues", get(list_queues))
         .route(
             "/v1/queues/{queue}/jobs",
             post(enqueue).layer(DefaultBodyLimit::max(enqueue_limit)),
@@ -103,17 +119,48 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/logs", get(run_logs))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            module_limit.max(enqueue_limit),
+            declared_length,
+        ))
         .with_state(state)
 }
 
-fn ok(status: StatusCode, body: Value) -> ApiResult {
+/// Refuses at once a request that declares a body larger than any route takes, rather than
+/// reading up to the route's limit (or until the request timeout) first.
+async fn declared_length(
+    State(max): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            if request.uri().path() == "/v1/modules" {
+                ErrorCode::ModuleTooLarge
+            } else {
+                ErrorCode::PayloadTooLarge
+            },
+            format!("the request declares a {n}-byte body; no route takes more than {max} bytes"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+fn ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
     Ok((status, Json(body)).into_response())
 }
 
 /// Reads the one path parameter; a malformed one answers `code` in the JSON error shape.
 async fn path_param(
     parts: &mut axum::http::request::Parts,
-    code: &'static str,
+    code: ErrorCode,
 ) -> Result<String, ApiError> {
     match Path::<String>::from_request_parts(parts, &()).await {
         Ok(Path(value)) => Ok(value),
@@ -125,41 +172,52 @@ async fn path_param(
     }
 }
 
-/// The `{id}` path parameter.
+/// The `{id}` or `{name}` path parameter.
 pub struct Param(String);
 
-/// The `{queue}` path parameter.
-pub struct QueueName(String);
+/// The `{queue}` path parameter, checked against the queue-name rule.
+pub struct QueuePath(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Param {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        path_param(parts, "invalid_options").await.map(Self)
+        path_param(parts, ErrorCode::InvalidOptions).await.map(Self)
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for QueueName {
+impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        path_param(parts, "invalid_name").await.map(Self)
+        let queue = path_param(parts, ErrorCode::InvalidName).await?;
+        stepwise_engine::check_name(Kind::Queue, &queue)?;
+        Ok(Self(queue))
     }
 }
 
 /// A small JSON body, or 413 in the JSON error shape when over the default limit.
 fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                "payload_too_large"
-            } else {
-                "invalid_json"
-            },
-            format!("request body: {}", e.body_text()),
-        )
-    })
+    body.map_err(body_error(ErrorCode::PayloadTooLarge))
+}
+
+/// The answer to a body that could not be read: 413 `too_large` when it was over its limit,
+/// 400 when it was malformed (a broken chunked encoding, say), 408 when it stalled.
+fn body_error(too_large: ErrorCode) -> impl Fn(BytesRejection) -> ApiError {
+    move |e| {
+        let status = e.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large,
+            StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+            _ => ErrorCode::InvalidJson,
+        };
+        let status = if code == ErrorCode::InvalidJson {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        ApiError::new(status, code, format!("request body: {}", e.body_text()))
+    }
 }
 
 /// A request body as `T`. Bodies are JSON objects: serde would otherwise read a struct from
@@ -178,37 +236,52 @@ fn reject_new_work(state: &AppState) -> Result<(), ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ErrorCode::ShuttingDown,
             "the server is shutting down and accepts no new work",
         ));
     }
     Ok(())
 }
 
-/// A run as the API shows it: `running` while an attempt executes.
-async fn shown(state: &AppState, mut run: RunRecord) -> RunRecord {
-    if !run.status.is_final() && state.engine.is_running(&run.id).await.unwrap_or(false) {
-        run.status = RunStatus::Running;
-    }
-    run
+/// Whether an attempt of `run` is executing now (shown as `running`).
+async fn executing(state: &AppState, run: &RunRecord) -> bool {
+    !run.status.is_final() && state.engine.is_running(&run.id).await.unwrap_or(false)
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("API values serialize")
+/// A run as the API shows it.
+async fn shown(state: &AppState, run: RunRecord) -> Run {
+    let executing = executing(state, &run).await;
+    Run::from_record(run, executing)
+}
+
+fn store_error(e: stepwise_store::StoreError) -> ApiError {
+    ApiError::from(stepwise_engine::EngineError::Store(e))
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Answers `ok` while the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
-async fn metrics(State(state): State<AppState>) -> ApiResult {
-    let text = super::metrics::render(&state.engine)
+/// Prometheus metrics. Host-wide series for anyone; the series labelled by tenant or queue
+/// only with the operator's metrics token (`metrics_token`).
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    security((), ("metrics" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, body = ErrorBody)))]
+async fn metrics(State(state): State<AppState>, reader: MetricsReader) -> ApiResult {
+    let text = super::metrics::render(&state.engine, reader.per_tenant)
         .await
-        .map_err(|e| ApiError::from(stepwise_engine::EngineError::Store(e)))?;
+        .map_err(store_error)?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -219,25 +292,61 @@ async fn metrics(State(state): State<AppState>) -> ApiResult {
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TenantBody {
-    name: String,
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+async fn openapi_document() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document(),
+    )
+        .into_response()
 }
 
+/// Creates a tenant and its first token.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
+    security(("admin" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, body = TenantCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
 async fn create_tenant(
     State(state): State<AppState>,
     _: Admin,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let body: TenantBody = parse(&small_body(body)?)?;
-    let created = state.engine.create_tenant(&body.name).await?;
+    let body: CreateTenant = parse(&small_body(body)?)?;
+    let created = state.engine.create_tenant(body.name.as_str()).await?;
     ok(
         StatusCode::CREATED,
-        json!({"tenant": created.tenant.name, "token": created.token}),
+        &TenantCreated {
+            tenant: created.tenant.name,
+            token: created.token,
+        },
     )
 }
 
+fn module_view(record: stepwise_store::ModuleRecord) -> Module {
+    Module {
+        hash: record.hash,
+        size: record.size,
+        jobs: record.jobs,
+        deployed_at: record.deployed_at,
+    }
+}
+
+/// Deploys a component (the raw `.wasm` bytes as the body).
+#[utoipa::path(post, path = "/v1/modules", tag = "modules",
+    security(("tenant" = [])),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component built with the Stepwise SDK"),
+    responses(
+        (status = 201, body = Deployed),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn deploy(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -248,48 +357,37 @@ async fn deploy(
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "module_too_large",
+            ErrorCode::ModuleTooLarge,
             format!("the module is over the {limit}-byte limit"),
         )
     };
-    let bytes = body.map_err(|_| too_large())?;
+    let bytes = body.map_err(body_error(ErrorCode::ModuleTooLarge))?;
     if bytes.len() > limit {
         return Err(too_large());
     }
     let (_, record) = state.engine.deploy_for(&tenant, &bytes).await?;
-    let mut answer = to_value(&record);
     let warnings = state.engine.egress_warnings(&tenant, &record.jobs);
-    if let Value::Object(map) = &mut answer {
-        map.insert("warnings".into(), json!(warnings));
-    }
-    ok(StatusCode::CREATED, answer)
+    ok(
+        StatusCode::CREATED,
+        &Deployed {
+            module: module_view(record),
+            warnings,
+        },
+    )
 }
 
+/// The tenant's modules.
+#[utoipa::path(get, path = "/v1/modules", tag = "modules",
+    security(("tenant" = [])),
+    responses((status = 200, body = ModuleList), (status = 401, body = ErrorBody)))]
 async fn list_modules(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
     let modules = state.engine.modules_of(&tenant).await?;
-    ok(StatusCode::OK, json!({ "modules": modules }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnqueueBody {
-    job: String,
-    #[serde(default = "empty_object")]
-    payload: Value,
-    idempotency_key: Option<String>,
-    max_attempts: Option<u32>,
-    backoff: Option<Backoff>,
-    timeout_ms: Option<u64>,
-    fuel: Option<u64>,
-    memory_bytes: Option<u64>,
-    delay: Option<String>,
-    run_at: Option<String>,
-    #[serde(default)]
-    priority: i32,
-}
-
-fn empty_object() -> Value {
-    json!({})
+    ok(
+        StatusCode::OK,
+        &ModuleList {
+            modules: modules.into_iter().map(module_view).collect(),
+        },
+    )
 }
 
 /// When the run may start.
@@ -340,26 +438,32 @@ fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Start, ApiErr
     }
 }
 
+/// Creates a run of a job (or returns the run already holding the idempotency key).
+#[utoipa::path(post, path = "/v1/queues/{queue}/jobs", tag = "runs",
+    security(("tenant" = [])),
+    params(("queue" = stepwise_api::QueueName, Path, description = "The queue")),
+    request_body = Enqueue,
+    responses(
+        (status = 201, description = "A new run", body = Enqueued),
+        (status = 200, description = "The run already holding the idempotency key", body = Enqueued),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn enqueue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    QueueName(queue): QueueName,
+    QueuePath(queue): QueuePath,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     reject_new_work(&state)?;
-    let body = body.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request is over the payload limit",
-        )
-    })?;
+    let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
     // Checked on the body as sent: once parsed, such an integer is already a float.
     if let Ok(text) = std::str::from_utf8(&body) {
         stepwise_core::text::check_integers(text)
             .map_err(|e| ApiError::invalid_json(format!("request body: {e}")))?;
     }
-    let req: EnqueueBody = parse(&body)?;
+    let req: Enqueue = parse(&body)?;
     let (run_at, delay_ms) = match start_time(req.delay.as_deref(), req.run_at.as_deref())? {
         Start::Now => (None, None),
         Start::After(ms) => (None, Some(ms)),
@@ -370,7 +474,7 @@ async fn enqueue(
         .enqueue(NewRun {
             tenant,
             queue,
-            job: req.job,
+            job: req.job.into_string(),
             payload: req.payload.to_string(),
             module: None,
             overrides: PolicyOverrides {
@@ -394,51 +498,105 @@ async fn enqueue(
     let run = shown(&state, enqueued.run).await;
     ok(
         status,
-        json!({"run": run, "deduplicated": enqueued.deduplicated}),
+        &Enqueued {
+            run,
+            deduplicated: enqueued.deduplicated,
+        },
     )
+}
+
+/// Every queue of `tenant` with stored runs, dead letters or settings, by name, with its
+/// counts (or just `only`).
+async fn queue_views(
+    state: &AppState,
+    tenant: &str,
+    only: Option<&str>,
+) -> Result<Vec<QueueView>, ApiError> {
+    let store = state.engine.store();
+    let census = match only {
+        Some(queue) => store.queue_census(tenant, queue).await,
+        None => store.census().await,
+    }
+    .map_err(store_error)?;
+    let running = store
+        .occupancy()
+        .await
+        .map_err(store_error)?
+        .running_by_queue;
+    let mut names: std::collections::BTreeSet<String> = census
+        .runs
+        .keys()
+        .chain(census.dead_letters.keys())
+        .filter(|(t, _)| t == tenant)
+        .map(|(_, q)| q.clone())
+        .collect();
+    match only {
+        Some(queue) => {
+            names.insert(queue.to_owned());
+        }
+        None => names.extend(state.engine.queues_of(tenant)),
+    }
+    Ok(names
+        .into_iter()
+        .map(|queue| {
+            let key = (tenant.to_owned(), queue);
+            let settings = state.engine.queue_settings(tenant, &key.1);
+            QueueView {
+                concurrency: settings.concurrency,
+                runs: census.runs.get(&key).copied().unwrap_or(0),
+                depth: census.depth.get(&key).copied().unwrap_or(0),
+                running: running.get(&key).copied().unwrap_or(0) as u64,
+                dead_letters: census.dead_letters.get(&key).copied().unwrap_or(0),
+                queue: key.1,
+            }
+        })
+        .collect())
 }
 
 async fn queue_view(state: &AppState, tenant: &str, queue: &str) -> ApiResult {
-    check_queue_name(queue)?;
-    let store_err = |e| ApiError::from(stepwise_engine::EngineError::Store(e));
-    let store = state.engine.store();
-    let census = store.queue_census(tenant, queue).await.map_err(store_err)?;
-    let key = (tenant.to_owned(), queue.to_owned());
-    let settings = state.engine.queue_settings(tenant, queue);
-    let running = store.occupancy().await.map_err(store_err)?.running_by_queue;
-    ok(
-        StatusCode::OK,
-        json!({
-            "queue": queue,
-            "concurrency": settings.concurrency,
-            "depth": census.depth.get(&key).copied().unwrap_or(0),
-            "running": running.get(&key).copied().unwrap_or(0),
-            "dead_letters": census.dead_letters.get(&key).copied().unwrap_or(0),
-        }),
-    )
+    let mut views = queue_views(state, tenant, Some(queue)).await?;
+    match views.pop() {
+        Some(view) => ok(StatusCode::OK, &view),
+        None => Err(ApiError::not_found(format!("no queue '{queue}'"))),
+    }
 }
 
+/// The tenant's queues (those with stored runs, dead letters or settings).
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    security(("tenant" = [])),
+    responses((status = 200, body = QueueList), (status = 401, body = ErrorBody)))]
+async fn list_queues(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
+    let queues = queue_views(&state, &tenant, None).await?;
+    ok(StatusCode::OK, &QueueList { queues })
+}
+
+/// A queue's counts and settings.
+#[utoipa::path(get, path = "/v1/queues/{queue}", tag = "queues",
+    security(("tenant" = [])),
+    params(("queue" = stepwise_api::QueueName, Path, description = "The queue")),
+    responses((status = 200, body = QueueView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn get_queue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    QueueName(queue): QueueName,
+    QueuePath(queue): QueuePath,
 ) -> ApiResult {
     queue_view(&state, &tenant, &queue).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueueBody {
-    concurrency: Option<u32>,
-}
-
+/// Sets a queue's concurrency limit.
+#[utoipa::path(put, path = "/v1/queues/{queue}", tag = "queues",
+    security(("tenant" = [])),
+    params(("queue" = stepwise_api::QueueName, Path, description = "The queue")),
+    request_body = PutQueue,
+    responses((status = 200, body = QueueView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn put_queue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    QueueName(queue): QueueName,
+    QueuePath(queue): QueuePath,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let body: QueueBody = parse(&small_body(body)?)?;
+    let body: PutQueue = parse(&small_body(body)?)?;
     if body.concurrency == Some(0) {
         return Err(ApiError::invalid_options(
             "concurrency must be at least 1 (or null for no queue limit)",
@@ -451,35 +609,70 @@ async fn put_queue(
     queue_view(&state, &tenant, &queue).await
 }
 
+/// The tenant's secrets: names and bindings, never values.
+#[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
+    security(("tenant" = [])),
+    responses((status = 200, body = SecretList), (status = 401, body = ErrorBody)))]
 async fn list_secrets(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
     let secrets = state.engine.list_secrets(&tenant).await?;
-    ok(StatusCode::OK, json!({ "secrets": secrets }))
+    ok(StatusCode::OK, &SecretList { secrets })
 }
 
+/// Sets a secret (encrypted at rest).
+#[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets",
+    security(("tenant" = [])),
+    params(("name" = String, Path, description = "1-64 ASCII letters, digits or '_'")),
+    request_body = PutSecret,
+    responses((status = 200, body = SecretInfo), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn put_secret(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(name): Param,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let secret: NewSecret = parse(&small_body(body)?)?;
+    let secret: PutSecret = parse(&small_body(body)?)?;
+    let secret = NewSecret {
+        value: secret.value,
+        hosts: secret.hosts,
+        readable: secret.readable,
+    };
     let info = state.engine.set_secret(&tenant, &name, secret).await?;
-    ok(StatusCode::OK, json!(info))
+    ok(StatusCode::OK, &info)
 }
 
+/// Deletes a secret.
+#[utoipa::path(delete, path = "/v1/secrets/{name}", tag = "secrets",
+    security(("tenant" = [])),
+    params(("name" = String, Path, description = "The secret")),
+    responses((status = 200, body = SecretDeleted), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn delete_secret(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(name): Param,
 ) -> ApiResult {
     state.engine.delete_secret(&tenant, &name).await?;
-    ok(StatusCode::OK, json!({ "deleted": name }))
+    ok(StatusCode::OK, &SecretDeleted { deleted: name })
 }
 
+/// The tenant's egress rules and limits.
+#[utoipa::path(get, path = "/v1/egress", tag = "egress",
+    security(("tenant" = [])),
+    responses((status = 200, body = EgressView), (status = 401, body = ErrorBody)))]
 async fn get_egress(State(state): State<AppState>, Tenant(tenant): Tenant) -> ApiResult {
     egress_view(&state, state.engine.egress_settings(&tenant).await?)
 }
 
+/// Replaces the tenant's egress rules and limits.
+#[utoipa::path(put, path = "/v1/egress", tag = "egress",
+    security(("tenant" = [])),
+    request_body = TenantEgress,
+    responses((status = 200, body = EgressView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn put_egress(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -495,32 +688,34 @@ async fn put_egress(
 fn egress_view(state: &AppState, settings: TenantEgress) -> ApiResult {
     let egress = state.engine.egress();
     let caps = egress.config().caps();
-    let effective = settings
-        .limits
-        .unwrap_or_default()
-        .over(EgressLimits::default())
-        .clamp(&caps);
+    let limits = settings.limits.unwrap_or_default();
     ok(
         StatusCode::OK,
-        json!({
-            "rules": settings.rules,
-            "limits": settings.limits.unwrap_or_default(),
-            "effective_limits": effective,
-            "operator": {
-                "allow_private": egress.config().allow_private,
-                "caps": caps,
+        &EgressView {
+            rules: settings.rules,
+            limits,
+            effective_limits: limits.over(EgressLimits::default()).clamp(&caps),
+            operator: EgressOperator {
+                allow_private: egress.config().allow_private,
+                caps,
             },
-        }),
+        },
     )
 }
 
+/// A queue's dead letters, oldest first.
+#[utoipa::path(get, path = "/v1/queues/{queue}/dead-letters", tag = "queues",
+    security(("tenant" = [])),
+    params(("queue" = stepwise_api::QueueName, Path, description = "The queue"),
+        ("after" = Option<String>, Query, description = "Continue after this run id (a page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs per page (default 100)")),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    QueueName(queue): QueueName,
+    QueuePath(queue): QueuePath,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    check_queue_name(&queue)?;
     let page = state
         .engine
         .dead_letters(
@@ -530,48 +725,98 @@ async fn list_dead_letters(
             page_limit(&query, &["after", "limit"])?,
         )
         .await?;
+    let mut runs = Vec::with_capacity(page.runs.len());
+    for run in page.runs {
+        runs.push(shown(&state, run).await);
+    }
     ok(
         StatusCode::OK,
-        json!({ "runs": page.runs, "next": page.next }),
+        &RunPage {
+            runs,
+            next: page.next,
+        },
     )
 }
 
+/// Retries every dead letter of a queue, reusing each run's completed steps.
+#[utoipa::path(post, path = "/v1/queues/{queue}/dead-letters/retry", tag = "queues",
+    security(("tenant" = [])),
+    params(("queue" = stepwise_api::QueueName, Path, description = "The queue")),
+    responses((status = 200, body = Retried), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn retry_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    QueueName(queue): QueueName,
+    QueuePath(queue): QueuePath,
 ) -> ApiResult {
     reject_new_work(&state)?;
-    check_queue_name(&queue)?;
-    let ids = state.engine.retry_dead_letters(&tenant, &queue).await?;
-    ok(StatusCode::OK, json!({ "retried": ids }))
+    let retried = state.engine.retry_dead_letters(&tenant, &queue).await?;
+    ok(StatusCode::OK, &Retried { retried })
 }
 
+/// Deletes every dead letter of a queue: the runs, their journals and logs, and their
+/// idempotency keys (which may then be used again).
+#[utoipa::path(delete, path = "/v1/queues/{queue}/dead-letters", tag = "queues",
+    security(("tenant" = [])),
+    params(("queue" = stepwise_api::QueueName, Path, description = "The queue")),
+    responses((status = 200, body = Purged), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn purge_dead_letters(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    QueueName(queue): QueueName,
+    QueuePath(queue): QueuePath,
 ) -> ApiResult {
-    check_queue_name(&queue)?;
     let purged = state.engine.purge_dead_letters(&tenant, &queue).await?;
-    ok(StatusCode::OK, json!({ "purged": purged }))
+    ok(
+        StatusCode::OK,
+        &Purged {
+            purged: purged as u64,
+        },
+    )
 }
 
+/// The tenant's runs, filtered and paged.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs",
+    security(("tenant" = [])),
+    params(("queue" = Option<stepwise_api::QueueName>, Query, description = "Only this queue"),
+        ("job" = Option<stepwise_api::JobName>, Query, description = "Only this job"),
+        ("status" = Option<RunState>, Query, description = "Only runs in this state"),
+        ("order" = Option<String>, Query, description = "`oldest` (default) or `newest` first"),
+        ("after" = Option<String>, Query, description = "Continue after this run id (a page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs per page (default 100)")),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn list_runs(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let limit = page_limit(&query, &["queue", "job", "status", "limit", "after"])?;
-    let status = match query.get("status") {
-        Some(s) if s == "running" => None,
-        Some(s) => Some(s.parse::<RunStatus>().map_err(ApiError::invalid_options)?),
+    let limit = page_limit(
+        &query,
+        &["queue", "job", "status", "order", "limit", "after"],
+    )?;
+    let state_filter = match query.get("status") {
+        Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid_options)?),
         None => None,
     };
+    let newest_first = match query.get("order").map(String::as_str) {
+        None | Some("oldest") => false,
+        Some("newest") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_options(format!(
+                "order '{other}' must be oldest or newest"
+            )));
+        }
+    };
+    if let Some(q) = query.get("queue") {
+        stepwise_engine::check_name(Kind::Queue, q)?;
+    }
+    if let Some(j) = query.get("job") {
+        stepwise_engine::check_name(Kind::Job, j)?;
+    }
     let filter = RunFilter {
         queue: query.get("queue").cloned(),
         job: query.get("job").cloned(),
-        status,
+        status: state_filter.and_then(RunState::stored),
+        newest_first,
     };
     let page = state
         .engine
@@ -582,14 +827,20 @@ async fn list_runs(
             limit,
         )
         .await?;
-    let mut runs: Vec<RunRecord> = Vec::with_capacity(page.runs.len());
+    let mut runs = Vec::with_capacity(page.runs.len());
     for run in page.runs {
         runs.push(shown(&state, run).await);
     }
-    if query.get("status").is_some_and(|s| s == "running") {
-        runs.retain(|r| r.status == RunStatus::Running);
+    if let Some(wanted) = state_filter {
+        runs.retain(|r| r.status == wanted);
     }
-    ok(StatusCode::OK, json!({"runs": runs, "next": page.next}))
+    ok(
+        StatusCode::OK,
+        &RunPage {
+            runs,
+            next: page.next,
+        },
+    )
 }
 
 /// Entries of each list a run view holds; the rest are paged (`GET /v1/runs/{id}/logs`, ...).
@@ -616,25 +867,29 @@ fn page_limit(query: &HashMap<String, String>, allowed: &[&str]) -> Result<usize
     }
 }
 
+/// A run with its steps, timeline and logs (each list's first 1,000 entries).
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run")),
+    responses((status = 200, body = RunView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_run(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(id): Param,
 ) -> ApiResult {
     state.engine.tenant_run(&tenant, &id).await?;
-    let mut view = state.engine.view_page(&id, VIEW_PAGE).await?;
-    view.run = shown(&state, view.run).await;
-    ok(StatusCode::OK, to_value(&view))
+    let view = state.engine.view_page(&id, VIEW_PAGE).await?;
+    let executing = executing(&state, &view.run).await;
+    ok(StatusCode::OK, &RunView::from_record(view, executing))
 }
 
-/// `GET /v1/runs/{id}/{steps|timeline|logs}?from=N&limit=M`: one page of a run's list.
-async fn run_listing(
+/// `?from=N&limit=M` of a run's list, after checking the run is the tenant's.
+async fn list_window(
     state: &AppState,
     tenant: &str,
     id: &str,
-    what: Listing,
     query: &HashMap<String, String>,
-) -> ApiResult {
+) -> Result<(u32, usize), ApiError> {
     let limit = page_limit(query, &["from", "limit"])?;
     let from = match query.get("from") {
         Some(f) => f.parse::<u32>().map_err(|_| {
@@ -643,51 +898,89 @@ async fn run_listing(
         None => 0,
     };
     state.engine.tenant_run(tenant, id).await?;
-    let store = state.engine.store();
-    let store_err = |e| ApiError::from(stepwise_engine::EngineError::Store(e));
-    fn values<T: serde::Serialize>(page: (Vec<T>, Option<u32>)) -> (Vec<Value>, Option<u32>) {
-        (page.0.iter().map(to_value).collect(), page.1)
-    }
-    let (items, next) = match what {
-        Listing::Steps => values(store.steps_page(id, from, limit).await.map_err(store_err)?),
-        Listing::Timeline => values(
-            store
-                .timeline_page(id, from, limit)
-                .await
-                .map_err(store_err)?,
-        ),
-        Listing::Logs => values(store.logs_page(id, from, limit).await.map_err(store_err)?),
-    };
-    ok(StatusCode::OK, json!({ "items": items, "next": next }))
+    Ok((from, limit))
 }
 
+/// A page of a run's steps.
+#[utoipa::path(get, path = "/v1/runs/{id}/steps", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run"),
+        ("from" = Option<u32>, Query, description = "First position (a page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (default 100)")),
+    responses((status = 200, body = StepPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn run_steps(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(id): Param,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    run_listing(&state, &tenant, &id, Listing::Steps, &query).await
+    let (from, limit) = list_window(&state, &tenant, &id, &query).await?;
+    let (items, next) = state
+        .engine
+        .store()
+        .steps_page(&id, from, limit)
+        .await
+        .map_err(store_error)?;
+    let items = items.into_iter().map(Into::into).collect();
+    ok(StatusCode::OK, &StepPage { items, next })
 }
 
+/// A page of a run's timeline.
+#[utoipa::path(get, path = "/v1/runs/{id}/timeline", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run"),
+        ("from" = Option<u32>, Query, description = "First position (a page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (default 100)")),
+    responses((status = 200, body = TimelinePage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn run_timeline(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(id): Param,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    run_listing(&state, &tenant, &id, Listing::Timeline, &query).await
+    let (from, limit) = list_window(&state, &tenant, &id, &query).await?;
+    let (items, next) = state
+        .engine
+        .store()
+        .timeline_page(&id, from, limit)
+        .await
+        .map_err(store_error)?;
+    ok(StatusCode::OK, &TimelinePage { items, next })
 }
 
+/// A page of a run's logs.
+#[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run"),
+        ("from" = Option<u32>, Query, description = "First position (a page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page (default 100)")),
+    responses((status = 200, body = LogPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn run_logs(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Param(id): Param,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    run_listing(&state, &tenant, &id, Listing::Logs, &query).await
+    let (from, limit) = list_window(&state, &tenant, &id, &query).await?;
+    let (items, next) = state
+        .engine
+        .store()
+        .logs_page(&id, from, limit)
+        .await
+        .map_err(store_error)?;
+    ok(StatusCode::OK, &LogPage { items, next })
 }
 
+/// Retries a failed run, reusing its completed steps.
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run")),
+    responses((status = 200, body = Run), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn retry_run(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -695,7 +988,7 @@ async fn retry_run(
 ) -> ApiResult {
     reject_new_work(&state)?;
     let run = state.engine.retry_for(&tenant, &id).await?;
-    ok(StatusCode::OK, to_value(&shown(&state, run).await))
+    ok(StatusCode::OK, &shown(&state, run).await)
 }
 
 #[cfg(test)]
@@ -716,7 +1009,7 @@ mod tests {
 
     #[test]
     fn request_bodies_are_objects_only() {
-        #[derive(Debug, Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code, reason = "only deserialized")]
         struct Named {
             name: String,
@@ -724,7 +1017,7 @@ mod tests {
         assert!(parse::<Named>(br#" {"name": "t"}"#).is_ok());
         for body in [&br#"["t"]"#[..], b" [5]", b"\"t\"", b"5"] {
             let err = parse::<Named>(body).expect_err("not an object");
-            assert_eq!(err.code(), "invalid_json");
+            assert_eq!(err.code(), ErrorCode::InvalidJson);
         }
     }
 
@@ -760,7 +1053,7 @@ mod tests {
             "1969-12-31T23:59:59Z",
         ] {
             let err = start_time(None, Some(bad)).expect_err(bad);
-            assert_eq!(err.code(), "invalid_options", "{bad}");
+            assert_eq!(err.code(), ErrorCode::InvalidOptions, "{bad}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! # stepwise-host
+//! # stepwise
 //!
 //! The Stepwise host: runs job handlers — WebAssembly components built with `stepwise-sdk` —
 //! with durable, memoized steps, per-step retries with exponential backoff and jitter, durable
@@ -47,6 +47,7 @@ pub use engine::{Engine, EngineConfig, EngineError, Enqueued, NewRun, RunFilter,
 pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStatus};
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
+pub use stepwise_api as api;
 pub use stepwise_core::{clock, histogram, model, policy, secret, text, time_fmt};
 pub use stepwise_engine as engine;
 pub use stepwise_engine::secrets;

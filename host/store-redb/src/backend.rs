@@ -169,7 +169,8 @@ impl Store for RedbStore {
         let mut runs = Vec::new();
         let mut cursor = after.map(str::to_owned);
         while runs.len() < limit {
-            let ids = self.tenant_runs(tenant, cursor.as_deref(), LIST_CHUNK)?;
+            let ids =
+                self.tenant_runs(tenant, cursor.as_deref(), filter.newest_first, LIST_CHUNK)?;
             let Some(last) = ids.last().cloned() else {
                 break;
             };
@@ -277,8 +278,17 @@ impl Store for RedbStore {
         runs: &[String],
     ) -> Result<(), StoreError> {
         let mut batch = Batch::new();
-        for run in runs {
-            batch.remove_dead_letter_of(tenant, queue, run);
+        for id in runs {
+            // The writer deletes only what is still a dead letter of this queue.
+            if let Some(run) = RedbStore::run(self, id)?
+                && run.tenant == tenant
+                && run.queue == queue
+            {
+                batch.delete_dead_letter(&run);
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
         }
         self.commit_plain(batch).await
     }

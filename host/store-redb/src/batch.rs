@@ -116,6 +116,16 @@ pub(super) enum Op {
         queue: String,
         key: String,
     },
+    /// Deletes a dead-lettered run and everything stored about it: its record, steps,
+    /// timeline, logs, its tenant listing and dead-letter entry, and the idempotency key it
+    /// holds. Checked in the transaction: a run no longer dead-lettered (retried meanwhile)
+    /// is left alone.
+    DeleteDeadLetter {
+        id: String,
+        tenant: String,
+        queue: String,
+        key: Option<String>,
+    },
 }
 
 /// A condition checked inside the writer's transaction before a batch is applied: the batch
@@ -462,6 +472,18 @@ impl Batch {
             queue: queue.to_owned(),
             key: key.to_owned(),
             json: to_json(record),
+        });
+        self
+    }
+
+    /// Deletes the dead-lettered `run` and everything stored about it, uncharging its
+    /// tenant; nothing happens if it is no longer a dead letter when the batch applies.
+    pub fn delete_dead_letter(&mut self, run: &RunRecord) -> &mut Self {
+        self.ops.push(Op::DeleteDeadLetter {
+            id: run.id.clone(),
+            tenant: run.tenant.clone(),
+            queue: run.queue.clone(),
+            key: run.idempotency_key.clone(),
         });
         self
     }

@@ -362,13 +362,24 @@ impl RedbStore {
         &self,
         tenant: &str,
         after: Option<&str>,
+        newest_first: bool,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::TENANT_RUNS)?;
         let start = (tenant, after.unwrap_or(""));
+        // Every key of another tenant sorts at or after `tenant\0` (names hold no NUL).
+        let past = format!("{tenant}\0");
+        let range: Box<dyn Iterator<Item = _>> = if newest_first {
+            match after {
+                Some(after) => Box::new(table.range((tenant, "")..(tenant, after))?.rev()),
+                None => Box::new(table.range((tenant, "")..(past.as_str(), ""))?.rev()),
+            }
+        } else {
+            Box::new(table.range(start..)?)
+        };
         let mut out = Vec::new();
-        for entry in table.range(start..)? {
+        for entry in range {
             let (k, _) = entry?;
             let (t, run) = k.value();
             if t != tenant {
@@ -443,6 +454,10 @@ impl RedbStore {
         let mut census = Census::default();
         for run in self.runs()? {
             *census.by_status.entry(run.status).or_default() += 1;
+            *census
+                .runs
+                .entry((run.tenant.clone(), run.queue.clone()))
+                .or_default() += 1;
             if !run.status.is_final() {
                 *census
                     .depth
@@ -480,6 +495,7 @@ fn add_counter(census: &mut Census, tenant: &str, queue: &str, counter: &str, n:
             return;
         };
         *census.by_status.entry(status).or_default() += n;
+        *census.runs.entry(key()).or_default() += n;
         if !status.is_final() {
             *census.depth.entry(key()).or_default() += n;
         }

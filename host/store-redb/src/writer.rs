@@ -348,6 +348,55 @@ fn count(deltas: &mut Deltas, tenant: &str, queue: &str, counter: &'static str, 
         .or_default() += by;
 }
 
+/// Removes run `id` from every table that holds something of it (but the dead letters,
+/// which the caller handled); returns the bytes of records removed.
+fn delete_run(
+    tables: &mut Tables<'_>,
+    id: &str,
+    tenant: &str,
+    ready_at: Option<stepwise_core::clock::Millis>,
+    key: Option<&str>,
+    queue: &str,
+) -> Result<u64, StoreError> {
+    let mut bytes = 0u64;
+    if let Some(v) = tables.runs()?.remove(id)? {
+        bytes = bytes.saturating_add(v.value().len() as u64);
+    }
+    for list in [ListTable::Steps, ListTable::Timeline, ListTable::Logs] {
+        let table = match list {
+            ListTable::Steps => tables.steps()?,
+            ListTable::Timeline => tables.timeline()?,
+            ListTable::Logs => tables.logs()?,
+        };
+        for entry in table.extract_from_if((id, 0)..=(id, u32::MAX), |_, _| true)? {
+            let (_, v) = entry?;
+            bytes = bytes.saturating_add(v.value().len() as u64);
+        }
+    }
+    tables.tenant_runs()?.remove((tenant, id))?;
+    if let Some(at) = ready_at {
+        tables.ready()?.remove((at, id))?;
+    }
+    if let Some(key) = key {
+        let table = tables.idempotency()?;
+        let holder: Option<IdempotencyRecord> = table
+            .get((tenant, queue, key))?
+            .and_then(|v| serde_json::from_slice(v.value()).ok());
+        if holder.is_some_and(|h| h.run == id) {
+            table.remove((tenant, queue, key))?;
+        }
+    }
+    Ok(bytes)
+}
+
+/// The per-run lists, keyed by (run, position).
+#[derive(Clone, Copy)]
+enum ListTable {
+    Steps,
+    Timeline,
+    Logs,
+}
+
 /// Writes a commit's counter changes, each touched counter once.
 fn apply_deltas(tables: &mut Tables<'_>, deltas: Deltas) -> Result<(), StoreError> {
     for ((tenant, queue, counter), by) in deltas {
@@ -614,6 +663,27 @@ fn apply(
                 tables
                     .idempotency()?
                     .remove((tenant.as_str(), queue.as_str(), key.as_str()))?;
+            }
+            Op::DeleteDeadLetter {
+                id,
+                tenant,
+                queue,
+                key,
+            } => {
+                let listed = tables
+                    .dead_letters()?
+                    .remove((tenant.as_str(), queue.as_str(), id.as_str()))?
+                    .is_some();
+                let Some(head) = head_of(tables, known, id)?.filter(|_| listed) else {
+                    continue;
+                };
+                let bytes = delete_run(tables, id, tenant, head.ready_at, key.as_deref(), queue)?;
+                known.written.remove(id);
+                seqs.forget(id);
+                count(deltas, tenant, queue, head.status.as_str(), -1);
+                count(deltas, tenant, queue, DEAD_LETTERS_COUNTER, -1);
+                let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+                count(deltas, tenant, "", STORED_BYTES_COUNTER, -bytes);
             }
         }
     }

@@ -465,6 +465,144 @@ pub async fn settling_moves_runs_between_ready_final_and_dead_lettered(store: Ar
     assert_eq!(census.dead_letters.get(&key), None);
 }
 
+/// Purging a queue's dead letters deletes each run with its history and frees the
+/// idempotency key it held; runs not dead-lettered there (another queue's, a retried one,
+/// another tenant's) are left alone, and the counters follow.
+pub async fn purged_dead_letters_are_deleted_with_their_history_and_keys(store: Arc<dyn Store>) {
+    let fail = |mut r: RunRecord| {
+        r.status = RunStatus::Failed;
+        r.ready_at = None;
+        r.finished_at = Some(T0 + 1);
+        RunWrite {
+            dead_letter: DeadLetter::Add(T0 + 1),
+            key: KeyExpiry::Until(T0 + 1_000_000),
+            journal: JournalWrites {
+                tenant: Some(r.tenant.clone()),
+                steps: vec![StepRecord {
+                    name: "s".into(),
+                    ordinal: 0,
+                    output_bytes: 0,
+                    kind: StepKind::Step,
+                    status: StepStatus::Failed,
+                    attempts: 1,
+                    budget_base: 0,
+                    output: None,
+                    error: None,
+                    wake_at: None,
+                    started_at: T0,
+                    completed_at: None,
+                }],
+                timeline: vec![entry(EventKind::Failed, "failed")],
+                logs: vec![LogLine {
+                    at: T0,
+                    attempt: 1,
+                    source: LogSource::Guest,
+                    level: LogLevel::Error,
+                    message: "boom".into(),
+                }],
+            },
+            ..RunWrite::new(r, JournalWrites::default())
+        }
+    };
+    let keyed = |id: &str, tenant: &str, queue: &str| NewRunWrite {
+        run: RunRecord {
+            idempotency_key: Some(format!("key-{id}")),
+            ..run(id, tenant, queue)
+        },
+        journal: JournalWrites::default(),
+        idempotency: Some(IdempotencyClaim {
+            key: format!("key-{id}"),
+            payload_hash: "h".into(),
+            now: T0,
+        }),
+    };
+    let mut failed = Vec::new();
+    for (id, tenant, queue) in [
+        ("a", "t", "q"),
+        ("b", "t", "q"),
+        ("c", "t", "other"),
+        ("d", "u", "q"),
+    ] {
+        assert_eq!(
+            store.create_run(keyed(id, tenant, queue)).await.unwrap(),
+            Created::Created
+        );
+        let r = store.run(id).await.unwrap().unwrap();
+        store.write_runs(vec![fail(r)]).await.unwrap();
+        failed.push(store.run(id).await.unwrap().unwrap());
+    }
+    let stored_before = store.tenant_usage("t").await.unwrap().stored_bytes;
+    // "b" is retried before the purge: it is no longer a dead letter and must survive.
+    let mut b = failed[1].clone();
+    b.status = RunStatus::Queued;
+    b.ready_at = Some(T0 + 5);
+    b.finished_at = None;
+    store
+        .write_runs(vec![RunWrite {
+            dead_letter: DeadLetter::Remove,
+            key: KeyExpiry::Held,
+            ..RunWrite::new(b, JournalWrites::default())
+        }])
+        .await
+        .unwrap();
+
+    let named = ["a", "b", "c", "d"].map(str::to_owned);
+    store.purge_dead_letters("t", "q", &named).await.unwrap();
+
+    assert!(
+        store.run("a").await.unwrap().is_none(),
+        "the run is deleted"
+    );
+    assert!(store.steps_page("a", 0, 10).await.unwrap().0.is_empty());
+    assert!(store.timeline_page("a", 0, 10).await.unwrap().0.is_empty());
+    assert!(store.logs_page("a", 0, 10).await.unwrap().0.is_empty());
+    assert!(store.tenant_run("t", "a").await.unwrap().is_none());
+    assert!(
+        store
+            .idempotency("t", "q", "key-a")
+            .await
+            .unwrap()
+            .is_none(),
+        "its key is free"
+    );
+    assert!(store.dead_letters("t", "q").await.unwrap().is_empty());
+    for kept in ["b", "c", "d"] {
+        assert!(
+            store.run(kept).await.unwrap().is_some(),
+            "{kept} is not a dead letter of t/q"
+        );
+    }
+    assert_eq!(store.dead_letters("t", "other").await.unwrap().len(), 1);
+    assert_eq!(store.dead_letters("u", "q").await.unwrap().len(), 1);
+    assert!(
+        store
+            .idempotency("t", "q", "key-b")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let listed = store
+        .list_runs("t", &RunFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["b", "c"]);
+    let census = store.census().await.unwrap();
+    let tq = ("t".to_owned(), "q".to_owned());
+    assert_eq!(census.dead_letters.get(&tq), None);
+    assert_eq!(
+        census.by_status.get(&RunStatus::Failed),
+        Some(&2),
+        "c and d"
+    );
+    assert!(store.tenant_usage("t").await.unwrap().stored_bytes < stored_before);
+    // The freed key makes a new run.
+    assert_eq!(
+        store.create_run(keyed("a", "t", "q")).await.unwrap(),
+        Created::Created
+    );
+}
+
 /// Steps, timeline entries and log lines written over several commits come back in order,
 /// numbered by the store, and page with a position to continue from.
 pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store>) {
@@ -504,7 +642,8 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
     assert!(more.is_some());
 }
 
-/// A tenant's listing pages in creation order and filters by queue, job and status, and
+/// A tenant's listing pages in creation order (or newest first) and filters by queue, job
+/// and status, and
 /// never shows another tenant's runs; nor does a lookup of one run for a tenant.
 pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn Store>) {
     for i in 0..5 {
@@ -512,7 +651,26 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
         create(&*store, run(&format!("r{i}"), "t", queue)).await;
     }
     create(&*store, run("s0", "someone-else", "even")).await;
+    // Tenants whose names sort right before and after "t": newest-first pages stay in "t".
+    create(&*store, run("q0", "s", "even")).await;
+    create(&*store, run("u0", "t0", "even")).await;
     let all = RunFilter::default();
+    let newest = RunFilter {
+        newest_first: true,
+        ..RunFilter::default()
+    };
+    let ids = |page: Vec<RunRecord>| page.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let page = store.list_runs("t", &newest, None, 2).await.unwrap();
+    assert_eq!(ids(page), vec!["r4", "r3"]);
+    let page = store.list_runs("t", &newest, Some("r3"), 10).await.unwrap();
+    assert_eq!(ids(page), vec!["r2", "r1", "r0"]);
+    let odd_newest = RunFilter {
+        queue: Some("odd".into()),
+        newest_first: true,
+        ..RunFilter::default()
+    };
+    let page = store.list_runs("t", &odd_newest, None, 10).await.unwrap();
+    assert_eq!(ids(page), vec!["r3", "r1"]);
     let page = store.list_runs("t", &all, None, 2).await.unwrap();
     let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, vec!["r0", "r1"]);
@@ -666,6 +824,7 @@ macro_rules! conformance_tests {
             journal_writes_are_numbered_in_order_and_paged,
             listings_page_filter_and_stay_within_their_tenant,
             settings_round_trip_per_tenant,
+            purged_dead_letters_are_deleted_with_their_history_and_keys,
         );
     };
     (@each $fresh:expr; $($name:ident,)*) => {$(

@@ -57,6 +57,8 @@ pub struct RunFilter {
     pub job: Option<String>,
     /// Only this status.
     pub status: Option<RunStatus>,
+    /// Newest first (by creation) instead of oldest first.
+    pub newest_first: bool,
 }
 
 /// One page of a run's steps, timeline or log: the items and the position to continue from
@@ -89,8 +91,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_aside(&self, run: &str, why: String) -> Result<(), StoreError>;
     /// Runs that were set aside, with why.
     async fn unreadable_runs(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// A tenant's runs matching `filter`, in creation order after the run `after`, at most
-    /// `limit`.
+    /// A tenant's runs matching `filter`, in creation order (newest first with
+    /// `filter.newest_first`) after the run `after`, at most `limit`.
     async fn list_runs(
         &self,
         tenant: &str,
@@ -158,7 +160,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<(String, Millis)>, StoreError>;
     /// Whether `run` is listed in its queue's dead letters.
     async fn is_dead_lettered(&self, run: &RunRecord) -> Result<bool, StoreError>;
-    /// Takes `runs` off a queue's dead letters (the runs stay).
+    /// Deletes `runs`, which must be dead letters of `tenant`'s `queue` (others named are left
+    /// alone): each run's record, steps, timeline, logs and listing, its dead-letter entry,
+    /// and the idempotency key it holds (which is then free). Counters follow.
     async fn purge_dead_letters(
         &self,
         tenant: &str,

@@ -41,7 +41,8 @@ pub struct QueueSettings {
 pub struct IdempotencyRecord {
     /// The run created under the key.
     pub run: String,
-    /// sha256 (hex) of the canonical JSON of the payload it was created with.
+    /// sha256 (hex) of the canonical JSON of the request it was created with: its job,
+    /// payload, policy overrides and priority (keys taken by older versions: the payload).
     pub payload_hash: String,
     /// When the key was taken.
     pub created_at: Millis,

@@ -45,6 +45,8 @@ pub enum Listing {
 pub struct Census {
     /// Runs by status.
     pub by_status: BTreeMap<stepwise_core::model::RunStatus, u64>,
+    /// Stored runs, by (tenant, queue).
+    pub runs: BTreeMap<(String, String), u64>,
     /// Runs not yet final, by (tenant, queue).
     pub depth: BTreeMap<(String, String), u64>,
     /// Dead-lettered runs, by (tenant, queue).

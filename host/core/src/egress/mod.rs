@@ -30,6 +30,7 @@ pub trait SecretSource: Send + Sync {
 
 /// Per-attempt limits on outbound HTTP. Every field has a documented default and an
 /// operator cap ([`EgressConfig::caps`]); a tenant may choose other values within the caps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EgressLimits {
     /// Requests one attempt may send (refused ones count too).
@@ -101,6 +102,7 @@ impl EgressLimits {
 
 /// Some of [`EgressLimits`]' fields: what a tenant or the operator set; the rest come from a
 /// base (the defaults for a tenant, [`EgressLimits::CEILING`] for the operator's caps).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsPatch {
@@ -189,6 +191,7 @@ impl EgressConfig {
 }
 
 /// A tenant's egress settings, as stored and as `GET/PUT /v1/egress` shows them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantEgress {

@@ -1,7 +1,9 @@
 //! The HTTP plumbing of the client subcommands (`deploy`, `enqueue`, `runs`, ...): the
 //! `--server` / `--token` / `--json` flags, a small [`Client`] that sends the bearer token, and
-//! the translation of the server's error bodies (see `docs/api.md`) into readable errors.
+//! the translation of the server's error bodies (see `docs/api.md`) into [`Failure`]s,
+//! which carry the exit code of their class and print as JSON with `--json`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -9,7 +11,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::Outcome;
 use super::common::{write_json, write_stdout};
@@ -22,6 +24,99 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest piece of a non-API error body quoted in an error message.
 const MAX_QUOTED_BODY: usize = 200;
+
+/// Set once a command is asked for `--json`: its errors are then JSON on stdout too.
+static JSON_ERRORS: AtomicBool = AtomicBool::new(false);
+
+/// Makes the command's errors JSON on stdout (for `--json`).
+pub fn json_errors(on: bool) {
+    if on {
+        JSON_ERRORS.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether errors are to be printed as JSON.
+pub fn errors_as_json() -> bool {
+    JSON_ERRORS.load(Ordering::SeqCst)
+}
+
+/// The class of a failed command, which is its exit code (see README, "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Bad input: arguments, files, or a request the server refused as malformed (2).
+    BadInput = 2,
+    /// The run, queue, job or route does not exist for this tenant (3).
+    NotFound = 3,
+    /// The request conflicts with what is stored (an idempotency key, a run not failed, a
+    /// tenant that exists) or a quota (4).
+    Conflict = 4,
+    /// No token, an unknown one, or one that may not do this (5).
+    Unauthorized = 5,
+    /// The server could not be reached, failed, or answered something unexpected (6).
+    Server = 6,
+}
+
+impl Class {
+    /// The class of an error answer's status.
+    fn of(status: StatusCode) -> Self {
+        match status.as_u16() {
+            401 | 403 => Self::Unauthorized,
+            404 => Self::NotFound,
+            409 | 429 => Self::Conflict,
+            400..=499 => Self::BadInput,
+            _ => Self::Server,
+        }
+    }
+}
+
+/// A failed request: its class, the API's error code (or the client's own: `unreachable`,
+/// `bad_answer`), a readable message and the error body's other fields.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// Which exit code.
+    pub class: Class,
+    /// The stable code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+    /// The error body's other fields.
+    pub details: Map<String, Value>,
+}
+
+impl Failure {
+    fn client(class: Class, code: &str, message: String) -> Self {
+        Self {
+            class,
+            code: code.to_owned(),
+            message,
+            details: Map::new(),
+        }
+    }
+
+    /// The failure an error answer stands for.
+    fn answer(status: StatusCode, body: &str) -> Self {
+        let parsed = serde_json::from_str::<crate::api::ErrorBody>(body).ok();
+        let message = error_message(status, body);
+        match parsed {
+            Some(body) => Self {
+                class: Class::of(status),
+                code: body.error.code.as_str().to_owned(),
+                message,
+                details: body.error.details,
+            },
+            None => Self::client(Class::of(status), "http_error", message),
+        }
+    }
+
+    /// `{"error": {"code", "message", ...}}`, the API's error shape.
+    pub fn to_json(&self) -> Value {
+        let mut error = self.details.clone();
+        error.insert("code".into(), self.code.clone().into());
+        error.insert("message".into(), self.message.clone().into());
+        serde_json::json!({ "error": error })
+    }
+}
 
 /// Flags of every client subcommand that acts for a tenant.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +135,7 @@ pub struct ClientFlags {
 impl ClientFlags {
     /// A client for the server, refusing to start without a token.
     pub fn client(&self) -> Result<Client> {
+        json_errors(self.json);
         let token = non_empty(self.token.clone())
             .context("no tenant token: pass --token or set STEPWISE_TOKEN")?;
         Client::new(&self.server, token)
@@ -145,36 +241,45 @@ impl Client {
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| anyhow!("the server's answer was cut short: {e}"))?;
+        let body = response.text().await.map_err(|e| {
+            Failure::client(
+                Class::Server,
+                "unreachable",
+                format!("the server's answer was cut short: {e}"),
+            )
+        })?;
         if !status.is_success() {
-            bail!("{}", error_message(status, &body));
+            return Err(Failure::answer(status, &body).into());
         }
         serde_json::from_str(&body).map_err(|e| {
-            anyhow!(
-                "unexpected answer from the server ({e}): {}",
-                quote(&body, MAX_QUOTED_BODY)
+            Failure::client(
+                Class::Server,
+                "bad_answer",
+                format!(
+                    "unexpected answer from the server ({e}): {}",
+                    quote(&body, MAX_QUOTED_BODY)
+                ),
             )
+            .into()
         })
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        if e.is_connect() || e.is_timeout() {
-            anyhow!(
+        let message = if e.is_connect() || e.is_timeout() {
+            format!(
                 "cannot reach the Stepwise server at {}: {} \
                  (is `stepwise serve` running there? set --server or STEPWISE_URL)",
                 self.base,
                 root_cause(&e)
             )
         } else {
-            anyhow!(
+            format!(
                 "request to the Stepwise server at {} failed: {}",
                 self.base,
                 source_chain(&e)
             )
-        }
+        };
+        Failure::client(Class::Server, "unreachable", message).into()
     }
 }
 
@@ -272,7 +377,14 @@ fn quote(text: &str, max: usize) -> String {
 /// Decodes a JSON answer kept as a [`Value`] (to print it verbatim with `--json`) into the
 /// shape the readable output needs.
 pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_json::from_value(value).context("unexpected answer from the server")
+    serde_json::from_value(value).map_err(|e| {
+        Failure::client(
+            Class::Server,
+            "bad_answer",
+            format!("unexpected answer from the server: {e}"),
+        )
+        .into()
+    })
 }
 
 /// Prints the server's answer: as it came with `--json`, otherwise decoded as `T` and rendered

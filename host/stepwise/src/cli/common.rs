@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::Outcome;
-use crate::model::{RunStatus, RunView};
+use crate::api::RunState;
+use crate::model::RunView;
 use crate::policy::{Backoff, PolicyOverrides};
 use crate::{Engine, EngineConfig, RuntimeConfig, SeededJitter, SystemClock};
 
@@ -121,8 +122,8 @@ impl PolicyFlags {
         .then(|| {
             let d = Backoff::default();
             Backoff {
-                initial_ms: self.backoff.map_or(d.initial_ms, |b| b.as_millis() as u64),
-                max_ms: self.backoff_max.map_or(d.max_ms, |b| b.as_millis() as u64),
+                initial_ms: self.backoff.map_or(d.initial_ms, millis),
+                max_ms: self.backoff_max.map_or(d.max_ms, millis),
                 multiplier: d.multiplier,
                 jitter: self.jitter.unwrap_or(d.jitter),
             }
@@ -131,24 +132,31 @@ impl PolicyFlags {
             max_attempts: self.max_attempts,
             backoff,
             fuel: self.fuel,
-            timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
-            memory_bytes: self.memory_mib.map(|m| m << 20),
+            timeout_ms: self.timeout.map(millis),
+            memory_bytes: self.memory_mib.map(|m| m.saturating_mul(1 << 20)),
         }
     }
 }
 
+/// Whole milliseconds of `d`, saturating (the server then refuses what is out of range).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Prints a run (JSON or readable) and maps its status to the command's outcome.
 pub fn print_run(view: &RunView, json: bool, data: Option<&Path>) -> Result<Outcome> {
+    // A local run has no attempt executing once the command reports it.
+    let view = crate::api::RunView::from_record(view.clone(), false);
     if json {
-        write_json(view)?;
+        write_json(&view)?;
     } else {
-        let mut text = super::render::run(view);
+        let mut text = super::render::run(&view);
         if let Some(dir) = data {
             text.push_str(&format!("\ndata dir: {}\n", dir.display()));
         }
         write_stdout(text.trim_end())?;
     }
-    Ok(if view.run.status == RunStatus::Completed {
+    Ok(if view.run.status == RunState::Completed {
         Outcome::Success
     } else {
         Outcome::RunNotCompleted

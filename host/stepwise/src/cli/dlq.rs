@@ -2,13 +2,13 @@
 //! all at once, or purged.
 
 use anyhow::Result;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ClientFlags, reply};
-use super::render::table;
-use super::runs::RunRow;
+use super::render::{describe_error, table};
+use crate::api::responses::{Purged, Retried};
+use crate::api::run::RunPage;
 use crate::time_fmt;
 
 /// Subcommands of `stepwise dlq`.
@@ -31,21 +31,6 @@ pub struct QueueArgs {
     client: ClientFlags,
 }
 
-#[derive(Debug, Deserialize)]
-struct DeadLetters {
-    runs: Vec<RunRow>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Retried {
-    retried: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Purged {
-    purged: u64,
-}
-
 /// Runs the command.
 pub async fn execute(command: Command) -> Result<Outcome> {
     match command {
@@ -62,7 +47,7 @@ fn path(queue: &str) -> [&str; 4] {
 async fn list(args: QueueArgs) -> Result<Outcome> {
     let client = args.client.client()?;
     let answer: Value = client.get(&path(&args.queue), &[]).await?;
-    reply(answer, args.client.json, |letters: DeadLetters| {
+    reply(answer, args.client.json, |letters: RunPage| {
         if letters.runs.is_empty() {
             return format!("no dead-lettered runs in queue {}", args.queue);
         }
@@ -75,10 +60,7 @@ async fn list(args: QueueArgs) -> Result<Outcome> {
                     r.job.clone(),
                     r.attempts.to_string(),
                     r.finished_at.map(time_fmt::rfc3339).unwrap_or_default(),
-                    r.error
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
+                    r.error.as_ref().map(describe_error).unwrap_or_default(),
                 ]
             })
             .collect();

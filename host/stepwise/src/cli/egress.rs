@@ -3,12 +3,12 @@
 //! and write them back whole (`PUT /v1/egress`); the server checks and normalises them.
 
 use anyhow::{Result, bail};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ClientFlags, reply};
-use crate::egress::{EgressLimits, EgressRule, LimitsPatch, RuleSpec, TenantEgress};
+use crate::api::responses::EgressView;
+use crate::egress::{EgressRule, LimitsPatch, RuleSpec, TenantEgress};
 
 /// Subcommands of `stepwise egress`.
 #[derive(Debug, clap::Subcommand)]
@@ -80,51 +80,34 @@ pub struct LimitsArgs {
     client: ClientFlags,
 }
 
-/// The server's answer.
-#[derive(Debug, Deserialize)]
-struct View {
-    rules: Vec<RuleSpec>,
-    effective_limits: EgressLimits,
-    operator: Operator,
-}
-
-#[derive(Debug, Deserialize)]
-struct Operator {
-    allow_private: bool,
-}
-
-impl View {
-    fn summary(&self) -> String {
-        let mut out = if self.rules.is_empty() {
-            "no egress rules: every outbound request is refused".to_owned()
-        } else {
-            let mut s = format!("{} egress rule(s):", self.rules.len());
-            for r in &self.rules {
-                s.push_str(&format!("\n  {}", r.pattern));
-                if !r.methods.is_empty() {
-                    s.push_str(&format!(" ({})", r.methods.join(", ")));
-                }
+fn summary(view: &EgressView) -> String {
+    let mut out = if view.rules.is_empty() {
+        "no egress rules: every outbound request is refused".to_owned()
+    } else {
+        let mut s = format!("{} egress rule(s):", view.rules.len());
+        for r in &view.rules {
+            s.push_str(&format!("\n  {}", r.pattern));
+            if !r.methods.is_empty() {
+                s.push_str(&format!(" ({})", r.methods.join(", ")));
             }
-            s
-        };
-        let l = &self.effective_limits;
-        out.push_str(&format!(
-            "\nper attempt: {} requests, {} at once, {} B request bodies, {} B responses, \
-             connect {} ms, first byte {} ms",
-            l.max_requests,
-            l.max_concurrent,
-            l.max_request_bytes,
-            l.max_response_bytes,
-            l.connect_timeout_ms,
-            l.first_byte_timeout_ms
-        ));
-        if !self.operator.allow_private {
-            out.push_str(
-                "\nprivate, loopback and link-local addresses are refused by the operator",
-            );
         }
-        out
+        s
+    };
+    let l = &view.effective_limits;
+    out.push_str(&format!(
+        "\nper attempt: {} requests, {} at once, {} B request bodies, {} B responses, \
+             connect {} ms, first byte {} ms",
+        l.max_requests,
+        l.max_concurrent,
+        l.max_request_bytes,
+        l.max_response_bytes,
+        l.connect_timeout_ms,
+        l.first_byte_timeout_ms
+    ));
+    if !view.operator.allow_private {
+        out.push_str("\nprivate, loopback and link-local addresses are refused by the operator");
     }
+    out
 }
 
 /// The normalised form of a pattern, to compare with stored rules.
@@ -188,16 +171,14 @@ pub async fn execute(command: Command) -> Result<Outcome> {
             (args.client, answer)
         }
     };
-    reply(answer, flags.json, |view: View| view.summary())
+    reply(answer, flags.json, |view: EgressView| summary(&view))
 }
 
 /// The stored settings, in the form `PUT` takes back.
 async fn current(client: &super::client::Client) -> Result<TenantEgress> {
-    let view: Value = client.get(&["v1", "egress"], &[]).await?;
-    let rules: Vec<RuleSpec> = serde_json::from_value(view["rules"].clone())?;
-    let limits: LimitsPatch = serde_json::from_value(view["limits"].clone())?;
+    let view: EgressView = client.get(&["v1", "egress"], &[]).await?;
     Ok(TenantEgress {
-        rules,
-        limits: (limits != LimitsPatch::default()).then_some(limits),
+        rules: view.rules,
+        limits: (view.limits != LimitsPatch::default()).then_some(view.limits),
     })
 }

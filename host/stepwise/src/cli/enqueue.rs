@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
 use super::Outcome;
 use super::client::ClientFlags;
 use super::common::{PolicyFlags, parse_duration, write_json, write_stdout};
-use crate::policy::PolicyOverrides;
+use crate::api::responses::Enqueued;
+use crate::api::{Enqueue, JobName};
 
 /// Arguments of `stepwise enqueue`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ pub struct Args {
     /// Start no earlier than this time (RFC 3339, e.g. `2026-11-23T10:00:00Z`).
     #[arg(long)]
     run_at: Option<String>,
-    /// Among runs due at the same time, higher priorities start first (default 0).
+    /// Among the tenant's runs due at the same time, higher priorities start first (default 0).
     #[arg(long, allow_negative_numbers = true)]
     priority: Option<i32>,
     #[command(flatten)]
@@ -41,62 +41,29 @@ pub struct Args {
     client: ClientFlags,
 }
 
-/// The enqueue request of `docs/api.md`; absent options are left to the server.
-#[derive(Debug, Serialize)]
-struct EnqueueRequest {
-    job: String,
-    payload: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    idempotency_key: Option<String>,
-    #[serde(flatten)]
-    overrides: PolicyOverrides,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<i32>,
-}
-
-/// The server's answer: the run (new or existing) and whether it already existed.
-#[derive(Debug, Deserialize)]
-struct Enqueued {
-    run: RunRef,
-    deduplicated: bool,
-}
-
-#[derive(Debug, Deserialize)]
-struct RunRef {
-    id: String,
-    status: String,
-}
-
-/// What `--json` prints.
-#[derive(Debug, Serialize)]
-struct Printed<'a> {
-    id: &'a str,
-    deduplicated: bool,
-    status: &'a str,
-}
-
 impl Args {
     /// The request body these flags describe. The payload is parsed here, so a typo is
     /// reported before anything is sent.
-    fn request(&self) -> Result<EnqueueRequest> {
+    fn request(&self) -> Result<Enqueue> {
         let payload = match &self.payload {
             Some(text) => serde_json::from_str(text)
                 .with_context(|| format!("--payload is not valid JSON: {text}"))?,
             None => Value::Object(Default::default()),
         };
-        Ok(EnqueueRequest {
-            job: self.job.clone(),
-            payload,
+        let job = JobName::parse(&self.job).map_err(|e| anyhow!("'{}': {e}", self.job))?;
+        let overrides = self.policy.overrides();
+        Ok(Enqueue {
             idempotency_key: self.idempotency_key.clone(),
-            overrides: self.policy.overrides(),
+            max_attempts: overrides.max_attempts,
+            backoff: overrides.backoff,
+            timeout_ms: overrides.timeout_ms,
+            fuel: overrides.fuel,
+            memory_bytes: overrides.memory_bytes,
             // Milliseconds, so the server's duration parser cannot read it differently.
             delay: self.delay.map(|d| format!("{}ms", d.as_millis())),
             run_at: self.run_at.clone(),
-            priority: self.priority,
+            priority: self.priority.unwrap_or(0),
+            ..Enqueue::new(job, payload)
         })
     }
 }
@@ -110,18 +77,15 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         .await?;
     let run = &enqueued.run;
     if args.client.json {
-        write_json(&Printed {
-            id: &run.id,
-            deduplicated: enqueued.deduplicated,
-            status: &run.status,
-        })?;
+        write_json(&enqueued)?;
     } else if enqueued.deduplicated {
         write_stdout(&format!(
             "deduplicated: existing run {} ({})",
-            run.id, run.status
+            run.id,
+            run.status.as_str()
         ))?;
     } else {
-        write_stdout(&format!("created {} ({})", run.id, run.status))?;
+        write_stdout(&format!("created {} ({})", run.id, run.status.as_str()))?;
     }
     Ok(Outcome::Success)
 }

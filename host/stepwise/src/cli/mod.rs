@@ -67,6 +67,8 @@ enum Command {
     /// List, retry or purge a queue's dead letters on a server.
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// List the tenant's queues with their depth, running attempts and dead letters.
+    Queues(queue::ListArgs),
     /// Show a queue on a server or set its concurrency limit.
     #[command(subcommand)]
     Queue(queue::Command),
@@ -76,6 +78,8 @@ enum Command {
     /// Store, list and remove the tenant's secrets on a server; make a sealing key.
     #[command(subcommand)]
     Secrets(secrets::Command),
+    /// Print the HTTP API's OpenAPI 3.1 document (also served at GET /v1/openapi.json).
+    Openapi,
     /// Development tools (the fake payment provider).
     #[command(subcommand)]
     Dev(dev::Command),
@@ -90,8 +94,10 @@ pub enum Outcome {
     RunNotCompleted,
 }
 
-/// Parses the arguments, runs the command and maps the result to an exit code: 0 when the run
-/// completed, 1 when it did not, 2 for bad input or any other error.
+/// Parses the arguments, runs the command and maps the result to an exit code: 0 when it
+/// worked (and the run it reports completed), 1 when the run did not complete, 2 for bad
+/// input, 3 not found, 4 a conflict or quota, 5 unauthorized, 6 the server unreachable or
+/// failing (README, "Exit codes"). With `--json`, an error is printed as JSON on stdout.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A benchmark logs warnings only: a line per attempt would be part of what it measures.
@@ -124,9 +130,12 @@ pub fn main() -> ExitCode {
             Command::Enqueue(args) => enqueue::execute(args).await,
             Command::Runs(command) => runs::execute(command).await,
             Command::Dlq(command) => dlq::execute(command).await,
+            Command::Queues(args) => queue::list(args).await,
             Command::Queue(command) => queue::execute(command).await,
             Command::Egress(command) => egress::execute(command).await,
             Command::Dev(command) => dev::execute(command).await,
+            Command::Openapi => common::write_stdout(crate::server::openapi_document().trim_end())
+                .map(|()| Outcome::Success),
             Command::Secrets(command) => secrets::execute(command).await,
         }
     });
@@ -134,8 +143,21 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::RunNotCompleted) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            let failure = e.downcast_ref::<client::Failure>();
+            if client::errors_as_json() {
+                let json = match failure {
+                    Some(f) => f.to_json(),
+                    None => serde_json::json!({
+                        "error": {"code": "invalid_input", "message": format!("{e:#}")}
+                    }),
+                };
+                if common::write_json(&json).is_err() {
+                    eprintln!("error: {e:#}");
+                }
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(failure.map_or(client::Class::BadInput, |f| f.class) as u8)
         }
     }
 }

@@ -4,13 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ClientFlags, reply};
 use super::render::table;
-use crate::policy::PolicyOverrides;
+use crate::api::responses::{Deployed, ModuleList};
 use crate::time_fmt;
 
 /// Characters of a module hash shown in tables; `--json` has the whole hash.
@@ -32,33 +31,6 @@ pub struct ListArgs {
     client: ClientFlags,
 }
 
-/// A deployed module, as the server describes it.
-#[derive(Debug, Deserialize)]
-struct Module {
-    hash: String,
-    size: u64,
-    jobs: Vec<Job>,
-    deployed_at: u64,
-    /// Deploy only: declared hosts the tenant's egress rules do not allow.
-    #[serde(default)]
-    warnings: Vec<String>,
-}
-
-/// One job a module offers.
-#[derive(Debug, Deserialize)]
-struct Job {
-    name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    policy: PolicyOverrides,
-}
-
-#[derive(Debug, Deserialize)]
-struct ModuleList {
-    modules: Vec<Module>,
-}
-
 /// Runs `stepwise deploy`.
 pub async fn deploy(args: DeployArgs) -> Result<Outcome> {
     let bytes = std::fs::read(&args.component)
@@ -68,7 +40,8 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome> {
         .post_bytes(&["v1", "modules"], "application/wasm", bytes)
         .await
         .with_context(|| format!("cannot deploy {}", args.component.display()))?;
-    reply(answer, args.client.json, |module: Module| {
+    reply(answer, args.client.json, |deployed: Deployed| {
+        let module = &deployed.module;
         let rows: Vec<Vec<String>> = module
             .jobs
             .iter()
@@ -88,7 +61,7 @@ pub async fn deploy(args: DeployArgs) -> Result<Outcome> {
             module.size,
             table(&["JOB", "DESCRIPTION", "MAX ATTEMPTS"], &rows)
         );
-        for w in &module.warnings {
+        for w in &deployed.warnings {
             text.push_str(&format!("\nwarning: {w}"));
         }
         text

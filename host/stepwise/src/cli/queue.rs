@@ -2,11 +2,13 @@
 //! limit.
 
 use anyhow::Result;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ClientFlags, reply};
+use super::render::table;
+use crate::api::PutQueue;
+use crate::api::responses::{QueueList, QueueView};
 
 /// Subcommands of `stepwise queue`.
 #[derive(Debug, clap::Subcommand)]
@@ -49,27 +51,59 @@ pub struct ShowArgs {
     client: ClientFlags,
 }
 
-/// A queue, as the server describes it.
-#[derive(Debug, Deserialize)]
-struct Queue {
-    queue: String,
-    #[serde(default)]
-    concurrency: Option<u32>,
-    depth: u64,
-    dead_letters: u64,
+fn summary(queue: &QueueView) -> String {
+    let limit = match queue.concurrency {
+        Some(n) => format!("concurrency {n}"),
+        None => "no concurrency limit of its own".to_owned(),
+    };
+    format!(
+        "queue {}: {limit}; {} waiting or executing ({} now); {} dead-lettered",
+        queue.queue, queue.depth, queue.running, queue.dead_letters
+    )
 }
 
-impl Queue {
-    fn summary(&self) -> String {
-        let limit = match self.concurrency {
-            Some(n) => format!("concurrency {n}"),
-            None => "no concurrency limit of its own".to_owned(),
-        };
-        format!(
-            "queue {}: {limit}; {} waiting or executing; {} dead-lettered",
-            self.queue, self.depth, self.dead_letters
+/// Arguments of `stepwise queues`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// Runs `stepwise queues`: every queue of the tenant with its counts.
+pub async fn list(args: ListArgs) -> Result<Outcome> {
+    let client = args.client.client()?;
+    let answer: Value = client.get(&["v1", "queues"], &[]).await?;
+    reply(answer, args.client.json, |list: QueueList| {
+        if list.queues.is_empty() {
+            return "no queues yet".to_owned();
+        }
+        let rows: Vec<Vec<String>> = list
+            .queues
+            .iter()
+            .map(|q| {
+                vec![
+                    q.queue.clone(),
+                    q.runs.to_string(),
+                    q.depth.to_string(),
+                    q.running.to_string(),
+                    q.dead_letters.to_string(),
+                    q.concurrency
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "QUEUE",
+                "RUNS",
+                "DEPTH",
+                "RUNNING",
+                "DEAD LETTERS",
+                "CONCURRENCY",
+            ],
+            &rows,
         )
-    }
+    })
 }
 
 /// Runs the command.
@@ -78,7 +112,9 @@ pub async fn execute(command: Command) -> Result<Outcome> {
         Command::Set(args) => {
             let client = args.client.client()?;
             // `--no-limit` sends `null`: only the global limit applies.
-            let body = json!({ "concurrency": args.limit.concurrency });
+            let body = PutQueue {
+                concurrency: args.limit.concurrency,
+            };
             let answer: Value = client.put(&["v1", "queues", &args.queue], &body).await?;
             (args.client, answer)
         }
@@ -88,7 +124,9 @@ pub async fn execute(command: Command) -> Result<Outcome> {
             (args.client, answer)
         }
     };
-    reply(answer, client_flags.json, |queue: Queue| queue.summary())
+    reply(answer, client_flags.json, |queue: QueueView| {
+        summary(&queue)
+    })
 }
 
 #[cfg(test)]
@@ -121,13 +159,14 @@ mod tests {
 
     #[test]
     fn summaries_say_when_there_is_no_limit() {
-        let q: Queue = serde_json::from_str(
-            r#"{"queue": "emails", "concurrency": null, "depth": 3, "dead_letters": 1}"#,
+        let q: QueueView = serde_json::from_str(
+            r#"{"queue": "emails", "concurrency": null, "runs": 9, "depth": 3, "running": 2, "dead_letters": 1}"#,
         )
         .unwrap();
         assert_eq!(
-            q.summary(),
-            "queue emails: no concurrency limit of its own; 3 waiting or executing; 1 dead-lettered"
+            summary(&q),
+            "queue emails: no concurrency limit of its own; 3 waiting or executing (2 now); \
+             1 dead-lettered"
         );
     }
 }

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::model::{RunView, StepKind};
+use crate::api::RunView;
+use crate::model::{ErrorInfo, StepKind};
 use crate::time_fmt;
 
 /// Log lines shown in a summary; `--json` has them all.
@@ -44,6 +45,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A failure in one line: its kind, the step it happened in and the message.
+pub fn describe_error(e: &ErrorInfo) -> String {
+    match &e.step {
+        Some(step) => format!("{} in step '{step}': {}", e.kind.as_str(), e.message),
+        None => format!("{}: {}", e.kind.as_str(), e.message),
+    }
+}
+
 /// The readable summary of a run.
 pub fn run(view: &RunView) -> String {
     let r = &view.run;
@@ -66,12 +75,7 @@ pub fn run(view: &RunView) -> String {
         let _ = writeln!(out, "output:  {output}");
     }
     if let Some(e) = &r.error {
-        let step = e
-            .step
-            .as_deref()
-            .map(|s| format!(" in step '{s}'"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "error:   {}{step}: {}", e.kind.as_str(), e.message);
+        let _ = writeln!(out, "error:   {}", describe_error(e));
     }
     if !view.steps.is_empty() {
         let rows: Vec<Vec<String>> = view
@@ -149,6 +153,15 @@ pub fn run(view: &RunView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_read_with_their_step() {
+        let e: ErrorInfo = serde_json::from_str(
+            r#"{"kind": "timeout", "message": "ran past 30s", "step": "charge"}"#,
+        )
+        .unwrap();
+        assert_eq!(describe_error(&e), "timeout in step 'charge': ran past 30s");
+    }
 
     #[test]
     fn tables_align_columns() {

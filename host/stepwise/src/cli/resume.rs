@@ -21,6 +21,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
+    super::client::json_errors(args.json);
     let engine = open_engine(&args.data).await?;
     let waiting: Vec<String> = engine
         .store()
@@ -39,6 +40,10 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         .iter()
         .all(|v| v.run.status == crate::RunStatus::Completed);
     if args.json {
+        let views: Vec<crate::api::RunView> = views
+            .iter()
+            .map(|v| crate::api::RunView::from_record(v.clone(), false))
+            .collect();
         write_stdout(&serde_json::to_string_pretty(&views)?)?;
     } else if views.is_empty() {
         write_stdout("no unfinished runs")?;

@@ -26,6 +26,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
+    super::client::json_errors(args.json);
     let engine = open_engine(&args.data).await?;
     let module = match &args.component {
         Some(path) => {

@@ -33,6 +33,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
+    super::client::json_errors(args.json);
     let bytes = std::fs::read(&args.component)
         .with_context(|| format!("cannot read {}", args.component.display()))?;
     let data = data_dir(args.data)?;

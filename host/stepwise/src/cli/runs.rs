@@ -2,19 +2,19 @@
 //! inspections: they exit 0 whatever state the run is in.
 
 use anyhow::Result;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ClientFlags, reply};
 use super::render;
-use crate::model::RunView;
+use crate::api::run::RunPage;
+use crate::api::{Run, RunView};
 use crate::time_fmt;
 
 /// Subcommands of `stepwise runs`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// List runs, oldest first, a page at a time.
+    /// List runs, oldest first (newest first with --reverse), a page at a time.
     List(ListArgs),
     /// Show a run: its steps, timeline and the tail of its log.
     Show(IdArgs),
@@ -40,6 +40,9 @@ pub struct ListArgs {
     /// Start after this run id (the `next` cursor of the previous page).
     #[arg(long)]
     after: Option<String>,
+    /// Newest first.
+    #[arg(long)]
+    reverse: bool,
     #[command(flatten)]
     client: ClientFlags,
 }
@@ -51,47 +54,6 @@ pub struct IdArgs {
     id: String,
     #[command(flatten)]
     client: ClientFlags,
-}
-
-/// One page of runs, with only the fields the table shows.
-#[derive(Debug, Deserialize)]
-struct RunPage {
-    runs: Vec<RunRow>,
-    #[serde(default)]
-    next: Option<String>,
-}
-
-/// A run, as far as a one-line summary needs it.
-#[derive(Debug, Deserialize)]
-pub(super) struct RunRow {
-    pub id: String,
-    pub job: String,
-    pub queue: String,
-    pub status: String,
-    pub attempts: u32,
-    pub created_at: u64,
-    #[serde(default)]
-    pub finished_at: Option<u64>,
-    #[serde(default)]
-    pub error: Option<RunError>,
-}
-
-/// The failure recorded on a run.
-#[derive(Debug, Deserialize)]
-pub(super) struct RunError {
-    pub kind: String,
-    pub message: String,
-    #[serde(default)]
-    pub step: Option<String>,
-}
-
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.step {
-            Some(step) => write!(f, "{} in step '{step}': {}", self.kind, self.message),
-            None => write!(f, "{}: {}", self.kind, self.message),
-        }
-    }
 }
 
 /// Runs the command.
@@ -112,6 +74,7 @@ impl ListArgs {
             ("status", self.status.clone()),
             ("limit", self.limit.map(|n| n.to_string())),
             ("after", self.after.clone()),
+            ("order", self.reverse.then(|| "newest".to_owned())),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))
@@ -134,7 +97,7 @@ async fn list(args: ListArgs) -> Result<Outcome> {
                         r.id.clone(),
                         r.job.clone(),
                         r.queue.clone(),
-                        r.status.clone(),
+                        r.status.as_str().to_owned(),
                         r.attempts.to_string(),
                         time_fmt::rfc3339(r.created_at),
                     ]
@@ -163,8 +126,8 @@ async fn retry(args: IdArgs) -> Result<Outcome> {
     let answer: Value = client
         .post_empty(&["v1", "runs", &args.id, "retry"])
         .await?;
-    reply(answer, args.client.json, |run: RunRow| {
-        format!("retried {} ({})", run.id, run.status)
+    reply(answer, args.client.json, |run: Run| {
+        format!("retried {} ({})", run.id, run.status.as_str())
     })
 }
 
@@ -183,7 +146,15 @@ mod tests {
     #[test]
     fn list_sends_only_the_filters_given() {
         let cli = Cli::try_parse_from([
-            "runs", "list", "--status", "failed", "--limit", "10", "--after", "run_1",
+            "runs",
+            "list",
+            "--status",
+            "failed",
+            "--limit",
+            "10",
+            "--after",
+            "run_1",
+            "--reverse",
         ])
         .unwrap();
         let Command::List(args) = cli.command else {
@@ -195,18 +166,10 @@ mod tests {
                 ("status", "failed".to_owned()),
                 ("limit", "10".to_owned()),
                 ("after", "run_1".to_owned()),
+                ("order", "newest".to_owned()),
             ]
         );
         assert!(Cli::try_parse_from(["runs", "list", "--limit", "0"]).is_err());
         assert!(Cli::try_parse_from(["runs", "list", "--limit", "1001"]).is_err());
-    }
-
-    #[test]
-    fn errors_read_with_their_step() {
-        let e: RunError = serde_json::from_str(
-            r#"{"kind": "timeout", "message": "ran past 30s", "step": "charge"}"#,
-        )
-        .unwrap();
-        assert_eq!(e.to_string(), "timeout in step 'charge': ran past 30s");
     }
 }

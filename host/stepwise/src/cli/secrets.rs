@@ -6,11 +6,13 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Outcome;
 use super::client::{ClientFlags, reply};
+use crate::api::PutSecret;
+use crate::api::responses::{SecretDeleted, SecretList};
+use crate::egress::RuleSpec;
 use crate::secrets::{SecretInfo, SecretKeys};
 
 /// Subcommands of `stepwise secrets`.
@@ -59,11 +61,6 @@ pub struct RmArgs {
     name: String,
     #[command(flatten)]
     client: ClientFlags,
-}
-
-#[derive(Debug, Deserialize)]
-struct Listing {
-    secrets: Vec<SecretInfo>,
 }
 
 fn describe(s: &SecretInfo) -> String {
@@ -116,8 +113,18 @@ pub async fn execute(command: Command) -> Result<Outcome> {
         Command::Set(args) => {
             let client = args.client.client()?;
             let value = read_value(args.from_file.as_ref())?;
-            let hosts: Vec<Value> = args.hosts.iter().map(|h| json!({ "pattern": h })).collect();
-            let body = json!({ "value": value, "hosts": hosts, "readable": args.readable });
+            let body = PutSecret {
+                value,
+                hosts: args
+                    .hosts
+                    .iter()
+                    .map(|h| RuleSpec {
+                        pattern: h.clone(),
+                        methods: Vec::new(),
+                    })
+                    .collect(),
+                readable: args.readable,
+            };
             let answer: Value = client.put(&["v1", "secrets", &args.name], &body).await?;
             reply(answer, args.client.json, |s: SecretInfo| {
                 format!("secret {}", describe(&s))
@@ -126,7 +133,7 @@ pub async fn execute(command: Command) -> Result<Outcome> {
         Command::List(args) => {
             let client = args.client.client()?;
             let answer: Value = client.get(&["v1", "secrets"], &[]).await?;
-            reply(answer, args.client.json, |l: Listing| {
+            reply(answer, args.client.json, |l: SecretList| {
                 if l.secrets.is_empty() {
                     return "no secrets".to_owned();
                 }
@@ -140,11 +147,8 @@ pub async fn execute(command: Command) -> Result<Outcome> {
         Command::Rm(args) => {
             let client = args.client.client()?;
             let answer: Value = client.delete(&["v1", "secrets", &args.name]).await?;
-            reply(answer, args.client.json, |v: Value| {
-                format!(
-                    "secret {} removed",
-                    v["deleted"].as_str().unwrap_or_default()
-                )
+            reply(answer, args.client.json, |v: SecretDeleted| {
+                format!("secret {} removed", v.deleted)
             })
         }
     }

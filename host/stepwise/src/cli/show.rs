@@ -22,6 +22,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn execute(args: Args) -> Result<Outcome> {
+    super::client::json_errors(args.json);
     let engine = open_engine(&args.data).await?;
     let view = engine.view(&args.run).await?;
     print_run(&view, args.json, None)

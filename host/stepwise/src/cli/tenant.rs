@@ -1,8 +1,9 @@
 //! `stepwise tenant`: manage tenants with the admin token. A tenant's token is printed once,
 //! when the tenant is created; the server keeps only its hash.
 
+use crate::api::responses::TenantCreated;
+use crate::api::{CreateTenant, TenantName};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::Outcome;
 use super::client::{Client, DEFAULT_SERVER, non_empty};
@@ -31,13 +32,6 @@ pub struct CreateArgs {
     json: bool,
 }
 
-/// What the server answers to a new tenant.
-#[derive(Debug, Serialize, Deserialize)]
-struct NewTenant {
-    tenant: String,
-    token: String,
-}
-
 /// Runs the command.
 pub async fn execute(command: Command) -> Result<Outcome> {
     match command {
@@ -46,15 +40,15 @@ pub async fn execute(command: Command) -> Result<Outcome> {
 }
 
 async fn create(args: CreateArgs) -> Result<Outcome> {
+    super::client::json_errors(args.json);
     let token = non_empty(args.token)
         .or_else(|| non_empty(std::env::var("STEPWISE_TOKEN").ok()))
         .context("no admin token: pass --token or set STEPWISE_ADMIN_TOKEN")?;
     let client = Client::new(&args.server, token)?;
-    let created: NewTenant = client
-        .post(
-            &["v1", "tenants"],
-            &serde_json::json!({ "name": args.name }),
-        )
+    let name =
+        TenantName::parse(&args.name).map_err(|e| anyhow::anyhow!("'{}': {e}", args.name))?;
+    let created: TenantCreated = client
+        .post(&["v1", "tenants"], &CreateTenant { name })
         .await?;
     if args.json {
         write_json(&created)?;

@@ -1,0 +1,24 @@
+//! # stepwise-api
+//!
+//! The HTTP API's wire types, defined once: `stepwise serve` answers with them, the CLI and
+//! the tests read them, and the OpenAPI document (`GET /v1/openapi.json`, committed as
+//! `docs/openapi.json`) is generated from them. Stored records (`stepwise_core::model`) are
+//! separate types: a view is built from a record ([`Run::from_record`]), so the store can
+//! change its format without changing the API.
+//!
+//! - [`names`]: tenant, queue and job names, validated on the way in.
+//! - [`run`]: the run views (a run, its steps, the full view, pages of a run's lists).
+//! - [`requests`]: what clients send.
+//! - [`responses`]: what the other routes answer.
+//! - [`error`]: the error body and its stable codes.
+
+pub mod error;
+pub mod names;
+pub mod requests;
+pub mod responses;
+pub mod run;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use names::{JobName, QueueName, TenantName};
+pub use requests::{CreateTenant, Enqueue, PutQueue, PutSecret};
+pub use run::{Run, RunState, RunView, Step};

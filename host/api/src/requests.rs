@@ -1,0 +1,147 @@
+//! What clients send. Every body is a JSON object and unknown fields are refused at every
+//! level, so a misspelt option is an error instead of a silent default.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stepwise_core::egress::RuleSpec;
+use stepwise_core::policy::Backoff;
+use utoipa::ToSchema;
+
+use crate::names::{JobName, TenantName};
+
+/// `POST /v1/tenants` (operator token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// The new tenant's name.
+    pub name: TenantName,
+}
+
+/// `POST /v1/queues/{queue}/jobs`: a run to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Enqueue {
+    /// A job of one of the tenant's modules (the newest module offering it runs the run).
+    pub job: JobName,
+    /// Any JSON value, at most the payload limit (1 MiB by default) as stored. Integers must
+    /// fit in 64 bits: a larger one is refused rather than rounded.
+    #[serde(default = "empty_object")]
+    pub payload: Value,
+    /// Same key and same request: the existing run is returned. Same key and a different
+    /// request: `409 idempotency_conflict`. 1–256 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Attempts per step, counting the first (1 to the operator's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Delay between attempts; absent fields take the defaults (1000 ms, at most 1 h, ×2, 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    /// Wall-clock limit of one attempt, in milliseconds (1 to the operator's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Fuel one attempt may burn (1 to the operator's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory one attempt may use, in bytes (at most the operator's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Start no earlier than this long after the enqueue (`30s`, `5m`, `1h 30m`); at most
+    /// 365 days. Not with `run_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Start no earlier than this RFC 3339 time (`2030-01-01T00:00:00Z`; offsets are
+    /// normalized to UTC); at most 365 days ahead. Not with `delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// Among the tenant's runs due at the same time, higher priorities start first. Never
+    /// affects other tenants.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+}
+
+impl Enqueue {
+    /// A request for `job` with `payload` and no options.
+    pub fn new(job: JobName, payload: Value) -> Self {
+        Self {
+            job,
+            payload,
+            idempotency_key: None,
+            max_attempts: None,
+            backoff: None,
+            timeout_ms: None,
+            fuel: None,
+            memory_bytes: None,
+            delay: None,
+            run_at: None,
+            priority: 0,
+        }
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// `PUT /v1/queues/{queue}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutQueue {
+    /// Attempts of the queue's runs executing at once (at least 1); absent or null: only the
+    /// tenant's and the host's limits apply.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+/// `PUT /v1/secrets/{name}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    /// The value: 1 byte to 8 KiB of UTF-8. Never shown again.
+    pub value: String,
+    /// Hosts whose requests may carry it in a header (`[scheme://]host[:port]` rules).
+    #[serde(default)]
+    pub hosts: Vec<RuleSpec>,
+    /// Whether the handler may read it with `ctx.secret`.
+    #[serde(default)]
+    pub readable: bool,
+}
+
+impl std::fmt::Debug for PutSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutSecret")
+            .field("hosts", &self.hosts)
+            .field("readable", &self.readable)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_level() {
+        let ok: Enqueue = serde_json::from_str(r#"{"job": "a", "payload": [1]}"#).unwrap();
+        assert_eq!(ok.payload, serde_json::json!([1]));
+        for bad in [
+            r#"{"job": "a", "jobs": 1}"#,
+            r#"{"job": "a", "backoff": {"initial": 5}}"#,
+            r#"{"job": "a/b"}"#,
+            r#"{"job": "a", "priority": 2147483648}"#,
+        ] {
+            assert!(serde_json::from_str::<Enqueue>(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<PutQueue>(r#"{"concurency": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_secret_value_never_reaches_debug_output() {
+        let s: PutSecret = serde_json::from_str(r#"{"value": "hunter22"}"#).unwrap();
+        assert!(!format!("{s:?}").contains("hunter22"));
+    }
+}
