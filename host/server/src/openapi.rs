@@ -44,7 +44,12 @@ use super::routes;
         routes::put_secret,
         routes::delete_secret,
     ),
-    components(schemas(stepwise_api::ErrorCode)),
+    components(schemas(
+        stepwise_api::ErrorCode,
+        stepwise_api::QueueName,
+        stepwise_api::JobName,
+        stepwise_api::TenantName,
+    )),
     modifiers(&Security),
     tags(
         (name = "service", description = "Health, metrics and this document"),

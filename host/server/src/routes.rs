@@ -340,7 +340,10 @@ fn module_view(record: stepwise_store::ModuleRecord) -> Module {
 /// Deploys a component (the raw `.wasm` bytes as the body).
 #[utoipa::path(post, path = "/v1/modules", tag = "modules",
     security(("tenant" = [])),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "A WebAssembly component built with the Stepwise SDK"),
+    request_body(
+        description = "A WebAssembly component built with the Stepwise SDK (its bytes; the content type is not checked)",
+        content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream")),
+    ),
     responses(
         (status = 201, body = Deployed),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -621,7 +624,7 @@ async fn list_secrets(State(state): State<AppState>, Tenant(tenant): Tenant) -> 
 /// Sets a secret (encrypted at rest).
 #[utoipa::path(put, path = "/v1/secrets/{name}", tag = "secrets",
     security(("tenant" = [])),
-    params(("name" = String, Path, description = "1-64 ASCII letters, digits or '_'")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_]{1,64}$", description = "1-64 ASCII letters, digits or '_'")),
     request_body = PutSecret,
     responses((status = 200, body = SecretInfo), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -646,7 +649,7 @@ async fn put_secret(
 /// Deletes a secret.
 #[utoipa::path(delete, path = "/v1/secrets/{name}", tag = "secrets",
     security(("tenant" = [])),
-    params(("name" = String, Path, description = "The secret")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_]{1,64}$", description = "The secret")),
     responses((status = 200, body = SecretDeleted), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn delete_secret(
