@@ -24,3 +24,4 @@ mod secrets;
 mod service_crash;
 mod tenancy;
 mod tenancy_service;
+mod wire_fuzz;
