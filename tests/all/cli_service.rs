@@ -445,3 +445,67 @@ async fn secrets_through_the_api_and_the_cli_never_show_a_value() {
         .await;
     crate::serve_util::assert_error(&answer, 503, "secrets_unavailable");
 }
+
+/// `runs show --follow` streams a run's state (with the step its attempt is in) and its
+/// timeline from the server's events until the run ends, and exits by how it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_show_follow_streams_the_run_until_it_ends() {
+    let server = Server::start();
+    let api = server.api();
+    let token = api.admin_create_tenant("acme").await;
+    api.deploy(&token, guests::TESTBED).await;
+    let cli = Cli {
+        server: &server,
+        token: token.clone(),
+    };
+    // A step that spins until the attempt's 2 s deadline: long enough to be seen executing.
+    let spin = serde_json::json!({
+        "job": "spin",
+        "payload": {"in_step": true},
+        "fuel": 1_000_000_000_000u64,
+        "timeout_ms": 2_000,
+    });
+    let id = api.enqueue_new(&token, "q", spin.clone()).await;
+    let out = cli.cmd(&["runs", "show", &id, "--follow"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1:\n{text}");
+    for expected in [
+        "executing attempt 1 in step 'spin'",
+        "created",
+        "attempt_started  attempt 1",
+        "failed",
+        &format!("run {id} failed"),
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+
+    // With --json: one object per event, timeline positions in order from 0, the end last.
+    let id = api.enqueue_new(&token, "q", spin).await;
+    let out = cli.cmd(&["runs", "show", &id, "--follow", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let positions: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "timeline")
+        .map(|e| e["data"]["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (0..positions.len() as u64).collect::<Vec<_>>());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "state" && e["data"]["executing"]["step"] == "spin")
+    );
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["data"]["status"]),
+        (&"end".into(), &"failed".into())
+    );
+
+    // Following a run that does not exist is "not found".
+    let out = cli.cmd(&["runs", "show", "run_missing", "--follow"]);
+    assert_eq!(out.status.code(), Some(3));
+}

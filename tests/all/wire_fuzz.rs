@@ -105,10 +105,7 @@ fn mutate(rng: &mut StdRng, valid: &Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn mutated_bodies_never_cause_a_server_error_or_accepted_garbage() {
-    let server = Server::start_with_config(&format!(
-        "secrets_key = \"{}\"\n",
-        "ab".repeat(32)
-    ));
+    let server = Server::start_with_config(&format!("secrets_key = \"{}\"\n", "ab".repeat(32)));
     let api = server.api();
     let token = api.admin_create_tenant("fuzz").await;
     api.deploy(&token, guests::TESTBED).await;
@@ -161,10 +158,17 @@ async fn mutated_bodies_never_cause_a_server_error_or_accepted_garbage() {
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let mut accepted = 0;
     for target in &targets {
-        let caller = if target.admin { ADMIN_TOKEN } else { token.as_str() };
+        let caller = if target.admin {
+            ADMIN_TOKEN
+        } else {
+            token.as_str()
+        };
         for case in 0..CASES {
             let body = mutate(&mut rng, &target.valid);
-            let shown = String::from_utf8_lossy(&body).chars().take(300).collect::<String>();
+            let shown = String::from_utf8_lossy(&body)
+                .chars()
+                .take(300)
+                .collect::<String>();
             let (status, answer) = api
                 .request(
                     target.method.clone(),

@@ -10,9 +10,11 @@
 //! - [`run`]: the run views (a run, its steps, the full view, pages of a run's lists).
 //! - [`requests`]: what clients send.
 //! - [`responses`]: what the other routes answer.
+//! - [`events`]: the server-sent events of `GET /v1/runs/{id}/events`.
 //! - [`error`]: the error body and its stable codes.
 
 pub mod error;
+pub mod events;
 pub mod names;
 pub mod requests;
 pub mod responses;

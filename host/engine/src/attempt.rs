@@ -36,7 +36,9 @@ impl Engine {
         let (report, journal) = match self.handler(&run.module).await {
             Ok(handler) => {
                 let cancel = CancelFlag::default();
-                let registered = self.register_cancel(id, &cancel);
+                let live = crate::journal::LiveStep::default();
+                journal.show_current_in(live.clone());
+                let registered = self.register_cancel(id, &cancel, run.attempts, live);
                 let executed = self.execute(&handler, &run, journal, cancel).await;
                 drop(registered);
                 executed
@@ -149,10 +151,22 @@ impl Engine {
         }
     }
 
-    /// Makes `cancel` reachable through [`Engine::cancel_attempt`] until the guard drops.
-    fn register_cancel(&self, id: &str, cancel: &CancelFlag) -> CancelRegistration<'_> {
+    /// Makes `cancel` reachable through [`Engine::cancel_attempt`], and the attempt visible
+    /// through [`Engine::executing`], until the guard drops.
+    fn register_cancel(
+        &self,
+        id: &str,
+        cancel: &CancelFlag,
+        attempt: u32,
+        step: crate::journal::LiveStep,
+    ) -> CancelRegistration<'_> {
         let mut cancels = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
-        cancels.insert(id.to_owned(), cancel.clone());
+        let live = crate::LiveAttempt {
+            cancel: cancel.clone(),
+            attempt,
+            step,
+        };
+        cancels.insert(id.to_owned(), live);
         CancelRegistration {
             engine: self,
             run: id.to_owned(),

@@ -61,6 +61,21 @@ impl Default for JournalLimits {
     }
 }
 
+/// The step an attempt is executing now, shared between its journal and watchers.
+#[derive(Debug, Clone, Default)]
+pub struct LiveStep(Arc<std::sync::Mutex<Option<String>>>);
+
+impl LiveStep {
+    fn set(&self, step: Option<&str>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = step.map(str::to_owned);
+    }
+
+    /// The step executing now, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// One attempt's view of a run's steps.
 pub struct Journal {
     store: Arc<dyn Store>,
@@ -73,6 +88,8 @@ pub struct Journal {
     steps: HashMap<String, StepRecord>,
     dirty: BTreeSet<String>,
     current: Option<String>,
+    /// Where [`Journal::current`] is shown to watchers (`GET /v1/runs/{id}/events`).
+    live: Option<LiveStep>,
     failed_step: Option<String>,
     timeline: Vec<TimelineEntry>,
     logs: Vec<LogLine>,
@@ -123,6 +140,7 @@ impl Journal {
             steps: HashMap::new(),
             dirty: BTreeSet::new(),
             current: None,
+            live: None,
             failed_step: None,
             timeline: Vec::new(),
             logs: Vec::new(),
@@ -310,14 +328,27 @@ impl Journal {
         step.status = StepStatus::Running;
         let attempt = step.attempts;
         self.dirty.insert(name.to_owned());
-        self.current = Some(name.to_owned());
+        self.set_current(Some(name));
         Ok(StepState::Run(attempt))
+    }
+
+    /// Shows the step executing now to watchers through `live` from now on.
+    pub fn show_current_in(&mut self, live: LiveStep) {
+        live.set(self.current.as_deref());
+        self.live = Some(live);
+    }
+
+    fn set_current(&mut self, step: Option<&str>) {
+        self.current = step.map(str::to_owned);
+        if let Some(live) = &self.live {
+            live.set(step);
+        }
     }
 
     fn take_current(&mut self, name: &str, call: &str) -> Result<(), HostFault> {
         match self.current.as_deref() {
             Some(open) if open == name => {
-                self.current = None;
+                self.set_current(None);
                 Ok(())
             }
             Some(open) => Err(Self::protocol(format!(
@@ -334,7 +365,7 @@ impl Journal {
         self.take_current(name, "succeed")?;
         // Until its output is recorded the step stays open, so a refused output ends the
         // attempt inside the step: charged to the step's budget and record, not the body's.
-        self.current = Some(name.to_owned());
+        self.set_current(Some(name));
         if output.len() > self.limits.max_output_bytes {
             return Err(HostFault::OutputTooLarge {
                 step: name.to_owned(),
@@ -354,7 +385,7 @@ impl Journal {
             step: name.to_owned(),
             message: e.to_string(),
         })?;
-        self.current = None;
+        self.set_current(None);
         self.journal_bytes += bytes;
         let now = self.clock.now();
         let step = self.steps.get_mut(name).expect("begun step exists");

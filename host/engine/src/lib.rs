@@ -203,8 +203,24 @@ struct Inner {
     egress: Arc<Egress>,
     secrets: Secrets,
     natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
-    /// The cancel flag of every attempt executing now, by run.
-    cancels: Mutex<HashMap<String, CancelFlag>>,
+    /// Every attempt executing now, by run: its cancel flag and what it is doing.
+    cancels: Mutex<HashMap<String, LiveAttempt>>,
+}
+
+/// An attempt executing now, as [`Engine::executing`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executing {
+    /// The attempt's number.
+    pub attempt: u32,
+    /// The step it is in, if it is in one.
+    pub step: Option<String>,
+}
+
+/// What the engine keeps about an attempt while it executes.
+struct LiveAttempt {
+    cancel: CancelFlag,
+    attempt: u32,
+    step: journal::LiveStep,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -312,6 +328,16 @@ impl Engine {
         Ok(self.inner.store.is_claimed(id).await?)
     }
 
+    /// The attempt of run `id` this process is executing now, if any: its number and the
+    /// step it is in.
+    pub fn executing(&self, id: &str) -> Option<Executing> {
+        let live = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        live.get(id).map(|a| Executing {
+            attempt: a.attempt,
+            step: a.step.get(),
+        })
+    }
+
     /// Stops the attempt of run `id` executing now, if any, at the guest's next host call or
     /// epoch tick; nothing it does afterwards is recorded, and the attempt settles nothing.
     /// Returns whether an attempt was executing. (The run's next state is the canceller's to
@@ -319,8 +345,8 @@ impl Engine {
     pub fn cancel_attempt(&self, id: &str) -> bool {
         let cancels = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
         match cancels.get(id) {
-            Some(flag) => {
-                flag.cancel();
+            Some(live) => {
+                live.cancel.cancel();
                 true
             }
             None => false,

@@ -6,6 +6,7 @@
 mod auth;
 pub mod config;
 mod error;
+mod events;
 mod listener;
 mod metrics;
 mod openapi;

@@ -38,6 +38,7 @@ use super::routes;
         routes::run_steps,
         routes::run_timeline,
         routes::run_logs,
+        super::events::run_events,
         routes::get_egress,
         routes::put_egress,
         routes::list_secrets,
@@ -46,6 +47,8 @@ use super::routes;
     ),
     components(schemas(
         stepwise_api::ErrorCode,
+        stepwise_api::events::RunProgress,
+        stepwise_api::events::TimelineEvent,
         stepwise_api::QueueName,
         stepwise_api::JobName,
         stepwise_api::TenantName,

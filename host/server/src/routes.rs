@@ -39,7 +39,7 @@ use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
 
 /// Every route, as (method, path): the API reference and the OpenAPI document must list each.
-pub const ROUTES: [(&str, &str); 24] = [
+pub const ROUTES: [(&str, &str); 25] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
@@ -59,6 +59,7 @@ pub const ROUTES: [(&str, &str); 24] = [
     ("GET", "/v1/runs/{id}/steps"),
     ("GET", "/v1/runs/{id}/timeline"),
     ("GET", "/v1/runs/{id}/logs"),
+    ("GET", "/v1/runs/{id}/events"),
     ("GET", "/v1/egress"),
     ("PUT", "/v1/egress"),
     ("GET", "/v1/secrets"),
@@ -117,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/steps", get(run_steps))
         .route("/v1/runs/{id}/timeline", get(run_timeline))
         .route("/v1/runs/{id}/logs", get(run_logs))
+        .route("/v1/runs/{id}/events", get(super::events::run_events))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -173,7 +175,7 @@ async fn path_param(
 }
 
 /// The `{id}` or `{name}` path parameter.
-pub struct Param(String);
+pub struct Param(pub String);
 
 /// The `{queue}` path parameter, checked against the queue-name rule.
 pub struct QueuePath(String);
@@ -850,7 +852,10 @@ async fn list_runs(
 const VIEW_PAGE: usize = 1_000;
 
 /// Refuses query parameters other than `allowed`; returns `limit` (1-1000, default 100).
-fn page_limit(query: &HashMap<String, String>, allowed: &[&str]) -> Result<usize, ApiError> {
+pub(super) fn page_limit(
+    query: &HashMap<String, String>,
+    allowed: &[&str],
+) -> Result<usize, ApiError> {
     for key in query.keys() {
         if !allowed.contains(&key.as_str()) {
             return Err(ApiError::invalid_options(format!(

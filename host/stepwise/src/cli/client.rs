@@ -232,6 +232,25 @@ impl Client {
         self.send(request).await
     }
 
+    /// `GET` a stream of server-sent events; an error answer becomes an error.
+    pub async fn events(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
+        let request = self
+            .request(Method::GET, segments)?
+            .query(query)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(Failure::answer(status, &body).into());
+        }
+        Ok(response)
+    }
+
     fn request(&self, method: Method, segments: &[&str]) -> Result<RequestBuilder> {
         let url = endpoint(&self.base, segments)?;
         Ok(self.http.request(method, url).bearer_auth(&self.token))

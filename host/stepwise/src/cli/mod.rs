@@ -12,6 +12,7 @@ mod dev;
 mod dlq;
 mod egress;
 mod enqueue;
+mod follow;
 mod modules;
 mod queue;
 mod render;

@@ -1,5 +1,6 @@
-//! `stepwise runs`: list, inspect and manually retry the tenant's runs on the server. These are
-//! inspections: they exit 0 whatever state the run is in.
+//! `stepwise runs`: list, inspect, follow and manually retry the tenant's runs on the server.
+//! Inspections exit 0 whatever state the run is in; `show --follow` exits by how the run
+//! ended.
 
 use anyhow::Result;
 use serde_json::Value;
@@ -16,8 +17,9 @@ use crate::time_fmt;
 pub enum Command {
     /// List runs, oldest first (newest first with --reverse), a page at a time.
     List(ListArgs),
-    /// Show a run: its steps, timeline and the tail of its log.
-    Show(IdArgs),
+    /// Show a run: its steps, timeline and the tail of its log; with --follow, its state and
+    /// new timeline entries as they happen, until it ends.
+    Show(ShowArgs),
     /// Retry a failed (dead-lettered) run: the failed step gets a fresh attempt budget.
     Retry(IdArgs),
 }
@@ -43,6 +45,19 @@ pub struct ListArgs {
     /// Newest first.
     #[arg(long)]
     reverse: bool,
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
+/// Arguments of `stepwise runs show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The run's id (`run_…`).
+    id: String,
+    /// Stream the run's state and new timeline entries until it ends (exit 0 when it
+    /// completed, 1 when it failed; with --json one JSON object per event and line).
+    #[arg(long)]
+    follow: bool,
     #[command(flatten)]
     client: ClientFlags,
 }
@@ -115,8 +130,11 @@ async fn list(args: ListArgs) -> Result<Outcome> {
     })
 }
 
-async fn show(args: IdArgs) -> Result<Outcome> {
+async fn show(args: ShowArgs) -> Result<Outcome> {
     let client = args.client.client()?;
+    if args.follow {
+        return super::follow::follow(&client, &args.id, args.client.json).await;
+    }
     let answer: Value = client.get(&["v1", "runs", &args.id], &[]).await?;
     reply(answer, args.client.json, |view: RunView| render::run(&view))
 }

@@ -1,0 +1,181 @@
+//! `GET /v1/runs/{id}/events`: a run followed as server-sent events (see
+//! `stepwise_api::events` for what is sent). The stream polls the store: each poll reads the
+//! run's head and at most one page of new timeline entries, so a follower costs the store one
+//! small read per [`POLL`] whatever the run recorded, and a stream lasts at most
+//! [`MAX_FOLLOW`] (the client resumes with `Last-Event-ID`).
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use stepwise_api::events::{ExecutingAttempt, RunProgress, TimelineEvent, names};
+use stepwise_api::{ErrorBody, ErrorCode, ErrorDetail, Run, RunState};
+
+use super::AppState;
+use super::auth::Tenant;
+use super::error::ApiError;
+use super::routes::{Param, page_limit};
+
+/// How often a follower looks for news.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// The longest one stream lasts.
+pub const MAX_FOLLOW: Duration = Duration::from_secs(3600);
+
+/// Timeline entries read per poll.
+const PAGE: usize = 100;
+
+/// Follows a run until it ends: its state when it changes, each new timeline entry, and the
+/// final run.
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run"),
+        ("from" = Option<u32>, Query, description = "First timeline position to send (default 0; or `Last-Event-ID` + 1)")),
+    responses(
+        (status = 200, description = "Server-sent events: `state` (RunProgress), `timeline` (TimelineEvent, its position as the event id), `end` (Run; then the stream closes), `gone` (ErrorBody: the run was purged)", content_type = "text/event-stream", body = String),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn run_events(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(id): Param,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    page_limit(&query, &["from"])?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map(|last| last.saturating_add(1));
+    let from = match query.get("from") {
+        Some(f) => f.parse::<u32>().map_err(|_| {
+            ApiError::invalid_options(format!("from '{f}' must be a position (0 or more)"))
+        })?,
+        None => resume.unwrap_or(0),
+    };
+    state.engine.tenant_run(&tenant, &id).await?;
+    let follow = Follow {
+        state,
+        id,
+        next: from,
+        last: None,
+        pending: VecDeque::new(),
+        done: false,
+        started: Instant::now(),
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.pending.pop_front() {
+                return Some((Ok::<Event, Infallible>(event), f));
+            }
+            if f.done || f.started.elapsed() > MAX_FOLLOW {
+                return None;
+            }
+            if !f.poll().await {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// One follower's position.
+struct Follow {
+    state: AppState,
+    id: String,
+    /// The next timeline position to send.
+    next: u32,
+    /// The last state sent.
+    last: Option<RunProgress>,
+    pending: VecDeque<Event>,
+    done: bool,
+    started: Instant,
+}
+
+fn event<T: serde::Serialize>(name: &str, data: &T) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name).data("{}"))
+}
+
+impl Follow {
+    /// Reads what changed; returns whether there was anything to send.
+    async fn poll(&mut self) -> bool {
+        let store = self.state.engine.store();
+        let run = match store.run(&self.id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => {
+                let gone = ErrorBody {
+                    error: ErrorDetail {
+                        code: ErrorCode::NotFound,
+                        message: format!("run '{}' no longer exists", self.id),
+                        details: Default::default(),
+                    },
+                };
+                self.pending.push_back(event(names::GONE, &gone));
+                self.done = true;
+                return true;
+            }
+            // A passing storage failure: try again at the next poll.
+            Err(e) => {
+                tracing::warn!(run = %self.id, error = %e, "following a run: read failed");
+                return false;
+            }
+        };
+        let mut news = false;
+        let page = match store.timeline_page(&self.id, self.next, PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(run = %self.id, error = %e, "following a run: read failed");
+                return false;
+            }
+        };
+        let whole = page.1.is_none();
+        for entry in page.0 {
+            let position = self.next;
+            self.next = self.next.saturating_add(1);
+            let sent = TimelineEvent { position, entry };
+            self.pending
+                .push_back(event(names::TIMELINE, &sent).id(position.to_string()));
+            news = true;
+        }
+        let executing = self.state.engine.executing(&self.id);
+        let running = !run.status.is_final()
+            && (executing.is_some()
+                || self
+                    .state
+                    .engine
+                    .is_running(&self.id)
+                    .await
+                    .unwrap_or(false));
+        let progress = RunProgress {
+            status: RunState::of(run.status, running),
+            attempts: run
+                .attempts
+                .max(executing.as_ref().map_or(0, |e| e.attempt)),
+            executing: executing.map(|e| ExecutingAttempt {
+                attempt: e.attempt,
+                step: e.step,
+            }),
+        };
+        if self.last.as_ref() != Some(&progress) {
+            self.pending.push_back(event(names::STATE, &progress));
+            self.last = Some(progress);
+            news = true;
+        }
+        if run.status.is_final() && whole {
+            self.pending
+                .push_back(event(names::END, &Run::from_record(run, false)));
+            self.done = true;
+            news = true;
+        }
+        news
+    }
+}
