@@ -224,10 +224,26 @@ async fn acknowledged_runs_survive_repeated_kill9_under_load() {
         assert_eq!(step_attempts(view, "b"), 2, "{id}: {view:#}");
         assert_eq!(step_attempts(view, "c"), 1, "{id}: {view:#}");
         assert_eq!(view["output"].as_array().map(Vec::len), Some(3), "{view:#}");
+        assert_attempts_numbered_once(view);
     }
     let (_, queue) = api.get(&token, &format!("/v1/queues/{QUEUE}")).await;
     assert_eq!(queue["depth"], 0, "{queue}");
     assert_eq!(queue["dead_letters"], 0, "{queue}");
+}
+
+/// Every invocation of the handler has its own number, in order from 1, and `attempts`
+/// counts them all, however many were cut short by a kill.
+fn assert_attempts_numbered_once(view: &Value) {
+    let started: Vec<u64> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "attempt_started")
+        .map(|e| e["attempt"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=started.len() as u64).collect();
+    assert_eq!(started, expected, "{view:#}");
+    assert_eq!(view["attempts"], started.len(), "{view:#}");
 }
 
 /// `kill -9` of the server after the provider made the charge but before the step's
@@ -280,4 +296,7 @@ async fn a_charge_in_flight_at_kill9_is_made_exactly_once() {
     let all = crate::util::provider_get(&base, "/v1/charges").await;
     assert_eq!(all["count"], 1, "exactly one charge: {all}");
     assert_eq!(run["output"]["id"], all["charges"][0]["id"]);
+    // The invocation the kill cut short keeps its number: the run was invoked twice.
+    assert_eq!(run["attempts"], 2, "{run}");
+    assert_attempts_numbered_once(&run);
 }

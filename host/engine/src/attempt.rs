@@ -30,9 +30,19 @@ impl Engine {
         let Some(mut run) = self.claimed_run(id).await? else {
             return Ok(None);
         };
-        run.attempts = run.attempts.saturating_add(1);
+        // An attempt cut short by a crash is on the timeline but not in the run's record.
+        let seen = inner.store.last_attempt(id).await?.unwrap_or(0);
+        run.attempts = run.attempts.max(seen).saturating_add(1);
         let mut journal = self.attempt_journal(&run).await?;
         journal.event(EventKind::AttemptStarted, None, "");
+        // Durable before the guest runs: every invocation keeps its own number, crash or not.
+        if let Err(e) = journal.flush().await {
+            let message = format!("the attempt's start could not be recorded: {e}");
+            tracing::error!(run = %id, error = %message, "attempt not started; tried again later");
+            inner.metrics.record_host_fault();
+            self.record_host_fault(&run, &message).await;
+            return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
+        }
         let (report, journal) = match self.handler(&run.module).await {
             Ok(handler) => {
                 let cancel = CancelFlag::default();

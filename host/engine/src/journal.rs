@@ -417,6 +417,12 @@ impl Journal {
         Ok(())
     }
 
+    /// Makes what was recorded so far durable (the attempt's start, before its guest runs).
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        let writes = self.take_writes();
+        self.store.record_step(&self.run_id, writes).await
+    }
+
     /// Gaps between this attempt's consecutive durable step completions, in microseconds.
     pub fn step_gaps_micros(&self) -> &[u64] {
         &self.step_gaps_micros

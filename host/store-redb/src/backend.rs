@@ -93,6 +93,10 @@ impl Store for RedbStore {
         self.steps(run)
     }
 
+    async fn last_attempt(&self, run: &str) -> Result<Option<u32>, StoreError> {
+        RedbStore::last_attempt(self, run)
+    }
+
     async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError> {
         let mut batch = Batch::new();
         batch.journal(run, &journal);

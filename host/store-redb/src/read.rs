@@ -42,6 +42,23 @@ impl RedbStore {
         self.scan(schema::STEPS, run, "step")
     }
 
+    /// The attempt named by the last timeline entry of `run` that names one.
+    pub fn last_attempt(&self, run: &str) -> Result<Option<u32>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::TIMELINE)?;
+        // Entries without an attempt (created, manual retry, ...) come a few at a time.
+        for entry in table.range((run, 0)..=(run, u32::MAX))?.rev().take(64) {
+            let (k, v) = entry?;
+            let entry: TimelineEntry = decode(v.value(), || {
+                format!("timeline entry {}/{}", run, k.value().1)
+            })?;
+            if entry.attempt.is_some() {
+                return Ok(entry.attempt);
+            }
+        }
+        Ok(None)
+    }
+
     /// A run's timeline, in order.
     pub fn timeline(&self, run: &str) -> Result<Vec<TimelineEntry>, StoreError> {
         self.scan(schema::TIMELINE, run, "timeline entry")

@@ -65,6 +65,10 @@ impl Store for FaultyStore {
         self.inner.load_journal(run).await
     }
 
+    async fn last_attempt(&self, run: &str) -> Result<Option<u32>, StoreError> {
+        self.inner.last_attempt(run).await
+    }
+
     async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError> {
         if take_one(&self.fail_record_step) {
             return Err(StoreError::Io("injected fault: record_step".into()));

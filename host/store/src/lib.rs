@@ -80,6 +80,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn tenant_run(&self, tenant: &str, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// A run's recorded steps, by ordinal: what an attempt replays.
     async fn load_journal(&self, run: &str) -> Result<Vec<StepRecord>, StoreError>;
+    /// The number of the latest attempt on a run's timeline (its last entry that names an
+    /// attempt): an attempt cut short by a crash is on the timeline but not in the record.
+    async fn last_attempt(&self, run: &str) -> Result<Option<u32>, StoreError>;
     /// Makes a step's completion (and what came before it in the attempt) durable, without
     /// touching the run record.
     async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError>;
