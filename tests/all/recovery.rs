@@ -174,3 +174,71 @@ async fn a_storage_failure_under_an_attempt_does_not_use_the_guests_attempts() {
         }
     }
 }
+
+/// After a restart no module is loaded: enqueues are checked against the deployment's
+/// record without compiling anything, and the first runs to start, all at once, share one
+/// compilation of their module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_loads_after_a_restart_compile_a_module_once() {
+    let h = harness().await;
+    h.engine.create_tenant("acme").await.unwrap();
+    let bytes = std::fs::read(guests::TESTBED).unwrap();
+    let (module, _) = h.engine.deploy_for("acme", &bytes).await.unwrap();
+    // A second engine on the same store starts with nothing loaded, as a restarted host.
+    let restarted = Engine::new(
+        h.redb.clone(),
+        EngineConfig {
+            runtime: RuntimeConfig {
+                compile_cache: None,
+                max_instances: 16,
+                ..RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        Arc::new(h.clock.clone()),
+        Arc::new(SeededJitter::new(SEED)),
+    )
+    .await
+    .unwrap();
+    for i in 0..8 {
+        restarted
+            .enqueue(NewRun {
+                tenant: "acme".into(),
+                module: None,
+                ..NewRun::local("", "echo", json!({"message": "m", "count": i}).to_string())
+            })
+            .await
+            .unwrap();
+    }
+    let err = restarted
+        .enqueue(NewRun {
+            tenant: "acme".into(),
+            module: None,
+            ..NewRun::local("", "no-such-job", "{}")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::UnknownJob { .. }), "{err}");
+    assert_eq!(
+        restarted.runtime().compilations(),
+        0,
+        "enqueues compiled nothing"
+    );
+
+    let loads: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, hash) = (restarted.clone(), module.hash.clone());
+            tokio::spawn(async move { engine.module(&hash).await })
+        })
+        .collect();
+    let mut loaded = Vec::new();
+    for load in loads {
+        loaded.push(load.await.unwrap().unwrap());
+    }
+    assert!(loaded.iter().all(|m| Arc::ptr_eq(m, &loaded[0])));
+    assert_eq!(
+        restarted.runtime().compilations(),
+        1,
+        "one compilation for all"
+    );
+}

@@ -63,7 +63,7 @@ fn mutate(rng: &mut StdRng, valid: &Value) -> Vec<u8> {
     let key = &keys[rng.random_range(0..keys.len())];
     match rng.random_range(0..9) {
         // A field gets a value of another kind.
-        0 | 1 | 2 => {
+        0..=2 => {
             value[key] = random_value(rng, 0);
         }
         // A field goes missing.

@@ -35,14 +35,10 @@ impl Engine {
         run.attempts = run.attempts.max(seen).saturating_add(1);
         let mut journal = self.attempt_journal(&run).await?;
         journal.event(EventKind::AttemptStarted, None, "");
-        // Durable before the guest runs: every invocation keeps its own number, crash or not.
-        if let Err(e) = journal.flush().await {
-            let message = format!("the attempt's start could not be recorded: {e}");
-            tracing::error!(run = %id, error = %message, "attempt not started; tried again later");
-            inner.metrics.record_host_fault();
-            self.record_host_fault(&run, &message).await;
-            return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
-        }
+        // Queued before the guest runs, so every invocation keeps its own number, crash or
+        // not: whatever the attempt writes later is applied after it, and an outbound request
+        // waits until it is durable. The guest does not wait for it.
+        let started = journal.submit();
         let (report, journal) = match self.handler(&run.module).await {
             Ok(handler) => {
                 let cancel = CancelFlag::default();
@@ -77,6 +73,10 @@ impl Engine {
         }
         self.settle_and_commit(run, journal, &report, Some(lease))
             .await?;
+        // Resolved by now: the settle was applied after it.
+        if let Err(e) = started.await {
+            tracing::warn!(run = %id, error = %e, "the attempt's start was not recorded");
+        }
         Ok(None)
     }
 

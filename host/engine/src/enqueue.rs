@@ -223,13 +223,7 @@ impl Engine {
                 None => return Err(self.unknown_job(&req.tenant, &req.job).await),
             },
         };
-        let handler = self.handler(&module_hash).await?;
-        let spec = handler
-            .job(&req.job)
-            .ok_or_else(|| EngineError::UnknownJob {
-                job: req.job.clone(),
-                available: handler.job_names(),
-            })?;
+        let spec = self.job_spec(&req.tenant, &module_hash, &req.job).await?;
         req.overrides.validate(self.caps())?;
         let ready_at = start_time(now, req.run_at, req.delay_ms)?;
         let fingerprint = Fingerprint {
@@ -379,6 +373,44 @@ impl Engine {
             run,
             deduplicated: true,
         })
+    }
+
+    /// What module `hash` says of `job`: from the loaded module when it is loaded, else from
+    /// the tenant's record of its deployment, so an enqueue never waits for a compilation
+    /// (after a restart every module is loaded again, on first use).
+    async fn job_spec(
+        &self,
+        tenant: &str,
+        hash: &str,
+        job: &str,
+    ) -> Result<stepwise_core::JobSpec, EngineError> {
+        let unknown = |available: Vec<String>| EngineError::UnknownJob {
+            job: job.to_owned(),
+            available,
+        };
+        if let Some(loaded) = self.inner.runtime.cached(hash) {
+            return loaded
+                .job(job)
+                .cloned()
+                .ok_or_else(|| unknown(loaded.job_names()));
+        }
+        let recorded = self
+            .inner
+            .store
+            .tenant_modules(tenant)
+            .await?
+            .into_iter()
+            .find(|m| m.hash == hash);
+        match recorded {
+            Some(module) => match module.jobs.iter().find(|j| j.name == job) {
+                Some(spec) => Ok(spec.clone()),
+                None => Err(unknown(module.jobs.into_iter().map(|j| j.name).collect())),
+            },
+            None => {
+                let handler = self.handler(hash).await?;
+                handler.job(job).ok_or_else(|| unknown(handler.job_names()))
+            }
+        }
     }
 
     async fn unknown_job(&self, tenant: &str, job: &str) -> EngineError {

@@ -90,6 +90,8 @@ pub struct Journal {
     current: Option<String>,
     /// Where [`Journal::current`] is shown to watchers (`GET /v1/runs/{id}/events`).
     live: Option<LiveStep>,
+    /// The durability of the attempt's start, which outbound requests wait for.
+    gate: Option<stepwise_runtime::SendGate>,
     failed_step: Option<String>,
     timeline: Vec<TimelineEntry>,
     logs: Vec<LogLine>,
@@ -141,6 +143,7 @@ impl Journal {
             dirty: BTreeSet::new(),
             current: None,
             live: None,
+            gate: None,
             failed_step: None,
             timeline: Vec::new(),
             logs: Vec::new(),
@@ -417,10 +420,18 @@ impl Journal {
         Ok(())
     }
 
-    /// Makes what was recorded so far durable (the attempt's start, before its guest runs).
-    pub async fn flush(&mut self) -> Result<(), StoreError> {
+    /// Queues what was recorded so far (the attempt's start) for the store without waiting:
+    /// every later write of the attempt is applied after it, and outbound requests wait for
+    /// it (see [`StepHost::send_gate`]). Returns the future of its durability.
+    pub fn submit(&mut self) -> stepwise_runtime::SendGate {
+        use futures_util::FutureExt;
         let writes = self.take_writes();
-        self.store.record_step(&self.run_id, writes).await
+        let durable = self.store.submit_step(&self.run_id, writes);
+        let durable: std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> =
+            Box::pin(async move { durable.await.map_err(|e| e.to_string()) });
+        let gate = durable.shared();
+        self.gate = Some(gate.clone());
+        gate
     }
 
     /// Gaps between this attempt's consecutive durable step completions, in microseconds.
@@ -600,6 +611,10 @@ impl StepHost for Journal {
 
     fn clock(&self) -> Arc<dyn Clock> {
         Journal::clock(self)
+    }
+
+    fn send_gate(&self) -> Option<stepwise_runtime::SendGate> {
+        self.gate.clone()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {

@@ -123,7 +123,10 @@ impl Runtime {
         let hooks = match egress {
             Some((e, secrets)) => {
                 let deadline = started.checked_add(timeout).unwrap_or(started);
-                EgressHooks::for_attempt(Arc::new(e.for_attempt(tenant, deadline, secrets)))
+                let attempt = e
+                    .for_attempt(tenant, deadline, secrets)
+                    .gated(journal.send_gate());
+                EgressHooks::for_attempt(Arc::new(attempt))
             }
             None => EgressHooks::deny_all(),
         };

@@ -16,6 +16,7 @@ mod module_cache;
 mod sandbox;
 mod step_host;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,7 @@ pub use attempt::{
 };
 pub use component::{JobSpec, LoadError, LoadedModule, WORLD};
 use sandbox::HostState;
-pub use step_host::{Recording, StepHost};
+pub use step_host::{Recording, SendGate, StepHost};
 
 use stepwise_core::policy::Caps;
 
@@ -76,11 +77,19 @@ impl Default for RuntimeConfig {
 #[error("cannot start the WebAssembly runtime: {0}")]
 pub struct RuntimeError(String);
 
+/// One load of a module, shared by everyone who asked for it while it ran.
+type LoadCell = tokio::sync::OnceCell<Result<Arc<LoadedModule>, LoadError>>;
+
 /// The shared runtime.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     modules: Mutex<module_cache::ModuleCache>,
+    /// Loads in progress, by hash: concurrent loads of one module (after a restart, every
+    /// run of it at once) wait for the first instead of compiling it again.
+    loading: Mutex<HashMap<String, Arc<LoadCell>>>,
+    /// Components compiled (and described) since start.
+    compilations: std::sync::atomic::AtomicU64,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
     /// One permit per pooling-allocator slot for attempts: an attempt waits for a slot instead
@@ -192,6 +201,8 @@ impl Runtime {
             engine,
             linker,
             modules: Mutex::default(),
+            loading: Mutex::default(),
+            compilations: std::sync::atomic::AtomicU64::new(0),
             slots: tokio::sync::Semaphore::new(config.max_instances.max(1) as usize),
             describe_slots: tokio::sync::Semaphore::new(DESCRIBE_SLOTS as usize),
             cpu: cpu::CpuGate::for_this_machine(),
@@ -220,6 +231,7 @@ impl Runtime {
     }
 
     /// [`Runtime::load`] for bytes whose [`Runtime::hash`] the caller already computed.
+    /// Concurrent loads of one hash share one compilation and its result.
     pub async fn load_hashed(
         &self,
         bytes: &[u8],
@@ -228,6 +240,32 @@ impl Runtime {
         if let Some(m) = self.cached(&hash) {
             return Ok(m);
         }
+        let cell = self
+            .loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(hash.clone())
+            .or_default()
+            .clone();
+        let result = cell
+            .get_or_init(|| self.compile(bytes, hash.clone()))
+            .await
+            .clone();
+        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if loading.get(&hash).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            loading.remove(&hash);
+        }
+        result
+    }
+
+    /// Components compiled since start (a load of a cached module, or one merged into a
+    /// load in progress, compiles nothing).
+    pub fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    async fn compile(&self, bytes: &[u8], hash: String) -> Result<Arc<LoadedModule>, LoadError> {
+        self.compilations.fetch_add(1, Ordering::Relaxed);
         component::check_header(bytes)?;
         let engine = self.engine.clone();
         let owned = bytes.to_vec();

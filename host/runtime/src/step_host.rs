@@ -14,6 +14,12 @@ use stepwise_core::model::{HttpCall, LogLevel, LogSource};
 /// A step completion being made durable.
 pub type Recording<'a> = Pin<Box<dyn Future<Output = Result<(), HostFault>> + Send + 'a>>;
 
+/// What an outbound request waits for before anything is sent: what the attempt recorded so
+/// far (its start) being durable, so a request never leaves for an attempt the record would
+/// not show. Resolves to why not, when it could not be made durable.
+pub type SendGate =
+    futures_util::future::Shared<Pin<Box<dyn Future<Output = Result<(), String>> + Send>>>;
+
 /// The recorder of one attempt's steps. Calls arrive in the guest's order; an `Err` ends the
 /// attempt as a trap the guest never observes.
 pub trait StepHost: Any + Send {
@@ -31,6 +37,10 @@ pub trait StepHost: Any + Send {
     fn record_http(&mut self, call: HttpCall, denied: bool);
     /// The run's clock, which the guest's wall clock reads.
     fn clock(&self) -> Arc<dyn Clock>;
+    /// What outbound requests of this attempt wait for first; `None`: nothing.
+    fn send_gate(&self) -> Option<SendGate> {
+        None
+    }
     /// Back to the concrete recorder once the attempt is over.
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
 }

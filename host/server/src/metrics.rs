@@ -201,6 +201,17 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
     let _ = writeln!(out, "stepwise_host_faults_total {}", m.host_faults());
     header(
         &mut out,
+        "stepwise_module_compilations_total",
+        "counter",
+        "Components compiled since start; concurrent loads of one module share one.",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_module_compilations_total {}",
+        engine.runtime().compilations()
+    );
+    header(
+        &mut out,
         "stepwise_attempts_total",
         "counter",
         "Attempts executed.",

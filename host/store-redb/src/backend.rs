@@ -103,6 +103,22 @@ impl Store for RedbStore {
         self.commit_plain(batch).await
     }
 
+    fn submit_step(&self, run: &str, journal: JournalWrites) -> stepwise_store::Submitted {
+        let mut batch = Batch::new();
+        batch.journal(run, &journal);
+        match self.submit(batch) {
+            Ok(done) => Box::pin(async move {
+                match done.await.map_err(|_| StoreError::WriterStopped)?? {
+                    CommitOutcome::Applied => Ok(()),
+                    other => Err(StoreError::Io(format!(
+                        "a journal write was refused: {other:?}"
+                    ))),
+                }
+            }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
     async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
         let mut batch = Batch::new();
         let mut versions = Vec::with_capacity(writes.len());

@@ -166,13 +166,24 @@ impl RedbStore {
         if batch.is_empty() && batch.guard.is_none() {
             return Ok(CommitOutcome::Applied);
         }
+        self.submit(batch)?
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Queues `batch` for the writer now (batches apply in the order queued); the receiver
+    /// answers once it was committed.
+    pub(crate) fn submit(
+        &self,
+        batch: Batch,
+    ) -> Result<oneshot::Receiver<Result<CommitOutcome, StoreError>>, StoreError> {
         let (ack, done) = oneshot::channel();
         self.writer
             .as_ref()
             .ok_or(StoreError::WriterStopped)?
             .send(writer::Pending { batch, ack })
             .map_err(|_| StoreError::WriterStopped)?;
-        done.await.map_err(|_| StoreError::WriterStopped)?
+        Ok(done)
     }
 
     /// The writer's counters.

@@ -69,6 +69,13 @@ impl Store for FaultyStore {
         self.inner.last_attempt(run).await
     }
 
+    fn submit_step(&self, run: &str, journal: JournalWrites) -> crate::Submitted {
+        if take_one(&self.fail_record_step) {
+            return Box::pin(async { Err(StoreError::Io("injected fault".into())) });
+        }
+        self.inner.submit_step(run, journal)
+    }
+
     async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError> {
         if take_one(&self.fail_record_step) {
             return Err(StoreError::Io("injected fault: record_step".into()));

@@ -61,6 +61,10 @@ pub struct RunFilter {
     pub newest_first: bool,
 }
 
+/// A write queued by [`Store::submit_step`]: resolves once it is durable.
+pub type Submitted =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
 /// One page of a run's steps, timeline or log: the items and the position to continue from
 /// when more follow.
 pub type Page<T> = (Vec<T>, Option<u32>);
@@ -86,6 +90,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Makes a step's completion (and what came before it in the attempt) durable, without
     /// touching the run record.
     async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError>;
+    /// Queues `journal` for `run` now and returns a future that resolves once it is durable.
+    /// Every write submitted after this call returns is applied after it, so the caller may
+    /// go on without waiting (an attempt's start is never durable after its first step).
+    fn submit_step(&self, run: &str, journal: JournalWrites) -> Submitted;
     /// Writes runs' new states over the versions they were read at, all or none; returns the
     /// versions stored. A stale version refuses the whole write.
     async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError>;

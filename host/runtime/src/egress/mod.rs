@@ -204,6 +204,7 @@ impl Egress {
             deadline,
             secrets,
             calls: Arc::default(),
+            gate: None,
         }
     }
 }
@@ -217,9 +218,17 @@ pub struct AttemptEgress {
     deadline: Instant,
     secrets: Arc<dyn SecretSource>,
     calls: Arc<Mutex<Vec<(HttpCall, bool)>>>,
+    /// What each request waits for before it is sent.
+    gate: Option<crate::step_host::SendGate>,
 }
 
 impl AttemptEgress {
+    /// These settings, with every request waiting for `gate` first.
+    pub fn gated(mut self, gate: Option<crate::step_host::SendGate>) -> Self {
+        self.gate = gate;
+        self
+    }
+
     /// The calls finished or refused since the last take, each with whether it was refused.
     pub fn take_calls(&self) -> Vec<(HttpCall, bool)> {
         std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))

@@ -248,6 +248,11 @@ async fn send(
         let why = format!("scheme {:?} is not http or https", call.record.scheme);
         return Err(call.deny(attempt, why));
     };
+    if let Some(gate) = &attempt.gate
+        && let Err(why) = gate.clone().await
+    {
+        return Err(call.deny(attempt, format!("the attempt could not be recorded: {why}")));
+    }
     let (host, port, method) = (
         call.record.host.clone(),
         call.record.port,
