@@ -131,7 +131,7 @@ pub use stepwise_sdk_macros::job;
 )]
 pub mod __bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "handler",
         pub_export_macro: true,
         export_macro_name: "__export_handler",

@@ -20,6 +20,7 @@ mod lifecycle;
 mod recovery;
 mod retries;
 mod sandbox;
+mod sdk_package;
 mod secrets;
 mod service_crash;
 mod tenancy;
