@@ -263,6 +263,8 @@ mod tests {
                 .contains("larger than backoff_max_ms")
         );
         assert!(error(quote!(name = "")).contains("cannot be empty"));
-        assert!(error(quote!(name = "two words")).contains("contains ' '"));
+        assert!(error(quote!(name = "two words")).contains("not ' '"));
+        let long = "j".repeat(129);
+        assert!(error(quote!(name = #long)).contains("at most 128 bytes"));
     }
 }
