@@ -462,8 +462,7 @@ async fn tenants_are_isolated_on_every_route() {
         .put(&a, &format!("/v1/queues/{q}"), json!({"concurrency": 3}))
         .await;
     assert_eq!(status, 200);
-    let a_queue =
-        json!({"queue": q, "concurrency": 3, "depth": 0, "running": 0, "dead_letters": 1});
+    let a_queue = json!({"queue": q, "concurrency": 3, "runs": 2, "depth": 0, "running": 0, "dead_letters": 1});
     assert_eq!(api.get(&a, &format!("/v1/queues/{q}")).await.1, a_queue);
 
     // B cannot see or touch A's runs: exactly the answer for a run that does not exist.
@@ -521,8 +520,7 @@ async fn tenants_are_isolated_on_every_route() {
         .collect();
     assert_eq!(hashes, [&b_module["hash"]], "{modules}");
     assert_ne!(b_module["hash"], a_module["hash"]);
-    let empty =
-        json!({"queue": q, "concurrency": null, "depth": 0, "running": 0, "dead_letters": 0});
+    let empty = json!({"queue": q, "concurrency": null, "runs": 0, "depth": 0, "running": 0, "dead_letters": 0});
     assert_eq!(api.get(&b, &format!("/v1/queues/{q}")).await.1, empty);
     let (status, dead) = api.get(&b, &format!("/v1/queues/{q}/dead-letters")).await;
     assert_eq!(status, 200);

@@ -25,6 +25,8 @@ pub struct FaultyStore {
     inner: Arc<dyn Store>,
     /// The next calls of [`Store::record_step`] to fail.
     pub fail_record_step: AtomicU32,
+    /// The next calls of [`Store::submit_step`] to fail.
+    pub fail_submit_step: AtomicU32,
     /// The next calls of [`Store::write_runs`] to fail.
     pub fail_write_runs: AtomicU32,
 }
@@ -35,6 +37,7 @@ impl FaultyStore {
         Self {
             inner,
             fail_record_step: AtomicU32::new(0),
+            fail_submit_step: AtomicU32::new(0),
             fail_write_runs: AtomicU32::new(0),
         }
     }
@@ -70,7 +73,7 @@ impl Store for FaultyStore {
     }
 
     fn submit_step(&self, run: &str, journal: JournalWrites) -> crate::Submitted {
-        if take_one(&self.fail_record_step) {
+        if take_one(&self.fail_submit_step) {
             return Box::pin(async { Err(StoreError::Io("injected fault".into())) });
         }
         self.inner.submit_step(run, journal)
