@@ -78,10 +78,22 @@ fn every_workload_runs_and_checks_itself() {
     assert_eq!(r["second_step_executions"], 44);
     let wasm = bench("replay1000", "30");
     let native = bench_with("replay1000", "30", &["--native"]);
-    assert_eq!(
-        wasm["commits"], native["commits"],
-        "both journal every step"
+    // Both journal every step: the same rows. (How many commits those take depends on when
+    // the attempt's start, which is not awaited, meets the first step at the writer.)
+    let rows = |r: &Value| {
+        (r["commits"].as_f64().unwrap() * r["rows_per_commit"].as_f64().unwrap()).round()
+    };
+    // `rows_per_commit` is rounded to a tenth, so the products agree to within that.
+    let slack = 0.05
+        * wasm["commits"]
+            .as_f64()
+            .unwrap()
+            .max(native["commits"].as_f64().unwrap());
+    assert!(
+        (rows(&wasm) - rows(&native)).abs() <= slack + 1.0,
+        "{wasm} / {native}"
     );
+    assert!(wasm["commits"].as_u64().unwrap() >= 30, "{wasm}");
     let out = Command::new(BIN)
         .args(["bench", "instantiate", "--native"])
         .output()
