@@ -24,6 +24,22 @@ pub mod names {
     pub const GONE: &str = "gone";
 }
 
+/// One event as the stream carries it (`event:`, `id:`, `data:` lines): what the OpenAPI
+/// document describes the `text/event-stream` answer with. `data` is the JSON text of the
+/// event's body, one of the types below by `event`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StreamEvent {
+    /// `state`, `timeline`, `end` or `gone`.
+    #[schema(pattern = "^(state|timeline|end|gone)$")]
+    pub event: String,
+    /// The event's body as JSON text: [`RunProgress`], [`TimelineEvent`], the final run, or
+    /// an error body.
+    pub data: String,
+    /// For `timeline`: the entry's position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
 /// Where a followed run is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RunProgress {

@@ -36,7 +36,7 @@ const PAGE: usize = 100;
     params(("id" = String, Path, description = "The run"),
         ("from" = Option<u32>, Query, description = "First timeline position to send (default 0; or `Last-Event-ID` + 1)")),
     responses(
-        (status = 200, description = "Server-sent events: `state` (RunProgress), `timeline` (TimelineEvent, its position as the event id), `end` (Run; then the stream closes), `gone` (ErrorBody: the run was purged)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events, each a StreamEvent: `state` (RunProgress), `timeline` (TimelineEvent, its position as the event id), `end` (Run; then the stream closes), `gone` (ErrorBody: the run was purged)", content_type = "text/event-stream", body = stepwise_api::events::StreamEvent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn run_events(
     State(state): State<AppState>,
