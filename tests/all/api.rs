@@ -780,7 +780,7 @@ async fn a_held_key_validates_the_whole_request_and_names_what_differs() {
         (json!({"max_attempts": 0}), 400, "invalid_options"),
         (json!({"fuel": 0}), 400, "invalid_options"),
         (json!({"job": "no-such-job"}), 404, "unknown_job"),
-        (json!({"job": "bad/name"}), 400, "invalid_json"),
+        (json!({"job": "bad/name"}), 400, "invalid_name"),
         (json!({"delay": "400d"}), 400, "invalid_options"),
     ] {
         let answer = api.enqueue(&token, "q", request(extra.clone())).await;

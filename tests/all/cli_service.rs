@@ -508,4 +508,29 @@ async fn runs_show_follow_streams_the_run_until_it_ends() {
     // Following a run that does not exist is "not found".
     let out = cli.cmd(&["runs", "show", "run_missing", "--follow"]);
     assert_eq!(out.status.code(), Some(3));
+
+    // A spinning run cancelled from the CLI: the follower sees it end cancelled (exit 1), the
+    // timeline says who and why, and a second cancel is a conflict (exit 4).
+    let spin = serde_json::json!({
+        "job": "spin",
+        "payload": {"in_step": true},
+        "fuel": 1_000_000_000_000u64,
+        "timeout_ms": 60_000,
+    });
+    let id = api.enqueue_new(&token, "q", spin).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while api.run(&token, &id).await["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "never running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = cli.json(&["runs", "cancel", &id, "--reason", "stuck in a loop"]);
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let out = cli.cmd(&["runs", "show", &id, "--follow"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("run {id} cancelled")), "{text}");
+    assert!(text.contains("by tenant 'acme': stuck in a loop"), "{text}");
+    let out = cli.cmd(&["runs", "cancel", &id]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not_cancellable"));
 }

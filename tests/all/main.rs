@@ -9,6 +9,7 @@ mod api;
 mod api_reference;
 mod bad_input;
 mod bench_smoke;
+mod cancel;
 mod cli_service;
 mod crash;
 mod egress;

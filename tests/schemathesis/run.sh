@@ -63,6 +63,7 @@ fuzz() {
         --suppress-health-check all \
         --request-timeout 30 \
         --seed 1 \
+        --phases examples,fuzzing,stateful \
         "$@" \
         || { echo "== server log (tail)"; tail -50 "$log"; exit 1; }
 }

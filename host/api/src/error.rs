@@ -50,6 +50,8 @@ codes! {
     IdempotencyConflict = "idempotency_conflict",
     /// Only a failed run can be retried.
     NotFailed = "not_failed",
+    /// The run has already ended; it cannot be cancelled.
+    NotCancellable = "not_cancellable",
     /// A tenant of that name exists.
     TenantExists = "tenant_exists",
     /// The body or payload is over its limit.

@@ -28,17 +28,20 @@ pub enum RunState {
     Completed,
     /// Failed for good and dead-lettered.
     Failed,
+    /// Cancelled on request; final.
+    Cancelled,
 }
 
 impl RunState {
     /// Every state, in lifecycle order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Queued,
         Self::Running,
         Self::Retrying,
         Self::Sleeping,
         Self::Completed,
         Self::Failed,
+        Self::Cancelled,
     ];
 
     /// The state of a stored run, given whether an attempt of it is executing.
@@ -46,6 +49,7 @@ impl RunState {
         match status {
             RunStatus::Completed => Self::Completed,
             RunStatus::Failed => Self::Failed,
+            RunStatus::Cancelled => Self::Cancelled,
             _ if executing => Self::Running,
             RunStatus::Queued => Self::Queued,
             RunStatus::Retrying => Self::Retrying,
@@ -62,12 +66,13 @@ impl RunState {
             Self::Sleeping => Some(RunStatus::Sleeping),
             Self::Completed => Some(RunStatus::Completed),
             Self::Failed => Some(RunStatus::Failed),
+            Self::Cancelled => Some(RunStatus::Cancelled),
         }
     }
 
     /// Whether the run has ended.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 
     /// The name used in JSON, query strings and tables.
@@ -79,6 +84,7 @@ impl RunState {
             Self::Sleeping => "sleeping",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -92,7 +98,7 @@ impl std::str::FromStr for RunState {
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown status '{s}': use queued, running, retrying, sleeping, completed or failed"
+                    "unknown status '{s}': use queued, running, retrying, sleeping, completed, failed or cancelled"
                 )
             })
     }

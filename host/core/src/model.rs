@@ -22,6 +22,8 @@ pub enum RunStatus {
     Completed,
     /// Finished without an output after its last attempt; listed as dead-lettered.
     Failed,
+    /// Stopped on request before it ended; final, not dead-lettered, never retried.
+    Cancelled,
 }
 
 impl std::str::FromStr for RunStatus {
@@ -29,7 +31,7 @@ impl std::str::FromStr for RunStatus {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            format!("unknown status '{s}': use queued, retrying, sleeping, completed or failed")
+            format!("unknown status '{s}': use queued, retrying, sleeping, completed, failed or cancelled")
         })
     }
 }
@@ -37,7 +39,7 @@ impl std::str::FromStr for RunStatus {
 impl RunStatus {
     /// Whether the run has ended (nothing further will happen without a manual retry).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 
     /// The name used in JSON and tables.
@@ -48,6 +50,7 @@ impl RunStatus {
             Self::Sleeping => "sleeping",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -241,6 +244,8 @@ pub enum EventKind {
     /// The host could not record an attempt (storage failed); the attempt was dropped
     /// uncharged and the run runs again.
     HostFault,
+    /// The run was cancelled (the detail says who asked and why).
+    Cancelled,
 }
 
 /// One entry of a run's timeline.

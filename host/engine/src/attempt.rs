@@ -10,7 +10,7 @@ use super::{Engine, EngineError};
 use crate::journal::Journal;
 use crate::native::{self, Handler};
 use stepwise_core::clock::Millis;
-use stepwise_core::model::{EventKind, FailureKind, RunRecord, TimelineEntry};
+use stepwise_core::model::{EventKind, FailureKind, RunRecord, RunStatus, TimelineEntry};
 use stepwise_runtime::{AttemptOutcome, AttemptReport, CancelFlag, JobContext};
 use stepwise_store::{DeadLetter, JournalWrites, KeyExpiry, Lease, RunWrite, StoreError};
 
@@ -28,6 +28,13 @@ impl Engine {
     ) -> Result<Option<Millis>, EngineError> {
         let inner = &self.inner;
         let Some(mut run) = self.claimed_run(id).await? else {
+            // A cancel that found it claimed may have left word for an attempt that never
+            // came.
+            self.inner
+                .pending_cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
             return Ok(None);
         };
         // An attempt cut short by a crash is on the timeline but not in the run's record.
@@ -93,8 +100,10 @@ impl Engine {
         if run.status.is_final() {
             return Ok(());
         }
-        // The attempt that panicked never committed; it is counted now.
-        run.attempts = run.attempts.saturating_add(1);
+        // The attempt that panicked recorded its start (its number) but never settled: this
+        // settles it under that number.
+        let seen = self.inner.store.last_attempt(id).await?.unwrap_or(0);
+        run.attempts = run.attempts.max(seen).max(1);
         let journal = self.attempt_journal(&run).await?;
         let report = instant(AttemptOutcome::Trapped {
             kind: FailureKind::HostError,
@@ -171,6 +180,15 @@ impl Engine {
         step: crate::journal::LiveStep,
     ) -> CancelRegistration<'_> {
         let mut cancels = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        let cancelled_before = self
+            .inner
+            .pending_cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if cancelled_before {
+            cancel.cancel();
+        }
         let live = crate::LiveAttempt {
             cancel: cancel.clone(),
             attempt,
@@ -274,7 +292,22 @@ impl Engine {
         };
         let run = &write.run;
         let (id, attempt, status) = (run.id.clone(), run.attempts, run.status);
-        inner.store.write_runs(vec![write]).await?;
+        match inner.store.write_runs(vec![write]).await {
+            Ok(_) => {}
+            // The run changed under the attempt: a cancel won the race, and the attempt's
+            // outcome is refused, not written over it.
+            Err(StoreError::Conflict { .. })
+                if inner
+                    .store
+                    .run(&id)
+                    .await?
+                    .is_some_and(|r| r.status == RunStatus::Cancelled) =>
+            {
+                tracing::info!(run = %id, attempt, "attempt ended after its run was cancelled; not settled");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
         if status.is_final() {
             inner.metrics.record_finished();
         }

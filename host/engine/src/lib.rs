@@ -5,6 +5,7 @@
 //! (`stepwise_store::Store`) through the injected clock and jitter.
 
 mod attempt;
+mod cancel;
 mod egress;
 mod enqueue;
 pub mod journal;
@@ -154,6 +155,14 @@ pub enum EngineError {
         /// `backoff`, `timeout_ms`, `fuel`, `memory_bytes`, `priority`.
         differs: Vec<&'static str>,
     },
+    /// Only a run that has not ended can be cancelled.
+    #[error("run '{run}' is {} and cannot be cancelled", status.as_str())]
+    NotCancellable {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: RunStatus,
+    },
     /// A tenant with this name exists.
     #[error("tenant '{0}' already exists")]
     TenantExists(String),
@@ -205,6 +214,9 @@ struct Inner {
     natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
     /// Every attempt executing now, by run: its cancel flag and what it is doing.
     cancels: Mutex<HashMap<String, LiveAttempt>>,
+    /// Runs cancelled while claimed but before their attempt registered its flag: the
+    /// attempt stops as soon as it registers (or never starts).
+    pending_cancels: Mutex<std::collections::HashSet<String>>,
 }
 
 /// An attempt executing now, as [`Engine::executing`] shows it.
@@ -283,6 +295,7 @@ impl Engine {
                 secrets,
                 natives: Mutex::default(),
                 cancels: Mutex::default(),
+                pending_cancels: Mutex::default(),
             }),
         })
     }
@@ -351,6 +364,26 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// Stops run `id`'s attempt now, or, when it is claimed but its attempt has not yet
+    /// registered, as soon as it does. (Checked under the flags' lock, so an attempt that
+    /// registers meanwhile is not missed.)
+    pub(crate) async fn cancel_claimed(&self, id: &str) -> Result<bool, EngineError> {
+        let claimed = self.inner.store.is_claimed(id).await?;
+        let cancels = self.inner.cancels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(live) = cancels.get(id) {
+            live.cancel.cancel();
+            return Ok(true);
+        }
+        if claimed {
+            self.inner
+                .pending_cancels
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_owned());
+        }
+        Ok(false)
     }
 
     fn caps(&self) -> &Caps {

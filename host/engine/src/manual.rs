@@ -162,10 +162,15 @@ impl Engine {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        self.inner
-            .store
-            .purge_dead_letters(tenant, queue, &ids)
-            .await?;
-        Ok(ids.len())
+        let store = &self.inner.store;
+        store.purge_dead_letters(tenant, queue, &ids).await?;
+        // A run retried meanwhile is kept: count what is gone.
+        let mut deleted = 0;
+        for id in &ids {
+            if store.run(id).await?.is_none() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }

@@ -110,6 +110,14 @@ impl From<EngineError> for ApiError {
                     .with("differs", differs)
             }
             EngineError::NotFailed { .. } => Self::new(S::CONFLICT, ErrorCode::NotFailed, message),
+            // The run was deleted (purged) between the read and the write.
+            EngineError::Store(stepwise_store::StoreError::Conflict { found: None, .. }) => {
+                Self::not_found(message)
+            }
+            EngineError::NotCancellable { status, .. } => {
+                Self::new(S::CONFLICT, ErrorCode::NotCancellable, message)
+                    .with("status", status.as_str())
+            }
             EngineError::Secrets(SecretsError::NoKey) => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 ErrorCode::SecretsUnavailable,

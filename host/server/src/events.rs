@@ -1,8 +1,9 @@
 //! `GET /v1/runs/{id}/events`: a run followed as server-sent events (see
 //! `stepwise_api::events` for what is sent). The stream polls the store: each poll reads the
-//! run's head and at most one page of new timeline entries, so a follower costs the store one
-//! small read per [`POLL`] whatever the run recorded, and a stream lasts at most
-//! [`MAX_FOLLOW`] (the client resumes with `Last-Event-ID`).
+//! run's record and at most one page of new timeline entries. What followers may hold is
+//! bounded: [`MAX_FOLLOWERS_PER_TENANT`] streams per tenant and [`MAX_FOLLOWERS`] in all
+//! (`429 quota_exceeded` past them), each for at most [`MAX_FOLLOW`] (the client resumes with
+//! `Last-Event-ID`), and every stream ends when the server begins to shut down.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -29,6 +30,60 @@ pub const MAX_FOLLOW: Duration = Duration::from_secs(3600);
 /// Timeline entries read per poll.
 const PAGE: usize = 100;
 
+/// Streams one tenant may hold open at once.
+pub const MAX_FOLLOWERS_PER_TENANT: usize = 16;
+
+/// Streams open at once, all tenants together.
+pub const MAX_FOLLOWERS: usize = 256;
+
+/// The streams open now, by tenant.
+#[derive(Debug, Default)]
+pub struct Followers(std::sync::Mutex<HashMap<String, usize>>);
+
+/// One open stream's place, given back when the stream ends.
+struct FollowerSlot {
+    followers: std::sync::Arc<Followers>,
+    tenant: String,
+}
+
+impl Followers {
+    fn admit(self: &std::sync::Arc<Self>, tenant: &str) -> Result<FollowerSlot, ApiError> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = open.values().sum();
+        let mine = open.get(tenant).copied().unwrap_or(0);
+        let (limit, used, what) = if mine >= MAX_FOLLOWERS_PER_TENANT {
+            (MAX_FOLLOWERS_PER_TENANT, mine, "event streams of a tenant")
+        } else if total >= MAX_FOLLOWERS {
+            (MAX_FOLLOWERS, total, "event streams")
+        } else {
+            *open.entry(tenant.to_owned()).or_default() += 1;
+            return Ok(FollowerSlot {
+                followers: self.clone(),
+                tenant: tenant.to_owned(),
+            });
+        };
+        Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::QuotaExceeded,
+            format!("{used} {what} are open, the most allowed; close one first"),
+        )
+        .with("quota", what)
+        .with("limit", limit))
+    }
+}
+
+impl Drop for FollowerSlot {
+    fn drop(&mut self) {
+        let mut open = self.followers.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
+}
+
 /// Follows a run until it ends: its state when it changes, each new timeline entry, and the
 /// final run.
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
@@ -37,7 +92,8 @@ const PAGE: usize = 100;
         ("from" = Option<u32>, Query, description = "First timeline position to send (default 0; or `Last-Event-ID` + 1)")),
     responses(
         (status = 200, description = "Server-sent events, each a StreamEvent: `state` (RunProgress), `timeline` (TimelineEvent, its position as the event id), `end` (Run; then the stream closes), `gone` (ErrorBody: the run was purged)", content_type = "text/event-stream", body = stepwise_api::events::StreamEvent),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "Too many event streams open (16 per tenant, 256 in all)", body = ErrorBody)))]
 pub async fn run_events(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -58,7 +114,9 @@ pub async fn run_events(
         None => resume.unwrap_or(0),
     };
     state.engine.tenant_run(&tenant, &id).await?;
+    let slot = state.followers.admit(&tenant)?;
     let follow = Follow {
+        _slot: slot,
         state,
         id,
         next: from,
@@ -72,7 +130,7 @@ pub async fn run_events(
             if let Some(event) = f.pending.pop_front() {
                 return Some((Ok::<Event, Infallible>(event), f));
             }
-            if f.done || f.started.elapsed() > MAX_FOLLOW {
+            if f.done || f.started.elapsed() > MAX_FOLLOW || f.state.is_shutting_down() {
                 return None;
             }
             if !f.poll().await {
@@ -87,6 +145,7 @@ pub async fn run_events(
 
 /// One follower's position.
 struct Follow {
+    _slot: FollowerSlot,
     state: AppState,
     id: String,
     /// The next timeline position to send.

@@ -49,6 +49,7 @@ pub struct AppState {
     metrics_token: Option<String>,
     max_module_bytes: usize,
     shutting_down: Arc<AtomicBool>,
+    followers: Arc<events::Followers>,
 }
 
 impl AppState {
@@ -102,6 +103,7 @@ pub fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
         metrics_token: None,
         max_module_bytes: ServeConfig::default().max_module_bytes,
         shutting_down: Arc::new(AtomicBool::new(false)),
+        followers: Arc::default(),
     })
 }
 
@@ -211,6 +213,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         metrics_token: config.metrics_token.clone(),
         max_module_bytes: config.max_module_bytes,
         shutting_down: shutting_down.clone(),
+        followers: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

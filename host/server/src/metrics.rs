@@ -61,7 +61,14 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
     let census = engine.store().census().await?;
 
     header(&mut out, "stepwise_runs", "gauge", "Stored runs by status.");
-    for status in ["queued", "retrying", "sleeping", "completed", "failed"] {
+    for status in [
+        "queued",
+        "retrying",
+        "sleeping",
+        "completed",
+        "failed",
+        "cancelled",
+    ] {
         let n = census
             .by_status
             .iter()

@@ -35,6 +35,7 @@ use super::routes;
         routes::list_runs,
         routes::get_run,
         routes::retry_run,
+        routes::cancel_run,
         routes::run_steps,
         routes::run_timeline,
         routes::run_logs,

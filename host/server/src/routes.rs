@@ -22,7 +22,8 @@ use stepwise_api::responses::{
 };
 use stepwise_api::run::{LogPage, RunPage, StepPage, TimelinePage};
 use stepwise_api::{
-    CreateTenant, Enqueue, ErrorBody, ErrorCode, PutQueue, PutSecret, Run, RunState, RunView,
+    CancelRun, CreateTenant, Enqueue, ErrorBody, ErrorCode, PutQueue, PutSecret, Run, RunState,
+    RunView,
 };
 use stepwise_core::egress::TenantEgress;
 use stepwise_core::model::RunRecord;
@@ -39,7 +40,7 @@ use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
 
 /// Every route, as (method, path): the API reference and the OpenAPI document must list each.
-pub const ROUTES: [(&str, &str); 25] = [
+pub const ROUTES: [(&str, &str); 26] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
@@ -56,6 +57,7 @@ pub const ROUTES: [(&str, &str); 25] = [
     ("GET", "/v1/runs"),
     ("GET", "/v1/runs/{id}"),
     ("POST", "/v1/runs/{id}/retry"),
+    ("POST", "/v1/runs/{id}/cancel"),
     ("GET", "/v1/runs/{id}/steps"),
     ("GET", "/v1/runs/{id}/timeline"),
     ("GET", "/v1/runs/{id}/logs"),
@@ -115,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/retry", post(retry_run))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/runs/{id}/steps", get(run_steps))
         .route("/v1/runs/{id}/timeline", get(run_timeline))
         .route("/v1/runs/{id}/logs", get(run_logs))
@@ -231,7 +234,20 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "request body: must be a JSON object ({...})",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(format!("request body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        let message = format!("request body: {e}");
+        // A name that breaks its rule is the name's error, not the JSON's (the name types'
+        // messages start "a tenant name", "a queue name", "a job name").
+        let names = [Kind::Tenant, Kind::Queue, Kind::Job];
+        if names
+            .iter()
+            .any(|k| e.to_string().starts_with(&format!("a {} name", k.noun())))
+        {
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidName, message)
+        } else {
+            ApiError::invalid_json(message)
+        }
+    })
 }
 
 fn reject_new_work(state: &AppState) -> Result<(), ApiError> {
@@ -980,6 +996,36 @@ async fn run_logs(
         .await
         .map_err(store_error)?;
     ok(StatusCode::OK, &LogPage { items, next })
+}
+
+/// Cancels a run that has not ended: it becomes `cancelled` at once (final; not
+/// dead-lettered); an attempt executing now is stopped at the guest's next host call or epoch
+/// tick, and nothing it does afterwards is recorded.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    security(("tenant" = [])),
+    params(("id" = String, Path, description = "The run")),
+    request_body(content = CancelRun, description = "Optional; `{}` or no body: no reason"),
+    responses((status = 200, body = Run), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn cancel_run(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Param(id): Param,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = small_body(body)?;
+    let request: CancelRun = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRun::default()
+    } else {
+        parse(&body)?
+    };
+    let who = format!("tenant '{tenant}'");
+    let run = state
+        .engine
+        .cancel_for(&tenant, &id, &who, request.reason.as_deref())
+        .await?;
+    ok(StatusCode::OK, &Run::from_record(run, false))
 }
 
 /// Retries a failed run, reusing its completed steps.

@@ -52,6 +52,9 @@ impl RedbStore {
     }
 }
 
+/// Runs deleted per write transaction by a purge.
+const PURGE_BATCH: usize = 100;
+
 #[async_trait]
 impl Store for RedbStore {
     async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError> {
@@ -297,20 +300,24 @@ impl Store for RedbStore {
         queue: &str,
         runs: &[String],
     ) -> Result<(), StoreError> {
-        let mut batch = Batch::new();
-        for id in runs {
-            // The writer deletes only what is still a dead letter of this queue.
-            if let Some(run) = RedbStore::run(self, id)?
-                && run.tenant == tenant
-                && run.queue == queue
-            {
-                batch.delete_dead_letter(&run);
+        // In batches of a bounded size, so a purge of many runs never holds the writer in
+        // one long transaction while every other write waits.
+        for chunk in runs.chunks(PURGE_BATCH) {
+            let mut batch = Batch::new();
+            for id in chunk {
+                // The writer deletes only what is still a dead letter of this queue.
+                if let Some(run) = RedbStore::run(self, id)?
+                    && run.tenant == tenant
+                    && run.queue == queue
+                {
+                    batch.delete_dead_letter(&run);
+                }
+            }
+            if !batch.is_empty() {
+                self.commit_plain(batch).await?;
             }
         }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.commit_plain(batch).await
+        Ok(())
     }
 
     async fn idempotency(

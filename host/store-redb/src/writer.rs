@@ -674,14 +674,17 @@ fn apply(
                     .dead_letters()?
                     .remove((tenant.as_str(), queue.as_str(), id.as_str()))?
                     .is_some();
-                let Some(head) = head_of(tables, known, id)?.filter(|_| listed) else {
+                if !listed {
+                    continue;
+                }
+                count(deltas, tenant, queue, DEAD_LETTERS_COUNTER, -1);
+                let Some(head) = head_of(tables, known, id)? else {
                     continue;
                 };
                 let bytes = delete_run(tables, id, tenant, head.ready_at, key.as_deref(), queue)?;
                 known.written.remove(id);
                 seqs.forget(id);
                 count(deltas, tenant, queue, head.status.as_str(), -1);
-                count(deltas, tenant, queue, DEAD_LETTERS_COUNTER, -1);
                 let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
                 count(deltas, tenant, "", STORED_BYTES_COUNTER, -bytes);
             }

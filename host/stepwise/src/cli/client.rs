@@ -62,6 +62,8 @@ impl Class {
         match status.as_u16() {
             401 | 403 => Self::Unauthorized,
             404 => Self::NotFound,
+            // The request took too long to arrive and be answered: the server's side.
+            408 => Self::Server,
             409 | 429 => Self::Conflict,
             400..=499 => Self::BadInput,
             _ => Self::Server,

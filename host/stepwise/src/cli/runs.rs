@@ -22,6 +22,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Retry a failed (dead-lettered) run: the failed step gets a fresh attempt budget.
     Retry(IdArgs),
+    /// Cancel a run that has not ended; an attempt executing now is stopped.
+    Cancel(CancelArgs),
 }
 
 /// Arguments of `stepwise runs list`.
@@ -62,6 +64,18 @@ pub struct ShowArgs {
     client: ClientFlags,
 }
 
+/// Arguments of `stepwise runs cancel`.
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The run's id (`run_…`).
+    id: String,
+    /// Why, for the run's timeline.
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    client: ClientFlags,
+}
+
 /// Arguments of the commands about one run.
 #[derive(Debug, clap::Args)]
 pub struct IdArgs {
@@ -77,6 +91,7 @@ pub async fn execute(command: Command) -> Result<Outcome> {
         Command::List(args) => list(args).await,
         Command::Show(args) => show(args).await,
         Command::Retry(args) => retry(args).await,
+        Command::Cancel(args) => cancel(args).await,
     }
 }
 
@@ -137,6 +152,19 @@ async fn show(args: ShowArgs) -> Result<Outcome> {
     }
     let answer: Value = client.get(&["v1", "runs", &args.id], &[]).await?;
     reply(answer, args.client.json, |view: RunView| render::run(&view))
+}
+
+async fn cancel(args: CancelArgs) -> Result<Outcome> {
+    let client = args.client.client()?;
+    let body = crate::api::CancelRun {
+        reason: args.reason.clone(),
+    };
+    let answer: Value = client
+        .post(&["v1", "runs", &args.id, "cancel"], &body)
+        .await?;
+    reply(answer, args.client.json, |run: Run| {
+        format!("cancelled {} ({})", run.id, run.status.as_str())
+    })
 }
 
 async fn retry(args: IdArgs) -> Result<Outcome> {

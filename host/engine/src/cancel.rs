@@ -1,0 +1,101 @@
+//! Cancelling a run: a run not yet ended becomes `cancelled` (final, not dead-lettered,
+//! never retried) in one write over the version it was read at, so a cancel racing with an
+//! attempt's settlement never overwrites it: whichever writes second finds the version
+//! changed and is refused. A running attempt is then stopped through its cancel flag at the
+//! guest's next host call or epoch tick; its own settlement, if it gets that far, is refused
+//! by the version and nothing it did after the cancel is recorded as completed.
+
+use super::{Engine, EngineError};
+use stepwise_core::model::{EventKind, RunRecord, RunStatus, TimelineEntry};
+use stepwise_store::{DeadLetter, JournalWrites, RunWrite, StoreError};
+
+/// Longest reason a cancel may give, in bytes.
+pub const MAX_CANCEL_REASON: usize = 1024;
+
+/// How many times a cancel re-reads a run that changed under it before giving up (each
+/// change is a settlement that happened between its read and its write).
+const CANCEL_TRIES: usize = 16;
+
+impl Engine {
+    /// Cancels `tenant`'s run `id`, noting `who` asked and why on its timeline; returns the
+    /// cancelled run. A run that already ended is [`EngineError::NotCancellable`].
+    pub async fn cancel_for(
+        &self,
+        tenant: &str,
+        id: &str,
+        who: &str,
+        reason: Option<&str>,
+    ) -> Result<RunRecord, EngineError> {
+        if let Some(r) = reason
+            && r.len() > MAX_CANCEL_REASON
+        {
+            return Err(EngineError::Policy(stepwise_core::policy::PolicyError {
+                field: "reason",
+                problem: format!(
+                    "is {} bytes, over the {MAX_CANCEL_REASON}-byte limit",
+                    r.len()
+                ),
+            }));
+        }
+        for _ in 0..CANCEL_TRIES {
+            let run = self.tenant_run(tenant, id).await?;
+            match self.try_cancel(run, who, reason).await {
+                Ok(run) => return Ok(run),
+                Err(EngineError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(EngineError::Store(StoreError::Io(format!(
+            "run '{id}' kept changing; the cancel was not written"
+        ))))
+    }
+
+    async fn try_cancel(
+        &self,
+        mut run: RunRecord,
+        who: &str,
+        reason: Option<&str>,
+    ) -> Result<RunRecord, EngineError> {
+        if run.status.is_final() {
+            return Err(EngineError::NotCancellable {
+                run: run.id,
+                status: run.status,
+            });
+        }
+        let now = self.inner.clock.now();
+        let was = run.status;
+        run.status = RunStatus::Cancelled;
+        run.ready_at = None;
+        run.finished_at = Some(now);
+        run.updated_at = now;
+        let detail = match reason {
+            Some(r) if !r.is_empty() => format!("by {who}: {r}"),
+            _ => format!("by {who}"),
+        };
+        let entry = TimelineEntry {
+            at: now,
+            kind: EventKind::Cancelled,
+            attempt: None,
+            step: None,
+            detail,
+            http: None,
+        };
+        let write = RunWrite {
+            dead_letter: DeadLetter::Keep,
+            key: self.key_expiry(&run),
+            lease: None,
+            journal: JournalWrites {
+                tenant: Some(run.tenant.clone()),
+                timeline: vec![entry],
+                ..JournalWrites::default()
+            },
+            run,
+        };
+        let mut run = write.run.clone();
+        run.version = self.inner.store.write_runs(vec![write]).await?[0];
+        let interrupted = self.cancel_claimed(&run.id).await?;
+        self.inner.metrics.record_finished();
+        tracing::info!(run = %run.id, was = %was.as_str(), interrupted, who, "run cancelled");
+        Ok(run)
+    }
+}
