@@ -533,4 +533,8 @@ async fn runs_show_follow_streams_the_run_until_it_ends() {
     let out = cli.cmd(&["runs", "cancel", &id]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not_cancellable"));
+    // The bulk form: nothing matches any more; with neither an id nor a filter it is refused.
+    let none = cli.json(&["runs", "cancel", "--queue", "q", "--status", "queued"]);
+    assert_eq!(none, serde_json::json!({"cancelled": [], "more": false}));
+    assert_eq!(cli.cmd(&["runs", "cancel"]).status.code(), Some(2));
 }

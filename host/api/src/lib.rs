@@ -22,5 +22,5 @@ pub mod run;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use names::{JobName, QueueName, TenantName};
-pub use requests::{CancelRun, CreateTenant, Enqueue, PutQueue, PutSecret};
+pub use requests::{CancelMatching, CancelRun, CreateTenant, Enqueue, PutQueue, PutSecret};
 pub use run::{Run, RunState, RunView, Step};

@@ -96,6 +96,25 @@ pub struct CancelRun {
     pub reason: Option<String>,
 }
 
+/// `POST /v1/runs/cancel`: cancel every run not yet ended that matches (at least one filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelMatching {
+    /// Only runs of this queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::QueueName>,
+    /// Only runs of this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::JobName>,
+    /// Only runs in this state: `queued`, `retrying`, `sleeping` or `running` (an attempt
+    /// executing now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::RunState>,
+    /// Why, for each run's timeline (at most 1 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// `PUT /v1/queues/{queue}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -131,6 +131,15 @@ pub struct Retried {
     pub retried: Vec<String>,
 }
 
+/// `POST /v1/runs/cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CancelledRuns {
+    /// The runs cancelled (at most 1,000 per call), oldest first.
+    pub cancelled: Vec<String>,
+    /// Whether more matching runs are left: call again.
+    pub more: bool,
+}
+
 /// `DELETE /v1/queues/{queue}/dead-letters`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Purged {

@@ -16,7 +16,59 @@ pub const MAX_CANCEL_REASON: usize = 1024;
 /// change is a settlement that happened between its read and its write).
 const CANCEL_TRIES: usize = 16;
 
+/// Most runs one bulk cancel cancels; the answer says whether more match.
+pub const MAX_BULK_CANCEL: usize = 1_000;
+
+/// What a bulk cancel did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkCancelled {
+    /// The runs cancelled, oldest first.
+    pub cancelled: Vec<String>,
+    /// Whether more runs matching the filter are left to cancel (call again).
+    pub more: bool,
+}
+
 impl Engine {
+    /// Cancels up to [`MAX_BULK_CANCEL`] of `tenant`'s runs that match `filter` and have not
+    /// ended (with `running_only`, only those with an attempt executing). A run that ends
+    /// meanwhile is skipped, not an error.
+    pub async fn cancel_matching(
+        &self,
+        tenant: &str,
+        filter: &stepwise_store::RunFilter,
+        running_only: bool,
+        who: &str,
+        reason: Option<&str>,
+    ) -> Result<BulkCancelled, EngineError> {
+        let mut done = BulkCancelled::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .list_runs(tenant, filter, after.as_deref(), 500)
+                .await?;
+            let Some(last) = page.last().map(|r| r.id.clone()) else {
+                return Ok(done);
+            };
+            for run in page.iter().filter(|r| !r.status.is_final()) {
+                if running_only && !self.is_running(&run.id).await? {
+                    continue;
+                }
+                if done.cancelled.len() == MAX_BULK_CANCEL {
+                    done.more = true;
+                    return Ok(done);
+                }
+                match self.cancel_for(tenant, &run.id, who, reason).await {
+                    Ok(_) => done.cancelled.push(run.id.clone()),
+                    Err(EngineError::NotCancellable { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            after = Some(last);
+        }
+    }
+
     /// Cancels `tenant`'s run `id`, noting `who` asked and why on its timeline; returns the
     /// cancelled run. A run that already ended is [`EngineError::NotCancellable`].
     pub async fn cancel_for(

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::secrets::{Secrets, SecretsConfig, SecretsError};
+pub use cancel::{BulkCancelled, MAX_BULK_CANCEL};
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
 pub use enqueue::{check_name, check_queue_name};
 use journal::JournalLimits;

@@ -36,6 +36,7 @@ use super::routes;
         routes::get_run,
         routes::retry_run,
         routes::cancel_run,
+        routes::cancel_matching,
         routes::run_steps,
         routes::run_timeline,
         routes::run_logs,

@@ -40,7 +40,7 @@ use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
 
 /// Every route, as (method, path): the API reference and the OpenAPI document must list each.
-pub const ROUTES: [(&str, &str); 26] = [
+pub const ROUTES: [(&str, &str); 27] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
@@ -58,6 +58,7 @@ pub const ROUTES: [(&str, &str); 26] = [
     ("GET", "/v1/runs/{id}"),
     ("POST", "/v1/runs/{id}/retry"),
     ("POST", "/v1/runs/{id}/cancel"),
+    ("POST", "/v1/runs/cancel"),
     ("GET", "/v1/runs/{id}/steps"),
     ("GET", "/v1/runs/{id}/timeline"),
     ("GET", "/v1/runs/{id}/logs"),
@@ -118,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(get_run))
         .route("/v1/runs/{id}/retry", post(retry_run))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/v1/runs/cancel", post(cancel_matching))
         .route("/v1/runs/{id}/steps", get(run_steps))
         .route("/v1/runs/{id}/timeline", get(run_timeline))
         .route("/v1/runs/{id}/logs", get(run_logs))
@@ -1026,6 +1028,56 @@ async fn cancel_run(
         .cancel_for(&tenant, &id, &who, request.reason.as_deref())
         .await?;
     ok(StatusCode::OK, &Run::from_record(run, false))
+}
+
+/// Cancels every run of the tenant not yet ended that matches the filters (at least one), up
+/// to 1,000 per call.
+#[utoipa::path(post, path = "/v1/runs/cancel", tag = "runs",
+    security(("tenant" = [])),
+    request_body = stepwise_api::CancelMatching,
+    responses((status = 200, body = stepwise_api::responses::CancelledRuns),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+async fn cancel_matching(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let request: stepwise_api::CancelMatching = parse(&small_body(body)?)?;
+    if request.queue.is_none() && request.job.is_none() && request.status.is_none() {
+        return Err(ApiError::invalid_options(
+            "give at least one of queue, job and status (to cancel one run: POST /v1/runs/{id}/cancel)",
+        ));
+    }
+    if request.status.is_some_and(RunState::is_final) {
+        return Err(ApiError::invalid_options(
+            "only runs not yet ended can be cancelled",
+        ));
+    }
+    let filter = RunFilter {
+        queue: request.queue.map(stepwise_api::QueueName::into_string),
+        job: request.job.map(stepwise_api::JobName::into_string),
+        status: request.status.and_then(RunState::stored),
+        newest_first: false,
+    };
+    let who = format!("tenant '{tenant}'");
+    let done = state
+        .engine
+        .cancel_matching(
+            &tenant,
+            &filter,
+            request.status == Some(RunState::Running),
+            &who,
+            request.reason.as_deref(),
+        )
+        .await?;
+    ok(
+        StatusCode::OK,
+        &stepwise_api::responses::CancelledRuns {
+            cancelled: done.cancelled,
+            more: done.more,
+        },
+    )
 }
 
 /// Retries a failed run, reusing its completed steps.

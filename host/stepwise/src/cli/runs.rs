@@ -22,7 +22,8 @@ pub enum Command {
     Show(ShowArgs),
     /// Retry a failed (dead-lettered) run: the failed step gets a fresh attempt budget.
     Retry(IdArgs),
-    /// Cancel a run that has not ended; an attempt executing now is stopped.
+    /// Cancel a run that has not ended (an attempt executing now is stopped), or every run
+    /// matching --queue, --job and --status.
     Cancel(CancelArgs),
 }
 
@@ -66,10 +67,21 @@ pub struct ShowArgs {
 
 /// Arguments of `stepwise runs cancel`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["id", "queue", "job", "status"])))]
 pub struct CancelArgs {
-    /// The run's id (`run_…`).
-    id: String,
-    /// Why, for the run's timeline.
+    /// The run's id (`run_…`); without it, every run matching the filters.
+    #[arg(conflicts_with_all = ["queue", "job", "status"])]
+    id: Option<String>,
+    /// Only runs of this queue.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only runs of this job.
+    #[arg(long)]
+    job: Option<String>,
+    /// Only runs in this state (queued, retrying, sleeping, running).
+    #[arg(long)]
+    status: Option<String>,
+    /// Why, for the runs' timelines.
     #[arg(long)]
     reason: Option<String>,
     #[command(flatten)]
@@ -156,15 +168,52 @@ async fn show(args: ShowArgs) -> Result<Outcome> {
 
 async fn cancel(args: CancelArgs) -> Result<Outcome> {
     let client = args.client.client()?;
-    let body = crate::api::CancelRun {
+    if let Some(id) = &args.id {
+        let body = crate::api::CancelRun {
+            reason: args.reason.clone(),
+        };
+        let answer: Value = client.post(&["v1", "runs", id, "cancel"], &body).await?;
+        return reply(answer, args.client.json, |run: Run| {
+            format!("cancelled {} ({})", run.id, run.status.as_str())
+        });
+    }
+    let bad = |what: &str, e: String| anyhow::anyhow!("--{what}: {e}");
+    let body = crate::api::CancelMatching {
+        queue: args
+            .queue
+            .as_deref()
+            .map(crate::api::QueueName::parse)
+            .transpose()
+            .map_err(|e| bad("queue", e.to_string()))?,
+        job: args
+            .job
+            .as_deref()
+            .map(crate::api::JobName::parse)
+            .transpose()
+            .map_err(|e| bad("job", e.to_string()))?,
+        status: args
+            .status
+            .as_deref()
+            .map(str::parse::<crate::api::RunState>)
+            .transpose()
+            .map_err(|e| bad("status", e))?,
         reason: args.reason.clone(),
     };
-    let answer: Value = client
-        .post(&["v1", "runs", &args.id, "cancel"], &body)
-        .await?;
-    reply(answer, args.client.json, |run: Run| {
-        format!("cancelled {} ({})", run.id, run.status.as_str())
-    })
+    let answer: Value = client.post(&["v1", "runs", "cancel"], &body).await?;
+    reply(
+        answer,
+        args.client.json,
+        |done: crate::api::responses::CancelledRuns| {
+            let mut text = format!("cancelled {} runs", done.cancelled.len());
+            for id in &done.cancelled {
+                text.push_str(&format!("\n  {id}"));
+            }
+            if done.more {
+                text.push_str("\nmore match: run the command again");
+            }
+            text
+        },
+    )
 }
 
 async fn retry(args: IdArgs) -> Result<Outcome> {
