@@ -177,26 +177,10 @@ async fn cancel(args: CancelArgs) -> Result<Outcome> {
             format!("cancelled {} ({})", run.id, run.status.as_str())
         });
     }
-    let bad = |what: &str, e: String| anyhow::anyhow!("--{what}: {e}");
     let body = crate::api::CancelMatching {
-        queue: args
-            .queue
-            .as_deref()
-            .map(crate::api::QueueName::parse)
-            .transpose()
-            .map_err(|e| bad("queue", e.to_string()))?,
-        job: args
-            .job
-            .as_deref()
-            .map(crate::api::JobName::parse)
-            .transpose()
-            .map_err(|e| bad("job", e.to_string()))?,
-        status: args
-            .status
-            .as_deref()
-            .map(str::parse::<crate::api::RunState>)
-            .transpose()
-            .map_err(|e| bad("status", e))?,
+        queue: flag("queue", args.queue.as_deref())?,
+        job: flag("job", args.job.as_deref())?,
+        status: flag("status", args.status.as_deref())?,
         reason: args.reason.clone(),
     };
     let answer: Value = client.post(&["v1", "runs", "cancel"], &body).await?;
@@ -214,6 +198,17 @@ async fn cancel(args: CancelArgs) -> Result<Outcome> {
             text
         },
     )
+}
+
+/// The value of flag `--what`, parsed, or an error naming the flag.
+fn flag<T: std::str::FromStr>(what: &str, value: Option<&str>) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .map(str::parse::<T>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
 }
 
 async fn retry(args: IdArgs) -> Result<Outcome> {
