@@ -887,7 +887,7 @@ async fn errors_have_stable_codes_and_one_shape() {
         error["message"]
             .as_str()
             .unwrap()
-            .contains("stepwise:jobs/handler@0.1.1"),
+            .contains("stepwise:jobs/handler@0.1.2"),
         "{error}"
     );
 

@@ -59,7 +59,7 @@ async fn a_component_for_another_world_is_refused_naming_the_difference() {
         matches!(err, EngineError::Load(LoadError::WrongWorld(_))),
         "{text}"
     );
-    assert!(text.contains("stepwise:jobs/handler@0.1.1"), "{text}");
+    assert!(text.contains("stepwise:jobs/handler@0.1.2"), "{text}");
     assert!(text.contains("missing exports: run, describe"), "{text}");
     assert!(text.contains("unexpected exports: hello"), "{text}");
 }

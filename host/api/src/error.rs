@@ -52,6 +52,10 @@ codes! {
     NotFailed = "not_failed",
     /// The run has already ended; it cannot be cancelled.
     NotCancellable = "not_cancellable",
+    /// The event id was used for an event with another name, key or payload.
+    EventConflict = "event_conflict",
+    /// The event's name, correlation key or id breaks its rule.
+    InvalidEvent = "invalid_event",
     /// A tenant of that name exists.
     TenantExists = "tenant_exists",
     /// The body or payload is over its limit.

@@ -10,11 +10,13 @@
 //! - [`run`]: the run views (a run, its steps, the full view, pages of a run's lists).
 //! - [`requests`]: what clients send.
 //! - [`responses`]: what the other routes answer.
+//! - [`flows`]: events sent to waiting runs (`POST /v1/events`).
 //! - [`events`]: the server-sent events of `GET /v1/runs/{id}/events`.
 //! - [`error`]: the error body and its stable codes.
 
 pub mod error;
 pub mod events;
+pub mod flows;
 pub mod names;
 pub mod requests;
 pub mod responses;
@@ -23,4 +25,5 @@ pub mod run;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use names::{JobName, QueueName, TenantName};
 pub use requests::{CancelMatching, CancelRun, CreateTenant, Enqueue, PutQueue, PutSecret};
+pub use flows::{Event, EventPage, EventSent, Resumed, SendEvent};
 pub use run::{Run, RunState, RunView, Step};

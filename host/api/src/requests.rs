@@ -94,6 +94,10 @@ pub struct CancelRun {
     /// Why, for the run's timeline (at most 1 KiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Whether the child runs it started (and theirs) that have not ended are cancelled
+    /// too; default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<bool>,
 }
 
 /// `POST /v1/runs/cancel`: cancel every run not yet ended that matches (at least one filter).

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stepwise_core::Millis;
+use stepwise_core::flow::{ParentLink, RunWait, StepWait};
 use stepwise_core::model::{
     ErrorInfo, LogLine, RunRecord, RunStatus, StepKind, StepRecord, StepStatus, TimelineEntry,
 };
@@ -24,6 +25,9 @@ pub enum RunState {
     Retrying,
     /// Suspended on a durable sleep.
     Sleeping,
+    /// Suspended until an event arrives (or its wait times out) or its child runs end; `wait`
+    /// says what for.
+    Waiting,
     /// Finished with an output.
     Completed,
     /// Failed for good and dead-lettered.
@@ -34,11 +38,12 @@ pub enum RunState {
 
 impl RunState {
     /// Every state, in lifecycle order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Queued,
         Self::Running,
         Self::Retrying,
         Self::Sleeping,
+        Self::Waiting,
         Self::Completed,
         Self::Failed,
         Self::Cancelled,
@@ -54,6 +59,7 @@ impl RunState {
             RunStatus::Queued => Self::Queued,
             RunStatus::Retrying => Self::Retrying,
             RunStatus::Sleeping => Self::Sleeping,
+            RunStatus::Waiting => Self::Waiting,
         }
     }
 
@@ -64,6 +70,7 @@ impl RunState {
             Self::Running => None,
             Self::Retrying => Some(RunStatus::Retrying),
             Self::Sleeping => Some(RunStatus::Sleeping),
+            Self::Waiting => Some(RunStatus::Waiting),
             Self::Completed => Some(RunStatus::Completed),
             Self::Failed => Some(RunStatus::Failed),
             Self::Cancelled => Some(RunStatus::Cancelled),
@@ -82,6 +89,7 @@ impl RunState {
             Self::Running => "running",
             Self::Retrying => "retrying",
             Self::Sleeping => "sleeping",
+            Self::Waiting => "waiting",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -98,7 +106,7 @@ impl std::str::FromStr for RunState {
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown status '{s}': use queued, running, retrying, sleeping, completed, failed or cancelled"
+                    "unknown status '{s}': use queued, running, retrying, sleeping, waiting, completed, failed or cancelled"
                 )
             })
     }
@@ -148,6 +156,12 @@ pub struct Run {
     /// When it reached a final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
+    /// For a child run: the run and step that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+    /// While `waiting`: what for (an event until a deadline, or child runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<RunWait>,
 }
 
 impl Run {
@@ -172,6 +186,8 @@ impl Run {
             created_at: run.created_at,
             updated_at: run.updated_at,
             finished_at: run.finished_at,
+            parent: run.parent,
+            wait: run.wait,
         }
     }
 }
@@ -183,7 +199,7 @@ pub struct Step {
     pub name: String,
     /// Its position among the run's steps, in the order they first began (from 0).
     pub ordinal: u32,
-    /// Work or timer.
+    /// Work, a timer, an event wait or child runs.
     pub kind: StepKind,
     /// Where it is.
     pub status: StepStatus,
@@ -197,9 +213,13 @@ pub struct Step {
     /// The last failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
-    /// For timers: when it fires.
+    /// For timers: when it fires; for event waits: when they time out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_at: Option<Millis>,
+    /// For event and child steps: what the step waits for (and the event it took, or its
+    /// children).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<StepWait>,
     /// When it first began.
     pub started_at: Millis,
     /// When it completed.
@@ -219,6 +239,7 @@ impl From<StepRecord> for Step {
             output_bytes: s.output_bytes,
             error: s.error,
             wake_at: s.wake_at,
+            wait: s.wait,
             started_at: s.started_at,
             completed_at: s.completed_at,
         }
@@ -240,6 +261,10 @@ pub struct RunView {
     pub timeline: Vec<TimelineEntry>,
     /// Guest logs and captured output, in order.
     pub logs: Vec<LogLine>,
+    /// The runs its steps started, oldest first: at most 100 (all of them:
+    /// `GET /v1/runs?parent={id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
     /// Where the lists were cut, when one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more: Option<ViewMore>,
@@ -254,6 +279,7 @@ impl RunView {
             steps: view.steps.into_iter().map(Step::from).collect(),
             timeline: view.timeline,
             logs: view.logs,
+            children: view.children,
             more: view.more.map(|m| ViewMore {
                 steps: m.steps,
                 timeline: m.timeline,

@@ -25,6 +25,24 @@ pub enum StepState {
     Completed(String),
 }
 
+/// A child run a step asks for (`ctx.invoke`, `ctx.spawn`): checked by the engine like an
+/// enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildRequest {
+    /// The job.
+    pub job: String,
+    /// Its payload (JSON text).
+    pub payload: String,
+    /// Its queue; `None`: the parent's.
+    pub queue: Option<String>,
+    /// Its priority.
+    pub priority: i32,
+    /// How long after the step it may start.
+    pub delay_ms: Option<u64>,
+    /// Overrides of the job's policy.
+    pub overrides: crate::policy::PolicyOverrides,
+}
+
 /// A failure the guest returned from `run` (it chose the kind).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuestError {
@@ -64,8 +82,7 @@ pub enum AttemptOutcome {
     Cancelled,
 }
 
-/// What a suspended run waits for. Only timers exist today; waiting for an event (with a
-/// timeout) and for a child run's completion are further conditions of the same shape.
+/// What a suspended run waits for: a timer, an event (with a timeout), or child runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WakeCondition {
     /// A durable timer.
@@ -73,22 +90,29 @@ pub enum WakeCondition {
         /// When it fires.
         at: Millis,
     },
+    /// An event; the storage backend wakes the run when a matching one arrives.
+    Event {
+        /// When the wait times out.
+        until: Millis,
+    },
+    /// Child runs; the storage backend wakes the run when the last of them ends.
+    Children,
 }
 
 impl WakeCondition {
-    /// The latest time the run must be looked at again: when a timer fires (or a wait times
-    /// out); the scheduler's index is keyed by it.
-    pub fn deadline(&self) -> Millis {
+    /// The latest time the run must be looked at again: when a timer fires or a wait times
+    /// out; `None` when only another run's end wakes it.
+    pub fn deadline(&self) -> Option<Millis> {
         match self {
-            Self::Timer { at } => *at,
+            Self::Timer { at } => Some(*at),
+            Self::Event { until } => Some(*until),
+            Self::Children => None,
         }
     }
 
-    /// Whether the condition holds at `now`.
-    pub fn is_met(&self, now: Millis) -> bool {
-        match self {
-            Self::Timer { at } => *at <= now,
-        }
+    /// Whether the run sleeps (a timer) rather than waits (an event or children).
+    pub fn is_timer(&self) -> bool {
+        matches!(self, Self::Timer { .. })
     }
 }
 

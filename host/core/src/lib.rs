@@ -10,6 +10,7 @@ pub use stepwise_names as names;
 pub mod attempt;
 pub mod clock;
 pub mod egress;
+pub mod flow;
 pub mod histogram;
 pub mod job;
 pub mod model;

@@ -18,6 +18,9 @@ pub enum RunStatus {
     Retrying,
     /// Suspended on a durable sleep; no instance is held.
     Sleeping,
+    /// Suspended until an event arrives (or its wait times out) or its child runs end; no
+    /// instance is held. The run record's `wait` says what for.
+    Waiting,
     /// Finished with an output.
     Completed,
     /// Finished without an output after its last attempt; listed as dead-lettered.
@@ -31,7 +34,7 @@ impl std::str::FromStr for RunStatus {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-            format!("unknown status '{s}': use queued, retrying, sleeping, completed, failed or cancelled")
+            format!("unknown status '{s}': use queued, retrying, sleeping, waiting, completed, failed or cancelled")
         })
     }
 }
@@ -48,6 +51,7 @@ impl RunStatus {
             Self::Queued => "queued",
             Self::Retrying => "retrying",
             Self::Sleeping => "sleeping",
+            Self::Waiting => "waiting",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -129,7 +133,7 @@ pub struct ErrorInfo {
     pub retry_after_ms: Option<u64>,
 }
 
-/// A step is either ordinary work or a durable timer.
+/// What a step is: work, a durable timer, a wait for an event, or child runs.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,6 +142,10 @@ pub enum StepKind {
     Step,
     /// `ctx.sleep(...)`.
     Sleep,
+    /// `ctx.wait_for_event(...)`.
+    Event,
+    /// `ctx.invoke(...)`, `ctx.invoke_all(...)`, `ctx.spawn(...)`.
+    Child,
 }
 
 impl StepKind {
@@ -146,6 +154,8 @@ impl StepKind {
         match self {
             Self::Step => "step",
             Self::Sleep => "sleep",
+            Self::Event => "event",
+            Self::Child => "child",
         }
     }
 }
@@ -161,6 +171,8 @@ pub enum StepStatus {
     Failed,
     /// A timer that has not yet fired.
     Sleeping,
+    /// Waiting for an event or for child runs.
+    Waiting,
     /// Done; its output is replayed from now on.
     Completed,
 }
@@ -191,9 +203,12 @@ pub struct StepRecord {
     /// The last failure, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
-    /// For timers: when it fires.
+    /// For timers: when it fires; for event waits: when they time out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_at: Option<Millis>,
+    /// For `event` and `child` steps: what the step waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::flow::StepWait>,
     /// When the step first began.
     pub started_at: Millis,
     /// When it completed.
@@ -246,6 +261,17 @@ pub enum EventKind {
     HostFault,
     /// The run was cancelled (the detail says who asked and why).
     Cancelled,
+    /// The run suspended until an event arrives or its children end (the detail says what
+    /// for and until when).
+    Waiting,
+    /// A wait took an event (the detail names it).
+    EventReceived,
+    /// A wait for an event timed out.
+    WaitTimedOut,
+    /// A step started child runs (the detail names them).
+    ChildrenStarted,
+    /// Every child run a step waited for ended.
+    ChildrenEnded,
 }
 
 /// One entry of a run's timeline.
@@ -404,6 +430,12 @@ pub struct RunRecord {
     /// When it reached a final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Millis>,
+    /// The run and step that started it, for a child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<crate::flow::ParentLink>,
+    /// While `waiting`: what for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<crate::flow::RunWait>,
 }
 
 /// The tenant of runs created without one (local `stepwise run`).
@@ -427,10 +459,17 @@ pub struct RunView {
     pub timeline: Vec<TimelineEntry>,
     /// Guest logs and captured output, in order.
     pub logs: Vec<LogLine>,
+    /// The runs its steps started, oldest first: at most [`VIEW_CHILDREN`] (all of them:
+    /// `GET /v1/runs?parent={id}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
     /// Where the lists above were cut, for a view that holds only their first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more: Option<ViewMore>,
 }
+
+/// Most child run ids a [`RunView`] holds.
+pub const VIEW_CHILDREN: usize = 100;
 
 /// Where to continue the lists of a paged [`RunView`]: the position of the first entry not
 /// shown, per list (absent when the list is whole).
@@ -486,6 +525,7 @@ mod tests {
             output: None,
             error: None,
             wake_at: None,
+            wait: None,
             started_at: 0,
             completed_at: None,
         };

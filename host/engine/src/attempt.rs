@@ -213,6 +213,7 @@ impl Engine {
         )
         .await?;
         journal.charge_to(&run.tenant);
+        journal.with_flows(self.clone(), run);
         Ok(journal)
     }
 

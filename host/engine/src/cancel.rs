@@ -69,9 +69,76 @@ impl Engine {
         }
     }
 
-    /// Cancels `tenant`'s run `id`, noting `who` asked and why on its timeline; returns the
-    /// cancelled run. A run that already ended is [`EngineError::NotCancellable`].
+    /// Cancels `tenant`'s run `id` and every child run it started that has not ended (and
+    /// theirs), noting `who` asked and why on each timeline; returns the cancelled run. A run
+    /// that already ended is [`EngineError::NotCancellable`].
     pub async fn cancel_for(
+        &self,
+        tenant: &str,
+        id: &str,
+        who: &str,
+        reason: Option<&str>,
+    ) -> Result<RunRecord, EngineError> {
+        self.cancel_with(tenant, id, who, reason, true).await
+    }
+
+    /// [`Engine::cancel_for`], leaving the run's children alone unless `children`.
+    pub async fn cancel_with(
+        &self,
+        tenant: &str,
+        id: &str,
+        who: &str,
+        reason: Option<&str>,
+        children: bool,
+    ) -> Result<RunRecord, EngineError> {
+        let run = self.cancel_one(tenant, id, who, reason).await?;
+        if children {
+            self.cancel_descendants(tenant, &run.id, who).await?;
+        }
+        Ok(run)
+    }
+
+    /// Cancels every descendant of `root` that has not ended, breadth first.
+    async fn cancel_descendants(
+        &self,
+        tenant: &str,
+        root: &str,
+        who: &str,
+    ) -> Result<(), EngineError> {
+        let mut parents = vec![root.to_owned()];
+        while let Some(parent) = parents.pop() {
+            let filter = stepwise_store::RunFilter {
+                parent: Some(parent.clone()),
+                ..Default::default()
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .inner
+                    .store
+                    .list_runs(tenant, &filter, after.as_deref(), 500)
+                    .await?;
+                let Some(last) = page.last().map(|r| r.id.clone()) else {
+                    break;
+                };
+                for child in page {
+                    parents.push(child.id.clone());
+                    if child.status.is_final() {
+                        continue;
+                    }
+                    let why = format!("its parent run {parent} was cancelled");
+                    match self.cancel_one(tenant, &child.id, who, Some(&why)).await {
+                        Ok(_) | Err(EngineError::NotCancellable { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                after = Some(last);
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel_one(
         &self,
         tenant: &str,
         id: &str,
@@ -118,6 +185,7 @@ impl Engine {
         let was = run.status;
         run.status = RunStatus::Cancelled;
         run.ready_at = None;
+        run.wait = None;
         run.finished_at = Some(now);
         run.updated_at = now;
         let detail = match reason {

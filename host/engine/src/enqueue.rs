@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Engine, EngineError};
 use stepwise_core::clock::Millis;
+use stepwise_core::flow::ParentLink;
 use stepwise_core::model::{EventKind, LOCAL_TENANT, RunRecord, RunStatus, TimelineEntry};
 use stepwise_core::policy::{MAX_DELAY_MS, PolicyError, PolicyOverrides};
 use stepwise_core::time_fmt;
@@ -189,6 +190,16 @@ pub fn check_name(kind: stepwise_core::names::Kind, name: &str) -> Result<(), En
     })
 }
 
+/// The parent of a child run being started.
+pub(crate) struct ChildOf {
+    pub(crate) tenant: String,
+    pub(crate) queue: String,
+    pub(crate) run: String,
+    pub(crate) step: String,
+    /// The child's depth.
+    pub(crate) depth: u32,
+}
+
 /// Queue names appear in URLs and tables: keep them plain.
 pub fn check_queue_name(name: &str) -> Result<(), EngineError> {
     check_name(stepwise_core::names::Kind::Queue, name)
@@ -198,6 +209,51 @@ impl Engine {
     /// Creates a run (or returns the run already holding its idempotency key). Nothing is
     /// stored unless every check passes.
     pub async fn enqueue(&self, req: NewRun) -> Result<Enqueued, EngineError> {
+        self.enqueue_as(req, None).await
+    }
+
+    /// Starts child `index` of `parent`'s step: a run created under an idempotency key
+    /// derived from the parent run, the step and the index, so a retried or restarted
+    /// attempt finds the child it started before instead of starting another. Returns the
+    /// child's id.
+    pub(crate) async fn start_child(
+        &self,
+        parent: &ChildOf,
+        index: usize,
+        child: stepwise_core::attempt::ChildRequest,
+    ) -> Result<String, EngineError> {
+        let mut digest = Sha256::new();
+        for part in [parent.run.as_bytes(), parent.step.as_bytes()] {
+            digest.update((part.len() as u64).to_le_bytes());
+            digest.update(part);
+        }
+        digest.update((index as u64).to_le_bytes());
+        let key = format!("~child:{}", hex::encode(&digest.finalize()[..16]));
+        let req = NewRun {
+            tenant: parent.tenant.clone(),
+            queue: child.queue.unwrap_or_else(|| parent.queue.clone()),
+            job: child.job,
+            payload: child.payload,
+            module: None,
+            overrides: child.overrides,
+            run_at: None,
+            delay_ms: child.delay_ms,
+            priority: child.priority,
+            idempotency_key: Some(key),
+        };
+        let link = ParentLink {
+            run: parent.run.clone(),
+            step: parent.step.clone(),
+            depth: parent.depth,
+        };
+        Ok(self.enqueue_as(req, Some(link)).await?.run.id)
+    }
+
+    async fn enqueue_as(
+        &self,
+        req: NewRun,
+        parent: Option<ParentLink>,
+    ) -> Result<Enqueued, EngineError> {
         let inner = &self.inner;
         check_queue_name(&req.queue)?;
         let limit = inner.config.max_payload_bytes;
@@ -294,13 +350,21 @@ impl Engine {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            parent,
+            wait: None,
         };
         let created = TimelineEntry {
             at: now,
             kind: EventKind::Created,
             attempt: None,
             step: None,
-            detail: format!("job '{}' on queue '{}'", run.job, run.queue),
+            detail: match &run.parent {
+                Some(p) => format!(
+                    "job '{}' on queue '{}', started by step '{}' of run {}",
+                    run.job, run.queue, p.step, p.run
+                ),
+                None => format!("job '{}' on queue '{}'", run.job, run.queue),
+            },
             http: None,
         };
         let new = NewRunWrite {

@@ -5,6 +5,8 @@
 //! This is "live or replay": a step whose record is completed is replayed (its output returned,
 //! nothing run); any other step runs live and its attempt is counted.
 
+mod flows;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -106,6 +108,13 @@ pub struct Journal {
     /// Wall time between consecutive durable step completions, in microseconds: the guest's
     /// work between them plus one commit. Reported to the metrics after the attempt.
     step_gaps_micros: Vec<u64>,
+    /// What event waits and child runs need of the run and the engine; `None`: the run
+    /// cannot use them (a journal built without an engine).
+    flow: Option<flows::FlowContext>,
+    /// What the run waits for, once the attempt suspended on an event or children.
+    wait: Option<stepwise_core::flow::RunWait>,
+    /// Events this attempt's waits took, recorded on the events with the next commit.
+    deliveries: Vec<stepwise_store::Delivery>,
 }
 
 impl Journal {
@@ -154,6 +163,9 @@ impl Journal {
             steps_completed: 0,
             last_durable: None,
             step_gaps_micros: Vec::new(),
+            flow: None,
+            wait: None,
+            deliveries: Vec::new(),
         }
     }
 
@@ -496,7 +508,7 @@ impl Journal {
         let wake = WakeCondition::Timer {
             at: step.wake_at.unwrap_or(now),
         };
-        if wake.is_met(now) {
+        if step.wake_at.is_none_or(|at| at <= now) {
             step.status = StepStatus::Completed;
             step.completed_at = Some(now);
         }
@@ -510,7 +522,7 @@ impl Journal {
             Some(name),
             format!(
                 "until {}",
-                stepwise_core::time_fmt::rfc3339(wake.deadline())
+                stepwise_core::time_fmt::rfc3339(step_wake(&wake))
             ),
         );
         Err(StepInterrupt::Suspend(Suspend { wake }))
@@ -534,15 +546,17 @@ impl Journal {
                 ordinal,
                 output_bytes: 0,
                 kind,
-                status: match wake {
-                    Some(_) => StepStatus::Sleeping,
-                    None => StepStatus::Running,
+                status: match (kind, wake) {
+                    (StepKind::Sleep, _) => StepStatus::Sleeping,
+                    (StepKind::Event | StepKind::Child, _) => StepStatus::Waiting,
+                    (StepKind::Step, _) => StepStatus::Running,
                 },
                 attempts: u32::from(wake.is_some()),
                 budget_base: 0,
                 output: None,
                 error: None,
-                wake_at: wake.map(|w| w.deadline()),
+                wake_at: wake.and_then(|w| w.deadline()),
+                wait: None,
                 started_at: now,
                 completed_at: None,
             });
@@ -578,11 +592,17 @@ impl Journal {
             steps,
             timeline: std::mem::take(&mut self.timeline),
             logs: std::mem::take(&mut self.logs),
+            deliveries: std::mem::take(&mut self.deliveries),
         }
     }
 }
 
 pub(crate) use stepwise_core::text::prefix;
+
+/// When a timer fires.
+fn step_wake(wake: &WakeCondition) -> stepwise_core::clock::Millis {
+    wake.deadline().unwrap_or(stepwise_core::clock::Millis::MAX)
+}
 
 impl StepHost for Journal {
     fn begin(&mut self, name: &str) -> Result<StepState, HostFault> {
@@ -599,6 +619,31 @@ impl StepHost for Journal {
 
     fn sleep(&mut self, name: &str, duration_ms: u64) -> Result<(), StepInterrupt> {
         Journal::sleep(self, name, duration_ms)
+    }
+
+    fn wait_event<'a>(
+        &'a mut self,
+        name: &'a str,
+        event: &'a str,
+        correlation_key: Option<&'a str>,
+        timeout_ms: u64,
+    ) -> stepwise_runtime::Awaiting<'a, Option<String>> {
+        Box::pin(Journal::wait_event(
+            self,
+            name,
+            event,
+            correlation_key,
+            timeout_ms,
+        ))
+    }
+
+    fn children<'a>(
+        &'a mut self,
+        name: &'a str,
+        children: Vec<stepwise_core::attempt::ChildRequest>,
+        join: bool,
+    ) -> stepwise_runtime::Awaiting<'a, Result<Vec<String>, GuestError>> {
+        Box::pin(Journal::children(self, name, children, join))
     }
 
     fn log(&mut self, level: LogLevel, source: LogSource, message: String) {
@@ -710,7 +755,7 @@ mod tests {
 
     fn suspended_until(result: Result<(), StepInterrupt>) -> stepwise_core::clock::Millis {
         match result {
-            Err(StepInterrupt::Suspend(s)) => s.wake.deadline(),
+            Err(StepInterrupt::Suspend(s)) => step_wake(&s.wake),
             other => panic!("expected a suspension, got {other:?}"),
         }
     }

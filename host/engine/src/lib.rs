@@ -8,6 +8,7 @@ mod attempt;
 mod cancel;
 mod egress;
 mod enqueue;
+mod events;
 pub mod journal;
 mod limits;
 mod manual;
@@ -29,6 +30,7 @@ use tokio::sync::Notify;
 use crate::secrets::{Secrets, SecretsConfig, SecretsError};
 pub use cancel::{BulkCancelled, MAX_BULK_CANCEL};
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
+pub use events::{EventLimits, ListedEvent, MAX_LISTED_DELIVERIES, SendEvent, Sent};
 pub use enqueue::{check_name, check_queue_name};
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
@@ -64,6 +66,8 @@ pub struct EngineConfig {
     pub egress: EgressConfig,
     /// The keys that seal tenants' secrets (none: secrets unavailable).
     pub secrets: SecretsConfig,
+    /// Event retention and limits.
+    pub events: EventLimits,
 }
 
 impl Default for EngineConfig {
@@ -71,7 +75,8 @@ impl Default for EngineConfig {
     /// [`Policy::default`], 64 concurrent attempts, 1 MiB payloads, [`JournalLimits::default`],
     /// idempotency keys kept 24 h after their run ends, [`TenantLimits::default`], a
     /// memory budget of half the machine's memory ([`default_memory_budget`]) and
-    /// [`EgressConfig::default`] (no private addresses) and no secrets key.
+    /// [`EgressConfig::default`] (no private addresses), no secrets key and
+    /// [`EventLimits::default`].
     fn default() -> Self {
         Self {
             runtime: RuntimeConfig::default(),
@@ -84,6 +89,7 @@ impl Default for EngineConfig {
             memory_budget_bytes: default_memory_budget(),
             egress: EgressConfig::default(),
             secrets: SecretsConfig::default(),
+            events: EventLimits::default(),
         }
     }
 }
@@ -163,6 +169,15 @@ pub enum EngineError {
         run: String,
         /// Its status.
         status: RunStatus,
+    },
+    /// An event's name, correlation key or id breaks its rule.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// An event with this id was sent before with another name, key or payload.
+    #[error("event id '{id}' was already used for an event with a different name, correlation key or payload")]
+    EventConflict {
+        /// The id.
+        id: String,
     },
     /// A tenant with this name exists.
     #[error("tenant '{0}' already exists")]
@@ -436,6 +451,7 @@ impl Engine {
             steps: store.steps_page(id, 0, usize::MAX).await?.0,
             timeline: store.timeline_page(id, 0, usize::MAX).await?.0,
             logs: store.logs_page(id, 0, usize::MAX).await?.0,
+            children: self.first_children(&run).await?,
             more: None,
             run,
         })
@@ -462,8 +478,26 @@ impl Engine {
             steps,
             timeline,
             logs,
+            children: self.first_children(&run).await?,
             more: (!more.is_empty()).then_some(more),
             run,
         })
+    }
+
+    /// The first children of `run`, as a view shows them.
+    async fn first_children(
+        &self,
+        run: &stepwise_core::RunRecord,
+    ) -> Result<Vec<String>, EngineError> {
+        let filter = RunFilter {
+            parent: Some(run.id.clone()),
+            ..RunFilter::default()
+        };
+        let children = self
+            .inner
+            .store
+            .list_runs(&run.tenant, &filter, None, stepwise_core::model::VIEW_CHILDREN)
+            .await?;
+        Ok(children.into_iter().map(|c| c.id).collect())
     }
 }

@@ -31,6 +31,8 @@ pub fn settle(
     jitter: &dyn Jitter,
 ) -> Settled {
     run.updated_at = now;
+    // Whatever the run waited for is over, unless it suspends again below.
+    run.wait = None;
     match outcome {
         AttemptOutcome::Completed(text) if text.len() > journal.max_output_bytes() => {
             let error = ErrorInfo {
@@ -66,12 +68,19 @@ pub fn settle(
             }
         },
         AttemptOutcome::Suspended { wake } => {
-            run.status = RunStatus::Sleeping;
-            run.ready_at = Some(wake.deadline());
+            run.status = if wake.is_timer() {
+                RunStatus::Sleeping
+            } else {
+                RunStatus::Waiting
+            };
+            run.ready_at = wake.deadline();
+            run.wait = journal.take_wait();
             Settled { dead_letter: false }
         }
         AttemptOutcome::Failed(e) => {
-            let e = journal.bounded_error(e);
+            // A child run's failure keeps its own kind, which the guest only sees as
+            // retryable or not.
+            let e = journal.children_failure().unwrap_or_else(|| journal.bounded_error(e));
             let error = ErrorInfo {
                 kind: e.kind,
                 message: e.message.clone(),

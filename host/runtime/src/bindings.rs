@@ -18,13 +18,15 @@ pub use HandlerCore as Handler;
 pub use HandlerCorePre as HandlerPre;
 pub use stepwise::jobs::log::Level;
 pub use stepwise::jobs::steps::StepState;
-pub use stepwise::jobs::types::ErrorKind;
+pub use stepwise::jobs::flows::Child;
+pub use stepwise::jobs::types::{ErrorKind, JobPolicy};
 
 /// The WIT `job-spec` record, named apart from the host's own [`crate::JobSpec`].
 pub type WitJobSpec = JobSpec;
 
 /// The generated host traits, implemented in [`super::host`].
 pub(crate) mod host_traits {
+    pub use super::stepwise::jobs::flows::Host as FlowsHost;
     pub use super::stepwise::jobs::log::Host as LogHost;
     pub use super::stepwise::jobs::secrets::Host as SecretsHost;
     pub use super::stepwise::jobs::steps::Host as StepsHost;

@@ -12,15 +12,16 @@ pub use stepwise_core::job::JobSpec;
 use stepwise_core::policy::{Backoff, PolicyOverrides};
 
 /// The world a handler must target, as named in errors.
-pub const WORLD: &str = "stepwise:jobs/handler@0.1.1";
+pub const WORLD: &str = "stepwise:jobs/handler@0.1.2";
 
 /// Interfaces of our own package a handler may import, at any 0.1.x version (0.1.1 added
-/// `secrets`; the linker resolves a 0.1.0 import to the 0.1.1 definition).
-const OWN_IMPORTS: [&str; 4] = [
+/// `secrets`, 0.1.2 `flows`; the linker resolves an older import to the 0.1.2 definition).
+const OWN_IMPORTS: [&str; 5] = [
     "stepwise:jobs/types",
     "stepwise:jobs/steps",
     "stepwise:jobs/log",
     "stepwise:jobs/secrets",
+    "stepwise:jobs/flows",
 ];
 
 /// WASI interfaces the host links (WASI 0.2, any 0.2.x patch version): the CLI, clock, random,
@@ -58,7 +59,7 @@ fn import_problem(name: &str) -> Option<String> {
     let (iface, version) = name.split_once('@').unwrap_or((name, ""));
     if OWN_IMPORTS.contains(&iface) {
         return (!version.starts_with("0.1."))
-            .then(|| format!("imports {name}; this host provides {iface} at 0.1.x (up to 0.1.1)"));
+            .then(|| format!("imports {name}; this host provides {iface} at 0.1.x (up to 0.1.2)"));
     }
     let wasi = WASI_PROVIDED.contains(&iface) || WASI_ALSO_PROVIDED.contains(&iface);
     if !wasi {
@@ -107,23 +108,28 @@ pub enum LoadError {
 
 impl From<WitJobSpec> for JobSpec {
     fn from(s: WitJobSpec) -> Self {
-        let p = s.policy;
         Self {
             name: s.name,
             description: s.description,
-            policy: PolicyOverrides {
-                max_attempts: p.max_attempts,
-                backoff: p.backoff.map(|b| Backoff {
-                    initial_ms: b.initial_ms,
-                    max_ms: b.max_ms,
-                    multiplier: b.multiplier,
-                    jitter: b.jitter,
-                }),
-                fuel: p.fuel,
-                timeout_ms: p.timeout_ms,
-                memory_bytes: p.memory_bytes,
-            },
+            policy: s.policy.into(),
             hosts: Vec::new(),
+        }
+    }
+}
+
+impl From<super::bindings::JobPolicy> for PolicyOverrides {
+    fn from(p: super::bindings::JobPolicy) -> Self {
+        Self {
+            max_attempts: p.max_attempts,
+            backoff: p.backoff.map(|b| Backoff {
+                initial_ms: b.initial_ms,
+                max_ms: b.max_ms,
+                multiplier: b.multiplier,
+                jitter: b.jitter,
+            }),
+            fuel: p.fuel,
+            timeout_ms: p.timeout_ms,
+            memory_bytes: p.memory_bytes,
         }
     }
 }

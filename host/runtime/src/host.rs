@@ -1,11 +1,12 @@
 //! The host side of the WIT imports: every step call is answered by the attempt's
 //! [`StepHost`].
 
-use super::bindings::host_traits::{LogHost, SecretsHost, StepsHost, TypesHost};
-use super::bindings::{JobError, Level, StepState};
+use super::bindings::host_traits::{FlowsHost, LogHost, SecretsHost, StepsHost, TypesHost};
+use super::bindings::{Child, ErrorKind, JobError, Level, StepState};
 use super::sandbox::HostState;
 use super::step_host::StepHost;
-use stepwise_core::attempt::{self, Cancelled, HostFault, StepInterrupt};
+use stepwise_core::attempt::{self, Cancelled, ChildRequest, GuestError, HostFault, StepInterrupt};
+use stepwise_core::model::FailureKind;
 use stepwise_core::model::{LogLevel, LogSource};
 
 impl HostState {
@@ -50,11 +51,86 @@ impl StepsHost for HostState {
     }
 
     async fn sleep(&mut self, name: String, duration: u64) -> wasmtime::Result<()> {
-        match self.journal()?.sleep(&name, duration) {
-            Ok(()) => Ok(()),
-            Err(StepInterrupt::Suspend(s)) => Err(wasmtime::Error::new(s)),
-            Err(StepInterrupt::Fault(f)) => Err(wasmtime::Error::new(f)),
-        }
+        self.journal()?.sleep(&name, duration).map_err(interrupt)
+    }
+}
+
+/// A step call's interrupt, as the trap that ends the attempt.
+fn interrupt(i: StepInterrupt) -> wasmtime::Error {
+    match i {
+        StepInterrupt::Suspend(s) => wasmtime::Error::new(s),
+        StepInterrupt::Fault(f) => wasmtime::Error::new(f),
+    }
+}
+
+/// A step's failure as the guest sees it.
+fn job_error(e: GuestError) -> JobError {
+    let kind = match (e.kind, e.retry_after_ms) {
+        (FailureKind::RetryAfter, Some(ms)) => ErrorKind::RetryAfter(ms),
+        (kind, _) if kind.is_retryable() => ErrorKind::Retryable,
+        _ => ErrorKind::NonRetryable,
+    };
+    JobError {
+        kind,
+        message: e.message,
+    }
+}
+
+impl HostState {
+    async fn start_children(
+        &mut self,
+        name: String,
+        children: Vec<Child>,
+        join: bool,
+    ) -> wasmtime::Result<Result<Vec<String>, JobError>> {
+        let children = children
+            .into_iter()
+            .map(|c| ChildRequest {
+                job: c.job,
+                payload: c.payload,
+                queue: c.options.queue,
+                priority: c.options.priority,
+                delay_ms: c.options.delay_ms,
+                overrides: c.options.policy.into(),
+            })
+            .collect();
+        let answer = self
+            .journal()?
+            .children(&name, children, join)
+            .await
+            .map_err(interrupt)?;
+        Ok(answer.map_err(job_error))
+    }
+}
+
+impl FlowsHost for HostState {
+    async fn wait_for_event(
+        &mut self,
+        name: String,
+        event: String,
+        correlation_key: Option<String>,
+        timeout: u64,
+    ) -> wasmtime::Result<Option<String>> {
+        self.journal()?
+            .wait_event(&name, &event, correlation_key.as_deref(), timeout)
+            .await
+            .map_err(interrupt)
+    }
+
+    async fn invoke(
+        &mut self,
+        name: String,
+        children: Vec<Child>,
+    ) -> wasmtime::Result<Result<Vec<String>, JobError>> {
+        self.start_children(name, children, true).await
+    }
+
+    async fn spawn(
+        &mut self,
+        name: String,
+        children: Vec<Child>,
+    ) -> wasmtime::Result<Result<Vec<String>, JobError>> {
+        self.start_children(name, children, false).await
     }
 }
 

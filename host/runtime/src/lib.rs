@@ -31,7 +31,7 @@ pub use attempt::{
 };
 pub use component::{JobSpec, LoadError, LoadedModule, WORLD};
 use sandbox::HostState;
-pub use step_host::{Recording, SendGate, StepHost};
+pub use step_host::{Awaiting, Recording, SendGate, StepHost};
 
 use stepwise_core::policy::Caps;
 

@@ -44,6 +44,11 @@
 //! max_requests = 1000
 //! max_response_bytes = 16777216
 //!
+//! [events]                        # events sent to waiting runs (POST /v1/events)
+//! retention = "24h"               # kept this long; a wait reached later still takes it
+//! max_payload_bytes = 262144      # 256 KiB
+//! max_per_tenant = 100000         # stored at once
+//!
 //! [[tenants]]                     # one tenant's overrides
 //! name = "acme"
 //! concurrency = 48
@@ -159,6 +164,44 @@ pub struct ServeConfig {
     pub secrets_previous_keys: Vec<KeyText>,
     /// What one client may hold of the server. Default: see `HttpLimits`.
     pub http: HttpLimits,
+    /// Event retention and limits. Default: see `EventSettings`.
+    pub events: EventSettings,
+}
+
+/// Events sent to waiting runs, from the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// How long an event is kept (and a wait reached later may still take it). Default 24 h;
+    /// 1 minute to 365 days.
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    /// Largest event payload, in bytes. Default 256 KiB.
+    pub max_payload_bytes: usize,
+    /// Most events one tenant may have stored. Default 100,000.
+    pub max_per_tenant: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        let d = stepwise_engine::EventLimits::default();
+        Self {
+            retention: Duration::from_millis(d.retention_ms),
+            max_payload_bytes: d.max_payload_bytes,
+            max_per_tenant: d.max_per_tenant,
+        }
+    }
+}
+
+impl EventSettings {
+    /// The engine's limits these settings describe.
+    pub fn limits(&self) -> stepwise_engine::EventLimits {
+        stepwise_engine::EventLimits {
+            retention_ms: u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX),
+            max_payload_bytes: self.max_payload_bytes,
+            max_per_tenant: self.max_per_tenant,
+        }
+    }
 }
 
 /// The HTTP server's defences: no client holds a connection, a request or a task for longer
@@ -305,6 +348,16 @@ impl ServeConfig {
             (1..=1_000_000).contains(&http.max_connections),
             "http.max_connections must be between 1 and 1000000"
         );
+        let events = &self.events;
+        anyhow::ensure!(
+            events.retention >= Duration::from_secs(60)
+                && events.retention <= Duration::from_millis(stepwise_core::policy::MAX_DELAY_MS),
+            "events.retention must be between 1m and 365 days"
+        );
+        anyhow::ensure!(
+            (1..=16 << 20).contains(&events.max_payload_bytes),
+            "events.max_payload_bytes must be between 1 and 16777216"
+        );
         Ok(())
     }
 }
@@ -338,6 +391,7 @@ impl Default for ServeConfig {
             secrets_key: None,
             secrets_previous_keys: Vec::new(),
             http: HttpLimits::default(),
+            events: EventSettings::default(),
         }
     }
 }

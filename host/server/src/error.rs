@@ -130,6 +130,12 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidEgress(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidEgress, message)
             }
+            EngineError::InvalidEvent(_) => {
+                Self::new(S::BAD_REQUEST, ErrorCode::InvalidEvent, message)
+            }
+            EngineError::EventConflict { id } => {
+                Self::new(S::CONFLICT, ErrorCode::EventConflict, message).with("event_id", id)
+            }
             EngineError::TenantExists(_) => {
                 Self::new(S::CONFLICT, ErrorCode::TenantExists, message)
             }

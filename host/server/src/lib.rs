@@ -92,6 +92,7 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
             key: config.secrets_key.clone(),
             previous_keys: config.secrets_previous_keys.clone(),
         },
+        events: config.events.limits(),
     }
 }
 
@@ -202,6 +203,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(keys = n, "expired idempotency keys removed"),
                     Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
+                }
+                match engine.sweep_events().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "events past their retention removed"),
+                    Err(e) => tracing::warn!(error = %e, "event sweep failed"),
                 }
             }
         })

@@ -22,8 +22,8 @@ use stepwise_api::responses::{
 };
 use stepwise_api::run::{LogPage, RunPage, StepPage, TimelinePage};
 use stepwise_api::{
-    CancelRun, CreateTenant, Enqueue, ErrorBody, ErrorCode, PutQueue, PutSecret, Run, RunState,
-    RunView,
+    CancelRun, CreateTenant, Enqueue, ErrorBody, ErrorCode, Event, EventPage, EventSent, PutQueue,
+    PutSecret, Resumed, Run, RunState, RunView, SendEvent,
 };
 use stepwise_core::egress::TenantEgress;
 use stepwise_core::model::RunRecord;
@@ -40,7 +40,7 @@ use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
 
 /// Every route, as (method, path): the API reference and the OpenAPI document must list each.
-pub const ROUTES: [(&str, &str); 27] = [
+pub const ROUTES: [(&str, &str); 29] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
@@ -63,6 +63,8 @@ pub const ROUTES: [(&str, &str); 27] = [
     ("GET", "/v1/runs/{id}/timeline"),
     ("GET", "/v1/runs/{id}/logs"),
     ("GET", "/v1/runs/{id}/events"),
+    ("POST", "/v1/events"),
+    ("GET", "/v1/events"),
     ("GET", "/v1/egress"),
     ("PUT", "/v1/egress"),
     ("GET", "/v1/secrets"),
@@ -84,6 +86,13 @@ pub fn router(state: AppState) -> Router {
         .max_payload_bytes
         .saturating_mul(6)
         .saturating_add(64 << 10);
+    let event_limit = state
+        .engine
+        .config()
+        .events
+        .max_payload_bytes
+        .saturating_mul(6)
+        .saturating_add(16 << 10);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -124,6 +133,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/timeline", get(run_timeline))
         .route("/v1/runs/{id}/logs", get(run_logs))
         .route("/v1/runs/{id}/events", get(super::events::run_events))
+        .route(
+            "/v1/events",
+            post(send_event)
+                .get(list_events)
+                .layer(DefaultBodyLimit::max(event_limit)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -803,6 +818,7 @@ async fn purge_dead_letters(
     params(("queue" = Option<stepwise_api::QueueName>, Query, description = "Only this queue"),
         ("job" = Option<stepwise_api::JobName>, Query, description = "Only this job"),
         ("status" = Option<RunState>, Query, description = "Only runs in this state"),
+        ("parent" = Option<String>, Query, description = "Only the child runs this run started"),
         ("order" = Option<String>, Query, description = "`oldest` (default) or `newest` first"),
         ("after" = Option<String>, Query, description = "Continue after this run id (a page's `next`)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs per page (default 100)")),
@@ -814,7 +830,7 @@ async fn list_runs(
 ) -> ApiResult {
     let limit = page_limit(
         &query,
-        &["queue", "job", "status", "order", "limit", "after"],
+        &["queue", "job", "status", "parent", "order", "limit", "after"],
     )?;
     let state_filter = match query.get("status") {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid_options)?),
@@ -839,6 +855,7 @@ async fn list_runs(
         queue: query.get("queue").cloned(),
         job: query.get("job").cloned(),
         status: state_filter.and_then(RunState::stored),
+        parent: query.get("parent").cloned(),
         newest_first,
     };
     let page = state
@@ -1006,7 +1023,7 @@ async fn run_logs(
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
     security(("tenant" = [])),
     params(("id" = String, Path, description = "The run")),
-    request_body(content = CancelRun, description = "Optional; `{}` or no body: no reason"),
+    request_body(content = CancelRun, description = "Optional; `{}` or no body: no reason, children cancelled too"),
     responses((status = 200, body = Run), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
@@ -1025,7 +1042,13 @@ async fn cancel_run(
     let who = format!("tenant '{tenant}'");
     let run = state
         .engine
-        .cancel_for(&tenant, &id, &who, request.reason.as_deref())
+        .cancel_with(
+            &tenant,
+            &id,
+            &who,
+            request.reason.as_deref(),
+            request.children.unwrap_or(true),
+        )
         .await?;
     ok(StatusCode::OK, &Run::from_record(run, false))
 }
@@ -1058,6 +1081,7 @@ async fn cancel_matching(
         queue: request.queue.map(stepwise_api::QueueName::into_string),
         job: request.job.map(stepwise_api::JobName::into_string),
         status: request.status.and_then(RunState::stored),
+        parent: None,
         newest_first: false,
     };
     let who = format!("tenant '{tenant}'");
@@ -1162,4 +1186,121 @@ mod tests {
             assert_eq!(err.code(), ErrorCode::InvalidOptions, "{bad}");
         }
     }
+}
+
+/// Sends an event to the tenant's runs: every run waiting on its name and correlation key
+/// resumes, and a run that reaches such a wait later (within the retention) takes it then.
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    security(("tenant" = [])),
+    request_body = SendEvent,
+    responses((status = 201, body = EventSent, description = "Stored"),
+        (status = 200, body = EventSent, description = "A repeated id with the same body: the first event"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub(super) async fn send_event(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    reject_new_work(&state)?;
+    let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
+    if let Ok(text) = std::str::from_utf8(&body) {
+        stepwise_core::text::check_integers(text)
+            .map_err(|e| ApiError::invalid_json(format!("request body: {e}")))?;
+    }
+    let req: SendEvent = parse(&body)?;
+    let sent = state
+        .engine
+        .send_event(
+            &tenant,
+            stepwise_engine::SendEvent {
+                name: req.name,
+                correlation_key: req.correlation_key,
+                payload: req.payload.to_string(),
+                id: req.id,
+            },
+        )
+        .await?;
+    let status = if sent.repeated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let event = sent.event;
+    let resumed = if sent.repeated {
+        resumed_by(&state, &tenant, event.seq).await?
+    } else {
+        Vec::new()
+    };
+    ok(
+        status,
+        &EventSent {
+            event: Event::from_record(event, resumed),
+            woken: sent.woken,
+            repeated: sent.repeated,
+        },
+    )
+}
+
+async fn resumed_by(state: &AppState, tenant: &str, seq: u64) -> Result<Vec<Resumed>, ApiError> {
+    let listed = state
+        .engine
+        .list_events(tenant, &Default::default(), Some(seq.saturating_add(1)), 1)
+        .await?;
+    Ok(listed
+        .into_iter()
+        .filter(|e| e.event.seq == seq)
+        .flat_map(|e| e.resumed)
+        .map(|(run, step)| Resumed { run, step })
+        .collect())
+}
+
+/// The tenant's events, newest first, with the waits that took each.
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    security(("tenant" = [])),
+    params(("name" = Option<String>, Query, description = "Only events with this name"),
+        ("correlation_key" = Option<String>, Query, description = "Only events with this key"),
+        ("before" = Option<u64>, Query, description = "Only events numbered below this (a page's `next`)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)")),
+    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(super) async fn list_events(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let limit = page_limit(&query, &["name", "correlation_key", "before", "limit"])?;
+    let before = match query.get("before") {
+        Some(b) => Some(b.parse::<u64>().map_err(|_| {
+            ApiError::invalid_options(format!("before '{b}' must be an event's seq"))
+        })?),
+        None => None,
+    };
+    let filter = stepwise_store::EventFilter {
+        name: query.get("name").cloned(),
+        correlation_key: query.get("correlation_key").cloned(),
+    };
+    let listed = state
+        .engine
+        .list_events(&tenant, &filter, before, limit.saturating_add(1))
+        .await?;
+    let more = listed.len() > limit;
+    let events: Vec<Event> = listed
+        .into_iter()
+        .take(limit)
+        .map(|e| {
+            let resumed = e
+                .resumed
+                .into_iter()
+                .map(|(run, step)| Resumed { run, step })
+                .collect();
+            Event::from_record(e.event, resumed)
+        })
+        .collect();
+    let next = if more {
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    ok(StatusCode::OK, &EventPage { events, next })
 }

@@ -6,11 +6,12 @@ use async_trait::async_trait;
 
 use stepwise_core::clock::Millis;
 use stepwise_core::egress::TenantEgress;
+use stepwise_core::flow::EventRecord;
 use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{
-    Census, Claimed, CommitStats, Created, DeadLetter, IdempotencyRecord, JournalWrites, KeyExpiry,
+    Census, Claimed, CommitStats, Created, DeadLetter, EventFilter, EventPut, NewEvent, IdempotencyRecord, JournalWrites, KeyExpiry,
     Listing, ModuleRecord, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite, Store,
     StoreError, TenantRecord, TenantUsage,
 };
@@ -25,7 +26,7 @@ impl RedbStore {
     /// Commits `batch`: a stale run version is an error, a taken idempotency key an answer.
     async fn commit_guarded(&self, batch: Batch) -> Result<Created, StoreError> {
         match self.commit(batch).await? {
-            CommitOutcome::Applied => Ok(Created::Created),
+            CommitOutcome::Applied | CommitOutcome::EventStored { .. } => Ok(Created::Created),
             CommitOutcome::KeyTaken { run, same_payload } => {
                 Ok(Created::KeyTaken { run, same_payload })
             }
@@ -38,6 +39,9 @@ impl RedbStore {
                 expected,
                 found,
             }),
+            CommitOutcome::EventTaken { seq } => Err(StoreError::Io(format!(
+                "a write without an event found event {seq}'s id taken"
+            ))),
         }
     }
 
@@ -192,8 +196,14 @@ impl Store for RedbStore {
         let mut runs = Vec::new();
         let mut cursor = after.map(str::to_owned);
         while runs.len() < limit {
-            let ids =
-                self.tenant_runs(tenant, cursor.as_deref(), filter.newest_first, LIST_CHUNK)?;
+            let ids = match &filter.parent {
+                Some(parent) => {
+                    self.children_of(parent, cursor.as_deref(), filter.newest_first, LIST_CHUNK)?
+                }
+                None => {
+                    self.tenant_runs(tenant, cursor.as_deref(), filter.newest_first, LIST_CHUNK)?
+                }
+            };
             let Some(last) = ids.last().cloned() else {
                 break;
             };
@@ -201,7 +211,8 @@ impl Store for RedbStore {
                 let Some(run) = RedbStore::run(self, &id)? else {
                     continue;
                 };
-                let keep = filter.queue.as_ref().is_none_or(|q| &run.queue == q)
+                let keep = run.tenant == tenant
+                    && filter.queue.as_ref().is_none_or(|q| &run.queue == q)
                     && filter.job.as_ref().is_none_or(|j| &run.job == j)
                     && filter.status.is_none_or(|s| run.status == s);
                 if keep {
@@ -241,6 +252,99 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Page<LogLine>, StoreError> {
         self.page(Listing::Logs, run, from, limit)
+    }
+
+    async fn put_event(&self, tenant: &str, event: NewEvent) -> Result<EventPut, StoreError> {
+        let record = EventRecord {
+            id: event.id,
+            seq: 0,
+            name: event.name,
+            correlation_key: event.correlation_key,
+            payload: event.payload,
+            received_at: event.received_at,
+            expires_at: event.expires_at,
+            body_hash: event.body_hash,
+        };
+        let mut batch = Batch::new();
+        batch.put_event(tenant, record.clone());
+        let (seq, woken) = match self.commit(batch).await? {
+            CommitOutcome::EventStored { woken } => (None, woken),
+            CommitOutcome::EventTaken { seq } => (Some(seq), 0),
+            other => {
+                return Err(StoreError::Io(format!("an event write was refused: {other:?}")));
+            }
+        };
+        match seq {
+            Some(seq) => {
+                let stored = self.event_by_seq(tenant, seq)?.ok_or_else(|| {
+                    StoreError::Io(format!("event {seq} of {tenant} vanished"))
+                })?;
+                Ok(EventPut::Exists(stored))
+            }
+            None => {
+                let stored = self.event_by_id(tenant, &record.id)?.ok_or_else(|| {
+                    StoreError::Io(format!("event '{}' of {tenant} vanished", record.id))
+                })?;
+                Ok(EventPut::Stored {
+                    event: stored,
+                    woken,
+                })
+            }
+        }
+    }
+
+    async fn match_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: Option<&str>,
+        since: Millis,
+        until: Millis,
+        skip: &[u64],
+    ) -> Result<(Option<EventRecord>, u64), StoreError> {
+        RedbStore::match_event(self, tenant, name, key, since, until, skip)
+    }
+
+    async fn event(&self, tenant: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.event_by_id(tenant, id)
+    }
+
+    async fn list_events(
+        &self,
+        tenant: &str,
+        filter: &EventFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        RedbStore::list_events(self, tenant, filter, before, limit)
+    }
+
+    async fn event_deliveries(
+        &self,
+        tenant: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        RedbStore::event_deliveries(self, tenant, seq, limit)
+    }
+
+    async fn expired_events(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        RedbStore::expired_events(self, now, limit)
+    }
+
+    async fn remove_events(&self, events: &[(String, u64)]) -> Result<(), StoreError> {
+        for chunk in events.chunks(PURGE_BATCH) {
+            let mut batch = Batch::new();
+            for (tenant, seq) in chunk {
+                batch.remove_event(tenant, *seq);
+            }
+            self.commit_plain(batch).await?;
+        }
+        Ok(())
     }
 
     async fn claim_due(

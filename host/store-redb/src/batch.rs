@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use stepwise_core::clock::Millis;
+use stepwise_core::flow::{EventRecord, ParentLink, RunWait};
 use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
 use stepwise_store::{IdempotencyRecord, ModuleRecord, Placement, QueueSettings, TenantRecord};
 
@@ -18,6 +19,8 @@ pub(super) enum Op {
         /// The record's version and due time, for the writer's cache of run heads.
         version: u64,
         ready_at: Option<Millis>,
+        /// The run that started it, listed as its parent's child.
+        parent: Option<String>,
     },
     /// A run written over the stored version `expected` (checked before the batch applies);
     /// the stored record tells the old status (for the counters) and ready key.
@@ -29,6 +32,27 @@ pub(super) enum Op {
         queue: String,
         status: RunStatus,
         ready: Option<(Millis, Placement)>,
+        /// What the writer keeps from the record's flow: its waiter entry, and which waits
+        /// this write satisfies.
+        flow: Box<RunFlow>,
+    },
+    /// Stores an event (numbered by the writer) unless its id is taken (checked before the
+    /// batch applies), and wakes its waiters.
+    PutEvent {
+        tenant: String,
+        event: EventRecord,
+    },
+    /// Records that a wait of `run` took event `seq`.
+    PutDelivery {
+        tenant: String,
+        seq: u64,
+        run: String,
+        step: String,
+    },
+    /// Forgets an event and its deliveries.
+    RemoveEvent {
+        tenant: String,
+        seq: u64,
     },
     PutTenantRun {
         tenant: String,
@@ -128,6 +152,17 @@ pub(super) enum Op {
     },
 }
 
+/// The flow fields of a written run record the writer acts on.
+#[derive(Debug, Clone)]
+pub(super) struct RunFlow {
+    pub wait: Option<RunWait>,
+    pub parent: Option<ParentLink>,
+    /// The run's creation: the earliest arrival an event wait matches.
+    pub since: Millis,
+    /// The write's time (the record's `updated_at`): when a satisfied wait is due.
+    pub at: Millis,
+}
+
 /// A condition checked inside the writer's transaction before a batch is applied: the batch
 /// creates a run under an idempotency key, unless the key is already taken. Checking there — not
 /// before sending — is what makes 100 concurrent enqueues with one key create exactly one run.
@@ -165,6 +200,16 @@ pub enum CommitOutcome {
         run: String,
         /// Whether that run was created with the same payload (canonical JSON hash).
         same_payload: bool,
+    },
+    /// Every mutation was applied, and the event the batch stores woke `woken` waiting runs.
+    EventStored {
+        /// Waiting runs made due.
+        woken: u64,
+    },
+    /// The batch's event id was taken by the event numbered `seq`; nothing was applied.
+    EventTaken {
+        /// The stored event's number.
+        seq: u64,
     },
 }
 
@@ -240,6 +285,7 @@ impl Batch {
             counts: (run.tenant.clone(), run.queue.clone(), prev, run.status),
             version: run.version,
             ready_at: run.ready_at,
+            parent: run.parent.as_ref().map(|p| p.run.clone()),
         });
         self
     }
@@ -255,6 +301,12 @@ impl Batch {
             queue: run.queue.clone(),
             status: run.status,
             ready: run.ready_at.map(|at| (at, Placement::of(run))),
+            flow: Box::new(RunFlow {
+                wait: run.wait.clone(),
+                parent: run.parent.clone(),
+                since: run.created_at,
+                at: run.updated_at,
+            }),
         });
         self
     }
@@ -292,6 +344,38 @@ impl Batch {
         for line in &writes.logs {
             self.append_log(run, line);
         }
+        for d in &writes.deliveries {
+            self.ops.push(Op::PutDelivery {
+                tenant: d.tenant.clone(),
+                seq: d.seq,
+                run: run.to_owned(),
+                step: d.step.clone(),
+            });
+        }
+        self
+    }
+
+    /// Stores `event` of `tenant` (its `seq` is assigned by the writer) unless its id is
+    /// taken, and wakes the runs waiting for it.
+    pub fn put_event(&mut self, tenant: &str, event: EventRecord) -> &mut Self {
+        self.ops.push(Op::PutEvent {
+            tenant: tenant.to_owned(),
+            event,
+        });
+        self
+    }
+
+    /// Whether the batch stores an event.
+    pub(super) fn stores_event(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::PutEvent { .. }))
+    }
+
+    /// Forgets event `seq` of `tenant`.
+    pub fn remove_event(&mut self, tenant: &str, seq: u64) -> &mut Self {
+        self.ops.push(Op::RemoveEvent {
+            tenant: tenant.to_owned(),
+            seq,
+        });
         self
     }
 

@@ -11,6 +11,7 @@
 //! numbers timeline and log entries, and keeps the counters and the ready index.
 
 mod backend;
+mod events;
 mod batch;
 mod read;
 mod ready;
@@ -301,6 +302,13 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::COUNTERS)?;
         txn.open_table(schema::EGRESS)?;
         txn.open_table(schema::SECRETS)?;
+        txn.open_table(schema::EVENTS)?;
+        txn.open_table(schema::EVENT_IDS)?;
+        txn.open_table(schema::EVENT_INDEX)?;
+        txn.open_table(schema::EVENT_EXPIRY)?;
+        txn.open_table(schema::EVENT_DELIVERIES)?;
+        txn.open_table(schema::WAITERS)?;
+        txn.open_table(schema::CHILDREN)?;
         if meta.get("counters_built")?.is_none() {
             build_counters(&txn)?;
             meta.insert("counters_built", 1)?;

@@ -455,10 +455,11 @@ impl RedbStore {
                 break;
             }
             match counter {
-                "queued" | "retrying" | "sleeping" => {
+                "queued" | "retrying" | "sleeping" | "waiting" => {
                     usage.waiting_runs = usage.waiting_runs.saturating_add(v.value());
                 }
                 super::writer::STORED_BYTES_COUNTER => usage.stored_bytes = v.value(),
+                schema::EVENTS_COUNTER => usage.events = v.value(),
                 _ => {}
             }
         }

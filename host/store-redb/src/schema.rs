@@ -77,3 +77,36 @@ pub const EGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("egress");
 /// (tenant, secret name) → [`stepwise_core::secret::SecretRecord`] (JSON): the value sealed with the
 /// operator's key, never in clear.
 pub const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
+
+/// (tenant, event seq) → [`stepwise_core::flow::EventRecord`] (JSON). Sequence numbers are
+/// assigned by the writer, across tenants, from meta key `"event_seq"`.
+pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+
+/// (tenant, event id) → event seq: what makes a repeated send with one id store nothing.
+pub const EVENT_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("event_ids");
+
+/// (tenant, name, correlation key or "", received at ms, seq) → (): what a wait matches, in
+/// arrival order. Correlation keys are never empty, so "" stands for none.
+pub const EVENT_INDEX: TableDefinition<(&str, &str, &str, u64, u64), ()> =
+    TableDefinition::new("event_index");
+
+/// (expires at ms, tenant, seq) → (): events by the end of their retention.
+pub const EVENT_EXPIRY: TableDefinition<(u64, &str, u64), ()> =
+    TableDefinition::new("event_expiry");
+
+/// (tenant, event seq, run id) → step name: the waits that took an event.
+pub const EVENT_DELIVERIES: TableDefinition<(&str, u64, &str), &str> =
+    TableDefinition::new("event_deliveries");
+
+/// (tenant, name, correlation key or "", run id) → (): runs waiting for an event, kept by the
+/// writer from each run record's `wait`.
+pub const WAITERS: TableDefinition<(&str, &str, &str, &str), ()> = TableDefinition::new("waiters");
+
+/// (parent run id, child run id) → (): every run a run's steps started.
+pub const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("children");
+
+/// The counter of a tenant's stored events, kept under the queue name "".
+pub const EVENTS_COUNTER: &str = "events";
+
+/// The meta key of the last event sequence number assigned.
+pub const EVENT_SEQ: &str = "event_seq";

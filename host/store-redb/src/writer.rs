@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::batch::{CommitOutcome, Op};
+use super::batch::{CommitOutcome, Op, RunFlow};
+use stepwise_core::flow::{EventRecord, RunWait};
+use stepwise_core::model::{RunRecord, RunStatus};
 use super::ready::ReadyIndex;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
@@ -104,9 +106,12 @@ fn run(
             Err(e) => tracing::error!(error = %e, batches = group.len(), "group commit failed"),
             // Before any acknowledgement: a caller that sees its commit sees its ready moves.
             Ok(outcomes) => {
-                for (p, outcome) in group.iter().zip(outcomes) {
+                for (p, (outcome, woken)) in group.iter().zip(outcomes) {
                     if *outcome == CommitOutcome::Applied {
                         mirror_ready(&ready, &p.batch);
+                        for (run, at, placement) in woken {
+                            ready.apply(run, Some((*at, placement)));
+                        }
                     }
                 }
             }
@@ -116,7 +121,14 @@ fn run(
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         for (i, p) in group.into_iter().enumerate() {
             let outcome = match &result {
-                Ok(outcomes) => Ok(outcomes[i].clone()),
+                Ok(outcomes) => Ok(match &outcomes[i] {
+                    (CommitOutcome::Applied, woken) if p.batch.stores_event() => {
+                        CommitOutcome::EventStored {
+                            woken: woken.len() as u64,
+                        }
+                    }
+                    (outcome, _) => outcome.clone(),
+                }),
                 Err(e) => Err(e.clone()),
             };
             // A caller that stopped waiting (its run was cancelled) is not an error.
@@ -131,13 +143,17 @@ fn run(
     }
 }
 
+/// Runs a batch woke, with when they are due and where they wait: mirrored into the ready
+/// index after the batch's own moves.
+type Woken = Vec<(String, stepwise_core::clock::Millis, stepwise_store::Placement)>;
+
 fn commit(
     db: &Database,
     batches: &[&Batch],
     mode: redb::Durability,
     stats: &CommitStats,
     cache: &mut WriterCache,
-) -> Result<Vec<CommitOutcome>, StoreError> {
+) -> Result<Vec<(CommitOutcome, Woken)>, StoreError> {
     let started = Instant::now();
     let mut txn = db.begin_write()?;
     txn.set_durability(mode)
@@ -154,10 +170,18 @@ fn commit(
         };
         for batch in batches {
             let outcome = check_guard(&mut tables, batch, &mut known)?;
+            let mut woken = Woken::new();
             if outcome == CommitOutcome::Applied {
-                rows += apply(&mut tables, batch, &mut deltas, &mut cache.seqs, &mut known)?;
+                let mut cx = Apply {
+                    deltas: &mut deltas,
+                    seqs: &mut cache.seqs,
+                    event_seq: &mut cache.event_seq,
+                    known: &mut known,
+                    woken: &mut woken,
+                };
+                rows += apply(&mut tables, batch, &mut cx)?;
             }
-            outcomes.push(outcome);
+            outcomes.push((outcome, woken));
         }
         apply_deltas(&mut tables, deltas)?;
         written = known.written;
@@ -241,17 +265,29 @@ tables! {
     counters: COUNTERS as (&'static str, &'static str, &'static str) => u64;
     egress: EGRESS as &'static str => &'static [u8];
     secrets: SECRETS as (&'static str, &'static str) => &'static [u8];
+    meta: META as &'static str => u64;
+    events: EVENTS as (&'static str, u64) => &'static [u8];
+    event_ids: EVENT_IDS as (&'static str, &'static str) => u64;
+    event_index: EVENT_INDEX as (&'static str, &'static str, &'static str, u64, u64) => ();
+    event_expiry: EVENT_EXPIRY as (u64, &'static str, u64) => ();
+    event_deliveries: EVENT_DELIVERIES as (&'static str, u64, &'static str) => &'static str;
+    waiters: WAITERS as (&'static str, &'static str, &'static str, &'static str) => ();
+    children: CHILDREN as (&'static str, &'static str) => ();
 }
 
 /// What a write needs of a stored run record: its version, and what its counters and ready
 /// entry were kept under. Decoded without the rest of the record.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub(super) struct StoredHead {
     #[serde(default)]
     version: u64,
     status: stepwise_core::model::RunStatus,
     #[serde(default)]
     ready_at: Option<stepwise_core::clock::Millis>,
+    /// What it waits for, kept so the waiter entry can be moved and a child's end can tell
+    /// whether its parent waits for it.
+    #[serde(default)]
+    wait: Option<stepwise_core::flow::RunWait>,
 }
 
 /// The head of run `id` as this commit will find it: what this commit wrote or read of it,
@@ -263,11 +299,11 @@ fn head_of(
     id: &str,
 ) -> Result<Option<StoredHead>, StoreError> {
     if let Some(h) = heads.written.get(id).or_else(|| heads.committed.get(id)) {
-        return Ok(Some(*h));
+        return Ok(Some(h.clone()));
     }
     let head = stored_head(tables, id)?;
-    if let Some(h) = head {
-        heads.written.insert(id.to_owned(), h);
+    if let Some(h) = &head {
+        heads.written.insert(id.to_owned(), h.clone());
     }
     Ok(head)
 }
@@ -309,6 +345,15 @@ fn check_guard(
                     found,
                 });
             }
+        }
+    }
+    for op in &batch.ops {
+        if let Op::PutEvent { tenant, event } = op
+            && let Some(seq) = tables
+                .event_ids()?
+                .get((tenant.as_str(), event.id.as_str()))?
+        {
+            return Ok(CommitOutcome::EventTaken { seq: seq.value() });
         }
     }
     let Some(g) = &batch.guard else {
@@ -435,6 +480,17 @@ pub(super) struct NextSeqs {
 pub(super) struct WriterCache {
     seqs: NextSeqs,
     heads: HashMap<String, StoredHead>,
+    /// The last event number assigned (read from the meta table once).
+    event_seq: Option<u64>,
+}
+
+/// What applying one batch works with besides the tables.
+struct Apply<'a, 'c> {
+    deltas: &'a mut Deltas,
+    seqs: &'a mut NextSeqs,
+    event_seq: &'a mut Option<u64>,
+    known: &'a mut Heads<'c>,
+    woken: &'a mut Woken,
 }
 
 /// Most runs whose next numbers the writer keeps; past it the cache starts over.
@@ -477,13 +533,14 @@ fn next_seq(
     Ok(next)
 }
 
-fn apply(
-    tables: &mut Tables<'_>,
-    batch: &Batch,
-    deltas: &mut Deltas,
-    seqs: &mut NextSeqs,
-    known: &mut Heads<'_>,
-) -> Result<u64, StoreError> {
+fn apply(tables: &mut Tables<'_>, batch: &Batch, cx: &mut Apply<'_, '_>) -> Result<u64, StoreError> {
+    let Apply {
+        deltas,
+        seqs,
+        event_seq,
+        known,
+        woken,
+    } = cx;
     for op in &batch.ops {
         match op {
             Op::WriteRun {
@@ -494,6 +551,7 @@ fn apply(
                 queue,
                 status,
                 ready,
+                flow,
             } => {
                 let head = head_of(tables, known, id)?;
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
@@ -506,6 +564,7 @@ fn apply(
                         version: expected.saturating_add(1),
                         status: *status,
                         ready_at: ready.as_ref().map(|(at, _)| *at),
+                        wait: flow.wait.clone(),
                     },
                 );
                 let prev = head.as_ref().map(|h| h.status);
@@ -515,7 +574,7 @@ fn apply(
                     }
                     count(deltas, tenant, queue, status.as_str(), 1);
                 }
-                let old = head.and_then(|h| h.ready_at);
+                let old = head.as_ref().and_then(|h| h.ready_at);
                 let new = ready.as_ref().map(|(at, _)| *at);
                 if old != new {
                     let table = tables.ready()?;
@@ -526,6 +585,24 @@ fn apply(
                         table.insert((new, id.as_str()), ())?;
                     }
                 }
+                let old_wait = head.and_then(|h| h.wait);
+                follow_flow(tables, known, woken, id, tenant, old_wait, *status, flow)?;
+            }
+            Op::PutEvent { tenant, event } => {
+                put_event(tables, known, woken, deltas, event_seq, tenant, event)?;
+            }
+            Op::PutDelivery {
+                tenant,
+                seq,
+                run,
+                step,
+            } => {
+                tables
+                    .event_deliveries()?
+                    .insert((tenant.as_str(), *seq, run.as_str()), step.as_str())?;
+            }
+            Op::RemoveEvent { tenant, seq } => {
+                remove_event(tables, deltas, tenant, *seq)?;
             }
             Op::AppendTimeline { run, json } => {
                 let table = tables.timeline()?;
@@ -543,6 +620,7 @@ fn apply(
                 counts,
                 version,
                 ready_at,
+                parent,
             } => {
                 tables.runs()?.insert(id.as_str(), json.as_slice())?;
                 let (tenant, queue, prev, now) = counts;
@@ -552,8 +630,14 @@ fn apply(
                         version: *version,
                         status: *now,
                         ready_at: *ready_at,
+                        wait: None,
                     },
                 );
+                if let Some(parent) = parent {
+                    tables
+                        .children()?
+                        .insert((parent.as_str(), id.as_str()), ())?;
+                }
                 if prev.is_none() {
                     // A new run has no entries yet.
                     seqs.start_run(id);
@@ -682,6 +766,13 @@ fn apply(
                     continue;
                 };
                 let bytes = delete_run(tables, id, tenant, head.ready_at, key.as_deref(), queue)?;
+                // Its children stay; they no longer list it as their parent's.
+                for entry in tables
+                    .children()?
+                    .extract_from_if((id.as_str(), "")..=(id.as_str(), MAX_KEY), |_, _| true)?
+                {
+                    entry?;
+                }
                 known.written.remove(id);
                 seqs.forget(id);
                 count(deltas, tenant, queue, head.status.as_str(), -1);
@@ -696,4 +787,209 @@ fn apply(
         count(deltas, tenant, "", STORED_BYTES_COUNTER, bytes);
     }
     Ok(batch.ops.len() as u64)
+}
+
+
+/// Above every string key the host stores (ids, names, keys), for the end of a prefix range.
+const MAX_KEY: &str = "\u{10FFFF}";
+
+/// The waiter entry of an event wait: (name, correlation key or "").
+fn waiter_key(wait: &Option<RunWait>) -> Option<(&str, &str)> {
+    match wait {
+        Some(RunWait::Event {
+            name,
+            correlation_key,
+            ..
+        }) => Some((name.as_str(), correlation_key.as_deref().unwrap_or(""))),
+        _ => None,
+    }
+}
+
+/// Keeps what hangs on a written run's flow fields: its waiter entry, a wait this write
+/// already satisfies, and its parent's wait once it ends.
+#[allow(clippy::too_many_arguments)]
+fn follow_flow(
+    tables: &mut Tables<'_>,
+    known: &mut Heads<'_>,
+    woken: &mut Woken,
+    id: &str,
+    tenant: &str,
+    old_wait: Option<RunWait>,
+    status: RunStatus,
+    flow: &RunFlow,
+) -> Result<(), StoreError> {
+    let (old_key, new_key) = (waiter_key(&old_wait), waiter_key(&flow.wait));
+    if old_key != new_key {
+        let waiters = tables.waiters()?;
+        if let Some((name, key)) = old_key {
+            waiters.remove((tenant, name, key, id))?;
+        }
+        if let Some((name, key)) = new_key {
+            waiters.insert((tenant, name, key, id), ())?;
+        }
+    }
+    let satisfied = match &flow.wait {
+        Some(RunWait::Event {
+            name,
+            correlation_key,
+            until,
+            seen,
+            ..
+        }) => {
+            let key = correlation_key.as_deref().unwrap_or("");
+            let lo = (tenant, name.as_str(), key, flow.since, 0u64);
+            let hi = (tenant, name.as_str(), key, *until, u64::MAX);
+            // Newest first: an event after `seen` is among the last to arrive.
+            let mut found = false;
+            for entry in tables.event_index()?.range(lo..=hi)?.rev() {
+                let (k, _) = entry?;
+                if k.value().4 > *seen {
+                    found = true;
+                    break;
+                }
+            }
+            found
+        }
+        Some(RunWait::Children { runs, .. }) => all_final(tables, known, runs)?,
+        None => false,
+    };
+    if satisfied && status == RunStatus::Waiting {
+        wake(tables, known, woken, id, flow.at)?;
+    }
+    if status.is_final()
+        && let Some(parent) = &flow.parent
+        && let Some(head) = head_of(tables, known, &parent.run)?
+        && head.status == RunStatus::Waiting
+        && let Some(RunWait::Children { step, runs }) = &head.wait
+        && *step == parent.step
+        && all_final(tables, known, runs)?
+    {
+        wake(tables, known, woken, &parent.run, flow.at)?;
+    }
+    Ok(())
+}
+
+/// Whether every run of `runs` has ended (a run not stored counts as ended).
+fn all_final(
+    tables: &mut Tables<'_>,
+    known: &mut Heads<'_>,
+    runs: &[String],
+) -> Result<bool, StoreError> {
+    for run in runs {
+        if head_of(tables, known, run)?.is_some_and(|h| !h.status.is_final()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Makes waiting run `id` due at `at` (if it was due later): its record's `ready_at` and its
+/// ready entry move, its version stays (see `stepwise_store::RunWrite`).
+fn wake(
+    tables: &mut Tables<'_>,
+    known: &mut Heads<'_>,
+    woken: &mut Woken,
+    id: &str,
+    at: stepwise_core::clock::Millis,
+) -> Result<(), StoreError> {
+    let Some(json) = tables.runs()?.get(id)?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    let mut run: RunRecord = serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
+        what: format!("run {id}"),
+        message: e.to_string(),
+    })?;
+    if run.status != RunStatus::Waiting || run.ready_at.is_some_and(|r| r <= at) {
+        return Ok(());
+    }
+    let old = head_of(tables, known, id)?.and_then(|h| h.ready_at);
+    run.ready_at = Some(at);
+    let json = serde_json::to_vec(&run).expect("records always serialize");
+    tables.runs()?.insert(id, json.as_slice())?;
+    let ready = tables.ready()?;
+    if let Some(old) = old {
+        ready.remove((old, id))?;
+    }
+    ready.insert((at, id), ())?;
+    if let Some(h) = known.written.get_mut(id) {
+        h.ready_at = Some(at);
+    } else if let Some(mut h) = known.committed.get(id).cloned() {
+        h.ready_at = Some(at);
+        known.written.insert(id.to_owned(), h);
+    }
+    woken.push((id.to_owned(), at, stepwise_store::Placement::of(&run)));
+    Ok(())
+}
+
+/// Stores an event under the next number and wakes every run waiting on its name and key.
+fn put_event(
+    tables: &mut Tables<'_>,
+    known: &mut Heads<'_>,
+    woken: &mut Woken,
+    deltas: &mut Deltas,
+    event_seq: &mut Option<u64>,
+    tenant: &str,
+    event: &EventRecord,
+) -> Result<(), StoreError> {
+    let last = match *event_seq {
+        Some(n) => n,
+        None => tables.meta()?.get(EVENT_SEQ)?.map_or(0, |v| v.value()),
+    };
+    let seq = last.saturating_add(1);
+    *event_seq = Some(seq);
+    tables.meta()?.insert(EVENT_SEQ, seq)?;
+    let mut event = event.clone();
+    event.seq = seq;
+    let json = serde_json::to_vec(&event).expect("records always serialize");
+    let key = event.correlation_key.as_deref().unwrap_or("");
+    tables.events()?.insert((tenant, seq), json.as_slice())?;
+    tables.event_ids()?.insert((tenant, event.id.as_str()), seq)?;
+    tables
+        .event_index()?
+        .insert((tenant, event.name.as_str(), key, event.received_at, seq), ())?;
+    tables
+        .event_expiry()?
+        .insert((event.expires_at, tenant, seq), ())?;
+    count(deltas, tenant, "", EVENTS_COUNTER, 1);
+    let waiting: Vec<String> = tables
+        .waiters()?
+        .range((tenant, event.name.as_str(), key, "")..=(tenant, event.name.as_str(), key, MAX_KEY))?
+        .map(|e| e.map(|(k, _)| k.value().3.to_owned()))
+        .collect::<Result<_, _>>()?;
+    for run in waiting {
+        wake(tables, known, woken, &run, event.received_at)?;
+    }
+    Ok(())
+}
+
+/// Forgets event `seq` of `tenant`: the event, its id, its index entries and deliveries.
+fn remove_event(
+    tables: &mut Tables<'_>,
+    deltas: &mut Deltas,
+    tenant: &str,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let Some(json) = tables.events()?.remove((tenant, seq))?.map(|v| v.value().to_vec()) else {
+        return Ok(());
+    };
+    count(deltas, tenant, "", EVENTS_COUNTER, -1);
+    let event: EventRecord = serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
+        what: format!("event {seq} of {tenant}"),
+        message: e.to_string(),
+    })?;
+    let key = event.correlation_key.as_deref().unwrap_or("");
+    tables.event_ids()?.remove((tenant, event.id.as_str()))?;
+    tables
+        .event_index()?
+        .remove((tenant, event.name.as_str(), key, event.received_at, seq))?;
+    tables
+        .event_expiry()?
+        .remove((event.expires_at, tenant, seq))?;
+    for entry in tables
+        .event_deliveries()?
+        .extract_from_if((tenant, seq, "")..=(tenant, seq, MAX_KEY), |_, _| true)?
+    {
+        entry?;
+    }
+    Ok(())
 }

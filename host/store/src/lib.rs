@@ -24,6 +24,7 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod events;
 #[cfg(feature = "conformance")]
 pub mod faults;
 mod records;
@@ -34,11 +35,13 @@ use async_trait::async_trait;
 
 use stepwise_core::clock::Millis;
 use stepwise_core::egress::TenantEgress;
+use stepwise_core::flow::EventRecord;
 use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::secret::SecretRecord;
 
 pub use error::StoreError;
+pub use events::{Delivery, EventFilter, EventPut, NewEvent};
 pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 pub use types::{
     Census, Claimed, CommitStats, Durability, GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, Lease,
@@ -57,6 +60,8 @@ pub struct RunFilter {
     pub job: Option<String>,
     /// Only this status.
     pub status: Option<RunStatus>,
+    /// Only the children of this run.
+    pub parent: Option<String>,
     /// Newest first (by creation) instead of oldest first.
     pub newest_first: bool,
 }
@@ -103,7 +108,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Runs that were set aside, with why.
     async fn unreadable_runs(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// A tenant's runs matching `filter`, in creation order (newest first with
-    /// `filter.newest_first`) after the run `after`, at most `limit`.
+    /// `filter.newest_first`) after the run `after`, at most `limit`. With `filter.parent`,
+    /// only that run's children (of any step).
     async fn list_runs(
         &self,
         tenant: &str,
@@ -132,6 +138,51 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         from: u32,
         limit: usize,
     ) -> Result<Page<LogLine>, StoreError>;
+
+    // Events.
+
+    /// Stores `event` for `tenant` unless its id is taken, and in the same write wakes every
+    /// run waiting on its name and correlation key (their `ready_at` moves to the event's
+    /// arrival; the record's version stays, see [`RunWrite`]).
+    async fn put_event(&self, tenant: &str, event: NewEvent) -> Result<EventPut, StoreError>;
+    /// The earliest event of `tenant` named `name` with exactly `key`, received between
+    /// `since` and `until` (both included) and not numbered in `skip`; and the newest event
+    /// number stored when it was read (whatever its name).
+    async fn match_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: Option<&str>,
+        since: Millis,
+        until: Millis,
+        skip: &[u64],
+    ) -> Result<(Option<EventRecord>, u64), StoreError>;
+    /// A tenant's event by id.
+    async fn event(&self, tenant: &str, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    /// A tenant's events matching `filter`, newest first, numbered below `before`, at most
+    /// `limit`.
+    async fn list_events(
+        &self,
+        tenant: &str,
+        filter: &EventFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// The (run, step) pairs whose waits took event `seq` of `tenant`, at most `limit`.
+    async fn event_deliveries(
+        &self,
+        tenant: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Events whose retention passed at `now`, as (tenant, seq), at most `limit`.
+    async fn expired_events(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Forgets events, given as (tenant, seq), with what was recorded of their deliveries.
+    async fn remove_events(&self, events: &[(String, u64)]) -> Result<(), StoreError>;
 
     // Claims.
 

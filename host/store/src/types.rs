@@ -27,6 +27,8 @@ pub struct TenantUsage {
     pub waiting_runs: u64,
     /// Bytes of records its runs stored (runs, steps, timelines, logs).
     pub stored_bytes: u64,
+    /// Events stored (kept for their retention).
+    pub events: u64,
 }
 
 /// Which of a run's lists a page reads.

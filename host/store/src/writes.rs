@@ -17,12 +17,17 @@ pub struct JournalWrites {
     pub timeline: Vec<TimelineEntry>,
     /// Log lines to append.
     pub logs: Vec<LogLine>,
+    /// Events that waits of this run took, recorded on the events (`GET /v1/events`).
+    pub deliveries: Vec<crate::Delivery>,
 }
 
 impl JournalWrites {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty() && self.timeline.is_empty() && self.logs.is_empty()
+        self.steps.is_empty()
+            && self.timeline.is_empty()
+            && self.logs.is_empty()
+            && self.deliveries.is_empty()
     }
 }
 
@@ -76,6 +81,13 @@ pub enum DeadLetter {
 
 /// A run's new state, written over the version it was read at: an attempt's settlement, a
 /// manual retry, a failure decided by the host.
+///
+/// **Waking.** A `waiting` run is woken by the backend itself, in the write that makes its
+/// wait satisfiable: an event arriving for it ([`crate::Store::put_event`]), its last child
+/// ending, or this very write when what it waits for already happened (an event numbered
+/// after its wait's `seen`, children already ended). Waking moves the run's `ready_at` (and
+/// its place in the ready set) to that time without a new version: a writer holding the
+/// version may still write over it, and its own wait is checked again in that write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunWrite {
     /// The run as it is now; `version` is the version it was read at. The store refuses the

@@ -12,6 +12,7 @@ mod dev;
 mod dlq;
 mod egress;
 mod enqueue;
+mod events;
 mod follow;
 mod modules;
 mod queue;
@@ -68,6 +69,9 @@ enum Command {
     /// List, retry or purge a queue's dead letters on a server.
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// Send events to waiting runs and list the events received.
+    #[command(subcommand)]
+    Events(events::Command),
     /// List the tenant's queues with their depth, running attempts and dead letters.
     Queues(queue::ListArgs),
     /// Show a queue on a server or set its concurrency limit.
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
             Command::Enqueue(args) => enqueue::execute(args).await,
             Command::Runs(command) => runs::execute(command).await,
             Command::Dlq(command) => dlq::execute(command).await,
+            Command::Events(command) => events::execute(command).await,
             Command::Queues(args) => queue::list(args).await,
             Command::Queue(command) => queue::execute(command).await,
             Command::Egress(command) => egress::execute(command).await,

@@ -36,9 +36,13 @@ pub struct ListArgs {
     /// Only runs of this job.
     #[arg(long)]
     job: Option<String>,
-    /// Only runs with this status (queued, running, retrying, sleeping, completed, failed).
+    /// Only runs with this status (queued, running, retrying, sleeping, waiting, completed,
+    /// failed, cancelled).
     #[arg(long)]
     status: Option<String>,
+    /// Only the child runs this run's steps started.
+    #[arg(long)]
+    parent: Option<String>,
     /// Runs per page, 1–1000 (default 100).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: Option<u32>,
@@ -78,12 +82,15 @@ pub struct CancelArgs {
     /// Only runs of this job.
     #[arg(long)]
     job: Option<String>,
-    /// Only runs in this state (queued, retrying, sleeping, running).
+    /// Only runs in this state (queued, retrying, sleeping, waiting, running).
     #[arg(long)]
     status: Option<String>,
     /// Why, for the runs' timelines.
     #[arg(long)]
     reason: Option<String>,
+    /// Leave the run's child runs alone (by default those not yet ended are cancelled too).
+    #[arg(long, requires = "id")]
+    keep_children: bool,
     #[command(flatten)]
     client: ClientFlags,
 }
@@ -114,6 +121,7 @@ impl ListArgs {
             ("queue", self.queue.clone()),
             ("job", self.job.clone()),
             ("status", self.status.clone()),
+            ("parent", self.parent.clone()),
             ("limit", self.limit.map(|n| n.to_string())),
             ("after", self.after.clone()),
             ("order", self.reverse.then(|| "newest".to_owned())),
@@ -171,6 +179,7 @@ async fn cancel(args: CancelArgs) -> Result<Outcome> {
     if let Some(id) = &args.id {
         let body = crate::api::CancelRun {
             reason: args.reason.clone(),
+            children: args.keep_children.then_some(false),
         };
         let answer: Value = client.post(&["v1", "runs", id, "cancel"], &body).await?;
         return reply(answer, args.client.json, |run: Run| {
