@@ -40,7 +40,7 @@ pub struct Ctx {
     names: RefCell<StepNames>,
     /// The step whose closure is running, to refuse nesting before the host sees it.
     open_step: RefCell<Option<String>>,
-    host: Box<dyn Host>,
+    pub(crate) host: Box<dyn Host>,
 }
 
 impl fmt::Debug for Ctx {
@@ -321,7 +321,7 @@ impl Ctx {
 
     /// The journal name for the next use of `base`, refusing what the host would reject
     /// later and less clearly.
-    fn next_name(&self, base: &str, what: &str) -> Result<String, JobError> {
+    pub(crate) fn next_name(&self, base: &str, what: &str) -> Result<String, JobError> {
         if let Some(open) = self.open_step.borrow().as_deref() {
             return Err(JobError::non_retryable(format!(
                 "{what} '{base}' started inside step '{open}': steps and sleeps cannot nest"

@@ -4,7 +4,8 @@
 //! can be unit-tested natively against a fake journal: off wasm, the generated imports are stubs
 //! that cannot be called.
 
-use crate::__bindings::stepwise::jobs::{log, secrets, steps, types};
+use crate::__bindings::stepwise::jobs::{flows, log, secrets, steps, types};
+use crate::flows::Child;
 use crate::error::{ErrorKind, JobError, duration_to_ms};
 
 /// The host's answer to the start of a step.
@@ -37,6 +38,61 @@ pub(crate) trait Host {
     fn secret(&self, name: &str) -> Result<String, String> {
         let _ = name;
         Err("this host holds no secrets".into())
+    }
+    /// An event's payload, or `None` after the timeout.
+    fn wait_for_event(
+        &self,
+        name: &str,
+        event: &str,
+        key: Option<&str>,
+        timeout_ms: u64,
+    ) -> Option<String> {
+        let _ = (name, event, key, timeout_ms);
+        None
+    }
+    /// Children started and joined: their outputs.
+    fn invoke(&self, name: &str, children: Vec<Child>) -> Result<Vec<String>, JobError> {
+        let _ = children;
+        Err(JobError::non_retryable(format!(
+            "step '{name}': this host starts no child runs"
+        )))
+    }
+    /// Children started: their run ids.
+    fn spawn(&self, name: &str, children: Vec<Child>) -> Result<Vec<String>, JobError> {
+        self.invoke(name, children)
+    }
+}
+
+fn wit_children(children: Vec<Child>) -> Vec<flows::Child> {
+    children
+        .into_iter()
+        .map(|c| flows::Child {
+            job: c.job,
+            payload: c.payload,
+            options: flows::ChildOptions {
+                queue: c.options.queue,
+                priority: c.options.priority,
+                delay_ms: c.options.delay_ms,
+                policy: types::JobPolicy {
+                    max_attempts: c.options.max_attempts,
+                    backoff: None,
+                    fuel: c.options.fuel,
+                    timeout_ms: c.options.timeout_ms,
+                    memory_bytes: c.options.memory_bytes,
+                },
+            },
+        })
+        .collect()
+}
+
+/// A failure the host answered, as the guest's own error type.
+fn from_wit(e: types::JobError) -> JobError {
+    match e.kind {
+        types::ErrorKind::Retryable => JobError::retryable(e.message),
+        types::ErrorKind::NonRetryable => JobError::non_retryable(e.message),
+        types::ErrorKind::RetryAfter(ms) => {
+            JobError::retry_after(std::time::Duration::from_millis(ms), e.message)
+        }
     }
 }
 
@@ -76,6 +132,24 @@ impl Host for WitHost {
 
     fn secret(&self, name: &str) -> Result<String, String> {
         secrets::read(name)
+    }
+
+    fn wait_for_event(
+        &self,
+        name: &str,
+        event: &str,
+        key: Option<&str>,
+        timeout_ms: u64,
+    ) -> Option<String> {
+        flows::wait_for_event(name, event, key, timeout_ms)
+    }
+
+    fn invoke(&self, name: &str, children: Vec<Child>) -> Result<Vec<String>, JobError> {
+        flows::invoke(name, &wit_children(children)).map_err(from_wit)
+    }
+
+    fn spawn(&self, name: &str, children: Vec<Child>) -> Result<Vec<String>, JobError> {
+        flows::spawn(name, &wit_children(children)).map_err(from_wit)
     }
 }
 

@@ -109,6 +109,7 @@
 mod compile_fail;
 mod ctx;
 mod error;
+mod flows;
 mod host;
 pub mod http;
 
@@ -118,6 +119,7 @@ pub mod __private;
 
 pub use ctx::Ctx;
 pub use error::{ErrorKind, JobError};
+pub use flows::{Child, ChildOptions};
 #[doc(inline)]
 pub use stepwise_sdk_macros::job;
 
@@ -164,7 +166,7 @@ pub mod __bindings {
 /// # fn main() {}
 /// ```
 pub mod prelude {
-    pub use crate::{Ctx, ErrorKind, JobError, export_jobs, job};
+    pub use crate::{Child, ChildOptions, Ctx, ErrorKind, JobError, export_jobs, job};
     pub use serde::{Deserialize, Serialize};
     pub use std::time::Duration;
 }

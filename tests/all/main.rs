@@ -10,6 +10,7 @@ mod api_reference;
 mod bad_input;
 mod bench_smoke;
 mod cancel;
+mod flows;
 mod cli_service;
 mod crash;
 mod egress;

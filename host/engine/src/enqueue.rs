@@ -196,6 +196,9 @@ pub(crate) struct ChildOf {
     pub(crate) queue: String,
     pub(crate) run: String,
     pub(crate) step: String,
+    /// The parent's module: it serves a child whose job no deployed module routes (local
+    /// runs).
+    pub(crate) module: String,
     /// The child's depth.
     pub(crate) depth: u32,
 }
@@ -229,12 +232,16 @@ impl Engine {
         }
         digest.update((index as u64).to_le_bytes());
         let key = format!("~child:{}", hex::encode(&digest.finalize()[..16]));
+        let module = match self.inner.store.job_route(&parent.tenant, &child.job).await? {
+            Some(hash) => hash,
+            None => parent.module.clone(),
+        };
         let req = NewRun {
             tenant: parent.tenant.clone(),
             queue: child.queue.unwrap_or_else(|| parent.queue.clone()),
             job: child.job,
             payload: child.payload,
-            module: None,
+            module: Some(module),
             overrides: child.overrides,
             run_at: None,
             delay_ms: child.delay_ms,

@@ -30,6 +30,7 @@ fn step(name: &str, ordinal: u32) -> StepRecord {
         wake_at: None,
         started_at: 1,
         completed_at: Some(2),
+        wait: None,
     }
 }
 

@@ -54,6 +54,8 @@ pub fn run(id: &str, tenant: &str, queue: &str) -> RunRecord {
         created_at: T0,
         updated_at: T0,
         finished_at: None,
+        parent: None,
+        wait: None,
     }
 }
 
@@ -92,6 +94,7 @@ fn step(name: &str, ordinal: u32) -> StepRecord {
         wake_at: None,
         started_at: T0,
         completed_at: Some(T0),
+        wait: None,
     }
 }
 
@@ -491,6 +494,7 @@ pub async fn purged_dead_letters_are_deleted_with_their_history_and_keys(store: 
                     wake_at: None,
                     started_at: T0,
                     completed_at: None,
+                    wait: None,
                 }],
                 timeline: vec![entry(EventKind::Failed, "failed")],
                 logs: vec![LogLine {
@@ -500,6 +504,7 @@ pub async fn purged_dead_letters_are_deleted_with_their_history_and_keys(store: 
                     level: LogLevel::Error,
                     message: "boom".into(),
                 }],
+                deliveries: Vec::new(),
             },
             ..RunWrite::new(r, JournalWrites::default())
         }
@@ -612,6 +617,7 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
         steps: vec![step("a", 0)],
         timeline: vec![entry(EventKind::StepCompleted, "a")],
         logs: vec![line("one"), line("two")],
+        deliveries: Vec::new(),
     };
     store.record_step("r", first).await.unwrap();
     let second = JournalWrites {
@@ -619,6 +625,7 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
         steps: vec![step("b", 1), step("a", 0)],
         timeline: vec![entry(EventKind::StepCompleted, "b")],
         logs: vec![line("three")],
+        deliveries: Vec::new(),
     };
     store.record_step("r", second).await.unwrap();
     let steps = store.load_journal("r").await.unwrap();

@@ -111,6 +111,67 @@ impl Store for FaultyStore {
         self.inner.list_runs(tenant, filter, after, limit).await
     }
 
+    async fn put_event(
+        &self,
+        tenant: &str,
+        event: crate::NewEvent,
+    ) -> Result<crate::EventPut, StoreError> {
+        self.inner.put_event(tenant, event).await
+    }
+
+    async fn match_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: Option<&str>,
+        since: Millis,
+        until: Millis,
+        skip: &[u64],
+    ) -> Result<(Option<stepwise_core::flow::EventRecord>, u64), StoreError> {
+        self.inner
+            .match_event(tenant, name, key, since, until, skip)
+            .await
+    }
+
+    async fn event(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<stepwise_core::flow::EventRecord>, StoreError> {
+        self.inner.event(tenant, id).await
+    }
+
+    async fn list_events(
+        &self,
+        tenant: &str,
+        filter: &crate::EventFilter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<stepwise_core::flow::EventRecord>, StoreError> {
+        self.inner.list_events(tenant, filter, before, limit).await
+    }
+
+    async fn event_deliveries(
+        &self,
+        tenant: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.event_deliveries(tenant, seq, limit).await
+    }
+
+    async fn expired_events(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.expired_events(now, limit).await
+    }
+
+    async fn remove_events(&self, events: &[(String, u64)]) -> Result<(), StoreError> {
+        self.inner.remove_events(events).await
+    }
+
     async fn steps_page(
         &self,
         run: &str,

@@ -25,6 +25,7 @@ pub(crate) struct FlowContext {
     pub(crate) engine: Engine,
     pub(crate) tenant: String,
     pub(crate) queue: String,
+    pub(crate) module: String,
     /// The run's creation: the earliest arrival its waits match.
     pub(crate) created_at: Millis,
     /// How deep the run is among child runs (0: not a child).
@@ -42,6 +43,7 @@ impl Journal {
             engine,
             tenant: run.tenant.clone(),
             queue: run.queue.clone(),
+            module: run.module.clone(),
             created_at: run.created_at,
             depth: run.parent.as_ref().map_or(0, |p| p.depth),
         });
@@ -407,6 +409,7 @@ impl Journal {
             queue: flow.queue.clone(),
             run: self.run_id.clone(),
             step: name.to_owned(),
+            module: flow.module.clone(),
             depth: flow.depth + 1,
         };
         let mut runs = Vec::with_capacity(requests.len());

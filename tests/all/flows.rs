@@ -1,0 +1,330 @@
+//! Flows end to end on a real store with real guest components: events sent before and after a
+//! wait is reached, timeouts on the injected clock, broadcast, scoping by key and tenant,
+//! idempotent sends; child runs invoked, failed, fanned out and joined, spawned, listed and
+//! cancelled with their parent.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stepwise::{EngineError, NewRun, PolicyOverrides, RunStatus};
+use stepwise::engine::SendEvent;
+use stepwise_store::Store;
+use stepwise::RunFilter;
+use stepwise_tests::guests;
+
+use crate::util::*;
+
+const LOCAL: &str = stepwise::model::LOCAL_TENANT;
+
+async fn start(h: &Harness, job: &str, payload: Value) -> String {
+    let module = h.deploy(guests::FLOWS).await;
+    h.engine
+        .enqueue(NewRun::local(&module, job, payload.to_string()))
+        .await
+        .unwrap()
+        .run
+        .id
+}
+
+/// Executes runs until `id` is in `status`.
+async fn until(h: &Harness, id: &str, status: RunStatus) {
+    let (store, target) = (h.redb.clone(), id.to_owned());
+    h.engine
+        .work_until_async(move || {
+            let (store, id) = (store.clone(), target.clone());
+            async move {
+                store
+                    .run(&id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.status == status)
+            }
+        })
+        .await
+        .unwrap();
+    let run = h.redb.run(id).unwrap().unwrap();
+    assert_eq!(run.status, status, "{run:?}");
+}
+
+async fn send(h: &Harness, tenant: &str, name: &str, key: Option<&str>, payload: Value) -> u64 {
+    h.engine
+        .send_event(
+            tenant,
+            SendEvent {
+                name: name.into(),
+                correlation_key: key.map(str::to_owned),
+                payload: payload.to_string(),
+                id: None,
+            },
+        )
+        .await
+        .unwrap()
+        .woken
+}
+
+/// Executes attempts until no run is due at the manual clock's now.
+async fn drain_due(h: &Harness) {
+    let (store, clock) = (h.redb.clone(), h.clock.clone());
+    h.engine
+        .work_until_async(move || {
+            let (store, clock) = (store.clone(), clock.clone());
+            async move {
+                store
+                    .waiting()
+                    .unwrap()
+                    .first()
+                    .is_none_or(|(at, _)| *at > stepwise::Clock::now(&clock))
+            }
+        })
+        .await
+        .unwrap();
+}
+
+fn output(h: &Harness, id: &str) -> Value {
+    h.redb.run(id).unwrap().unwrap().output.unwrap_or(Value::Null)
+}
+
+fn await_payload(key: &str, timeout_ms: u64) -> Value {
+    json!({"event": "order.paid", "key": key, "timeout_ms": timeout_ms})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_before_the_wait_is_reached_is_matched() {
+    let h = harness().await;
+    let id = start(&h, "await_event", await_payload("o-1", 60_000)).await;
+    // Sent after the run was created, before any attempt reached the wait.
+    assert_eq!(send(&h, LOCAL, "order.paid", Some("o-1"), json!({"cents": 5})).await, 0);
+    until(&h, &id, RunStatus::Completed).await;
+    assert_eq!(output(&h, &id)["got"], json!({"cents": 5}));
+    let view = h.engine.view(&id).await.unwrap();
+    assert!(timeline_kinds(&view).contains(&"event_received".to_owned()));
+    assert!(!timeline_kinds(&view).contains(&"waiting".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
+    let h = harness().await;
+    let id = start(&h, "await_event", await_payload("o-2", 60_000)).await;
+    until(&h, &id, RunStatus::Waiting).await;
+    let run = h.redb.run(&id).unwrap().unwrap();
+    let wait = serde_json::to_value(run.wait.as_ref().unwrap()).unwrap();
+    assert_eq!(wait["kind"], "event");
+    assert_eq!(wait["name"], "order.paid");
+    assert_eq!(wait["correlation_key"], "o-2");
+    assert_eq!(run.ready_at, Some(run.created_at + 60_000));
+    assert_eq!(send(&h, LOCAL, "order.paid", Some("o-2"), json!(7)).await, 1);
+    until(&h, &id, RunStatus::Completed).await;
+    let out = output(&h, &id);
+    assert_eq!(out["got"], json!(7));
+    assert_eq!(out["after_in_attempt"], json!(2), "resumed in the second attempt");
+    let view = h.engine.view(&id).await.unwrap();
+    assert_eq!(step_attempts(&view, "before"), 1, "not run again on resume");
+    // The event lists the wait that took it.
+    let events = h
+        .engine
+        .list_events(LOCAL, &Default::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].resumed, vec![(id.clone(), "wait".to_owned())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_with_no_event_times_out_at_its_deadline_with_none() {
+    let h = harness().await;
+    let id = start(&h, "await_event", await_payload("o-3", 30_000)).await;
+    until(&h, &id, RunStatus::Waiting).await;
+    h.clock.advance(Duration::from_millis(29_999));
+    drain_due(&h).await;
+    assert_eq!(h.redb.run(&id).unwrap().unwrap().status, RunStatus::Waiting);
+    h.clock.advance(Duration::from_millis(1));
+    until(&h, &id, RunStatus::Completed).await;
+    assert_eq!(output(&h, &id)["got"], Value::Null);
+    let view = h.engine.view(&id).await.unwrap();
+    assert!(timeline_kinds(&view).contains(&"wait_timed_out".to_owned()));
+    // An event after the deadline changes nothing.
+    assert_eq!(send(&h, LOCAL, "order.paid", Some("o-3"), json!(1)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_waiting_on_a_key_gets_the_event_and_others_get_nothing() {
+    let h = harness().await;
+    let a = start(&h, "await_event", await_payload("shared", 60_000)).await;
+    let b = start(&h, "await_event", await_payload("shared", 60_000)).await;
+    let other_key = start(&h, "await_event", await_payload("other", 60_000)).await;
+    for id in [&a, &b, &other_key] {
+        until(&h, id, RunStatus::Waiting).await;
+    }
+    // Another tenant's event with the same name and key resumes nothing here.
+    assert_eq!(send(&h, "someone-else", "order.paid", Some("shared"), json!(0)).await, 0);
+    assert_eq!(send(&h, LOCAL, "order.paid", Some("shared"), json!("both")).await, 2);
+    until(&h, &a, RunStatus::Completed).await;
+    until(&h, &b, RunStatus::Completed).await;
+    assert_eq!(output(&h, &a)["got"], json!("both"));
+    assert_eq!(output(&h, &b)["got"], json!("both"));
+    drain_due(&h).await;
+    assert_eq!(h.redb.run(&other_key).unwrap().unwrap().status, RunStatus::Waiting);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_waits_of_one_run_on_one_key_take_one_event_each() {
+    let h = harness().await;
+    let id = start(&h, "await_twice", await_payload("k", 60_000)).await;
+    send(&h, LOCAL, "order.paid", Some("k"), json!(1)).await;
+    send(&h, LOCAL, "order.paid", Some("k"), json!(2)).await;
+    until(&h, &id, RunStatus::Completed).await;
+    assert_eq!(output(&h, &id), json!([1, 2]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_makes_a_send_idempotent_and_a_different_body_a_conflict() {
+    let h = harness().await;
+    let event = |payload: Value| SendEvent {
+        name: "user.signed_up".into(),
+        correlation_key: None,
+        payload: payload.to_string(),
+        id: Some("evt-1".into()),
+    };
+    let first = h.engine.send_event(LOCAL, event(json!({"a": 1}))).await.unwrap();
+    assert!(!first.repeated);
+    let again = h.engine.send_event(LOCAL, event(json!({"a": 1}))).await.unwrap();
+    assert!(again.repeated);
+    assert_eq!(again.event, first.event);
+    let err = h.engine.send_event(LOCAL, event(json!({"a": 2}))).await.unwrap_err();
+    assert!(matches!(err, EngineError::EventConflict { .. }), "{err}");
+    let bad = SendEvent {
+        name: "has space".into(),
+        ..event(json!(1))
+    };
+    assert!(matches!(
+        h.engine.send_event(LOCAL, bad).await.unwrap_err(),
+        EngineError::InvalidEvent(_)
+    ));
+    assert_eq!(h.redb.tenant_usage(LOCAL).unwrap().events, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_past_their_retention_are_swept() {
+    let h = harness().await;
+    send(&h, LOCAL, "tick", None, json!(1)).await;
+    assert_eq!(h.engine.sweep_events().await.unwrap(), 0);
+    h.clock.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(h.engine.sweep_events().await.unwrap(), 1);
+    assert!(h.engine.list_events(LOCAL, &Default::default(), None, 10).await.unwrap().is_empty());
+    assert_eq!(h.redb.tenant_usage(LOCAL).unwrap().events, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoked_child_hands_its_output_to_the_parent() {
+    let h = harness().await;
+    let id = start(&h, "fan_out", json!({"job": "double", "count": 1})).await;
+    until(&h, &id, RunStatus::Completed).await;
+    assert_eq!(output(&h, &id), json!({"outputs": [0]}));
+    let view = h.engine.view(&id).await.unwrap();
+    assert_eq!(view.children.len(), 1);
+    let child = h.redb.run(&view.children[0]).unwrap().unwrap();
+    assert_eq!(child.parent.as_ref().unwrap().run, id);
+    assert_eq!(child.parent.as_ref().unwrap().step, "start");
+    assert_eq!(child.status, RunStatus::Completed);
+    assert_eq!(step_attempts(&view, "before"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
+    let h = harness().await;
+    let module = h.deploy(guests::FLOWS).await;
+    let id = h
+        .engine
+        .enqueue(NewRun {
+            overrides: PolicyOverrides {
+                max_attempts: Some(1),
+                ..Default::default()
+            },
+            ..NewRun::local(&module, "fan_out", json!({"job": "refuse", "count": 2}).to_string())
+        })
+        .await
+        .unwrap()
+        .run
+        .id;
+    until(&h, &id, RunStatus::Failed).await;
+    let run = h.redb.run(&id).unwrap().unwrap();
+    let error = run.error.unwrap();
+    assert_eq!(error.kind, stepwise::FailureKind::NonRetryable);
+    assert_eq!(error.step.as_deref(), Some("start"));
+    assert!(error.message.contains("child run run_"), "{}", error.message);
+    assert!(error.message.contains("refused 0"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_children_fan_out_and_join_in_order_each_started_once() {
+    let h = harness().await;
+    let id = start(&h, "fan_out", json!({"job": "double", "count": 50})).await;
+    until(&h, &id, RunStatus::Completed).await;
+    let expected: Vec<u32> = (0..50).map(|n| n * 2).collect();
+    assert_eq!(output(&h, &id), json!({"outputs": expected}));
+    let filter = RunFilter {
+        parent: Some(id.clone()),
+        ..Default::default()
+    };
+    let children = h.engine.list_runs(LOCAL, &filter, None, 1000).await.unwrap();
+    assert_eq!(children.runs.len(), 50, "each child started once");
+    assert!(children.runs.iter().all(|c| c.status == RunStatus::Completed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_parent_attempt_finds_the_children_it_started() {
+    let h = harness().await;
+    let id = start(&h, "fan_out", json!({"job": "linger", "count": 3})).await;
+    until(&h, &id, RunStatus::Waiting).await;
+    let store: &dyn Store = &*h.redb;
+    let filter = RunFilter {
+        parent: Some(id.clone()),
+        ..Default::default()
+    };
+    let first = store.list_runs(LOCAL, &filter, None, 100).await.unwrap();
+    assert_eq!(first.len(), 3);
+    // A child ending wakes the parent, whose next attempt replays the step and starts
+    // nothing new.
+    h.engine
+        .cancel_for(LOCAL, &first[0].id, "tester", None)
+        .await
+        .unwrap();
+    until(&h, &id, RunStatus::Waiting).await;
+    drain_due(&h).await;
+    let again = store.list_runs(LOCAL, &filter, None, 100).await.unwrap();
+    assert_eq!(again.len(), 3, "no child started twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_them() {
+    let h = harness().await;
+    let id = start(&h, "fan_out", json!({"job": "linger", "count": 4, "spawn": true})).await;
+    until(&h, &id, RunStatus::Completed).await;
+    let ids: Vec<String> = serde_json::from_value(output(&h, &id)["ids"].clone()).unwrap();
+    assert_eq!(ids.len(), 4);
+    // A parent that waits on children, cancelled: its children go with it.
+    let parent = start(&h, "fan_out", json!({"job": "linger", "count": 2})).await;
+    until(&h, &parent, RunStatus::Waiting).await;
+    drain_due(&h).await;
+    let view = h.engine.view(&parent).await.unwrap();
+    assert_eq!(view.children.len(), 2);
+    h.engine
+        .cancel_for(LOCAL, &parent, "tester", Some("done"))
+        .await
+        .unwrap();
+    for child in &view.children {
+        let run = h.redb.run(child).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Cancelled, "{child}");
+    }
+    // Leaving children alone.
+    let spawned = h.redb.run(&ids[0]).unwrap().unwrap();
+    assert_eq!(spawned.parent.unwrap().run, id);
+    let keep = start(&h, "fan_out", json!({"job": "linger", "count": 1})).await;
+    until(&h, &keep, RunStatus::Waiting).await;
+    let kept = h.engine.view(&keep).await.unwrap().children;
+    h.engine
+        .cancel_with(LOCAL, &keep, "tester", None, false)
+        .await
+        .unwrap();
+    assert_ne!(h.redb.run(&kept[0]).unwrap().unwrap().status, RunStatus::Cancelled);
+}
