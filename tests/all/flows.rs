@@ -3,10 +3,14 @@
 //! idempotent sends; child runs invoked, failed, fanned out and joined, spawned, listed and
 //! cancelled with their parent.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stepwise::{EngineError, NewRun, PolicyOverrides, RunStatus};
+use stepwise::{Engine, EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus, RuntimeConfig};
+use stepwise_store::faults::FaultyStore;
+use stepwise::store::{Durability, RedbStore};
 use stepwise::engine::SendEvent;
 use stepwise_store::Store;
 use stepwise::RunFilter;
@@ -91,7 +95,7 @@ fn await_payload(key: &str, timeout_ms: u64) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_sent_before_the_wait_is_reached_is_matched() {
     let h = harness().await;
-    let id = start(&h, "await_event", await_payload("o-1", 60_000)).await;
+    let id = start(&h, "await-event", await_payload("o-1", 60_000)).await;
     // Sent after the run was created, before any attempt reached the wait.
     assert_eq!(send(&h, LOCAL, "order.paid", Some("o-1"), json!({"cents": 5})).await, 0);
     until(&h, &id, RunStatus::Completed).await;
@@ -104,7 +108,7 @@ async fn an_event_sent_before_the_wait_is_reached_is_matched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
     let h = harness().await;
-    let id = start(&h, "await_event", await_payload("o-2", 60_000)).await;
+    let id = start(&h, "await-event", await_payload("o-2", 60_000)).await;
     until(&h, &id, RunStatus::Waiting).await;
     let run = h.redb.run(&id).unwrap().unwrap();
     let wait = serde_json::to_value(run.wait.as_ref().unwrap()).unwrap();
@@ -132,7 +136,7 @@ async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_with_no_event_times_out_at_its_deadline_with_none() {
     let h = harness().await;
-    let id = start(&h, "await_event", await_payload("o-3", 30_000)).await;
+    let id = start(&h, "await-event", await_payload("o-3", 30_000)).await;
     until(&h, &id, RunStatus::Waiting).await;
     h.clock.advance(Duration::from_millis(29_999));
     drain_due(&h).await;
@@ -149,9 +153,9 @@ async fn a_wait_with_no_event_times_out_at_its_deadline_with_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_run_waiting_on_a_key_gets_the_event_and_others_get_nothing() {
     let h = harness().await;
-    let a = start(&h, "await_event", await_payload("shared", 60_000)).await;
-    let b = start(&h, "await_event", await_payload("shared", 60_000)).await;
-    let other_key = start(&h, "await_event", await_payload("other", 60_000)).await;
+    let a = start(&h, "await-event", await_payload("shared", 60_000)).await;
+    let b = start(&h, "await-event", await_payload("shared", 60_000)).await;
+    let other_key = start(&h, "await-event", await_payload("other", 60_000)).await;
     for id in [&a, &b, &other_key] {
         until(&h, id, RunStatus::Waiting).await;
     }
@@ -169,7 +173,7 @@ async fn every_run_waiting_on_a_key_gets_the_event_and_others_get_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_waits_of_one_run_on_one_key_take_one_event_each() {
     let h = harness().await;
-    let id = start(&h, "await_twice", await_payload("k", 60_000)).await;
+    let id = start(&h, "await-twice", await_payload("k", 60_000)).await;
     send(&h, LOCAL, "order.paid", Some("k"), json!(1)).await;
     send(&h, LOCAL, "order.paid", Some("k"), json!(2)).await;
     until(&h, &id, RunStatus::Completed).await;
@@ -217,7 +221,7 @@ async fn events_past_their_retention_are_swept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invoked_child_hands_its_output_to_the_parent() {
     let h = harness().await;
-    let id = start(&h, "fan_out", json!({"job": "double", "count": 1})).await;
+    let id = start(&h, "fan-out", json!({"job": "double", "count": 1})).await;
     until(&h, &id, RunStatus::Completed).await;
     assert_eq!(output(&h, &id), json!({"outputs": [0]}));
     let view = h.engine.view(&id).await.unwrap();
@@ -240,7 +244,7 @@ async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
                 max_attempts: Some(1),
                 ..Default::default()
             },
-            ..NewRun::local(&module, "fan_out", json!({"job": "refuse", "count": 2}).to_string())
+            ..NewRun::local(&module, "fan-out", json!({"job": "refuse", "count": 2}).to_string())
         })
         .await
         .unwrap()
@@ -258,7 +262,7 @@ async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_children_fan_out_and_join_in_order_each_started_once() {
     let h = harness().await;
-    let id = start(&h, "fan_out", json!({"job": "double", "count": 50})).await;
+    let id = start(&h, "fan-out", json!({"job": "double", "count": 50})).await;
     until(&h, &id, RunStatus::Completed).await;
     let expected: Vec<u32> = (0..50).map(|n| n * 2).collect();
     assert_eq!(output(&h, &id), json!({"outputs": expected}));
@@ -271,39 +275,78 @@ async fn fifty_children_fan_out_and_join_in_order_each_started_once() {
     assert!(children.runs.iter().all(|c| c.status == RunStatus::Completed));
 }
 
+/// The children are started, then storage fails before the step that started them is
+/// recorded (as a crash there would): the next attempt starts the step again and finds the
+/// same children through their derived idempotency keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_parent_attempt_finds_the_children_it_started() {
-    let h = harness().await;
-    let id = start(&h, "fan_out", json!({"job": "linger", "count": 3})).await;
-    until(&h, &id, RunStatus::Waiting).await;
-    let store: &dyn Store = &*h.redb;
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Arc::new(RedbStore::open(dir.path(), Durability::Immediate).unwrap());
+    let faulty = Arc::new(FaultyStore::new(redb.clone()));
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = Engine::new(
+        faulty.clone(),
+        EngineConfig {
+            runtime: RuntimeConfig {
+                compile_cache: Some(compile_cache()),
+                ..RuntimeConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        Arc::new(clock.clone()),
+        Arc::new(stepwise::NoJitter),
+    )
+    .await
+    .unwrap();
+    let module = engine
+        .deploy(&std::fs::read(guests::FLOWS).unwrap())
+        .await
+        .unwrap()
+        .hash
+        .clone();
+    let payload = json!({"job": "double", "count": 3, "first": true});
+    let id = engine
+        .enqueue(NewRun::local(&module, "fan-out", payload.to_string()))
+        .await
+        .unwrap()
+        .run
+        .id;
+    faulty.fail_record_step.store(1, Ordering::SeqCst);
+    let (store, target) = (redb.clone(), id.clone());
+    engine
+        .work_until_async(move || {
+            let (store, id) = (store.clone(), target.clone());
+            async move {
+                // The faulted attempt started the children and is held back.
+                store.run(&id).unwrap().unwrap().attempts == 0 && store.waiting().unwrap().len() >= 4
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(faulty.fail_record_step.load(Ordering::SeqCst), 0, "the fault was hit");
+    clock.advance(Duration::from_secs(2));
+    let view = engine.run_to_end(&id).await.unwrap();
+    assert_eq!(view.run.status, RunStatus::Completed, "{:?}", view.run.error);
+    assert_eq!(view.run.output, Some(json!({"outputs": [0, 2, 4]})));
     let filter = RunFilter {
         parent: Some(id.clone()),
         ..Default::default()
     };
-    let first = store.list_runs(LOCAL, &filter, None, 100).await.unwrap();
-    assert_eq!(first.len(), 3);
-    // A child ending wakes the parent, whose next attempt replays the step and starts
-    // nothing new.
-    h.engine
-        .cancel_for(LOCAL, &first[0].id, "tester", None)
-        .await
-        .unwrap();
-    until(&h, &id, RunStatus::Waiting).await;
-    drain_due(&h).await;
-    let again = store.list_runs(LOCAL, &filter, None, 100).await.unwrap();
-    assert_eq!(again.len(), 3, "no child started twice");
+    let children = engine.list_runs(LOCAL, &filter, None, 100).await.unwrap().runs;
+    assert_eq!(children.len(), 3, "each child started once: {children:?}");
+    let step = view.steps.iter().find(|s| s.name == "start").unwrap();
+    assert_eq!(step.attempts, 1, "the faulted attempt was not charged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_them() {
     let h = harness().await;
-    let id = start(&h, "fan_out", json!({"job": "linger", "count": 4, "spawn": true})).await;
+    let id = start(&h, "fan-out", json!({"job": "linger", "count": 4, "spawn": true})).await;
     until(&h, &id, RunStatus::Completed).await;
     let ids: Vec<String> = serde_json::from_value(output(&h, &id)["ids"].clone()).unwrap();
     assert_eq!(ids.len(), 4);
     // A parent that waits on children, cancelled: its children go with it.
-    let parent = start(&h, "fan_out", json!({"job": "linger", "count": 2})).await;
+    let parent = start(&h, "fan-out", json!({"job": "linger", "count": 2})).await;
     until(&h, &parent, RunStatus::Waiting).await;
     drain_due(&h).await;
     let view = h.engine.view(&parent).await.unwrap();
@@ -319,7 +362,7 @@ async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_the
     // Leaving children alone.
     let spawned = h.redb.run(&ids[0]).unwrap().unwrap();
     assert_eq!(spawned.parent.unwrap().run, id);
-    let keep = start(&h, "fan_out", json!({"job": "linger", "count": 1})).await;
+    let keep = start(&h, "fan-out", json!({"job": "linger", "count": 1})).await;
     until(&h, &keep, RunStatus::Waiting).await;
     let kept = h.engine.view(&keep).await.unwrap().children;
     h.engine

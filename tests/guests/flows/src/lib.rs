@@ -41,12 +41,17 @@ pub struct Fan {
     pub count: u32,
     #[serde(default)]
     pub spawn: bool,
+    /// Start the children first thing, with no step before.
+    #[serde(default)]
+    pub first: bool,
 }
 
 /// Starts `count` children of `job` with payloads 0..count; joins them unless `spawn`.
 #[job]
 fn fan_out(ctx: &mut Ctx, input: Fan) -> Result<Value, JobError> {
-    ctx.step("before", || Ok(1))?;
+    if !input.first {
+        ctx.step("before", || Ok(1))?;
+    }
     let children = (0..input.count)
         .map(|i| Child::new(&input.job, &serde_json::json!({ "n": i })))
         .collect::<Result<Vec<_>, _>>()?;
