@@ -93,7 +93,9 @@ impl Child {
     pub fn new(job: impl Into<String>, payload: &impl Serialize) -> Result<Self, JobError> {
         let job = job.into();
         let payload = serde_json::to_string(payload).map_err(|e| {
-            JobError::non_retryable(format!("the payload of child '{job}' cannot be serialized: {e}"))
+            JobError::non_retryable(format!(
+                "the payload of child '{job}' cannot be serialized: {e}"
+            ))
         })?;
         Ok(Self {
             job,

@@ -5,8 +5,8 @@
 //! that cannot be called.
 
 use crate::__bindings::stepwise::jobs::{flows, log, secrets, steps, types};
-use crate::flows::Child;
 use crate::error::{ErrorKind, JobError, duration_to_ms};
+use crate::flows::Child;
 
 /// The host's answer to the start of a step.
 #[derive(Clone, Debug, PartialEq, Eq)]

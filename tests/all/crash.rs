@@ -229,7 +229,7 @@ fn cli_run_prints_the_run_record_and_exit_codes_follow_status() {
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(
-        text.contains("does not target stepwise:jobs/handler@0.1.1"),
+        text.contains("does not target stepwise:jobs/handler@0.1.2"),
         "{text}"
     );
 }

@@ -8,12 +8,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stepwise::{Engine, EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus, RuntimeConfig};
-use stepwise_store::faults::FaultyStore;
-use stepwise::store::{Durability, RedbStore};
-use stepwise::engine::SendEvent;
-use stepwise_store::Store;
 use stepwise::RunFilter;
+use stepwise::engine::SendEvent;
+use stepwise::store::{Durability, RedbStore};
+use stepwise::{
+    Engine, EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus,
+    RuntimeConfig,
+};
+use stepwise_store::Store;
+use stepwise_store::faults::FaultyStore;
 use stepwise_tests::guests;
 
 use crate::util::*;
@@ -85,7 +88,12 @@ async fn drain_due(h: &Harness) {
 }
 
 fn output(h: &Harness, id: &str) -> Value {
-    h.redb.run(id).unwrap().unwrap().output.unwrap_or(Value::Null)
+    h.redb
+        .run(id)
+        .unwrap()
+        .unwrap()
+        .output
+        .unwrap_or(Value::Null)
 }
 
 fn await_payload(key: &str, timeout_ms: u64) -> Value {
@@ -97,7 +105,10 @@ async fn an_event_sent_before_the_wait_is_reached_is_matched() {
     let h = harness().await;
     let id = start(&h, "await-event", await_payload("o-1", 60_000)).await;
     // Sent after the run was created, before any attempt reached the wait.
-    assert_eq!(send(&h, LOCAL, "order.paid", Some("o-1"), json!({"cents": 5})).await, 0);
+    assert_eq!(
+        send(&h, LOCAL, "order.paid", Some("o-1"), json!({"cents": 5})).await,
+        0
+    );
     until(&h, &id, RunStatus::Completed).await;
     assert_eq!(output(&h, &id)["got"], json!({"cents": 5}));
     let view = h.engine.view(&id).await.unwrap();
@@ -116,11 +127,18 @@ async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
     assert_eq!(wait["name"], "order.paid");
     assert_eq!(wait["correlation_key"], "o-2");
     assert_eq!(run.ready_at, Some(run.created_at + 60_000));
-    assert_eq!(send(&h, LOCAL, "order.paid", Some("o-2"), json!(7)).await, 1);
+    assert_eq!(
+        send(&h, LOCAL, "order.paid", Some("o-2"), json!(7)).await,
+        1
+    );
     until(&h, &id, RunStatus::Completed).await;
     let out = output(&h, &id);
     assert_eq!(out["got"], json!(7));
-    assert_eq!(out["after_in_attempt"], json!(2), "resumed in the second attempt");
+    assert_eq!(
+        out["after_in_attempt"],
+        json!(2),
+        "resumed in the second attempt"
+    );
     let view = h.engine.view(&id).await.unwrap();
     assert_eq!(step_attempts(&view, "before"), 1, "not run again on resume");
     // The event lists the wait that took it.
@@ -147,7 +165,10 @@ async fn a_wait_with_no_event_times_out_at_its_deadline_with_none() {
     let view = h.engine.view(&id).await.unwrap();
     assert!(timeline_kinds(&view).contains(&"wait_timed_out".to_owned()));
     // An event after the deadline changes nothing.
-    assert_eq!(send(&h, LOCAL, "order.paid", Some("o-3"), json!(1)).await, 0);
+    assert_eq!(
+        send(&h, LOCAL, "order.paid", Some("o-3"), json!(1)).await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,14 +181,23 @@ async fn every_run_waiting_on_a_key_gets_the_event_and_others_get_nothing() {
         until(&h, id, RunStatus::Waiting).await;
     }
     // Another tenant's event with the same name and key resumes nothing here.
-    assert_eq!(send(&h, "someone-else", "order.paid", Some("shared"), json!(0)).await, 0);
-    assert_eq!(send(&h, LOCAL, "order.paid", Some("shared"), json!("both")).await, 2);
+    assert_eq!(
+        send(&h, "someone-else", "order.paid", Some("shared"), json!(0)).await,
+        0
+    );
+    assert_eq!(
+        send(&h, LOCAL, "order.paid", Some("shared"), json!("both")).await,
+        2
+    );
     until(&h, &a, RunStatus::Completed).await;
     until(&h, &b, RunStatus::Completed).await;
     assert_eq!(output(&h, &a)["got"], json!("both"));
     assert_eq!(output(&h, &b)["got"], json!("both"));
     drain_due(&h).await;
-    assert_eq!(h.redb.run(&other_key).unwrap().unwrap().status, RunStatus::Waiting);
+    assert_eq!(
+        h.redb.run(&other_key).unwrap().unwrap().status,
+        RunStatus::Waiting
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,12 +219,24 @@ async fn an_event_id_makes_a_send_idempotent_and_a_different_body_a_conflict() {
         payload: payload.to_string(),
         id: Some("evt-1".into()),
     };
-    let first = h.engine.send_event(LOCAL, event(json!({"a": 1}))).await.unwrap();
+    let first = h
+        .engine
+        .send_event(LOCAL, event(json!({"a": 1})))
+        .await
+        .unwrap();
     assert!(!first.repeated);
-    let again = h.engine.send_event(LOCAL, event(json!({"a": 1}))).await.unwrap();
+    let again = h
+        .engine
+        .send_event(LOCAL, event(json!({"a": 1})))
+        .await
+        .unwrap();
     assert!(again.repeated);
     assert_eq!(again.event, first.event);
-    let err = h.engine.send_event(LOCAL, event(json!({"a": 2}))).await.unwrap_err();
+    let err = h
+        .engine
+        .send_event(LOCAL, event(json!({"a": 2})))
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::EventConflict { .. }), "{err}");
     let bad = SendEvent {
         name: "has space".into(),
@@ -214,7 +256,13 @@ async fn events_past_their_retention_are_swept() {
     assert_eq!(h.engine.sweep_events().await.unwrap(), 0);
     h.clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(h.engine.sweep_events().await.unwrap(), 1);
-    assert!(h.engine.list_events(LOCAL, &Default::default(), None, 10).await.unwrap().is_empty());
+    assert!(
+        h.engine
+            .list_events(LOCAL, &Default::default(), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(h.redb.tenant_usage(LOCAL).unwrap().events, 0);
 }
 
@@ -244,7 +292,11 @@ async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
                 max_attempts: Some(1),
                 ..Default::default()
             },
-            ..NewRun::local(&module, "fan-out", json!({"job": "refuse", "count": 2}).to_string())
+            ..NewRun::local(
+                &module,
+                "fan-out",
+                json!({"job": "refuse", "count": 2}).to_string(),
+            )
         })
         .await
         .unwrap()
@@ -255,7 +307,11 @@ async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
     let error = run.error.unwrap();
     assert_eq!(error.kind, stepwise::FailureKind::NonRetryable);
     assert_eq!(error.step.as_deref(), Some("start"));
-    assert!(error.message.contains("child run run_"), "{}", error.message);
+    assert!(
+        error.message.contains("child run run_"),
+        "{}",
+        error.message
+    );
     assert!(error.message.contains("refused 0"), "{}", error.message);
 }
 
@@ -270,9 +326,18 @@ async fn fifty_children_fan_out_and_join_in_order_each_started_once() {
         parent: Some(id.clone()),
         ..Default::default()
     };
-    let children = h.engine.list_runs(LOCAL, &filter, None, 1000).await.unwrap();
+    let children = h
+        .engine
+        .list_runs(LOCAL, &filter, None, 1000)
+        .await
+        .unwrap();
     assert_eq!(children.runs.len(), 50, "each child started once");
-    assert!(children.runs.iter().all(|c| c.status == RunStatus::Completed));
+    assert!(
+        children
+            .runs
+            .iter()
+            .all(|c| c.status == RunStatus::Completed)
+    );
 }
 
 /// The children are started, then storage fails before the step that started them is
@@ -318,21 +383,35 @@ async fn a_retried_parent_attempt_finds_the_children_it_started() {
             let (store, id) = (store.clone(), target.clone());
             async move {
                 // The faulted attempt started the children and is held back.
-                store.run(&id).unwrap().unwrap().attempts == 0 && store.waiting().unwrap().len() >= 4
+                store.run(&id).unwrap().unwrap().attempts == 0
+                    && store.waiting().unwrap().len() >= 4
             }
         })
         .await
         .unwrap();
-    assert_eq!(faulty.fail_record_step.load(Ordering::SeqCst), 0, "the fault was hit");
+    assert_eq!(
+        faulty.fail_record_step.load(Ordering::SeqCst),
+        0,
+        "the fault was hit"
+    );
     clock.advance(Duration::from_secs(2));
     let view = engine.run_to_end(&id).await.unwrap();
-    assert_eq!(view.run.status, RunStatus::Completed, "{:?}", view.run.error);
+    assert_eq!(
+        view.run.status,
+        RunStatus::Completed,
+        "{:?}",
+        view.run.error
+    );
     assert_eq!(view.run.output, Some(json!({"outputs": [0, 2, 4]})));
     let filter = RunFilter {
         parent: Some(id.clone()),
         ..Default::default()
     };
-    let children = engine.list_runs(LOCAL, &filter, None, 100).await.unwrap().runs;
+    let children = engine
+        .list_runs(LOCAL, &filter, None, 100)
+        .await
+        .unwrap()
+        .runs;
     assert_eq!(children.len(), 3, "each child started once: {children:?}");
     let step = view.steps.iter().find(|s| s.name == "start").unwrap();
     assert_eq!(step.attempts, 1, "the faulted attempt was not charged");
@@ -341,7 +420,12 @@ async fn a_retried_parent_attempt_finds_the_children_it_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_them() {
     let h = harness().await;
-    let id = start(&h, "fan-out", json!({"job": "linger", "count": 4, "spawn": true})).await;
+    let id = start(
+        &h,
+        "fan-out",
+        json!({"job": "linger", "count": 4, "spawn": true}),
+    )
+    .await;
     until(&h, &id, RunStatus::Completed).await;
     let ids: Vec<String> = serde_json::from_value(output(&h, &id)["ids"].clone()).unwrap();
     assert_eq!(ids.len(), 4);
@@ -369,5 +453,8 @@ async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_the
         .cancel_with(LOCAL, &keep, "tester", None, false)
         .await
         .unwrap();
-    assert_ne!(h.redb.run(&kept[0]).unwrap().unwrap().status, RunStatus::Cancelled);
+    assert_ne!(
+        h.redb.run(&kept[0]).unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
 }

@@ -23,7 +23,7 @@ pub mod responses;
 pub mod run;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use flows::{Event, EventPage, EventSent, Resumed, SendEvent};
 pub use names::{JobName, QueueName, TenantName};
 pub use requests::{CancelMatching, CancelRun, CreateTenant, Enqueue, PutQueue, PutSecret};
-pub use flows::{Event, EventPage, EventSent, Resumed, SendEvent};
 pub use run::{Run, RunState, RunView, Step};

@@ -232,7 +232,12 @@ impl Engine {
         }
         digest.update((index as u64).to_le_bytes());
         let key = format!("~child:{}", hex::encode(&digest.finalize()[..16]));
-        let module = match self.inner.store.job_route(&parent.tenant, &child.job).await? {
+        let module = match self
+            .inner
+            .store
+            .job_route(&parent.tenant, &child.job)
+            .await?
+        {
             Some(hash) => hash,
             None => parent.module.clone(),
         };

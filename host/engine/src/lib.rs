@@ -30,8 +30,8 @@ use tokio::sync::Notify;
 use crate::secrets::{Secrets, SecretsConfig, SecretsError};
 pub use cancel::{BulkCancelled, MAX_BULK_CANCEL};
 pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
-pub use events::{EventLimits, ListedEvent, MAX_LISTED_DELIVERIES, SendEvent, Sent};
 pub use enqueue::{check_name, check_queue_name};
+pub use events::{EventLimits, ListedEvent, MAX_LISTED_DELIVERIES, SendEvent, Sent};
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
 pub use metrics::{EngineMetrics, TenantUse};
@@ -174,7 +174,9 @@ pub enum EngineError {
     #[error("invalid event: {0}")]
     InvalidEvent(String),
     /// An event with this id was sent before with another name, key or payload.
-    #[error("event id '{id}' was already used for an event with a different name, correlation key or payload")]
+    #[error(
+        "event id '{id}' was already used for an event with a different name, correlation key or payload"
+    )]
     EventConflict {
         /// The id.
         id: String,
@@ -496,7 +498,12 @@ impl Engine {
         let children = self
             .inner
             .store
-            .list_runs(&run.tenant, &filter, None, stepwise_core::model::VIEW_CHILDREN)
+            .list_runs(
+                &run.tenant,
+                &filter,
+                None,
+                stepwise_core::model::VIEW_CHILDREN,
+            )
             .await?;
         Ok(children.into_iter().map(|c| c.id).collect())
     }

@@ -80,7 +80,9 @@ pub fn settle(
         AttemptOutcome::Failed(e) => {
             // A child run's failure keeps its own kind, which the guest only sees as
             // retryable or not.
-            let e = journal.children_failure().unwrap_or_else(|| journal.bounded_error(e));
+            let e = journal
+                .children_failure()
+                .unwrap_or_else(|| journal.bounded_error(e));
             let error = ErrorInfo {
                 kind: e.kind,
                 message: e.message.clone(),

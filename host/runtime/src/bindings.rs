@@ -16,9 +16,9 @@ wasmtime::component::bindgen!({
 
 pub use HandlerCore as Handler;
 pub use HandlerCorePre as HandlerPre;
+pub use stepwise::jobs::flows::Child;
 pub use stepwise::jobs::log::Level;
 pub use stepwise::jobs::steps::StepState;
-pub use stepwise::jobs::flows::Child;
 pub use stepwise::jobs::types::{ErrorKind, JobPolicy};
 
 /// The WIT `job-spec` record, named apart from the host's own [`crate::JobSpec`].

@@ -830,7 +830,9 @@ async fn list_runs(
 ) -> ApiResult {
     let limit = page_limit(
         &query,
-        &["queue", "job", "status", "parent", "order", "limit", "after"],
+        &[
+            "queue", "job", "status", "parent", "order", "limit", "after",
+        ],
     )?;
     let state_filter = match query.get("status") {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid_options)?),

@@ -11,9 +11,9 @@ use stepwise_core::model::{LogLine, RunRecord, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{
-    Census, Claimed, CommitStats, Created, DeadLetter, EventFilter, EventPut, NewEvent, IdempotencyRecord, JournalWrites, KeyExpiry,
-    Listing, ModuleRecord, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite, Store,
-    StoreError, TenantRecord, TenantUsage,
+    Census, Claimed, CommitStats, Created, DeadLetter, EventFilter, EventPut, IdempotencyRecord,
+    JournalWrites, KeyExpiry, Listing, ModuleRecord, NewEvent, NewRunWrite, Occupancy, Page,
+    QueueSettings, RunFilter, RunWrite, Store, StoreError, TenantRecord, TenantUsage,
 };
 
 use super::ready::LOCAL_HOLDER;
@@ -271,14 +271,16 @@ impl Store for RedbStore {
             CommitOutcome::EventStored { woken } => (None, woken),
             CommitOutcome::EventTaken { seq } => (Some(seq), 0),
             other => {
-                return Err(StoreError::Io(format!("an event write was refused: {other:?}")));
+                return Err(StoreError::Io(format!(
+                    "an event write was refused: {other:?}"
+                )));
             }
         };
         match seq {
             Some(seq) => {
-                let stored = self.event_by_seq(tenant, seq)?.ok_or_else(|| {
-                    StoreError::Io(format!("event {seq} of {tenant} vanished"))
-                })?;
+                let stored = self
+                    .event_by_seq(tenant, seq)?
+                    .ok_or_else(|| StoreError::Io(format!("event {seq} of {tenant} vanished")))?;
                 Ok(EventPut::Exists(stored))
             }
             None => {

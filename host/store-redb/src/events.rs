@@ -116,7 +116,10 @@ impl RedbStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::EVENT_DELIVERIES)?;
         let mut out = Vec::new();
-        for entry in table.range((tenant, seq, "")..=(tenant, seq, MAX_KEY))?.take(limit) {
+        for entry in table
+            .range((tenant, seq, "")..=(tenant, seq, MAX_KEY))?
+            .take(limit)
+        {
             let (k, v) = entry?;
             out.push((k.value().2.to_owned(), v.value().to_owned()));
         }
@@ -132,7 +135,10 @@ impl RedbStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(schema::EVENT_EXPIRY)?;
         let mut out = Vec::new();
-        for entry in table.range((0u64, "", 0u64)..=(now, MAX_KEY, u64::MAX))?.take(limit) {
+        for entry in table
+            .range((0u64, "", 0u64)..=(now, MAX_KEY, u64::MAX))?
+            .take(limit)
+        {
             let (k, _) = entry?;
             let (_, tenant, seq) = k.value();
             out.push((tenant.to_owned(), seq));

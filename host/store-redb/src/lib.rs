@@ -11,8 +11,8 @@
 //! numbers timeline and log entries, and keeps the counters and the ready index.
 
 mod backend;
-mod events;
 mod batch;
+mod events;
 mod read;
 mod ready;
 mod schema;

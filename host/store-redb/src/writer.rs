@@ -15,11 +15,11 @@ use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::batch::{CommitOutcome, Op, RunFlow};
-use stepwise_core::flow::{EventRecord, RunWait};
-use stepwise_core::model::{RunRecord, RunStatus};
 use super::ready::ReadyIndex;
 use super::schema::*;
 use super::{Batch, Durability, StoreError};
+use stepwise_core::flow::{EventRecord, RunWait};
+use stepwise_core::model::{RunRecord, RunStatus};
 use stepwise_store::CommitStats;
 use stepwise_store::IdempotencyRecord;
 
@@ -145,7 +145,11 @@ fn run(
 
 /// Runs a batch woke, with when they are due and where they wait: mirrored into the ready
 /// index after the batch's own moves.
-type Woken = Vec<(String, stepwise_core::clock::Millis, stepwise_store::Placement)>;
+type Woken = Vec<(
+    String,
+    stepwise_core::clock::Millis,
+    stepwise_store::Placement,
+)>;
 
 fn commit(
     db: &Database,
@@ -533,7 +537,11 @@ fn next_seq(
     Ok(next)
 }
 
-fn apply(tables: &mut Tables<'_>, batch: &Batch, cx: &mut Apply<'_, '_>) -> Result<u64, StoreError> {
+fn apply(
+    tables: &mut Tables<'_>,
+    batch: &Batch,
+    cx: &mut Apply<'_, '_>,
+) -> Result<u64, StoreError> {
     let Apply {
         deltas,
         seqs,
@@ -789,7 +797,6 @@ fn apply(tables: &mut Tables<'_>, batch: &Batch, cx: &mut Apply<'_, '_>) -> Resu
     Ok(batch.ops.len() as u64)
 }
 
-
 /// Above every string key the host stores (ids, names, keys), for the end of a prefix range.
 const MAX_KEY: &str = "\u{10FFFF}";
 
@@ -943,17 +950,22 @@ fn put_event(
     let json = serde_json::to_vec(&event).expect("records always serialize");
     let key = event.correlation_key.as_deref().unwrap_or("");
     tables.events()?.insert((tenant, seq), json.as_slice())?;
-    tables.event_ids()?.insert((tenant, event.id.as_str()), seq)?;
     tables
-        .event_index()?
-        .insert((tenant, event.name.as_str(), key, event.received_at, seq), ())?;
+        .event_ids()?
+        .insert((tenant, event.id.as_str()), seq)?;
+    tables.event_index()?.insert(
+        (tenant, event.name.as_str(), key, event.received_at, seq),
+        (),
+    )?;
     tables
         .event_expiry()?
         .insert((event.expires_at, tenant, seq), ())?;
     count(deltas, tenant, "", EVENTS_COUNTER, 1);
     let waiting: Vec<String> = tables
         .waiters()?
-        .range((tenant, event.name.as_str(), key, "")..=(tenant, event.name.as_str(), key, MAX_KEY))?
+        .range(
+            (tenant, event.name.as_str(), key, "")..=(tenant, event.name.as_str(), key, MAX_KEY),
+        )?
         .map(|e| e.map(|(k, _)| k.value().3.to_owned()))
         .collect::<Result<_, _>>()?;
     for run in waiting {
@@ -969,7 +981,11 @@ fn remove_event(
     tenant: &str,
     seq: u64,
 ) -> Result<(), StoreError> {
-    let Some(json) = tables.events()?.remove((tenant, seq))?.map(|v| v.value().to_vec()) else {
+    let Some(json) = tables
+        .events()?
+        .remove((tenant, seq))?
+        .map(|v| v.value().to_vec())
+    else {
         return Ok(());
     };
     count(deltas, tenant, "", EVENTS_COUNTER, -1);

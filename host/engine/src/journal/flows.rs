@@ -503,7 +503,10 @@ fn child_failure(child: &RunRecord) -> GuestError {
         },
         (_, Some(e)) => GuestError {
             kind: e.kind,
-            message: format!("child run {} ({}) failed: {}", child.id, child.job, e.message),
+            message: format!(
+                "child run {} ({}) failed: {}",
+                child.id, child.job, e.message
+            ),
             retry_after_ms: e.retry_after_ms,
         },
         _ => GuestError {

@@ -121,10 +121,7 @@ async fn list(args: ListArgs) -> Result<Outcome> {
                 ]
             })
             .collect();
-        let mut text = render::table(
-            &["SEQ", "ID", "NAME", "KEY", "RECEIVED", "RESUMED"],
-            &rows,
-        );
+        let mut text = render::table(&["SEQ", "ID", "NAME", "KEY", "RECEIVED", "RESUMED"], &rows);
         if let Some(next) = page.next {
             text.push_str(&format!("\nmore events follow: add --before {next}"));
         }
