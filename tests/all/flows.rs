@@ -15,7 +15,6 @@ use stepwise::{
     Engine, EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus,
     RuntimeConfig,
 };
-use stepwise_store::Store;
 use stepwise_store::faults::FaultyStore;
 use stepwise_tests::guests;
 

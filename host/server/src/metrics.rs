@@ -65,6 +65,7 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
         "queued",
         "retrying",
         "sleeping",
+        "waiting",
         "completed",
         "failed",
         "cancelled",

@@ -817,6 +817,213 @@ pub async fn settings_round_trip_per_tenant(store: Arc<dyn Store>) {
     assert!(store.secrets_of("t").await.unwrap().is_empty());
 }
 
+fn new_event(id: &str, name: &str, key: Option<&str>, at: Millis) -> crate::NewEvent {
+    crate::NewEvent {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        correlation_key: key.map(str::to_owned),
+        payload: json!({ "id": id }),
+        received_at: at,
+        expires_at: at + 1_000,
+        body_hash: format!("hash-{id}"),
+    }
+}
+
+async fn put(store: &dyn Store, tenant: &str, e: crate::NewEvent) -> (u64, u64) {
+    match store.put_event(tenant, e).await.unwrap() {
+        crate::EventPut::Stored { event, woken } => (event.seq, woken),
+        crate::EventPut::Exists(e) => panic!("event {} existed", e.id),
+    }
+}
+
+/// Suspends `r` on an event wait (as a settlement does), returning the version stored.
+async fn wait_for(store: &dyn Store, r: &mut RunRecord, key: &str, seen: u64) {
+    r.status = RunStatus::Waiting;
+    r.ready_at = Some(T0 + 100_000);
+    r.updated_at = T0 + 10;
+    r.wait = Some(stepwise_core::flow::RunWait::Event {
+        step: "w".into(),
+        name: "paid".into(),
+        correlation_key: Some(key.into()),
+        until: T0 + 100_000,
+        seen,
+    });
+    r.version = store
+        .write_runs(vec![RunWrite::new(r.clone(), JournalWrites::default())])
+        .await
+        .unwrap()[0];
+}
+
+/// Events get increasing numbers across tenants, a repeated id stores nothing, matching
+/// follows name, exact key, arrival window and skips, listings are per tenant and newest
+/// first, and expired events are forgotten with their counters.
+pub async fn events_are_numbered_matched_listed_and_expired(store: Arc<dyn Store>) {
+    let (a, _) = put(&*store, "t", new_event("a", "paid", Some("k"), T0)).await;
+    let (b, _) = put(&*store, "t", new_event("b", "paid", Some("k"), T0 + 5)).await;
+    let (c, _) = put(&*store, "u", new_event("c", "paid", Some("k"), T0 + 6)).await;
+    assert!(a < b && b < c);
+    match store
+        .put_event("t", new_event("a", "x", None, T0))
+        .await
+        .unwrap()
+    {
+        crate::EventPut::Exists(e) => assert_eq!((e.seq, e.name.as_str()), (a, "paid")),
+        other => panic!("{other:?}"),
+    }
+    let m = |since, until, skip: Vec<u64>| {
+        let store = store.clone();
+        async move {
+            store
+                .match_event("t", "paid", Some("k"), since, until, &skip)
+                .await
+                .unwrap()
+        }
+    };
+    let (found, high) = m(T0, T0 + 10, vec![]).await;
+    assert_eq!(found.unwrap().id, "a");
+    assert!(high >= c, "the high water covers every tenant's events");
+    assert_eq!(m(T0, T0 + 10, vec![a]).await.0.unwrap().id, "b");
+    assert_eq!(m(T0 + 1, T0 + 10, vec![]).await.0.unwrap().id, "b");
+    assert!(m(T0, T0 + 10, vec![a, b]).await.0.is_none());
+    assert!(
+        m(T0 + 6, T0 + 10, vec![]).await.0.is_none(),
+        "another tenant's"
+    );
+    let other_key = store
+        .match_event("t", "paid", Some("z"), T0, T0 + 10, &[])
+        .await
+        .unwrap();
+    assert!(other_key.0.is_none());
+    let no_key = store
+        .match_event("t", "paid", None, T0, T0 + 10, &[])
+        .await
+        .unwrap();
+    assert!(
+        no_key.0.is_none(),
+        "a wait without a key matches only keyless events"
+    );
+    let listed = store
+        .list_events("t", &Default::default(), None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["b", "a"]);
+    let page = store
+        .list_events("t", &Default::default(), Some(b), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(store.tenant_usage("t").await.unwrap().events, 2);
+    let expired = store.expired_events(T0 + 1_000, 10).await.unwrap();
+    assert_eq!(expired, vec![("t".to_owned(), a)]);
+    store.remove_events(&expired).await.unwrap();
+    assert!(store.event("t", "a").await.unwrap().is_none());
+    assert_eq!(store.tenant_usage("t").await.unwrap().events, 1);
+    assert_eq!(m(T0, T0 + 10, vec![]).await.0.unwrap().id, "b");
+}
+
+/// Storing an event makes every run waiting on its name and key due at its arrival, in the
+/// same write; runs waiting on another key stay as they were, and a run that stopped
+/// waiting is not woken.
+pub async fn an_event_wakes_its_waiters_in_the_write_that_stores_it(store: Arc<dyn Store>) {
+    let mut r1 = create(&*store, run("r1", "t", "q")).await;
+    let mut r2 = create(&*store, run("r2", "t", "q")).await;
+    let mut other = create(&*store, run("r3", "t", "q")).await;
+    wait_for(&*store, &mut r1, "k", 0).await;
+    wait_for(&*store, &mut r2, "k", 0).await;
+    wait_for(&*store, &mut other, "z", 0).await;
+    assert!(claim_ids(&*store, T0 + 50).await.is_empty());
+    let (_, woken) = put(&*store, "t", new_event("e", "paid", Some("k"), T0 + 50)).await;
+    assert_eq!(woken, 2);
+    let mut due = claim_ids(&*store, T0 + 50).await;
+    due.sort();
+    assert_eq!(due, ["r1", "r2"]);
+    let stored = store.run("r1").await.unwrap().unwrap();
+    assert_eq!(stored.ready_at, Some(T0 + 50));
+    assert_eq!(stored.version, r1.version, "waking keeps the version");
+    // A write over the woken run's version is still accepted.
+    r1.status = RunStatus::Completed;
+    r1.ready_at = None;
+    r1.wait = None;
+    store
+        .write_runs(vec![RunWrite::new(r1.clone(), JournalWrites::default())])
+        .await
+        .unwrap();
+    // r2's attempt found nothing for it and waits again.
+    wait_for(&*store, &mut r2, "k", u64::MAX).await;
+    store.release("r1", 1, None).await.unwrap();
+    store.release("r2", 1, None).await.unwrap();
+    let (_, woken) = put(&*store, "t", new_event("f", "paid", Some("k"), T0 + 60)).await;
+    assert_eq!(woken, 1, "only the run still waiting");
+    assert_eq!(claim_ids(&*store, T0 + 60).await, vec!["r2"]);
+}
+
+/// A wait stored after a matching event arrived (numbered after the wait's `seen`) is due at
+/// once; one whose `seen` covers every matching event waits for its deadline.
+pub async fn a_wait_already_satisfied_when_stored_is_due_at_once(store: Arc<dyn Store>) {
+    let (seq, _) = put(&*store, "t", new_event("e", "paid", Some("k"), T0 + 1)).await;
+    let mut late = create(&*store, run("late", "t", "q")).await;
+    wait_for(&*store, &mut late, "k", seq - 1).await;
+    assert_eq!(claim_ids(&*store, T0 + 10).await, vec!["late"]);
+    let mut seen = create(&*store, run("seen", "t", "q")).await;
+    wait_for(&*store, &mut seen, "k", seq).await;
+    assert!(claim_ids(&*store, T0 + 10).await.is_empty());
+}
+
+/// A parent waiting on children is woken by the write that ends the last of them, not before.
+pub async fn the_last_child_to_end_wakes_its_waiting_parent(store: Arc<dyn Store>) {
+    let mut parent = create(&*store, run("p", "t", "q")).await;
+    let link = stepwise_core::flow::ParentLink {
+        run: "p".into(),
+        step: "fan".into(),
+        depth: 1,
+    };
+    let mut kids = Vec::new();
+    for id in ["c1", "c2"] {
+        let mut child = run(id, "t", "q");
+        child.parent = Some(link.clone());
+        kids.push(create(&*store, child).await);
+    }
+    parent.status = RunStatus::Waiting;
+    parent.ready_at = None;
+    parent.wait = Some(stepwise_core::flow::RunWait::Children {
+        step: "fan".into(),
+        runs: vec!["c1".into(), "c2".into()],
+    });
+    parent.version = store
+        .write_runs(vec![RunWrite::new(
+            parent.clone(),
+            JournalWrites::default(),
+        )])
+        .await
+        .unwrap()[0];
+    let filter = RunFilter {
+        parent: Some("p".into()),
+        ..RunFilter::default()
+    };
+    let listed = store.list_runs("t", &filter, None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let mut due = claim_ids(&*store, T0).await;
+    due.sort();
+    assert_eq!(due, ["c1", "c2"]);
+    for (i, kid) in kids.iter_mut().enumerate() {
+        kid.status = RunStatus::Completed;
+        kid.ready_at = None;
+        kid.updated_at = T0 + 7;
+        store
+            .write_runs(vec![RunWrite::new(kid.clone(), JournalWrites::default())])
+            .await
+            .unwrap();
+        store.release(&kid.id, 1, None).await.unwrap();
+        let due = claim_ids(&*store, T0 + 7).await;
+        if i == 0 {
+            assert!(due.is_empty(), "one child still runs");
+        } else {
+            assert_eq!(due, vec!["p"]);
+        }
+    }
+}
+
 /// Instantiates every conformance test for a backend: `$fresh` is an async expression that
 /// yields `(Arc<dyn Store>, guard)` for a fresh, empty store.
 #[macro_export]
@@ -832,6 +1039,10 @@ macro_rules! conformance_tests {
             listings_page_filter_and_stay_within_their_tenant,
             settings_round_trip_per_tenant,
             purged_dead_letters_are_deleted_with_their_history_and_keys,
+            events_are_numbered_matched_listed_and_expired,
+            an_event_wakes_its_waiters_in_the_write_that_stores_it,
+            a_wait_already_satisfied_when_stored_is_due_at_once,
+            the_last_child_to_end_wakes_its_waiting_parent,
         );
     };
     (@each $fresh:expr; $($name:ident,)*) => {$(

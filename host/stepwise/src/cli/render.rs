@@ -2,6 +2,7 @@
 //! the tail of its log.
 
 use std::fmt::Write;
+use stepwise_core::flow::{RunWait, StepWait};
 
 use crate::api::RunView;
 use crate::model::{ErrorInfo, StepKind};
@@ -77,6 +78,33 @@ pub fn run(view: &RunView) -> String {
     if let Some(e) = &r.error {
         let _ = writeln!(out, "error:   {}", describe_error(e));
     }
+    if let Some(p) = &r.parent {
+        let _ = writeln!(out, "parent:  {} (step '{}')", p.run, p.step);
+    }
+    match &r.wait {
+        Some(RunWait::Event {
+            name,
+            correlation_key,
+            until,
+            ..
+        }) => {
+            let key = correlation_key
+                .as_deref()
+                .map_or(String::new(), |k| format!(" with key '{k}'"));
+            let _ = writeln!(
+                out,
+                "waiting: for event '{name}'{key} until {}",
+                time_fmt::rfc3339(*until)
+            );
+        }
+        Some(RunWait::Children { runs, .. }) => {
+            let _ = writeln!(out, "waiting: for {} child run(s)", runs.len());
+        }
+        None => {}
+    }
+    if !view.children.is_empty() {
+        let _ = writeln!(out, "children: {}", view.children.join(", "));
+    }
     if !view.steps.is_empty() {
         let rows: Vec<Vec<String>> = view
             .steps
@@ -85,10 +113,16 @@ pub fn run(view: &RunView) -> String {
                 let result = match (&s.output, &s.error, s.kind) {
                     (Some(o), _, _) => cut(&o.to_string()),
                     (None, Some(e), _) => cut(&format!("{}: {}", e.kind.as_str(), e.message)),
-                    (None, None, StepKind::Sleep) => s
+                    (None, None, StepKind::Sleep | StepKind::Event) => s
                         .wake_at
                         .map(|w| format!("until {}", time_fmt::rfc3339(w)))
                         .unwrap_or_default(),
+                    (None, None, StepKind::Child) => match &s.wait {
+                        Some(StepWait::Children { runs, .. }) => {
+                            format!("{} child run(s)", runs.len())
+                        }
+                        _ => String::new(),
+                    },
                     _ => String::new(),
                 };
                 vec![
