@@ -15,6 +15,7 @@ mod crash;
 mod egress;
 mod egress_tls;
 mod flows;
+mod flows_service;
 mod hostile;
 mod http_defences;
 mod idempotency;
