@@ -31,6 +31,8 @@ pub struct ChildOptions {
     pub(crate) priority: i32,
     pub(crate) delay_ms: Option<u64>,
     pub(crate) max_attempts: Option<u32>,
+    /// (initial ms, max ms, multiplier, jitter).
+    pub(crate) backoff: Option<(u64, u64, f64, f64)>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) fuel: Option<u64>,
     pub(crate) memory_bytes: Option<u64>,
@@ -58,6 +60,25 @@ impl ChildOptions {
     /// Attempts per step of the child, counting the first.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n);
+        self
+    }
+
+    /// Exponential backoff between the child's attempts: `initial` after the first failure,
+    /// growing by `multiplier` up to `max`, with up to `jitter` (0.0–1.0) of each delay
+    /// randomised.
+    pub fn backoff(
+        mut self,
+        initial: Duration,
+        max: Duration,
+        multiplier: f64,
+        jitter: f64,
+    ) -> Self {
+        self.backoff = Some((
+            duration_to_ms(initial),
+            duration_to_ms(max),
+            multiplier,
+            jitter,
+        ));
         self
     }
 
@@ -237,5 +258,119 @@ impl Ctx {
     ) -> Result<Vec<String>, JobError> {
         let name = self.next_name(name.as_ref(), "spawn")?;
         self.host.spawn(&name, children)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::host::{Host, Level, StepState};
+
+    /// A host answering flow calls from fixed replies, recording what it was asked.
+    #[derive(Clone, Default)]
+    struct Replies {
+        asked: Rc<RefCell<Vec<String>>>,
+        event: Option<String>,
+        outputs: Vec<String>,
+    }
+
+    impl Host for Replies {
+        fn begin(&self, _: &str) -> StepState {
+            StepState::Run(1)
+        }
+        fn succeed(&self, _: &str, _: &str) {}
+        fn fail(&self, _: &str, _: &JobError) {}
+        fn sleep(&self, _: &str, _: u64) {}
+        fn log(&self, _: Level, _: &str) {}
+        fn wait_for_event(
+            &self,
+            name: &str,
+            event: &str,
+            key: Option<&str>,
+            ms: u64,
+        ) -> Option<String> {
+            self.asked
+                .borrow_mut()
+                .push(format!("wait {name} {event} {key:?} {ms}"));
+            self.event.clone()
+        }
+        fn invoke(&self, name: &str, children: Vec<Child>) -> Result<Vec<String>, JobError> {
+            let jobs: Vec<String> = children
+                .iter()
+                .map(|c| format!("{}:{}:{:?}", c.job, c.payload, c.options.queue))
+                .collect();
+            self.asked
+                .borrow_mut()
+                .push(format!("invoke {name} {}", jobs.join(",")));
+            Ok(self.outputs.clone())
+        }
+    }
+
+    fn ctx(host: &Replies) -> Ctx {
+        Ctx::new("run-1".into(), "job".into(), 1, Box::new(host.clone()))
+    }
+
+    #[test]
+    fn a_wait_decodes_the_events_payload_or_answers_none() {
+        let host = Replies {
+            event: Some("{\"cents\":5}".into()),
+            ..Replies::default()
+        };
+        let c = ctx(&host);
+        let got: Option<serde_json::Value> = c
+            .wait_for_event("w", "paid", Some("k"), Duration::from_millis(1500))
+            .unwrap();
+        assert_eq!(got, Some(serde_json::json!({"cents": 5})));
+        // The same base name again gets the stable suffix.
+        let wrong: Result<Option<u64>, _> =
+            c.wait_for_event("w", "paid", None, Duration::from_secs(1));
+        assert!(wrong.unwrap_err().message().contains("w#2"));
+        assert_eq!(
+            host.asked.borrow().as_slice(),
+            ["wait w paid Some(\"k\") 1500", "wait w#2 paid None 1000"]
+        );
+        let none = Replies::default();
+        let got: Option<u64> = ctx(&none)
+            .wait_for_event("w", "paid", None, Duration::ZERO)
+            .unwrap();
+        assert_eq!(got, None);
+    }
+
+    #[test]
+    fn invoke_sends_every_child_and_decodes_their_outputs_in_order() {
+        let host = Replies {
+            outputs: vec!["1".into(), "4".into()],
+            ..Replies::default()
+        };
+        let c = ctx(&host);
+        let children = vec![
+            Child::new("double", &1).unwrap(),
+            Child::new("double", &2)
+                .unwrap()
+                .with_options(ChildOptions::default().queue("fast")),
+        ];
+        let got: Vec<u32> = c.invoke_all("fan", children).unwrap();
+        assert_eq!(got, [1, 4]);
+        assert_eq!(
+            host.asked.borrow().as_slice(),
+            ["invoke fan double:1:None,double:2:Some(\"fast\")"]
+        );
+    }
+
+    #[test]
+    fn a_flow_inside_a_step_is_refused_before_the_host_hears_of_it() {
+        let host = Replies::default();
+        let c = ctx(&host);
+        let err = c
+            .step("outer", || -> Result<(), JobError> {
+                c.wait_for_event::<u32>("w", "e", None, Duration::ZERO)?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.message().contains("cannot nest"), "{}", err.message());
+        assert!(host.asked.borrow().is_empty());
     }
 }

@@ -75,7 +75,15 @@ fn wit_children(children: Vec<Child>) -> Vec<flows::Child> {
                 delay_ms: c.options.delay_ms,
                 policy: types::JobPolicy {
                     max_attempts: c.options.max_attempts,
-                    backoff: None,
+                    backoff: c
+                        .options
+                        .backoff
+                        .map(|(initial_ms, max_ms, multiplier, jitter)| types::Backoff {
+                            initial_ms,
+                            max_ms,
+                            multiplier,
+                            jitter,
+                        }),
                     fuel: c.options.fuel,
                     timeout_ms: c.options.timeout_ms,
                     memory_bytes: c.options.memory_bytes,

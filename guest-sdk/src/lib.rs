@@ -70,6 +70,37 @@
 //! suffix (`send`, `send#2`, `send#3`, ...), so loops work as long as they are deterministic.
 //! A step's output is returned as read back from its JSON, on the first attempt as on replays.
 //!
+//! ## Events and child runs
+//!
+//! [`Ctx::wait_for_event`] suspends the run until an event with a name and correlation key
+//! arrives (`POST /v1/events`) or a timeout passes; it matches an event sent after the run
+//! was created even if it arrived before the wait was reached, and every run waiting on the
+//! key gets it. [`Ctx::invoke`] and [`Ctx::invoke_all`] start child runs and wait for their
+//! outputs (fan-out and join); [`Ctx::spawn`] starts one without waiting. Each is a step:
+//! recorded once, replayed afterwards, each child started once whatever happens to the
+//! parent's attempts. While the run waits no instance is held.
+//!
+//! ```no_run
+//! use stepwise_sdk::prelude::*;
+//!
+//! #[job]
+//! fn onboard(ctx: &mut Ctx, user: String) -> Result<Vec<String>, JobError> {
+//!     let verified: Option<serde_json::Value> = ctx.wait_for_event(
+//!         "email-verified", "user.verified", Some(&user), Duration::from_secs(86_400))?;
+//!     if verified.is_none() {
+//!         return Err(JobError::non_retryable("never verified"));
+//!     }
+//!     let children = ["welcome", "survey"]
+//!         .into_iter()
+//!         .map(|kind| Child::new("send-email", &(kind, &user)))
+//!         .collect::<Result<Vec<_>, _>>()?;
+//!     ctx.invoke_all("emails", children)
+//! }
+//!
+//! export_jobs!(onboard);
+//! # fn main() {}
+//! ```
+//!
 //! ## Errors and retries
 //!
 //! Steps and jobs fail with a [`JobError`], whose [`ErrorKind`] tells the host what to do:

@@ -457,3 +457,56 @@ async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_the
         RunStatus::Cancelled
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_waiting_run_stays_cancelled_when_its_event_arrives() {
+    let h = harness().await;
+    let id = start(&h, "await-event", await_payload("gone", 60_000)).await;
+    until(&h, &id, RunStatus::Waiting).await;
+    let run = h
+        .engine
+        .cancel_for(LOCAL, &id, "tester", Some("no longer needed"))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(run.wait.is_none());
+    assert_eq!(
+        send(&h, LOCAL, "order.paid", Some("gone"), json!(1)).await,
+        0
+    );
+    drain_due(&h).await;
+    let run = h.redb.run(&id).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(run.ready_at.is_none());
+}
+
+/// A parent joining children, woken by the last of them, settles its step from their
+/// outputs; many such joins at once, each child racing its siblings' ends, never lose a
+/// wake-up (a lost one would leave a parent waiting forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_joins_at_once_all_complete() {
+    let h = harness().await;
+    let mut parents = Vec::new();
+    for _ in 0..20 {
+        parents.push(start(&h, "fan-out", json!({"job": "double", "count": 5})).await);
+    }
+    let (store, ids) = (h.redb.clone(), parents.clone());
+    h.engine
+        .work_until_async(move || {
+            let (store, ids) = (store.clone(), ids.clone());
+            async move {
+                ids.iter().all(|id| {
+                    store
+                        .run(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| r.status == RunStatus::Completed)
+                })
+            }
+        })
+        .await
+        .unwrap();
+    for id in &parents {
+        assert_eq!(output(&h, id), json!({"outputs": [0, 2, 4, 6, 8]}));
+    }
+}
