@@ -10,10 +10,16 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct SendEvent {
     /// 1–128 bytes of ASCII letters, digits and `. _ - : /` (`payment.succeeded`).
+    #[schema(
+        pattern = "^[A-Za-z0-9._:/-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     pub name: String,
     /// 1–256 bytes; a wait matches only events with exactly its key (none: only events sent
     /// without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
     pub correlation_key: Option<String>,
     /// Any JSON value, at most 256 KiB by default; handed to the waits it matches.
     #[serde(default)]
@@ -21,6 +27,7 @@ pub struct SendEvent {
     /// Makes the send idempotent: the same id with the same name, key and payload answers the
     /// first event and stores nothing; with another body, `409 event_conflict`. 1–128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
     pub id: Option<String>,
 }
 
