@@ -510,3 +510,121 @@ async fn many_joins_at_once_all_complete() {
         assert_eq!(output(&h, id), json!({"outputs": [0, 2, 4, 6, 8]}));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_failure_keeps_its_kind_unless_the_guest_returns_its_own_error() {
+    let h = harness().await;
+    let module = h.deploy(guests::FLOWS).await;
+    let enqueue = |payload: Value| {
+        let engine = h.engine.clone();
+        let module = module.clone();
+        async move {
+            engine
+                .enqueue(NewRun {
+                    overrides: PolicyOverrides {
+                        max_attempts: Some(2),
+                        backoff: Some(stepwise::Backoff {
+                            initial_ms: 1,
+                            max_ms: 1,
+                            multiplier: 1.0,
+                            jitter: 0.0,
+                        }),
+                        ..Default::default()
+                    },
+                    ..NewRun::local(&module, "fan-out", payload.to_string())
+                })
+                .await
+                .unwrap()
+                .run
+                .id
+        }
+    };
+    // The child's retryable failure is the step's: the parent retries it, then gives up.
+    let kept = enqueue(json!({"job": "flake", "count": 1})).await;
+    // The guest catches it and ends with its own final error.
+    let own = enqueue(json!({"job": "flake", "count": 1, "own_error": "give up"})).await;
+    let (store, ids) = (h.redb.clone(), [kept.clone(), own.clone()]);
+    let clock = h.clock.clone();
+    h.engine
+        .work_until_async(move || {
+            let (store, ids, clock) = (store.clone(), ids.clone(), clock.clone());
+            async move {
+                clock.advance(Duration::from_millis(5));
+                ids.iter().all(|id| {
+                    store
+                        .run(id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| r.status.is_final())
+                })
+            }
+        })
+        .await
+        .unwrap();
+    let kept = h.redb.run(&kept).unwrap().unwrap();
+    let error = kept.error.unwrap();
+    assert_eq!(kept.status, RunStatus::Failed);
+    assert_eq!(
+        error.kind,
+        stepwise::FailureKind::Retryable,
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("flaked 0"), "{}", error.message);
+    assert_eq!(kept.attempts, 2, "the retryable child failure was retried");
+    let own = h.redb.run(&own).unwrap().unwrap();
+    let error = own.error.unwrap();
+    assert_eq!(error.kind, stepwise::FailureKind::NonRetryable);
+    assert_eq!(error.message, "give up");
+    assert_eq!(own.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_listed_by_name_and_key_and_charged_to_stored_bytes() {
+    let h = harness().await;
+    let before = h.redb.tenant_usage(LOCAL).unwrap().stored_bytes;
+    for (name, key) in [
+        ("a", Some("1")),
+        ("a", Some("2")),
+        ("b", Some("1")),
+        ("a", None),
+    ] {
+        send(&h, LOCAL, name, key, json!({"pad": "x".repeat(100)})).await;
+    }
+    let after = h.redb.tenant_usage(LOCAL).unwrap().stored_bytes;
+    assert!(
+        after >= before + 400,
+        "events are charged: {before} -> {after}"
+    );
+    let list = |name: Option<&str>, key: Option<&str>| {
+        let filter = stepwise::engine::EventFilter {
+            name: name.map(str::to_owned),
+            correlation_key: key.map(str::to_owned),
+        };
+        let engine = h.engine.clone();
+        async move {
+            engine
+                .list_events(LOCAL, &filter, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.event.name, e.event.correlation_key))
+                .collect::<Vec<_>>()
+        }
+    };
+    let some = |k: &str| Some(k.to_owned());
+    assert_eq!(list(Some("a"), None).await.len(), 3);
+    assert_eq!(
+        list(Some("a"), Some("1")).await,
+        vec![("a".to_owned(), some("1"))]
+    );
+    assert_eq!(list(None, None).await.len(), 4);
+    assert_eq!(
+        list(None, None).await[0],
+        ("a".to_owned(), None),
+        "newest first"
+    );
+    h.clock.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(h.engine.sweep_events().await.unwrap(), 4);
+    assert_eq!(h.redb.tenant_usage(LOCAL).unwrap().stored_bytes, before);
+}

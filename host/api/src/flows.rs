@@ -45,7 +45,7 @@ pub struct Resumed {
 pub struct Event {
     /// The sender's id, or one the host made up (`evt_...`).
     pub id: String,
-    /// Its position among the events the host received (later is higher); `GET /v1/events`
+    /// Its position among the tenant's events (later is higher); `GET /v1/events`
     /// pages by it.
     pub seq: u64,
     /// Its name.

@@ -205,4 +205,6 @@ pub enum StepInterrupt {
     Suspend(Suspend),
     /// A fault on the host's side or a broken step protocol.
     Fault(HostFault),
+    /// The run was cancelled while the call ran; the attempt ends as cancelled.
+    Cancelled,
 }

@@ -79,7 +79,7 @@ pub fn check_event_id(id: &str) -> Result<(), String> {
 pub struct EventRecord {
     /// The sender's id, or one the host made up (`evt_...`). Unique per tenant.
     pub id: String,
-    /// Its position among every event the host received, from 1: later events have higher
+    /// Its position among its tenant's events, from 1: later events have higher
     /// numbers.
     pub seq: u64,
     /// The event's name.
@@ -164,7 +164,7 @@ pub enum RunWait {
         correlation_key: Option<String>,
         /// When the wait times out.
         until: Millis,
-        /// The newest event sequence number the wait had looked at: a later matching event
+        /// The tenant's newest event number when the wait looked: a later matching event
         /// wakes the run even when it arrived before the wait was stored.
         seen: u64,
     },

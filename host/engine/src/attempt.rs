@@ -52,6 +52,8 @@ impl Engine {
                 let live = crate::journal::LiveStep::default();
                 journal.show_current_in(live.clone());
                 let registered = self.register_cancel(id, &cancel, run.attempts, live);
+                let mut journal = journal;
+                journal.watch_cancel(cancel.clone());
                 let executed = self.execute(&handler, &run, journal, cancel).await;
                 drop(registered);
                 executed

@@ -98,7 +98,7 @@ impl Engine {
         Ok(run)
     }
 
-    /// Cancels every descendant of `root` that has not ended, breadth first.
+    /// Cancels every descendant of `root` that has not ended, depth first.
     async fn cancel_descendants(
         &self,
         tenant: &str,

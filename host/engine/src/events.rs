@@ -105,14 +105,20 @@ impl Engine {
         {
             return repeat(held, &body_hash);
         }
-        let used = inner.store.tenant_usage(tenant).await?.events;
-        if used >= limits.max_per_tenant {
-            return Err(EngineError::QuotaExceeded {
-                tenant: tenant.to_owned(),
-                what: "stored events",
-                limit: limits.max_per_tenant,
-                used,
-            });
+        let usage = inner.store.tenant_usage(tenant).await?;
+        let stored_limit = inner.config.tenants.max_stored_bytes_of(tenant);
+        for (what, limit, used) in [
+            ("stored events", limits.max_per_tenant, usage.events),
+            ("stored bytes", stored_limit, usage.stored_bytes),
+        ] {
+            if used >= limit {
+                return Err(EngineError::QuotaExceeded {
+                    tenant: tenant.to_owned(),
+                    what,
+                    limit,
+                    used,
+                });
+            }
         }
         let now = inner.clock.now();
         let id = send

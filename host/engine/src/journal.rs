@@ -115,6 +115,8 @@ pub struct Journal {
     wait: Option<stepwise_core::flow::RunWait>,
     /// Events this attempt's waits took, recorded on the events with the next commit.
     deliveries: Vec<stepwise_store::Delivery>,
+    /// The attempt's cancel flag, which a step starting children checks after each child.
+    cancel: Option<stepwise_core::attempt::CancelFlag>,
 }
 
 impl Journal {
@@ -166,6 +168,7 @@ impl Journal {
             flow: None,
             wait: None,
             deliveries: Vec::new(),
+            cancel: None,
         }
     }
 

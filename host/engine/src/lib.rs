@@ -40,6 +40,7 @@ use stepwise_core::model::{RunStatus, RunView, ViewMore};
 use stepwise_core::policy::{Caps, Policy, PolicyError};
 use stepwise_runtime::egress::{Egress, EgressConfig, EgressSetupError};
 use stepwise_runtime::{CancelFlag, LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
+pub use stepwise_store::EventFilter;
 use stepwise_store::{QueueSettings, Store, StoreError};
 pub use tenants::NewTenant;
 
@@ -491,20 +492,10 @@ impl Engine {
         &self,
         run: &stepwise_core::RunRecord,
     ) -> Result<Vec<String>, EngineError> {
-        let filter = RunFilter {
-            parent: Some(run.id.clone()),
-            ..RunFilter::default()
-        };
-        let children = self
+        Ok(self
             .inner
             .store
-            .list_runs(
-                &run.tenant,
-                &filter,
-                None,
-                stepwise_core::model::VIEW_CHILDREN,
-            )
-            .await?;
-        Ok(children.into_iter().map(|c| c.id).collect())
+            .child_ids(&run.id, stepwise_core::model::VIEW_CHILDREN)
+            .await?)
     }
 }

@@ -91,6 +91,7 @@ impl NativeCtx {
         self.journal.sleep(name, ms).map_err(|e| match e {
             StepInterrupt::Suspend(s) => NativeError::Suspended(s),
             StepInterrupt::Fault(f) => NativeError::Fault(f.to_string()),
+            StepInterrupt::Cancelled => NativeError::Fault("the run was cancelled".into()),
         })
     }
 

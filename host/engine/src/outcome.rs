@@ -81,7 +81,7 @@ pub fn settle(
             // A child run's failure keeps its own kind, which the guest only sees as
             // retryable or not.
             let e = journal
-                .children_failure()
+                .children_failure(e)
                 .unwrap_or_else(|| journal.bounded_error(e));
             let error = ErrorInfo {
                 kind: e.kind,

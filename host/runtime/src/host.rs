@@ -60,6 +60,7 @@ fn interrupt(i: StepInterrupt) -> wasmtime::Error {
     match i {
         StepInterrupt::Suspend(s) => wasmtime::Error::new(s),
         StepInterrupt::Fault(f) => wasmtime::Error::new(f),
+        StepInterrupt::Cancelled => wasmtime::Error::new(Cancelled),
     }
 }
 

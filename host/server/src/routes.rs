@@ -1262,7 +1262,7 @@ async fn resumed_by(state: &AppState, tenant: &str, seq: u64) -> Result<Vec<Resu
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     security(("tenant" = [])),
     params(("name" = Option<String>, Query, description = "Only events with this name"),
-        ("correlation_key" = Option<String>, Query, description = "Only events with this key"),
+        ("correlation_key" = Option<String>, Query, description = "Only events with this key (with `name`)"),
         ("before" = Option<u64>, Query, description = "Only events numbered below this (a page's `next`)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 100)")),
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -1278,6 +1278,11 @@ pub(super) async fn list_events(
         })?),
         None => None,
     };
+    if query.contains_key("correlation_key") && !query.contains_key("name") {
+        return Err(ApiError::invalid_options(
+            "correlation_key filters events of one name: give name too",
+        ));
+    }
     let filter = stepwise_store::EventFilter {
         name: query.get("name").cloned(),
         correlation_key: query.get("correlation_key").cloned(),

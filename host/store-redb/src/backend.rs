@@ -254,6 +254,10 @@ impl Store for RedbStore {
         self.page(Listing::Logs, run, from, limit)
     }
 
+    async fn child_ids(&self, parent: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.children_of(parent, None, false, limit)
+    }
+
     async fn put_event(&self, tenant: &str, event: NewEvent) -> Result<EventPut, StoreError> {
         let record = EventRecord {
             id: event.id,

@@ -19,8 +19,9 @@ pub(super) enum Op {
         /// The record's version and due time, for the writer's cache of run heads.
         version: u64,
         ready_at: Option<Millis>,
-        /// The run that started it, listed as its parent's child.
-        parent: Option<String>,
+        /// The run and step that started it: listed as the parent's child, counted among
+        /// the step's children not yet ended.
+        parent: Option<(String, String)>,
     },
     /// A run written over the stored version `expected` (checked before the batch applies);
     /// the stored record tells the old status (for the counters) and ready key.
@@ -157,8 +158,6 @@ pub(super) enum Op {
 pub(super) struct RunFlow {
     pub wait: Option<RunWait>,
     pub parent: Option<ParentLink>,
-    /// The run's creation: the earliest arrival an event wait matches.
-    pub since: Millis,
     /// The write's time (the record's `updated_at`): when a satisfied wait is due.
     pub at: Millis,
 }
@@ -238,10 +237,16 @@ impl Op {
             | Self::PutSecret { json, .. }
             | Self::PutIdempotency { json, .. } => json.len(),
             Self::PutModule { bytes, .. } => bytes.len(),
+            Self::PutEvent { event, .. } => event_bytes(event),
             _ => 0,
         };
         n as u64
     }
+}
+
+/// Bytes an event takes as stored, charged to its tenant's stored bytes.
+pub(super) fn event_bytes(event: &EventRecord) -> usize {
+    to_json(event).len()
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -285,7 +290,7 @@ impl Batch {
             counts: (run.tenant.clone(), run.queue.clone(), prev, run.status),
             version: run.version,
             ready_at: run.ready_at,
-            parent: run.parent.as_ref().map(|p| p.run.clone()),
+            parent: run.parent.as_ref().map(|p| (p.run.clone(), p.step.clone())),
         });
         self
     }
@@ -304,7 +309,6 @@ impl Batch {
             flow: Box::new(RunFlow {
                 wait: run.wait.clone(),
                 parent: run.parent.clone(),
-                since: run.created_at,
                 at: run.updated_at,
             }),
         });
@@ -358,6 +362,7 @@ impl Batch {
     /// Stores `event` of `tenant` (its `seq` is assigned by the writer) unless its id is
     /// taken, and wakes the runs waiting for it.
     pub fn put_event(&mut self, tenant: &str, event: EventRecord) -> &mut Self {
+        self.charge_to(tenant);
         self.ops.push(Op::PutEvent {
             tenant: tenant.to_owned(),
             event,

@@ -26,7 +26,7 @@ impl RedbStore {
         let txn = self.db.begin_read()?;
         let high = txn
             .open_table(schema::META)?
-            .get(schema::EVENT_SEQ)?
+            .get(schema::event_seq_key(tenant).as_str())?
             .map_or(0, |v| v.value());
         let key = key.unwrap_or("");
         let index = txn.open_table(schema::EVENT_INDEX)?;
@@ -75,7 +75,9 @@ impl RedbStore {
             .transpose()
     }
 
-    /// See [`stepwise_store::Store::list_events`].
+    /// See [`stepwise_store::Store::list_events`]. Filtered by name (and key), the event
+    /// index gives the numbers without reading any other event; unfiltered, the newest are
+    /// read directly.
     pub fn list_events(
         &self,
         tenant: &str,
@@ -85,21 +87,54 @@ impl RedbStore {
     ) -> Result<Vec<EventRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let events = txn.open_table(schema::EVENTS)?;
-        let mut out = Vec::new();
         let end = before.unwrap_or(u64::MAX);
-        for entry in events.range((tenant, 0u64)..(tenant, end))?.rev() {
-            if out.len() >= limit {
-                break;
+        let seqs: Vec<u64> = match &filter.name {
+            Some(name) => {
+                let index = txn.open_table(schema::EVENT_INDEX)?;
+                let (lo, hi) = match &filter.correlation_key {
+                    Some(key) => (
+                        (tenant, name.as_str(), key.as_str(), 0u64, 0u64),
+                        (tenant, name.as_str(), key.as_str(), u64::MAX, u64::MAX),
+                    ),
+                    None => (
+                        (tenant, name.as_str(), "", 0u64, 0u64),
+                        (tenant, name.as_str(), MAX_KEY, u64::MAX, u64::MAX),
+                    ),
+                };
+                let mut seqs = Vec::new();
+                for entry in index.range(lo..=hi)? {
+                    let seq = entry?.0.value().4;
+                    if seq < end {
+                        seqs.push(seq);
+                    }
+                }
+                seqs.sort_unstable_by(|a, b| b.cmp(a));
+                seqs.truncate(limit);
+                seqs
             }
-            let (k, v) = entry?;
-            let event: EventRecord =
-                decode(v.value(), || format!("event {} of {tenant}", k.value().1))?;
-            let keep = filter.name.as_ref().is_none_or(|n| *n == event.name)
-                && filter
-                    .correlation_key
-                    .as_ref()
-                    .is_none_or(|c| Some(c) == event.correlation_key.as_ref());
-            if keep {
+            None => {
+                let mut seqs = Vec::new();
+                for entry in events.range((tenant, 0u64)..(tenant, end))?.rev() {
+                    if seqs.len() >= limit {
+                        break;
+                    }
+                    seqs.push(entry?.0.value().1);
+                }
+                seqs
+            }
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let Some(v) = events.get((tenant, seq))? else {
+                continue;
+            };
+            let event: EventRecord = decode(v.value(), || format!("event {seq} of {tenant}"))?;
+            // Only a key without a name is filtered here (the API asks for a name with it).
+            if filter
+                .correlation_key
+                .as_ref()
+                .is_none_or(|k| Some(k) == event.correlation_key.as_ref())
+            {
                 out.push(event);
             }
         }

@@ -309,6 +309,8 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::EVENT_DELIVERIES)?;
         txn.open_table(schema::WAITERS)?;
         txn.open_table(schema::CHILDREN)?;
+        txn.open_table(schema::PENDING_CHILDREN)?;
+        txn.open_table(schema::EVENT_LATEST)?;
         if meta.get("counters_built")?.is_none() {
             build_counters(&txn)?;
             meta.insert("counters_built", 1)?;

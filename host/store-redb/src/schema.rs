@@ -79,7 +79,7 @@ pub const EGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("egress");
 pub const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
 
 /// (tenant, event seq) → [`stepwise_core::flow::EventRecord`] (JSON). Sequence numbers are
-/// assigned by the writer, across tenants, from meta key `"event_seq"`.
+/// assigned by the writer per tenant, from meta key `"event_seq:<tenant>"`.
 pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 
 /// (tenant, event id) → event seq: what makes a repeated send with one id store nothing.
@@ -105,8 +105,20 @@ pub const WAITERS: TableDefinition<(&str, &str, &str, &str), ()> = TableDefiniti
 /// (parent run id, child run id) → (): every run a run's steps started.
 pub const CHILDREN: TableDefinition<(&str, &str), ()> = TableDefinition::new("children");
 
+/// (parent run id, step) → children of that step not yet ended: the end of the last one
+/// wakes a parent waiting on the step without reading its siblings.
+pub const PENDING_CHILDREN: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("pending_children");
+
+/// (tenant, name, correlation key or "") → the newest event seq with that name and key: a
+/// wait stored with an older `seen` is due at once.
+pub const EVENT_LATEST: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("event_latest");
+
 /// The counter of a tenant's stored events, kept under the queue name "".
 pub const EVENTS_COUNTER: &str = "events";
 
-/// The meta key of the last event sequence number assigned.
-pub const EVENT_SEQ: &str = "event_seq";
+/// The meta key of the last event sequence number assigned to `tenant`.
+pub fn event_seq_key(tenant: &str) -> String {
+    format!("event_seq:{tenant}")
+}

@@ -277,6 +277,8 @@ tables! {
     event_deliveries: EVENT_DELIVERIES as (&'static str, u64, &'static str) => &'static str;
     waiters: WAITERS as (&'static str, &'static str, &'static str, &'static str) => ();
     children: CHILDREN as (&'static str, &'static str) => ();
+    pending_children: PENDING_CHILDREN as (&'static str, &'static str) => u64;
+    event_latest: EVENT_LATEST as (&'static str, &'static str, &'static str) => u64;
 }
 
 /// What a write needs of a stored run record: its version, and what its counters and ready
@@ -484,15 +486,15 @@ pub(super) struct NextSeqs {
 pub(super) struct WriterCache {
     seqs: NextSeqs,
     heads: HashMap<String, StoredHead>,
-    /// The last event number assigned (read from the meta table once).
-    event_seq: Option<u64>,
+    /// The last event number assigned per tenant (read from the meta table once).
+    event_seq: HashMap<String, u64>,
 }
 
 /// What applying one batch works with besides the tables.
 struct Apply<'a, 'c> {
     deltas: &'a mut Deltas,
     seqs: &'a mut NextSeqs,
-    event_seq: &'a mut Option<u64>,
+    event_seq: &'a mut HashMap<String, u64>,
     known: &'a mut Heads<'c>,
     woken: &'a mut Woken,
 }
@@ -593,8 +595,18 @@ fn apply(
                         table.insert((new, id.as_str()), ())?;
                     }
                 }
-                let old_wait = head.and_then(|h| h.wait);
-                follow_flow(tables, known, woken, id, tenant, old_wait, *status, flow)?;
+                let (old_wait, old_status) = match head {
+                    Some(h) => (h.wait, Some(h.status)),
+                    None => (None, None),
+                };
+                let change = Change {
+                    id,
+                    tenant,
+                    old_wait,
+                    old_status,
+                    status: *status,
+                };
+                follow_flow(tables, known, woken, &change, flow)?;
             }
             Op::PutEvent { tenant, event } => {
                 put_event(tables, known, woken, deltas, event_seq, tenant, event)?;
@@ -641,10 +653,13 @@ fn apply(
                         wait: None,
                     },
                 );
-                if let Some(parent) = parent {
+                if let Some((parent, step)) = parent {
                     tables
                         .children()?
                         .insert((parent.as_str(), id.as_str()), ())?;
+                    if prev.is_none() && !now.is_final() {
+                        add_pending(tables, parent, step, 1)?;
+                    }
                 }
                 if prev.is_none() {
                     // A new run has no entries yet.
@@ -773,7 +788,11 @@ fn apply(
                 let Some(head) = head_of(tables, known, id)? else {
                     continue;
                 };
+                let parent = parent_of(tables, id)?;
                 let bytes = delete_run(tables, id, tenant, head.ready_at, key.as_deref(), queue)?;
+                if let Some(parent) = parent {
+                    tables.children()?.remove((parent.as_str(), id.as_str()))?;
+                }
                 // Its children stay; they no longer list it as their parent's.
                 for entry in tables
                     .children()?
@@ -812,82 +831,117 @@ fn waiter_key(wait: &Option<RunWait>) -> Option<(&str, &str)> {
     }
 }
 
+/// What a run write changed, as the flow bookkeeping needs it.
+struct Change<'a> {
+    id: &'a str,
+    tenant: &'a str,
+    old_wait: Option<RunWait>,
+    old_status: Option<RunStatus>,
+    status: RunStatus,
+}
+
 /// Keeps what hangs on a written run's flow fields: its waiter entry, a wait this write
-/// already satisfies, and its parent's wait once it ends.
-#[allow(clippy::too_many_arguments)]
+/// already satisfies, its parent's count of children not yet ended, and its parent's wait
+/// once it was the last of them.
 fn follow_flow(
     tables: &mut Tables<'_>,
     known: &mut Heads<'_>,
     woken: &mut Woken,
-    id: &str,
-    tenant: &str,
-    old_wait: Option<RunWait>,
-    status: RunStatus,
+    change: &Change<'_>,
     flow: &RunFlow,
 ) -> Result<(), StoreError> {
-    let (old_key, new_key) = (waiter_key(&old_wait), waiter_key(&flow.wait));
-    if old_key != new_key {
-        let waiters = tables.waiters()?;
-        if let Some((name, key)) = old_key {
-            waiters.remove((tenant, name, key, id))?;
-        }
-        if let Some((name, key)) = new_key {
-            waiters.insert((tenant, name, key, id), ())?;
-        }
+    let (id, tenant) = (change.id, change.tenant);
+    let (old_key, new_key) = (waiter_key(&change.old_wait), waiter_key(&flow.wait));
+    if old_key != new_key
+        && let Some((name, key)) = old_key
+    {
+        tables.waiters()?.remove((tenant, name, key, id))?;
+    }
+    // Inserted on every such write: an event that woke the run took its entry away.
+    if let Some((name, key)) = new_key {
+        tables.waiters()?.insert((tenant, name, key, id), ())?;
     }
     let satisfied = match &flow.wait {
         Some(RunWait::Event {
             name,
             correlation_key,
-            until,
             seen,
             ..
         }) => {
             let key = correlation_key.as_deref().unwrap_or("");
-            let lo = (tenant, name.as_str(), key, flow.since, 0u64);
-            let hi = (tenant, name.as_str(), key, *until, u64::MAX);
-            // Newest first: an event after `seen` is among the last to arrive.
-            let mut found = false;
-            for entry in tables.event_index()?.range(lo..=hi)?.rev() {
-                let (k, _) = entry?;
-                if k.value().4 > *seen {
-                    found = true;
-                    break;
-                }
-            }
-            found
+            tables
+                .event_latest()?
+                .get((tenant, name.as_str(), key))?
+                .is_some_and(|latest| latest.value() > *seen)
         }
-        Some(RunWait::Children { runs, .. }) => all_final(tables, known, runs)?,
+        Some(RunWait::Children { step, .. }) => pending(tables, id, step)? == 0,
         None => false,
     };
-    if satisfied && status == RunStatus::Waiting {
+    if satisfied && change.status == RunStatus::Waiting {
         wake(tables, known, woken, id, flow.at)?;
     }
-    if status.is_final()
-        && let Some(parent) = &flow.parent
+    let Some(parent) = &flow.parent else {
+        return Ok(());
+    };
+    let was_open = change.old_status.is_some_and(|s| !s.is_final());
+    let is_open = !change.status.is_final();
+    if was_open == is_open {
+        return Ok(());
+    }
+    add_pending(
+        tables,
+        &parent.run,
+        &parent.step,
+        if is_open { 1 } else { -1 },
+    )?;
+    if !is_open
+        && pending(tables, &parent.run, &parent.step)? == 0
         && let Some(head) = head_of(tables, known, &parent.run)?
         && head.status == RunStatus::Waiting
-        && let Some(RunWait::Children { step, runs }) = &head.wait
-        && *step == parent.step
-        && all_final(tables, known, runs)?
+        && matches!(&head.wait, Some(RunWait::Children { step, .. }) if *step == parent.step)
     {
         wake(tables, known, woken, &parent.run, flow.at)?;
     }
     Ok(())
 }
 
-/// Whether every run of `runs` has ended (a run not stored counts as ended).
-fn all_final(
+/// Children of `parent`'s `step` not yet ended.
+fn pending(tables: &mut Tables<'_>, parent: &str, step: &str) -> Result<u64, StoreError> {
+    Ok(tables
+        .pending_children()?
+        .get((parent, step))?
+        .map_or(0, |v| v.value()))
+}
+
+fn add_pending(
     tables: &mut Tables<'_>,
-    known: &mut Heads<'_>,
-    runs: &[String],
-) -> Result<bool, StoreError> {
-    for run in runs {
-        if head_of(tables, known, run)?.is_some_and(|h| !h.status.is_final()) {
-            return Ok(false);
-        }
+    parent: &str,
+    step: &str,
+    by: i64,
+) -> Result<(), StoreError> {
+    let table = tables.pending_children()?;
+    let now = table.get((parent, step))?.map_or(0, |v| v.value());
+    let next = now.saturating_add_signed(by);
+    if next == 0 {
+        table.remove((parent, step))?;
+    } else {
+        table.insert((parent, step), next)?;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// The parent of stored run `id`, read before the run is deleted.
+fn parent_of(tables: &mut Tables<'_>, id: &str) -> Result<Option<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Parent {
+        #[serde(default)]
+        parent: Option<stepwise_core::flow::ParentLink>,
+    }
+    Ok(tables
+        .runs()?
+        .get(id)?
+        .and_then(|v| serde_json::from_slice::<Parent>(v.value()).ok())
+        .and_then(|p| p.parent.map(|p| p.run)))
 }
 
 /// Makes waiting run `id` due at `at` (if it was due later): its record's `ready_at` and its
@@ -899,6 +953,13 @@ fn wake(
     id: &str,
     at: stepwise_core::clock::Millis,
 ) -> Result<(), StoreError> {
+    // The head first: most runs asked about are not waiting any more, or already due.
+    let Some(head) = head_of(tables, known, id)? else {
+        return Ok(());
+    };
+    if head.status != RunStatus::Waiting || head.ready_at.is_some_and(|r| r <= at) {
+        return Ok(());
+    }
     let Some(json) = tables.runs()?.get(id)?.map(|v| v.value().to_vec()) else {
         return Ok(());
     };
@@ -906,65 +967,69 @@ fn wake(
         what: format!("run {id}"),
         message: e.to_string(),
     })?;
-    if run.status != RunStatus::Waiting || run.ready_at.is_some_and(|r| r <= at) {
-        return Ok(());
-    }
-    let old = head_of(tables, known, id)?.and_then(|h| h.ready_at);
     run.ready_at = Some(at);
     let json = serde_json::to_vec(&run).expect("records always serialize");
     tables.runs()?.insert(id, json.as_slice())?;
     let ready = tables.ready()?;
-    if let Some(old) = old {
+    if let Some(old) = head.ready_at {
         ready.remove((old, id))?;
     }
     ready.insert((at, id), ())?;
-    if let Some(h) = known.written.get_mut(id) {
-        h.ready_at = Some(at);
-    } else if let Some(mut h) = known.committed.get(id).cloned() {
-        h.ready_at = Some(at);
-        known.written.insert(id.to_owned(), h);
-    }
+    let mut head = head;
+    head.ready_at = Some(at);
+    known.written.insert(id.to_owned(), head);
     woken.push((id.to_owned(), at, stepwise_store::Placement::of(&run)));
     Ok(())
 }
 
-/// Stores an event under the next number and wakes every run waiting on its name and key.
+/// Stores an event under the tenant's next number and wakes every run waiting on its name
+/// and key; their waiter entries go (a run that waits again registers again).
+#[allow(clippy::too_many_arguments)]
 fn put_event(
     tables: &mut Tables<'_>,
     known: &mut Heads<'_>,
     woken: &mut Woken,
     deltas: &mut Deltas,
-    event_seq: &mut Option<u64>,
+    event_seq: &mut HashMap<String, u64>,
     tenant: &str,
     event: &EventRecord,
 ) -> Result<(), StoreError> {
-    let last = match *event_seq {
-        Some(n) => n,
-        None => tables.meta()?.get(EVENT_SEQ)?.map_or(0, |v| v.value()),
+    let meta_key = event_seq_key(tenant);
+    let last = match event_seq.get(tenant) {
+        Some(n) => *n,
+        None => tables
+            .meta()?
+            .get(meta_key.as_str())?
+            .map_or(0, |v| v.value()),
     };
     let seq = last.saturating_add(1);
-    *event_seq = Some(seq);
-    tables.meta()?.insert(EVENT_SEQ, seq)?;
+    if event_seq.len() >= MAX_CACHED_SEQS {
+        event_seq.clear();
+    }
+    event_seq.insert(tenant.to_owned(), seq);
+    tables.meta()?.insert(meta_key.as_str(), seq)?;
     let mut event = event.clone();
     event.seq = seq;
     let json = serde_json::to_vec(&event).expect("records always serialize");
     let key = event.correlation_key.as_deref().unwrap_or("");
+    let name = event.name.as_str();
     tables.events()?.insert((tenant, seq), json.as_slice())?;
     tables
         .event_ids()?
         .insert((tenant, event.id.as_str()), seq)?;
-    tables.event_index()?.insert(
-        (tenant, event.name.as_str(), key, event.received_at, seq),
-        (),
-    )?;
+    tables
+        .event_index()?
+        .insert((tenant, name, key, event.received_at, seq), ())?;
+    tables.event_latest()?.insert((tenant, name, key), seq)?;
     tables
         .event_expiry()?
         .insert((event.expires_at, tenant, seq), ())?;
     count(deltas, tenant, "", EVENTS_COUNTER, 1);
     let waiting: Vec<String> = tables
         .waiters()?
-        .range(
-            (tenant, event.name.as_str(), key, "")..=(tenant, event.name.as_str(), key, MAX_KEY),
+        .extract_from_if(
+            (tenant, name, key, "")..=(tenant, name, key, MAX_KEY),
+            |_, _| true,
         )?
         .map(|e| e.map(|(k, _)| k.value().3.to_owned()))
         .collect::<Result<_, _>>()?;
@@ -989,6 +1054,8 @@ fn remove_event(
         return Ok(());
     };
     count(deltas, tenant, "", EVENTS_COUNTER, -1);
+    let bytes = i64::try_from(json.len()).unwrap_or(i64::MAX);
+    count(deltas, tenant, "", STORED_BYTES_COUNTER, -bytes);
     let event: EventRecord = serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt {
         what: format!("event {seq} of {tenant}"),
         message: e.to_string(),

@@ -44,7 +44,8 @@ pub enum EventPut {
 pub struct EventFilter {
     /// Only events with this name.
     pub name: Option<String>,
-    /// Only events with this correlation key.
+    /// Only events with this correlation key (with `name`; alone it filters one page of
+    /// the unfiltered listing).
     pub correlation_key: Option<String>,
 }
 

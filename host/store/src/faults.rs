@@ -111,6 +111,10 @@ impl Store for FaultyStore {
         self.inner.list_runs(tenant, filter, after, limit).await
     }
 
+    async fn child_ids(&self, parent: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.inner.child_ids(parent, limit).await
+    }
+
     async fn put_event(
         &self,
         tenant: &str,

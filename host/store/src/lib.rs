@@ -117,6 +117,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError>;
+    /// The ids of the first `limit` runs `parent`'s steps started, oldest first.
+    async fn child_ids(&self, parent: &str, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Up to `limit` of a run's steps from ordinal `from`.
     async fn steps_page(
         &self,

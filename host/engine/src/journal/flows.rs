@@ -49,16 +49,24 @@ impl Journal {
         });
     }
 
-    /// The failure of the children step that failed this attempt, as recorded (the child's
-    /// own kind), if a children step failed it.
-    pub fn children_failure(&self) -> Option<GuestError> {
+    /// The failure of the children step that failed this attempt, as recorded (with the
+    /// child's own kind), when the guest ended the attempt with the error it was handed for
+    /// that step; a guest that chose its own error keeps it.
+    pub fn children_failure(&self, returned: &GuestError) -> Option<GuestError> {
         let step = self.steps.get(self.failed_step.as_deref()?)?;
         let error = step.error.as_ref()?;
-        (step.kind == StepKind::Child).then(|| GuestError {
+        (step.kind == StepKind::Child && error.message == returned.message).then(|| GuestError {
             kind: error.kind,
             message: error.message.clone(),
             retry_after_ms: error.retry_after_ms,
         })
+    }
+
+    /// Lets steps that start children see the attempt's cancel: a child started after its
+    /// parent was cancelled is cancelled at once (the canceller may have listed the parent's
+    /// children before it existed).
+    pub fn watch_cancel(&mut self, cancel: stepwise_core::attempt::CancelFlag) {
+        self.cancel = Some(cancel);
     }
 
     /// What the run waits for, once the attempt suspended on an event or children.
@@ -325,51 +333,63 @@ impl Journal {
         }
         // The children are recorded before anything waits for them.
         self.persist(name).await?;
-        let mut ended = Vec::with_capacity(runs.len());
+        // Read one at a time, their outputs counted against the run's journal budget as
+        // they come, so a join never holds more than that budget of outputs.
+        let mut outputs = Vec::with_capacity(runs.len());
+        let mut failure: Option<GuestError> = None;
+        let mut bytes = 0u64;
         for id in &runs {
             let child = self
                 .store
                 .run(id)
                 .await
                 .map_err(|e| Self::storage(name, e))?;
-            match child {
-                Some(child) if child.status.is_final() => ended.push(child),
-                Some(_) => break,
-                None => {
-                    let error = GuestError {
-                        kind: FailureKind::NonRetryable,
-                        message: format!("child run {id} no longer exists"),
-                        retry_after_ms: None,
-                    };
-                    return Ok(Err(self.fail_children_step(name, error)));
-                }
+            let Some(child) = child else {
+                let error = GuestError {
+                    kind: FailureKind::NonRetryable,
+                    message: format!("child run {id} no longer exists"),
+                    retry_after_ms: None,
+                };
+                return Ok(Err(self.fail_children_step(name, error)));
+            };
+            if !child.status.is_final() {
+                self.event(
+                    EventKind::Waiting,
+                    Some(name),
+                    format!("for {} child run(s), not all ended yet", runs.len()),
+                );
+                self.wait = Some(RunWait::Children {
+                    step: name.to_owned(),
+                    runs,
+                });
+                return Err(StepInterrupt::Suspend(Suspend {
+                    wake: WakeCondition::Children,
+                }));
             }
+            if failure.is_some() {
+                continue;
+            }
+            if child.status != RunStatus::Completed {
+                failure = Some(child_failure(&child));
+                outputs.clear();
+                continue;
+            }
+            let output = child.output.unwrap_or(Value::Null);
+            bytes = bytes.saturating_add(output.to_string().len() as u64);
+            if self.journal_bytes.saturating_add(bytes) > self.limits.max_journal_bytes {
+                return Err(fault(HostFault::Limit(format!(
+                    "the outputs of step '{name}''s children would take the run's step \
+                     outputs past the {}-byte limit",
+                    self.limits.max_journal_bytes
+                ))));
+            }
+            outputs.push(output);
         }
-        if ended.len() < runs.len() {
-            let left = runs.len() - ended.len();
-            self.event(
-                EventKind::Waiting,
-                Some(name),
-                format!("for {} child run(s), {left} not ended yet", runs.len()),
-            );
-            self.wait = Some(RunWait::Children {
-                step: name.to_owned(),
-                runs,
-            });
-            return Err(StepInterrupt::Suspend(Suspend {
-                wake: WakeCondition::Children,
-            }));
-        }
-        if let Some(failed) = ended.iter().find(|c| c.status != RunStatus::Completed) {
-            let error = child_failure(failed);
+        if let Some(error) = failure {
             let error = self.fail_children_step(name, error);
             self.event(EventKind::ChildrenEnded, Some(name), "not all completed");
             return Ok(Err(error));
         }
-        let outputs: Vec<Value> = ended
-            .into_iter()
-            .map(|c| c.output.unwrap_or(Value::Null))
-            .collect();
         let texts = outputs.iter().map(Value::to_string).collect();
         self.event(
             EventKind::ChildrenEnded,
@@ -415,7 +435,22 @@ impl Journal {
         let mut runs = Vec::with_capacity(requests.len());
         for (index, request) in requests.into_iter().enumerate() {
             match engine.start_child(&parent, index, request).await {
-                Ok(id) => runs.push(id),
+                Ok(id) => {
+                    // Checked after the child exists: a cancel that raised the flag later
+                    // lists the parent's children after this one was stored.
+                    if self.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                        let why = format!("its parent run {} was cancelled", parent.run);
+                        match engine
+                            .cancel_for(&parent.tenant, &id, "the host", Some(&why))
+                            .await
+                        {
+                            Ok(_) | Err(crate::EngineError::NotCancellable { .. }) => {}
+                            Err(e) => return Err(Self::storage(name, e)),
+                        }
+                        return Err(StepInterrupt::Cancelled);
+                    }
+                    runs.push(id);
+                }
                 Err(crate::EngineError::Store(e)) => return Err(Self::storage(name, e)),
                 Err(e) => {
                     let kind = match &e {

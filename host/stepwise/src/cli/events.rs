@@ -44,8 +44,8 @@ pub struct ListArgs {
     /// Only events with this name.
     #[arg(long)]
     name: Option<String>,
-    /// Only events with this correlation key.
-    #[arg(long)]
+    /// Only events with this correlation key (with --name).
+    #[arg(long, requires = "name")]
     key: Option<String>,
     /// Events per page, 1–1000 (default 100).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -44,6 +44,9 @@ pub struct Fan {
     /// Start the children first thing, with no step before.
     #[serde(default)]
     pub first: bool,
+    /// When a child fails, end the run with this non-retryable error instead of the child's.
+    #[serde(default)]
+    pub own_error: Option<String>,
 }
 
 /// Starts `count` children of `job` with payloads 0..count; joins them unless `spawn`.
@@ -59,7 +62,11 @@ fn fan_out(ctx: &mut Ctx, input: Fan) -> Result<Value, JobError> {
         let ids = ctx.spawn_all("start", children)?;
         return Ok(serde_json::json!({ "ids": ids }));
     }
-    let outputs: Vec<Value> = ctx.invoke_all("start", children)?;
+    let outputs: Vec<Value> = match (ctx.invoke_all("start", children), &input.own_error) {
+        (Ok(outputs), _) => outputs,
+        (Err(_), Some(own)) => return Err(JobError::non_retryable(own.clone())),
+        (Err(e), None) => return Err(e),
+    };
     Ok(serde_json::json!({ "outputs": outputs }))
 }
 
@@ -80,10 +87,24 @@ fn refuse(_ctx: &mut Ctx, input: N) -> Result<u32, JobError> {
     Err(JobError::non_retryable(format!("refused {}", input.n)))
 }
 
+/// Fails with a retryable error, once (its single attempt is spent).
+#[job(max_attempts = 1)]
+fn flake(_ctx: &mut Ctx, input: N) -> Result<u32, JobError> {
+    Err(JobError::retryable(format!("flaked {}", input.n)))
+}
+
 /// Waits a long time for an event nobody sends (a child that stays waiting).
 #[job]
 fn linger(ctx: &mut Ctx, _input: N) -> Result<Option<Value>, JobError> {
     ctx.wait_for_event("forever", "never", None, Duration::from_secs(86_400))
 }
 
-export_jobs!(await_event, await_twice, fan_out, double, refuse, linger);
+export_jobs!(
+    await_event,
+    await_twice,
+    fan_out,
+    double,
+    refuse,
+    flake,
+    linger
+);
