@@ -23,6 +23,8 @@ mod lifecycle;
 mod recovery;
 mod retries;
 mod sandbox;
+mod schedules;
+mod schedules_service;
 mod sdk_package;
 mod secrets;
 mod service_crash;

@@ -56,6 +56,10 @@ codes! {
     EventConflict = "event_conflict",
     /// The event's name, correlation key or id breaks its rule.
     InvalidEvent = "invalid_event",
+    /// A schedule's expression, zone or options are unusable.
+    InvalidSchedule = "invalid_schedule",
+    /// A schedule of that name exists.
+    ScheduleExists = "schedule_exists",
     /// A tenant of that name exists.
     TenantExists = "tenant_exists",
     /// The body or payload is over its limit.

@@ -10,6 +10,7 @@
 //! - [`run`]: the run views (a run, its steps, the full view, pages of a run's lists).
 //! - [`requests`]: what clients send.
 //! - [`responses`]: what the other routes answer.
+//! - [`schedules`]: cron schedules (`/v1/schedules`).
 //! - [`flows`]: events sent to waiting runs (`POST /v1/events`).
 //! - [`events`]: the server-sent events of `GET /v1/runs/{id}/events`.
 //! - [`error`]: the error body and its stable codes.
@@ -21,9 +22,11 @@ pub mod names;
 pub mod requests;
 pub mod responses;
 pub mod run;
+pub mod schedules;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use flows::{Event, EventPage, EventSent, Resumed, SendEvent};
 pub use names::{JobName, QueueName, TenantName};
 pub use requests::{CancelMatching, CancelRun, CreateTenant, Enqueue, PutQueue, PutSecret};
 pub use run::{Run, RunState, RunView, Step};
+pub use schedules::{CreateSchedule, Schedule, ScheduleDeleted, ScheduleList, UpdateSchedule};

@@ -16,6 +16,7 @@ pub mod job;
 pub mod model;
 pub mod picker;
 pub mod policy;
+pub mod schedule;
 pub mod secret;
 pub mod text;
 pub mod time_fmt;

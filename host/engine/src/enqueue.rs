@@ -489,7 +489,7 @@ impl Engine {
         }
     }
 
-    async fn unknown_job(&self, tenant: &str, job: &str) -> EngineError {
+    pub(crate) async fn unknown_job(&self, tenant: &str, job: &str) -> EngineError {
         let mut available: Vec<String> = self
             .inner
             .store

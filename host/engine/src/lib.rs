@@ -16,6 +16,7 @@ mod metrics;
 pub mod native;
 mod outcome;
 mod scheduler;
+mod schedules;
 mod secret_settings;
 pub mod secrets;
 mod tenants;
@@ -35,6 +36,7 @@ pub use events::{EventLimits, ListedEvent, MAX_LISTED_DELIVERIES, SendEvent, Sen
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
 pub use metrics::{EngineMetrics, TenantUse};
+pub use schedules::SchedulePatch;
 use stepwise_core::clock::{Clock, Jitter};
 use stepwise_core::model::{RunStatus, RunView, ViewMore};
 use stepwise_core::policy::{Caps, Policy, PolicyError};
@@ -182,6 +184,15 @@ pub enum EngineError {
         /// The id.
         id: String,
     },
+    /// A schedule's expression, zone or options are unusable.
+    #[error("invalid schedule: {0}")]
+    InvalidSchedule(String),
+    /// A schedule of this name exists.
+    #[error("schedule '{0}' already exists")]
+    ScheduleExists(String),
+    /// No schedule of this name exists.
+    #[error("unknown schedule '{0}'")]
+    UnknownSchedule(String),
     /// A tenant with this name exists.
     #[error("tenant '{0}' already exists")]
     TenantExists(String),
@@ -225,6 +236,8 @@ struct Inner {
     jitter: Arc<dyn Jitter>,
     config: EngineConfig,
     wake: Notify,
+    /// Wakes the schedule loop after a schedule changed.
+    schedules_changed: Notify,
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
@@ -308,6 +321,7 @@ impl Engine {
                 jitter,
                 config,
                 wake: Notify::new(),
+                schedules_changed: Notify::new(),
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
                 egress,

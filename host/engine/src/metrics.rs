@@ -37,6 +37,8 @@ pub struct EngineMetrics {
     runs_finished: AtomicU64,
     host_panics: AtomicU64,
     host_faults: AtomicU64,
+    /// Schedule fires by outcome: fired, skipped (overlap), skipped (missed), failed.
+    schedule_fires: [AtomicU64; 4],
     failures: [AtomicU64; FAILURE_KINDS.len()],
     /// Step-to-step gaps, in microseconds.
     step_gaps: Histogram,
@@ -63,6 +65,7 @@ impl Default for EngineMetrics {
             runs_finished: AtomicU64::new(0),
             host_panics: AtomicU64::new(0),
             host_faults: AtomicU64::new(0),
+            schedule_fires: Default::default(),
             failures: Default::default(),
             step_gaps: Histogram::new(&STEP_GAP_BOUNDS_MICROS),
             tenants: Mutex::default(),
@@ -124,6 +127,15 @@ impl EngineMetrics {
             .clone()
     }
 
+    pub(crate) fn record_schedule(&self, outcome: stepwise_core::schedule::FireOutcome) {
+        self.schedule_fires[fire_index(outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Schedule fires with `outcome` since the engine opened.
+    pub fn schedule_fires(&self, outcome: stepwise_core::schedule::FireOutcome) -> u64 {
+        self.schedule_fires[fire_index(outcome)].load(Ordering::Relaxed)
+    }
+
     pub(crate) fn record_host_fault(&self) {
         self.host_faults.fetch_add(1, Ordering::Relaxed);
     }
@@ -165,6 +177,16 @@ impl EngineMetrics {
             .zip(&self.failures)
             .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
             .collect()
+    }
+}
+
+fn fire_index(outcome: stepwise_core::schedule::FireOutcome) -> usize {
+    use stepwise_core::schedule::FireOutcome as F;
+    match outcome {
+        F::Fired => 0,
+        F::SkippedOverlap => 1,
+        F::SkippedMissed => 2,
+        F::Failed => 3,
     }
 }
 

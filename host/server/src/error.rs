@@ -130,6 +130,13 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidEgress(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidEgress, message)
             }
+            EngineError::InvalidSchedule(_) => {
+                Self::new(S::BAD_REQUEST, ErrorCode::InvalidSchedule, message)
+            }
+            EngineError::ScheduleExists(_) => {
+                Self::new(S::CONFLICT, ErrorCode::ScheduleExists, message)
+            }
+            EngineError::UnknownSchedule(_) => Self::not_found(message),
             EngineError::InvalidEvent(_) => {
                 Self::new(S::BAD_REQUEST, ErrorCode::InvalidEvent, message)
             }

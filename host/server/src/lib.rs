@@ -11,6 +11,7 @@ mod listener;
 mod metrics;
 mod openapi;
 mod routes;
+mod schedule_routes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -194,6 +195,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         let (engine, stop) = (engine.clone(), shutting_down.clone());
         tokio::spawn(async move { engine.run_scheduler(stop).await })
     };
+    // Schedules fire here only: `stepwise run` has no schedule loop.
+    let schedules = {
+        let (engine, stop) = (engine.clone(), shutting_down.clone());
+        tokio::spawn(async move { engine.run_schedules(stop).await })
+    };
     let sweeper = {
         let (engine, stop) = (engine.clone(), shutting_down.clone());
         tokio::spawn(async move {
@@ -249,6 +255,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     .await;
 
     sweeper.abort();
+    schedules.abort();
     match tokio::time::timeout(config.shutdown_grace, scheduler).await {
         Ok(Ok(Ok(()))) => tracing::info!("all in-flight attempts finished"),
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "scheduler failed"),

@@ -209,6 +209,27 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
     let _ = writeln!(out, "stepwise_host_faults_total {}", m.host_faults());
     header(
         &mut out,
+        "stepwise_schedule_fires_total",
+        "counter",
+        "Schedule fires since start, by outcome: fired, skipped_overlap, skipped_missed, failed.",
+    );
+    {
+        use stepwise_core::schedule::FireOutcome as F;
+        for (label, outcome) in [
+            ("fired", F::Fired),
+            ("skipped_overlap", F::SkippedOverlap),
+            ("skipped_missed", F::SkippedMissed),
+            ("failed", F::Failed),
+        ] {
+            let n = m.schedule_fires(outcome);
+            let _ = writeln!(
+                out,
+                "stepwise_schedule_fires_total{{outcome=\"{label}\"}} {n}"
+            );
+        }
+    }
+    header(
+        &mut out,
         "stepwise_module_compilations_total",
         "counter",
         "Components compiled since start; concurrent loads of one module share one.",

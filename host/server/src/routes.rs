@@ -40,7 +40,7 @@ use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
 
 /// Every route, as (method, path): the API reference and the OpenAPI document must list each.
-pub const ROUTES: [(&str, &str); 29] = [
+pub const ROUTES: [(&str, &str); 34] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
@@ -63,6 +63,11 @@ pub const ROUTES: [(&str, &str); 29] = [
     ("GET", "/v1/runs/{id}/timeline"),
     ("GET", "/v1/runs/{id}/logs"),
     ("GET", "/v1/runs/{id}/events"),
+    ("POST", "/v1/schedules"),
+    ("GET", "/v1/schedules"),
+    ("GET", "/v1/schedules/{name}"),
+    ("PUT", "/v1/schedules/{name}"),
+    ("DELETE", "/v1/schedules/{name}"),
     ("POST", "/v1/events"),
     ("GET", "/v1/events"),
     ("GET", "/v1/egress"),
@@ -72,7 +77,7 @@ pub const ROUTES: [(&str, &str); 29] = [
     ("DELETE", "/v1/secrets/{name}"),
 ];
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
@@ -134,6 +139,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/logs", get(run_logs))
         .route("/v1/runs/{id}/events", get(super::events::run_events))
         .route(
+            "/v1/schedules",
+            post(super::schedule_routes::create_schedule)
+                .get(super::schedule_routes::list_schedules),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(super::schedule_routes::get_schedule)
+                .put(super::schedule_routes::update_schedule)
+                .delete(super::schedule_routes::delete_schedule),
+        )
+        .route(
             "/v1/events",
             post(send_event)
                 .get(list_events)
@@ -175,7 +191,7 @@ async fn declared_length(
     }
 }
 
-fn ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
+pub(super) fn ok<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
     Ok((status, Json(body)).into_response())
 }
 
@@ -219,7 +235,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
 }
 
 /// A small JSON body, or 413 in the JSON error shape when over the default limit.
-fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(body_error(ErrorCode::PayloadTooLarge))
 }
 
@@ -244,7 +260,7 @@ fn body_error(too_large: ErrorCode) -> impl Fn(BytesRejection) -> ApiError {
 
 /// A request body as `T`. Bodies are JSON objects: serde would otherwise read a struct from
 /// an array by position (`["t"]` as a tenant), which no client means.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{') {
         return Err(ApiError::invalid_json(
@@ -267,7 +283,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn reject_new_work(state: &AppState) -> Result<(), ApiError> {
+pub(super) fn reject_new_work(state: &AppState) -> Result<(), ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -254,6 +254,53 @@ impl Store for RedbStore {
         self.page(Listing::Logs, run, from, limit)
     }
 
+    async fn put_schedule(
+        &self,
+        tenant: &str,
+        schedule: &stepwise_core::schedule::ScheduleRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut record = schedule.clone();
+        record.version = expected.map_or(1, |v| v.saturating_add(1));
+        let mut batch = Batch::new();
+        batch.put_schedule(tenant, &record, expected);
+        self.commit_plain(batch).await?;
+        Ok(record.version)
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<stepwise_core::schedule::ScheduleRecord>, StoreError> {
+        self.schedule_of(tenant, name)
+    }
+
+    async fn schedules_of(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<stepwise_core::schedule::ScheduleRecord>, StoreError> {
+        Ok(self
+            .schedules_in(Some(tenant))?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    async fn all_schedules(
+        &self,
+    ) -> Result<Vec<(String, stepwise_core::schedule::ScheduleRecord)>, StoreError> {
+        self.schedules_in(None)
+    }
+
+    async fn remove_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        let existed = self.schedule_of(tenant, name)?.is_some();
+        let mut batch = Batch::new();
+        batch.remove_schedule(tenant, name);
+        self.commit_plain(batch).await?;
+        Ok(existed)
+    }
+
     async fn child_ids(&self, parent: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.children_of(parent, None, false, limit)
     }

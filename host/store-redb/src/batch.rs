@@ -50,6 +50,18 @@ pub(super) enum Op {
         run: String,
         step: String,
     },
+    /// A schedule, created (`expected` `None`: none of that name may exist) or written over
+    /// version `expected` (checked before the batch applies).
+    PutSchedule {
+        tenant: String,
+        name: String,
+        json: Vec<u8>,
+        expected: Option<u64>,
+    },
+    RemoveSchedule {
+        tenant: String,
+        name: String,
+    },
     /// Forgets an event and its deliveries.
     RemoveEvent {
         tenant: String,
@@ -366,6 +378,31 @@ impl Batch {
         self.ops.push(Op::PutEvent {
             tenant: tenant.to_owned(),
             event,
+        });
+        self
+    }
+
+    /// Stores `schedule` of `tenant` (carrying its new version) over `expected`.
+    pub fn put_schedule(
+        &mut self,
+        tenant: &str,
+        schedule: &stepwise_core::schedule::ScheduleRecord,
+        expected: Option<u64>,
+    ) -> &mut Self {
+        self.ops.push(Op::PutSchedule {
+            tenant: tenant.to_owned(),
+            name: schedule.name.clone(),
+            json: to_json(schedule),
+            expected,
+        });
+        self
+    }
+
+    /// Removes a schedule.
+    pub fn remove_schedule(&mut self, tenant: &str, name: &str) -> &mut Self {
+        self.ops.push(Op::RemoveSchedule {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
         });
         self
     }

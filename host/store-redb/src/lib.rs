@@ -311,6 +311,7 @@ fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_table(schema::CHILDREN)?;
         txn.open_table(schema::PENDING_CHILDREN)?;
         txn.open_table(schema::EVENT_LATEST)?;
+        txn.open_table(schema::SCHEDULES)?;
         if meta.get("counters_built")?.is_none() {
             build_counters(&txn)?;
             meta.insert("counters_built", 1)?;

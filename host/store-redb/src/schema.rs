@@ -115,6 +115,9 @@ pub const PENDING_CHILDREN: TableDefinition<(&str, &str), u64> =
 pub const EVENT_LATEST: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("event_latest");
 
+/// (tenant, schedule name) → [`stepwise_core::schedule::ScheduleRecord`] (JSON).
+pub const SCHEDULES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("schedules");
+
 /// The counter of a tenant's stored events, kept under the queue name "".
 pub const EVENTS_COUNTER: &str = "events";
 

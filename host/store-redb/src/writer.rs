@@ -279,6 +279,7 @@ tables! {
     children: CHILDREN as (&'static str, &'static str) => ();
     pending_children: PENDING_CHILDREN as (&'static str, &'static str) => u64;
     event_latest: EVENT_LATEST as (&'static str, &'static str, &'static str) => u64;
+    schedules: SCHEDULES as (&'static str, &'static str) => &'static [u8];
 }
 
 /// What a write needs of a stored run record: its version, and what its counters and ready
@@ -354,6 +355,31 @@ fn check_guard(
         }
     }
     for op in &batch.ops {
+        if let Op::PutSchedule {
+            tenant,
+            name,
+            expected,
+            ..
+        } = op
+        {
+            #[derive(serde::Deserialize)]
+            struct Version {
+                #[serde(default)]
+                version: u64,
+            }
+            let found = tables
+                .schedules()?
+                .get((tenant.as_str(), name.as_str()))?
+                .and_then(|v| serde_json::from_slice::<Version>(v.value()).ok())
+                .map(|v| v.version);
+            if found != *expected {
+                return Ok(CommitOutcome::Conflict {
+                    run: format!("schedule {name}"),
+                    expected: expected.unwrap_or(0),
+                    found,
+                });
+            }
+        }
         if let Op::PutEvent { tenant, event } = op
             && let Some(seq) = tables
                 .event_ids()?
@@ -620,6 +646,18 @@ fn apply(
                 tables
                     .event_deliveries()?
                     .insert((tenant.as_str(), *seq, run.as_str()), step.as_str())?;
+            }
+            Op::PutSchedule {
+                tenant, name, json, ..
+            } => {
+                tables
+                    .schedules()?
+                    .insert((tenant.as_str(), name.as_str()), json.as_slice())?;
+            }
+            Op::RemoveSchedule { tenant, name } => {
+                tables
+                    .schedules()?
+                    .remove((tenant.as_str(), name.as_str()))?;
             }
             Op::RemoveEvent { tenant, seq } => {
                 remove_event(tables, deltas, tenant, *seq)?;

@@ -1025,6 +1025,72 @@ pub async fn the_last_child_to_end_wakes_its_waiting_parent(store: Arc<dyn Store
     }
 }
 
+/// A schedule is created once per (tenant, name), written only over the version read, listed
+/// per tenant and across tenants, and removed.
+pub async fn schedules_are_created_once_and_written_over_their_version(store: Arc<dyn Store>) {
+    use stepwise_core::schedule::{ScheduleRecord, ScheduleSpec};
+    let record = |name: &str| ScheduleRecord {
+        name: name.to_owned(),
+        version: 0,
+        spec: ScheduleSpec {
+            cron: "0 * * * *".into(),
+            timezone: "UTC".into(),
+            job: "j".into(),
+            queue: "q".into(),
+            payload: json!({}),
+            overrides: Default::default(),
+            priority: 0,
+            overlap: Default::default(),
+            catch_up: Default::default(),
+            catch_up_limit: 10,
+            paused: false,
+        },
+        next_fire_at: Some(T0),
+        recent: Vec::new(),
+        fired: 0,
+        skipped: 0,
+        created_at: T0,
+        updated_at: T0,
+    };
+    let v1 = store.put_schedule("t", &record("a"), None).await.unwrap();
+    assert_eq!(v1, 1);
+    assert!(matches!(
+        store.put_schedule("t", &record("a"), None).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store.put_schedule("u", &record("a"), None).await.unwrap();
+    let mut changed = store.schedule("t", "a").await.unwrap().unwrap();
+    changed.next_fire_at = Some(T0 + 1);
+    let v2 = store.put_schedule("t", &changed, Some(v1)).await.unwrap();
+    assert_eq!(v2, 2);
+    assert!(matches!(
+        store.put_schedule("t", &changed, Some(v1)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store
+            .schedule("t", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .next_fire_at,
+        Some(T0 + 1)
+    );
+    store.put_schedule("t", &record("b"), None).await.unwrap();
+    let names: Vec<String> = store
+        .schedules_of("t")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(store.all_schedules().await.unwrap().len(), 3);
+    assert!(store.remove_schedule("t", "a").await.unwrap());
+    assert!(!store.remove_schedule("t", "a").await.unwrap());
+    assert!(store.schedule("t", "a").await.unwrap().is_none());
+}
+
 /// Instantiates every conformance test for a backend: `$fresh` is an async expression that
 /// yields `(Arc<dyn Store>, guard)` for a fresh, empty store.
 #[macro_export]
@@ -1044,6 +1110,7 @@ macro_rules! conformance_tests {
             an_event_wakes_its_waiters_in_the_write_that_stores_it,
             a_wait_already_satisfied_when_stored_is_due_at_once,
             the_last_child_to_end_wakes_its_waiting_parent,
+            schedules_are_created_once_and_written_over_their_version,
         );
     };
     (@each $fresh:expr; $($name:ident,)*) => {$(

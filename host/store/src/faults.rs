@@ -111,6 +111,40 @@ impl Store for FaultyStore {
         self.inner.list_runs(tenant, filter, after, limit).await
     }
 
+    async fn put_schedule(
+        &self,
+        tenant: &str,
+        schedule: &stepwise_core::schedule::ScheduleRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner.put_schedule(tenant, schedule, expected).await
+    }
+
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<stepwise_core::schedule::ScheduleRecord>, StoreError> {
+        self.inner.schedule(tenant, name).await
+    }
+
+    async fn schedules_of(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<stepwise_core::schedule::ScheduleRecord>, StoreError> {
+        self.inner.schedules_of(tenant).await
+    }
+
+    async fn all_schedules(
+        &self,
+    ) -> Result<Vec<(String, stepwise_core::schedule::ScheduleRecord)>, StoreError> {
+        self.inner.all_schedules().await
+    }
+
+    async fn remove_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.inner.remove_schedule(tenant, name).await
+    }
+
     async fn child_ids(&self, parent: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.inner.child_ids(parent, limit).await
     }

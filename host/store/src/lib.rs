@@ -38,6 +38,7 @@ use stepwise_core::egress::TenantEgress;
 use stepwise_core::flow::EventRecord;
 use stepwise_core::model::{LogLine, RunRecord, RunStatus, StepRecord, TimelineEntry};
 use stepwise_core::picker::ClaimPolicy;
+use stepwise_core::schedule::ScheduleRecord;
 use stepwise_core::secret::SecretRecord;
 
 pub use error::StoreError;
@@ -294,6 +295,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// Every queue with settings, as (tenant, queue, settings).
     async fn queues(&self) -> Result<Vec<(String, String, QueueSettings)>, StoreError>;
+
+    // Schedules.
+
+    /// Stores `tenant`'s schedule: created when `expected` is `None` (refused with
+    /// [`StoreError::Conflict`] if one of that name exists), else written over version
+    /// `expected` (refused if the stored version differs). Returns the version stored.
+    async fn put_schedule(
+        &self,
+        tenant: &str,
+        schedule: &ScheduleRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError>;
+    /// A tenant's schedule.
+    async fn schedule(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<ScheduleRecord>, StoreError>;
+    /// A tenant's schedules, by name.
+    async fn schedules_of(&self, tenant: &str) -> Result<Vec<ScheduleRecord>, StoreError>;
+    /// Every schedule, as (tenant, schedule).
+    async fn all_schedules(&self) -> Result<Vec<(String, ScheduleRecord)>, StoreError>;
+    /// Removes a tenant's schedule; whether it existed.
+    async fn remove_schedule(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
 
     // Egress and secrets.
 

@@ -21,6 +21,7 @@ mod resume;
 mod retry;
 mod run;
 mod runs;
+mod schedules;
 mod secrets;
 mod serve;
 mod show;
@@ -40,7 +41,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one job to its end on the embedded store, honouring backoff delays and sleeps.
+    /// Run one job to its end on the embedded store, honouring backoff delays and sleeps (no
+    /// schedules fire here: they fire in `stepwise serve`).
     Run(run::Args),
     /// Build the payments example and run it end to end, showing its run.
     Demo(demo::Args),
@@ -69,6 +71,9 @@ enum Command {
     /// List, retry or purge a queue's dead letters on a server.
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// Create, list, show, pause, resume and remove cron schedules on a server.
+    #[command(subcommand)]
+    Schedules(schedules::Command),
     /// Send events to waiting runs and list the events received.
     #[command(subcommand)]
     Events(events::Command),
@@ -136,6 +141,7 @@ pub fn main() -> ExitCode {
             Command::Runs(command) => runs::execute(command).await,
             Command::Dlq(command) => dlq::execute(command).await,
             Command::Events(command) => events::execute(command).await,
+            Command::Schedules(command) => schedules::execute(command).await,
             Command::Queues(args) => queue::list(args).await,
             Command::Queue(command) => queue::execute(command).await,
             Command::Egress(command) => egress::execute(command).await,
