@@ -325,3 +325,50 @@ async fn kill9_between_an_events_arrival_and_the_resume_resumes_exactly_once() {
         json!([{"run": id, "step": "wait"}])
     );
 }
+
+/// `kill -9` while a parent's step is starting its 200 children: after the restart the step
+/// starts again and finds the children already created by their derived keys, so the parent
+/// has exactly 200 children and joins all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_while_starting_children_leaves_exactly_one_child_each() {
+    let mut server = Server::start();
+    let api = server.api();
+    let token = api.admin_create_tenant("forks").await;
+    api.deploy(&token, guests::FLOWS).await;
+    let parent = api
+        .enqueue_new(
+            &token,
+            "q",
+            json!({"job": "fan-out",
+                            "payload": {"job": "double", "count": 200, "first": true}}),
+        )
+        .await;
+    // Kill once the step has started some children (or all of them, on a fast machine).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, page) = api
+            .get(&token, &format!("/v1/runs?parent={parent}&limit=1"))
+            .await;
+        if !page["runs"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no child was started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    server.restart();
+    let api = server.api();
+    let run = api.wait_final(&token, &parent, PATIENCE).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let outputs = run["output"]["outputs"].as_array().unwrap();
+    let expected: Vec<Value> = (0..200).map(|n| json!(n * 2)).collect();
+    assert_eq!(outputs, &expected);
+    let (_, page) = api
+        .get(&token, &format!("/v1/runs?parent={parent}&limit=1000"))
+        .await;
+    assert_eq!(
+        page["runs"].as_array().unwrap().len(),
+        200,
+        "exactly one child each"
+    );
+}
