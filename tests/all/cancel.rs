@@ -37,26 +37,6 @@ async fn new_run_with(
         .id
 }
 
-/// Executes runs until `id` is in `status` (the manual clock is not advanced past it).
-async fn until_status(h: &Harness, id: &str, status: RunStatus) {
-    let store = h.redb.clone();
-    let target = id.to_owned();
-    h.engine
-        .work_until_async(move || {
-            let (store, id) = (store.clone(), target.clone());
-            async move {
-                store
-                    .run(&id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.status == status)
-            }
-        })
-        .await
-        .unwrap();
-    assert_eq!(h.redb.run(id).unwrap().unwrap().status, status);
-}
-
 fn last_entry_is_the_cancel(view: &stepwise::RunView, says: &str) {
     let last = view.timeline.last().expect("a timeline");
     assert_eq!(last.kind, EventKind::Cancelled, "{:?}", view.timeline);

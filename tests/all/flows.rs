@@ -32,26 +32,6 @@ async fn start(h: &Harness, job: &str, payload: Value) -> String {
         .id
 }
 
-/// Executes runs until `id` is in `status`.
-async fn until(h: &Harness, id: &str, status: RunStatus) {
-    let (store, target) = (h.redb.clone(), id.to_owned());
-    h.engine
-        .work_until_async(move || {
-            let (store, id) = (store.clone(), target.clone());
-            async move {
-                store
-                    .run(&id)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|r| r.status == status)
-            }
-        })
-        .await
-        .unwrap();
-    let run = h.redb.run(id).unwrap().unwrap();
-    assert_eq!(run.status, status, "{run:?}");
-}
-
 async fn send(h: &Harness, tenant: &str, name: &str, key: Option<&str>, payload: Value) -> u64 {
     h.engine
         .send_event(
@@ -108,7 +88,7 @@ async fn an_event_sent_before_the_wait_is_reached_is_matched() {
         send(&h, LOCAL, "order.paid", Some("o-1"), json!({"cents": 5})).await,
         0
     );
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     assert_eq!(output(&h, &id)["got"], json!({"cents": 5}));
     let view = h.engine.view(&id).await.unwrap();
     assert!(timeline_kinds(&view).contains(&"event_received".to_owned()));
@@ -119,7 +99,7 @@ async fn an_event_sent_before_the_wait_is_reached_is_matched() {
 async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
     let h = harness().await;
     let id = start(&h, "await-event", await_payload("o-2", 60_000)).await;
-    until(&h, &id, RunStatus::Waiting).await;
+    until_status(&h, &id, RunStatus::Waiting).await;
     let run = h.redb.run(&id).unwrap().unwrap();
     let wait = serde_json::to_value(run.wait.as_ref().unwrap()).unwrap();
     assert_eq!(wait["kind"], "event");
@@ -130,7 +110,7 @@ async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
         send(&h, LOCAL, "order.paid", Some("o-2"), json!(7)).await,
         1
     );
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     let out = output(&h, &id);
     assert_eq!(out["got"], json!(7));
     assert_eq!(
@@ -154,12 +134,12 @@ async fn an_event_sent_while_waiting_resumes_the_run_and_replays_its_steps() {
 async fn a_wait_with_no_event_times_out_at_its_deadline_with_none() {
     let h = harness().await;
     let id = start(&h, "await-event", await_payload("o-3", 30_000)).await;
-    until(&h, &id, RunStatus::Waiting).await;
+    until_status(&h, &id, RunStatus::Waiting).await;
     h.clock.advance(Duration::from_millis(29_999));
     drain_due(&h).await;
     assert_eq!(h.redb.run(&id).unwrap().unwrap().status, RunStatus::Waiting);
     h.clock.advance(Duration::from_millis(1));
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     assert_eq!(output(&h, &id)["got"], Value::Null);
     let view = h.engine.view(&id).await.unwrap();
     assert!(timeline_kinds(&view).contains(&"wait_timed_out".to_owned()));
@@ -177,7 +157,7 @@ async fn every_run_waiting_on_a_key_gets_the_event_and_others_get_nothing() {
     let b = start(&h, "await-event", await_payload("shared", 60_000)).await;
     let other_key = start(&h, "await-event", await_payload("other", 60_000)).await;
     for id in [&a, &b, &other_key] {
-        until(&h, id, RunStatus::Waiting).await;
+        until_status(&h, id, RunStatus::Waiting).await;
     }
     // Another tenant's event with the same name and key resumes nothing here.
     assert_eq!(
@@ -188,8 +168,8 @@ async fn every_run_waiting_on_a_key_gets_the_event_and_others_get_nothing() {
         send(&h, LOCAL, "order.paid", Some("shared"), json!("both")).await,
         2
     );
-    until(&h, &a, RunStatus::Completed).await;
-    until(&h, &b, RunStatus::Completed).await;
+    until_status(&h, &a, RunStatus::Completed).await;
+    until_status(&h, &b, RunStatus::Completed).await;
     assert_eq!(output(&h, &a)["got"], json!("both"));
     assert_eq!(output(&h, &b)["got"], json!("both"));
     drain_due(&h).await;
@@ -205,7 +185,7 @@ async fn two_waits_of_one_run_on_one_key_take_one_event_each() {
     let id = start(&h, "await-twice", await_payload("k", 60_000)).await;
     send(&h, LOCAL, "order.paid", Some("k"), json!(1)).await;
     send(&h, LOCAL, "order.paid", Some("k"), json!(2)).await;
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     assert_eq!(output(&h, &id), json!([1, 2]));
 }
 
@@ -269,7 +249,7 @@ async fn events_past_their_retention_are_swept() {
 async fn an_invoked_child_hands_its_output_to_the_parent() {
     let h = harness().await;
     let id = start(&h, "fan-out", json!({"job": "double", "count": 1})).await;
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     assert_eq!(output(&h, &id), json!({"outputs": [0]}));
     let view = h.engine.view(&id).await.unwrap();
     assert_eq!(view.children.len(), 1);
@@ -301,7 +281,7 @@ async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
         .unwrap()
         .run
         .id;
-    until(&h, &id, RunStatus::Failed).await;
+    until_status(&h, &id, RunStatus::Failed).await;
     let run = h.redb.run(&id).unwrap().unwrap();
     let error = run.error.unwrap();
     assert_eq!(error.kind, stepwise::FailureKind::NonRetryable);
@@ -318,7 +298,7 @@ async fn a_child_that_fails_for_good_fails_the_parents_step_with_its_kind() {
 async fn fifty_children_fan_out_and_join_in_order_each_started_once() {
     let h = harness().await;
     let id = start(&h, "fan-out", json!({"job": "double", "count": 50})).await;
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     let expected: Vec<u32> = (0..50).map(|n| n * 2).collect();
     assert_eq!(output(&h, &id), json!({"outputs": expected}));
     let filter = RunFilter {
@@ -425,12 +405,12 @@ async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_the
         json!({"job": "linger", "count": 4, "spawn": true}),
     )
     .await;
-    until(&h, &id, RunStatus::Completed).await;
+    until_status(&h, &id, RunStatus::Completed).await;
     let ids: Vec<String> = serde_json::from_value(output(&h, &id)["ids"].clone()).unwrap();
     assert_eq!(ids.len(), 4);
     // A parent that waits on children, cancelled: its children go with it.
     let parent = start(&h, "fan-out", json!({"job": "linger", "count": 2})).await;
-    until(&h, &parent, RunStatus::Waiting).await;
+    until_status(&h, &parent, RunStatus::Waiting).await;
     drain_due(&h).await;
     let view = h.engine.view(&parent).await.unwrap();
     assert_eq!(view.children.len(), 2);
@@ -446,7 +426,7 @@ async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_the
     let spawned = h.redb.run(&ids[0]).unwrap().unwrap();
     assert_eq!(spawned.parent.unwrap().run, id);
     let keep = start(&h, "fan-out", json!({"job": "linger", "count": 1})).await;
-    until(&h, &keep, RunStatus::Waiting).await;
+    until_status(&h, &keep, RunStatus::Waiting).await;
     let kept = h.engine.view(&keep).await.unwrap().children;
     h.engine
         .cancel_with(LOCAL, &keep, "tester", None, false)
@@ -462,7 +442,7 @@ async fn spawned_children_run_on_their_own_and_cancelling_the_parent_cancels_the
 async fn a_cancelled_waiting_run_stays_cancelled_when_its_event_arrives() {
     let h = harness().await;
     let id = start(&h, "await-event", await_payload("gone", 60_000)).await;
-    until(&h, &id, RunStatus::Waiting).await;
+    until_status(&h, &id, RunStatus::Waiting).await;
     let run = h
         .engine
         .cancel_for(LOCAL, &id, "tester", Some("no longer needed"))

@@ -2,7 +2,6 @@
 //! runs listed by parent and cancelled with it, the CLI's `events` commands, and `kill -9`
 //! between an event's arrival and the waiting run's resume.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -10,7 +9,6 @@ use stepwise_tests::guests;
 
 use crate::serve_util::Server;
 
-const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");
 const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn until_status(api: &crate::serve_util::Api, token: &str, id: &str, status: &str) -> Value {
@@ -203,19 +201,7 @@ async fn the_cli_sends_and_lists_events_and_lists_children() {
         )
         .await;
     until_status(&api, &token, &id, "waiting").await;
-    let cli = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("STEPWISE_URL", server.url())
-            .env("STEPWISE_TOKEN", &token)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| server.cli(&token, args);
     let (code, text, err) = cli(&[
         "events",
         "send",

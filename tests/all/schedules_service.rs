@@ -3,15 +3,12 @@
 //! first to the last has exactly one run, whatever the kill interrupted.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stepwise_tests::guests;
 
 use crate::serve_util::Server;
-
-const BIN: &str = env!("CARGO_BIN_EXE_stepwise-under-test");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_are_created_shown_changed_and_removed_over_http_and_the_cli() {
@@ -74,19 +71,7 @@ async fn schedules_are_created_shown_changed_and_removed_over_http_and_the_cli()
     let (status, _) = api.get(&token, "/v1/schedules/absent").await;
     assert_eq!(status, 404);
 
-    let cli = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("STEPWISE_URL", server.url())
-            .env("STEPWISE_TOKEN", &token)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| server.cli(&token, args);
     let (code, text, err) = cli(&["schedules", "resume", "nightly"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(

@@ -101,6 +101,23 @@ impl Server {
             .push(format!("--- {line} ---"));
     }
 
+    /// Runs the `stepwise` CLI against this server as `token`: its exit code, stdout and
+    /// stderr.
+    pub fn cli(&self, token: &str, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("STEPWISE_URL", self.url())
+            .env("STEPWISE_TOKEN", token)
+            .env_remove("STEPWISE_ADMIN_TOKEN")
+            .output()
+            .expect("run the CLI");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Kills the process with SIGKILL and reaps it. Nothing is flushed or finished.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -234,3 +234,23 @@ impl Harness {
             .unwrap();
     }
 }
+
+/// Executes runs until `id` is in `status` (a manual clock is not advanced past it).
+pub async fn until_status(h: &Harness, id: &str, status: stepwise::RunStatus) {
+    let (store, target) = (h.redb.clone(), id.to_owned());
+    h.engine
+        .work_until_async(move || {
+            let (store, id) = (store.clone(), target.clone());
+            async move {
+                store
+                    .run(&id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.status == status)
+            }
+        })
+        .await
+        .unwrap();
+    let run = h.redb.run(id).unwrap().unwrap();
+    assert_eq!(run.status, status, "{run:?}");
+}

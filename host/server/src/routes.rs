@@ -260,6 +260,18 @@ fn body_error(too_large: ErrorCode) -> impl Fn(BytesRejection) -> ApiError {
 
 /// A request body as `T`. Bodies are JSON objects: serde would otherwise read a struct from
 /// an array by position (`["t"]` as a tenant), which no client means.
+/// A body carrying a payload, parsed: over its limit it is `payload_too_large`, and an
+/// integer beyond 64 bits is refused (checked on the body as sent, since once parsed it is
+/// already a float).
+fn parse_exact<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
+    if let Ok(text) = std::str::from_utf8(&body) {
+        stepwise_core::text::check_integers(text)
+            .map_err(|e| ApiError::invalid_json(format!("request body: {e}")))?;
+    }
+    parse(&body)
+}
+
 pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{') {
@@ -511,13 +523,7 @@ async fn enqueue(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     reject_new_work(&state)?;
-    let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
-    // Checked on the body as sent: once parsed, such an integer is already a float.
-    if let Ok(text) = std::str::from_utf8(&body) {
-        stepwise_core::text::check_integers(text)
-            .map_err(|e| ApiError::invalid_json(format!("request body: {e}")))?;
-    }
-    let req: Enqueue = parse(&body)?;
+    let req: Enqueue = parse_exact(body)?;
     let (run_at, delay_ms) = match start_time(req.delay.as_deref(), req.run_at.as_deref())? {
         Start::Now => (None, None),
         Start::After(ms) => (None, Some(ms)),
@@ -1222,12 +1228,7 @@ pub(super) async fn send_event(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     reject_new_work(&state)?;
-    let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
-    if let Ok(text) = std::str::from_utf8(&body) {
-        stepwise_core::text::check_integers(text)
-            .map_err(|e| ApiError::invalid_json(format!("request body: {e}")))?;
-    }
-    let req: SendEvent = parse(&body)?;
+    let req: SendEvent = parse_exact(body)?;
     let sent = state
         .engine
         .send_event(
