@@ -57,6 +57,26 @@ async fn schedules_are_created_shown_changed_and_removed_over_http_and_the_cli()
         let (status, err) = api.post(&token, "/v1/schedules", Some(bad.clone())).await;
         assert_eq!(err["error"]["code"], code, "{bad}: {status} {err}");
     }
+    // An integer beyond 64 bits in a payload is refused, not turned into a float, on create
+    // and on change.
+    let huge = r#"{"name": "x", "cron": "0 * * * *", "job": "double", "queue": "q",
+                   "payload": {"n": 36893488147419103232}}"#;
+    for (method, path, body) in [
+        (reqwest::Method::POST, "/v1/schedules", huge.to_owned()),
+        (
+            reqwest::Method::PUT,
+            "/v1/schedules/nightly",
+            r#"{"payload": {"n": 36893488147419103232}}"#.to_owned(),
+        ),
+    ] {
+        let raw = crate::serve_util::Body::Raw(body.into_bytes(), "application/json");
+        let (status, err) = api.request(method, Some(&token), path, raw).await;
+        assert_eq!(
+            (status, err["error"]["code"].clone()),
+            (400, json!("invalid_json")),
+            "{err}"
+        );
+    }
     let (status, paused) = api
         .put(&token, "/v1/schedules/nightly", json!({"paused": true}))
         .await;

@@ -263,7 +263,7 @@ fn body_error(too_large: ErrorCode) -> impl Fn(BytesRejection) -> ApiError {
 /// A body carrying a payload, parsed: over its limit it is `payload_too_large`, and an
 /// integer beyond 64 bits is refused (checked on the body as sent, since once parsed it is
 /// already a float).
-fn parse_exact<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn parse_exact<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
     if let Ok(text) = std::str::from_utf8(&body) {
         stepwise_core::text::check_integers(text)

@@ -14,7 +14,7 @@ use stepwise_engine::SchedulePatch;
 use super::AppState;
 use super::auth::Tenant;
 use super::error::ApiError;
-use super::routes::{ApiResult, Param, ok, parse, reject_new_work, small_body};
+use super::routes::{ApiResult, Param, ok, parse_exact, reject_new_work};
 
 /// Fire times a schedule view lists.
 const NEXT_FIRES: usize = 5;
@@ -39,8 +39,7 @@ pub(super) async fn create_schedule(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     reject_new_work(&state)?;
-    let body = small_body(body)?;
-    let request: CreateSchedule = parse(&body)?;
+    let request: CreateSchedule = parse_exact(body)?;
     let record = state
         .engine
         .create_schedule(&tenant, request.name.as_str(), request.spec())
@@ -95,8 +94,7 @@ pub(super) async fn update_schedule(
     Param(name): Param,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let body = small_body(body)?;
-    let request: UpdateSchedule = parse(&body)?;
+    let request: UpdateSchedule = parse_exact(body)?;
     if request == UpdateSchedule::default() {
         return Err(ApiError::invalid_options(
             "nothing to change: give at least one field",
