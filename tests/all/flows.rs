@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 use stepwise::RunFilter;
 use stepwise::engine::SendEvent;
 use stepwise::store::{Durability, RedbStore};
-use stepwise::{
-    Engine, EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus,
-    RuntimeConfig,
-};
+use stepwise::{EngineConfig, EngineError, ManualClock, NewRun, PolicyOverrides, RunStatus};
 use stepwise_store::faults::FaultyStore;
 use stepwise_tests::guests;
 
@@ -328,20 +325,7 @@ async fn a_retried_parent_attempt_finds_the_children_it_started() {
     let redb = Arc::new(RedbStore::open(dir.path(), Durability::Immediate).unwrap());
     let faulty = Arc::new(FaultyStore::new(redb.clone()));
     let clock = ManualClock::new(1_700_000_000_000);
-    let engine = Engine::new(
-        faulty.clone(),
-        EngineConfig {
-            runtime: RuntimeConfig {
-                compile_cache: Some(compile_cache()),
-                ..RuntimeConfig::default()
-            },
-            ..EngineConfig::default()
-        },
-        Arc::new(clock.clone()),
-        Arc::new(stepwise::NoJitter),
-    )
-    .await
-    .unwrap();
+    let engine = engine_over(faulty.clone(), EngineConfig::default(), &clock).await;
     let module = engine
         .deploy(&std::fs::read(guests::FLOWS).unwrap())
         .await

@@ -100,20 +100,12 @@ async fn a_storage_failure_under_an_attempt_does_not_use_the_guests_attempts() {
         let dir = tempfile::tempdir().unwrap();
         let redb = Arc::new(RedbStore::open(dir.path(), Durability::Immediate).unwrap());
         let faulty = Arc::new(FaultyStore::new(redb));
-        let engine = Engine::new(
+        let engine = engine_over(
             faulty.clone(),
-            EngineConfig {
-                runtime: RuntimeConfig {
-                    compile_cache: Some(compile_cache()),
-                    ..RuntimeConfig::default()
-                },
-                ..EngineConfig::default()
-            },
-            Arc::new(ManualClock::new(START)),
-            Arc::new(SeededJitter::new(SEED)),
+            EngineConfig::default(),
+            &ManualClock::new(START),
         )
-        .await
-        .unwrap();
+        .await;
         let module = engine
             .deploy(&std::fs::read(guests::TESTBED).unwrap())
             .await

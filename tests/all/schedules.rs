@@ -9,7 +9,7 @@ use serde_json::json;
 use stepwise::clock::Millis;
 use stepwise::schedule::{CatchUp, FireOutcome, Overlap, ScheduleSpec};
 use stepwise::store::{Durability, RedbStore};
-use stepwise::{Engine, EngineConfig, EngineError, ManualClock, RuntimeConfig};
+use stepwise::{Engine, EngineConfig, EngineError, ManualClock};
 use stepwise_tests::guests;
 
 use crate::util::*;
@@ -38,21 +38,7 @@ fn spec(cron: &str, tz: &str) -> ScheduleSpec {
 
 async fn engine_on(dir: &std::path::Path, clock: &ManualClock) -> Engine {
     let redb = std::sync::Arc::new(RedbStore::open(dir, Durability::Immediate).unwrap());
-    let config = EngineConfig {
-        runtime: RuntimeConfig {
-            compile_cache: Some(compile_cache()),
-            ..RuntimeConfig::default()
-        },
-        ..EngineConfig::default()
-    };
-    Engine::new(
-        redb,
-        config,
-        std::sync::Arc::new(clock.clone()),
-        std::sync::Arc::new(stepwise::NoJitter),
-    )
-    .await
-    .unwrap()
+    engine_over(redb, EngineConfig::default(), clock).await
 }
 
 async fn setup(dir: &std::path::Path, clock: &ManualClock) -> Engine {

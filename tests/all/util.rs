@@ -28,6 +28,28 @@ pub struct Harness {
     pub _dir: tempfile::TempDir,
 }
 
+/// An engine over `store` with the harness's settings: the shared compile cache, a bounded
+/// instance pool, `clock` and the seeded jitter.
+pub async fn engine_over(
+    store: Arc<dyn stepwise::Store>,
+    mut config: EngineConfig,
+    clock: &ManualClock,
+) -> Engine {
+    config.runtime = RuntimeConfig {
+        compile_cache: Some(compile_cache()),
+        max_instances: 32,
+        ..config.runtime
+    };
+    Engine::new(
+        store,
+        config,
+        Arc::new(clock.clone()),
+        Arc::new(SeededJitter::new(SEED)),
+    )
+    .await
+    .expect("engine opens")
+}
+
 pub async fn harness() -> Harness {
     harness_with(EngineConfig::default()).await
 }
@@ -37,23 +59,11 @@ pub async fn harness_with(config: EngineConfig) -> Harness {
 }
 
 /// [`harness_with`] on a store with the given durability.
-pub async fn harness_on(mut config: EngineConfig, durability: Durability) -> Harness {
+pub async fn harness_on(config: EngineConfig, durability: Durability) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(START);
-    config.runtime = RuntimeConfig {
-        compile_cache: Some(compile_cache()),
-        max_instances: 32,
-        ..config.runtime
-    };
     let redb = Arc::new(RedbStore::open(dir.path(), durability).expect("store opens"));
-    let engine = Engine::new(
-        redb.clone(),
-        config,
-        Arc::new(clock.clone()),
-        Arc::new(SeededJitter::new(SEED)),
-    )
-    .await
-    .expect("engine opens");
+    let engine = engine_over(redb.clone(), config, &clock).await;
     Harness {
         engine,
         redb,

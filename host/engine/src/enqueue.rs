@@ -190,6 +190,18 @@ pub fn check_name(kind: stepwise_core::names::Kind, name: &str) -> Result<(), En
     })
 }
 
+/// A payload as sent (JSON text): at most `limit` bytes, integers within 64 bits, valid JSON.
+pub(crate) fn parse_payload(text: &str, limit: usize) -> Result<Value, EngineError> {
+    if text.len() > limit {
+        return Err(EngineError::PayloadTooLarge {
+            size: text.len(),
+            limit,
+        });
+    }
+    stepwise_core::text::check_integers(text).map_err(EngineError::InvalidPayload)?;
+    serde_json::from_str(text).map_err(|e| EngineError::InvalidPayload(e.to_string()))
+}
+
 /// The parent of a child run being started.
 pub(crate) struct ChildOf {
     pub(crate) tenant: String,
@@ -268,16 +280,7 @@ impl Engine {
     ) -> Result<Enqueued, EngineError> {
         let inner = &self.inner;
         check_queue_name(&req.queue)?;
-        let limit = inner.config.max_payload_bytes;
-        if req.payload.len() > limit {
-            return Err(EngineError::PayloadTooLarge {
-                size: req.payload.len(),
-                limit,
-            });
-        }
-        stepwise_core::text::check_integers(&req.payload).map_err(EngineError::InvalidPayload)?;
-        let payload: Value = serde_json::from_str(&req.payload)
-            .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
+        let payload = parse_payload(&req.payload, inner.config.max_payload_bytes)?;
         let now = inner.clock.now();
         if let Some(key) = &req.idempotency_key
             && (key.is_empty() || key.len() > 256)

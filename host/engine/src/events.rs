@@ -3,8 +3,6 @@
 //! matching itself is the journal's (`journal/flows.rs`); waking waiting runs is the storage
 //! backend's, in the same write that stores the event.
 
-use serde_json::Value;
-
 use super::{Engine, EngineError};
 use stepwise_core::flow::{self, EventRecord};
 use stepwise_store::{EventFilter, EventPut, NewEvent};
@@ -55,6 +53,9 @@ pub struct Sent {
     pub woken: u64,
     /// Whether an event with this id was stored before, so nothing was stored now.
     pub repeated: bool,
+    /// (run, step) of the waits that took it so far, at most [`MAX_LISTED_DELIVERIES`]
+    /// (none for a new event).
+    pub resumed: Vec<(String, String)>,
 }
 
 /// An event with the waits that took it.
@@ -86,15 +87,7 @@ impl Engine {
         if let Some(id) = &send.id {
             flow::check_event_id(id).map_err(invalid)?;
         }
-        if send.payload.len() > limits.max_payload_bytes {
-            return Err(EngineError::PayloadTooLarge {
-                size: send.payload.len(),
-                limit: limits.max_payload_bytes,
-            });
-        }
-        stepwise_core::text::check_integers(&send.payload).map_err(EngineError::InvalidPayload)?;
-        let payload: Value = serde_json::from_str(&send.payload)
-            .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
+        let payload = crate::enqueue::parse_payload(&send.payload, limits.max_payload_bytes)?;
         let body_hash = crate::enqueue::payload_hash(&serde_json::json!({
             "name": send.name,
             "correlation_key": send.correlation_key,
@@ -103,7 +96,7 @@ impl Engine {
         if let Some(id) = &send.id
             && let Some(held) = inner.store.event(tenant, id).await?
         {
-            return repeat(held, &body_hash);
+            return self.repeat(tenant, held, &body_hash).await;
         }
         let usage = inner.store.tenant_usage(tenant).await?;
         let stored_limit = inner.config.tenants.max_stored_bytes_of(tenant);
@@ -143,10 +136,11 @@ impl Engine {
                     event,
                     woken,
                     repeated: false,
+                    resumed: Vec::new(),
                 })
             }
             // Sent twice at once: the other send stored it first.
-            EventPut::Exists(held) => repeat(held, &body_hash),
+            EventPut::Exists(held) => self.repeat(tenant, held, &body_hash).await,
         }
     }
 
@@ -171,6 +165,30 @@ impl Engine {
         Ok(out)
     }
 
+    /// The answer to a send whose id is held by `held`: that event (with the waits that took
+    /// it) for the same body, a conflict otherwise.
+    async fn repeat(
+        &self,
+        tenant: &str,
+        held: EventRecord,
+        body_hash: &str,
+    ) -> Result<Sent, EngineError> {
+        if held.body_hash != body_hash {
+            return Err(EngineError::EventConflict { id: held.id });
+        }
+        let resumed = self
+            .inner
+            .store
+            .event_deliveries(tenant, held.seq, MAX_LISTED_DELIVERIES)
+            .await?;
+        Ok(Sent {
+            event: held,
+            woken: 0,
+            repeated: true,
+            resumed,
+        })
+    }
+
     /// Forgets events whose retention ended; returns how many.
     pub async fn sweep_events(&self) -> Result<usize, EngineError> {
         let store = &self.inner.store;
@@ -185,17 +203,4 @@ impl Engine {
             removed += expired.len();
         }
     }
-}
-
-/// The answer to a send whose id is held by `held`: that event for the same body, a
-/// conflict otherwise.
-fn repeat(held: EventRecord, body_hash: &str) -> Result<Sent, EngineError> {
-    if held.body_hash != body_hash {
-        return Err(EngineError::EventConflict { id: held.id });
-    }
-    Ok(Sent {
-        event: held,
-        woken: 0,
-        repeated: true,
-    })
 }

@@ -418,14 +418,7 @@ impl Journal {
             Some(name),
             format!("after {attempts} attempt(s)"),
         );
-        let writes = self.take_writes();
-        self.store
-            .record_step(&self.run_id, writes)
-            .await
-            .map_err(|source| HostFault::Storage {
-                step: name.to_owned(),
-                message: source.to_string(),
-            })?;
+        self.commit_now(name).await?;
         let durable = std::time::Instant::now();
         if let Some(previous) = self.last_durable.replace(durable) {
             let gap = durable.duration_since(previous).as_micros();
@@ -433,6 +426,30 @@ impl Journal {
                 .push(u64::try_from(gap).unwrap_or(u64::MAX));
         }
         Ok(())
+    }
+
+    /// Makes everything recorded so far durable before returning (for step `name`'s sake).
+    async fn commit_now(&mut self, name: &str) -> Result<(), HostFault> {
+        let writes = self.take_writes();
+        self.store
+            .record_step(&self.run_id, writes)
+            .await
+            .map_err(|source| HostFault::Storage {
+                step: name.to_owned(),
+                message: source.to_string(),
+            })
+    }
+
+    /// The checks every durable await makes before it records anything: no step is open,
+    /// and the run has room for a step of this name.
+    fn await_guard(&self, name: &str, kind: StepKind) -> Result<(), StepInterrupt> {
+        if let Some(open) = &self.current {
+            return Err(StepInterrupt::Fault(Self::protocol(format!(
+                "{}('{name}') inside step '{open}'",
+                kind.as_str()
+            ))));
+        }
+        self.check_new_step(name).map_err(StepInterrupt::Fault)
     }
 
     /// Queues what was recorded so far (the attempt's start) for the store without waiting:
@@ -494,13 +511,7 @@ impl Journal {
         kind: StepKind,
         first: WakeCondition,
     ) -> Result<(), StepInterrupt> {
-        if let Some(open) = &self.current {
-            return Err(StepInterrupt::Fault(Self::protocol(format!(
-                "{}('{name}') inside step '{open}'",
-                kind.as_str()
-            ))));
-        }
-        self.check_new_step(name).map_err(StepInterrupt::Fault)?;
+        self.await_guard(name, kind)?;
         let now = self.clock.now();
         let step = self
             .record(name, kind, Some(first))
@@ -549,10 +560,10 @@ impl Journal {
                 ordinal,
                 output_bytes: 0,
                 kind,
-                status: match (kind, wake) {
-                    (StepKind::Sleep, _) => StepStatus::Sleeping,
-                    (StepKind::Event | StepKind::Child, _) => StepStatus::Waiting,
-                    (StepKind::Step, _) => StepStatus::Running,
+                status: match kind {
+                    StepKind::Sleep => StepStatus::Sleeping,
+                    StepKind::Event | StepKind::Child => StepStatus::Waiting,
+                    StepKind::Step => StepStatus::Running,
                 },
                 attempts: u32::from(wake.is_some()),
                 budget_base: 0,

@@ -166,9 +166,8 @@ impl Engine {
                 spec.queue.clone_from(v);
             }
             if let Some(v) = &patch.payload {
-                stepwise_core::text::check_integers(v).map_err(EngineError::InvalidPayload)?;
-                spec.payload = serde_json::from_str(v)
-                    .map_err(|e| EngineError::InvalidPayload(e.to_string()))?;
+                let limit = self.inner.config.max_payload_bytes;
+                spec.payload = crate::enqueue::parse_payload(v, limit)?;
             }
             if let Some(v) = patch.overrides {
                 spec.overrides = v;

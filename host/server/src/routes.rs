@@ -235,7 +235,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueuePath {
 }
 
 /// A small JSON body, or 413 in the JSON error shape when over the default limit.
-pub(super) fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+fn small_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(body_error(ErrorCode::PayloadTooLarge))
 }
 
@@ -263,7 +263,9 @@ fn body_error(too_large: ErrorCode) -> impl Fn(BytesRejection) -> ApiError {
 /// A body carrying a payload, parsed: over its limit it is `payload_too_large`, and an
 /// integer beyond 64 bits is refused (checked on the body as sent, since once parsed it is
 /// already a float).
-pub(super) fn parse_exact<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(super) fn parse_exact<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(body_error(ErrorCode::PayloadTooLarge))?;
     if let Ok(text) = std::str::from_utf8(&body) {
         stepwise_core::text::check_integers(text)
@@ -1246,33 +1248,23 @@ pub(super) async fn send_event(
     } else {
         StatusCode::CREATED
     };
-    let event = sent.event;
-    let resumed = if sent.repeated {
-        resumed_by(&state, &tenant, event.seq).await?
-    } else {
-        Vec::new()
-    };
+    let resumed = resumed_of(sent.resumed);
     ok(
         status,
         &EventSent {
-            event: Event::from_record(event, resumed),
+            event: Event::from_record(sent.event, resumed),
             woken: sent.woken,
             repeated: sent.repeated,
         },
     )
 }
 
-async fn resumed_by(state: &AppState, tenant: &str, seq: u64) -> Result<Vec<Resumed>, ApiError> {
-    let listed = state
-        .engine
-        .list_events(tenant, &Default::default(), Some(seq.saturating_add(1)), 1)
-        .await?;
-    Ok(listed
+/// The waits that took an event, as the API shows them.
+fn resumed_of(deliveries: Vec<(String, String)>) -> Vec<Resumed> {
+    deliveries
         .into_iter()
-        .filter(|e| e.event.seq == seq)
-        .flat_map(|e| e.resumed)
         .map(|(run, step)| Resumed { run, step })
-        .collect())
+        .collect()
 }
 
 /// The tenant's events, newest first, with the waits that took each.
@@ -1312,14 +1304,7 @@ pub(super) async fn list_events(
     let events: Vec<Event> = listed
         .into_iter()
         .take(limit)
-        .map(|e| {
-            let resumed = e
-                .resumed
-                .into_iter()
-                .map(|(run, step)| Resumed { run, step })
-                .collect();
-            Event::from_record(e.event, resumed)
-        })
+        .map(|e| Event::from_record(e.event, resumed_of(e.resumed)))
         .collect();
     let next = if more {
         events.last().map(|e| e.seq)

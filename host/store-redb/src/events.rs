@@ -1,16 +1,14 @@
-//! Reads of events, their deliveries, a run's children and schedules: what waits match, what
+//! Reads of events, their deliveries and a run's children: what waits match, what
 //! `GET /v1/events` lists, what the retention sweep removes, what `runs list --parent` shows.
 //! Writes go through the writer (`writer.rs`), which numbers events and wakes their waiters.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableDatabase;
 
+use super::schema::MAX_KEY;
 use super::{RedbStore, StoreError, decode, schema};
 use stepwise_core::clock::Millis;
 use stepwise_core::flow::EventRecord;
 use stepwise_store::EventFilter;
-
-/// Above every string key the host stores, for the end of a prefix range.
-const MAX_KEY: &str = "\u{10FFFF}";
 
 impl RedbStore {
     /// See [`stepwise_store::Store::match_event`].
@@ -177,43 +175,6 @@ impl RedbStore {
             let (k, _) = entry?;
             let (_, tenant, seq) = k.value();
             out.push((tenant.to_owned(), seq));
-        }
-        Ok(out)
-    }
-
-    /// A tenant's schedule.
-    pub fn schedule_of(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<Option<stepwise_core::schedule::ScheduleRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::SCHEDULES)?;
-        table
-            .get((tenant, name))?
-            .map(|v| decode(v.value(), || format!("schedule {name} of {tenant}")))
-            .transpose()
-    }
-
-    /// Schedules of `tenant` (every tenant's with `None`), as (tenant, schedule).
-    pub fn schedules_in(
-        &self,
-        tenant: Option<&str>,
-    ) -> Result<Vec<(String, stepwise_core::schedule::ScheduleRecord)>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(schema::SCHEDULES)?;
-        let mut out = Vec::new();
-        let range: Box<dyn Iterator<Item = _>> = match tenant {
-            Some(t) => Box::new(table.range((t, "")..=(t, MAX_KEY))?),
-            None => Box::new(table.iter()?),
-        };
-        for entry in range {
-            let (k, v) = entry?;
-            let (t, name) = k.value();
-            out.push((
-                t.to_owned(),
-                decode(v.value(), || format!("schedule {name} of {t}"))?,
-            ));
         }
         Ok(out)
     }

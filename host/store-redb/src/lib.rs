@@ -15,6 +15,7 @@ mod batch;
 mod events;
 mod read;
 mod ready;
+mod schedules;
 mod schema;
 mod writer;
 

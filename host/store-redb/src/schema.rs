@@ -125,3 +125,6 @@ pub const EVENTS_COUNTER: &str = "events";
 pub fn event_seq_key(tenant: &str) -> String {
     format!("event_seq:{tenant}")
 }
+
+/// Above every string key the host stores (ids, names, keys): the end of a prefix range.
+pub const MAX_KEY: &str = "\u{10FFFF}";

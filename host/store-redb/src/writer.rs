@@ -854,9 +854,6 @@ fn apply(
     Ok(batch.ops.len() as u64)
 }
 
-/// Above every string key the host stores (ids, names, keys), for the end of a prefix range.
-const MAX_KEY: &str = "\u{10FFFF}";
-
 /// The waiter entry of an event wait: (name, correlation key or "").
 fn waiter_key(wait: &Option<RunWait>) -> Option<(&str, &str)> {
     match wait {

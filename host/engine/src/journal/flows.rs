@@ -82,29 +82,9 @@ impl Journal {
         })
     }
 
-    /// The checks every durable await makes before it records anything.
-    fn await_guard(&self, name: &str, kind: StepKind) -> Result<(), StepInterrupt> {
-        if let Some(open) = &self.current {
-            return Err(fault(Self::protocol(format!(
-                "{}('{name}') inside step '{open}'",
-                kind.as_str()
-            ))));
-        }
-        self.check_new_step(name).map_err(fault)
-    }
-
     /// Makes everything recorded so far durable, as a step completion does.
     async fn persist(&mut self, name: &str) -> Result<(), StepInterrupt> {
-        let writes = self.take_writes();
-        self.store
-            .record_step(&self.run_id, writes)
-            .await
-            .map_err(|e| {
-                fault(HostFault::Storage {
-                    step: name.to_owned(),
-                    message: e.to_string(),
-                })
-            })
+        self.commit_now(name).await.map_err(fault)
     }
 
     fn storage(name: &str, e: impl std::fmt::Display) -> StepInterrupt {
