@@ -30,4 +30,5 @@ mod secrets;
 mod service_crash;
 mod tenancy;
 mod tenancy_service;
+mod time_control;
 mod wire_fuzz;

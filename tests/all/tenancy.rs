@@ -202,6 +202,7 @@ async fn a_panic_in_the_host_fails_only_its_run_and_releases_its_slot() {
             "default",
             stepwise::store::QueueSettings {
                 concurrency: Some(1),
+                ..Default::default()
             },
         )
         .await

@@ -48,6 +48,10 @@ codes! {
     UnknownJob = "unknown_job",
     /// The idempotency key is held by a run created from a different request.
     IdempotencyConflict = "idempotency_conflict",
+    /// A pending run holds the key and the enqueue asked `on_duplicate: reject`.
+    PendingRunExists = "pending_run_exists",
+    /// Too many requests: the tenant's enqueue rate limit; retry after `Retry-After` seconds.
+    RateLimited = "rate_limited",
     /// Only a failed run can be retried.
     NotFailed = "not_failed",
     /// The run has already ended; it cannot be cancelled.

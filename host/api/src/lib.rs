@@ -27,6 +27,9 @@ pub mod schedules;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use flows::{Event, EventPage, EventSent, Resumed, SendEvent};
 pub use names::{JobName, QueueName, TenantName};
-pub use requests::{CancelMatching, CancelRun, CreateTenant, Enqueue, PutQueue, PutSecret};
-pub use run::{Run, RunState, RunView, Step};
+pub use requests::{
+    CancelMatching, CancelRun, CreateTenant, DebounceSpec, Enqueue, PutQueue, PutSecret,
+    RateLimitSpec,
+};
+pub use run::{Held, Run, RunState, RunView, Step};
 pub use schedules::{CreateSchedule, Schedule, ScheduleDeleted, ScheduleList, UpdateSchedule};

@@ -58,6 +58,49 @@ pub struct Enqueue {
     /// affects other tenants.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// Makes the run the one pending (not yet started) run of this queue and job with this
+    /// key, 1–256 bytes; `on_duplicate` says what a later enqueue with the key does while it
+    /// is pending. Once it has started, a new enqueue creates a new run. Not with
+    /// `idempotency_key` or `debounce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// With `key`: `reject` (default: `409 pending_run_exists`), `keep` (the pending run is
+    /// returned) or `replace` (the pending run takes this payload, start time, priority and
+    /// policy options).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_duplicate: Option<stepwise_core::keyed::OnDuplicate>,
+    /// Starts the run once `period` passed without another enqueue with this key (or
+    /// `max_wait` after the first), with the latest payload; every enqueue meanwhile
+    /// answers with the same run. Not with `key`, `delay`, `run_at` or `idempotency_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<DebounceSpec>,
+    /// The lane of the queue's rate limit the run counts against (1–256 bytes): each
+    /// `rate_key` gets the whole limit; runs without one share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<String>,
+}
+
+/// `debounce` of an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DebounceSpec {
+    /// The debounce key (1–256 bytes), shared with `key` among one queue's and job's runs.
+    pub key: String,
+    /// Quiet time after the last enqueue (`1s`, `5m`), 1 ms to 365 days.
+    pub period: String,
+    /// Longest delay after the first enqueue, at least `period`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait: Option<String>,
+}
+
+/// A rate limit: at most `max` per `per`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Starts per window, 1 to 100,000.
+    pub max: u32,
+    /// The sliding window (`1s`, `1m`), 1 ms to 24 h.
+    pub per: String,
 }
 
 impl Enqueue {
@@ -75,6 +118,10 @@ impl Enqueue {
             delay: None,
             run_at: None,
             priority: 0,
+            key: None,
+            on_duplicate: None,
+            debounce: None,
+            rate_key: None,
         }
     }
 }
@@ -120,13 +167,17 @@ pub struct CancelMatching {
 }
 
 /// `PUT /v1/queues/{queue}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutQueue {
     /// Attempts of the queue's runs executing at once (at least 1); absent or null: only the
     /// tenant's and the host's limits apply.
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// Starts of the queue's runs per window, counted per `rate_key`; runs over it wait
+    /// (their view says why). Absent or null: no rate limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// `PUT /v1/secrets/{name}`.

@@ -62,6 +62,9 @@ pub struct Enqueued {
     pub run: Run,
     /// Whether the run already existed (answered `200`; a new run is `201`).
     pub deduplicated: bool,
+    /// What the enqueue did: `created`, `deduplicated` (idempotency key), `kept`, `replaced`
+    /// or `debounced` (a pending run's key).
+    pub outcome: String,
 }
 
 /// A queue (`GET /v1/queues/{queue}`).
@@ -71,6 +74,9 @@ pub struct QueueView {
     pub queue: String,
     /// Its concurrency limit, if it has one.
     pub concurrency: Option<u32>,
+    /// Its rate limit, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<stepwise_core::rate::RateLimit>,
     /// Runs stored, in any state.
     pub runs: u64,
     /// Runs not yet final.

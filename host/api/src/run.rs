@@ -162,6 +162,29 @@ pub struct Run {
     /// While `waiting`: what for (an event until a deadline, or child runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<RunWait>,
+    /// The pending-run key it was enqueued under (`key` or `debounce`), with how many later
+    /// enqueues replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<stepwise_core::keyed::RunKey>,
+    /// The lane of its queue's rate limit it counts against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<String>,
+    /// Why a due run has not started: its queue's rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+}
+
+/// Why a due run waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Held {
+    /// `rate_limit`.
+    pub reason: String,
+    /// The limit holding it (`queue 'q' allows 5 per 1s for rate_key 'k'`).
+    pub detail: String,
+    /// When it was first held back.
+    pub since: Millis,
+    /// When it is tried again.
+    pub until: Millis,
 }
 
 impl Run {
@@ -188,7 +211,16 @@ impl Run {
             finished_at: run.finished_at,
             parent: run.parent,
             wait: run.wait,
+            key: run.key,
+            rate_key: run.rate_key,
+            held: None,
         }
+    }
+
+    /// The view with why it waits, when it is held back.
+    pub fn held_by(mut self, held: Option<Held>) -> Self {
+        self.held = held;
+        self
     }
 }
 

@@ -272,6 +272,11 @@ pub enum EventKind {
     ChildrenStarted,
     /// Every child run a step waited for ended.
     ChildrenEnded,
+    /// A later enqueue with the run's key replaced its payload and start (`replace`), or
+    /// pushed its start back (`debounce`).
+    Replaced,
+    /// The run was due but waited for its queue's rate limit (the detail says how long).
+    RateLimited,
 }
 
 /// One entry of a run's timeline.
@@ -436,6 +441,12 @@ pub struct RunRecord {
     /// While `waiting`: what for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<crate::flow::RunWait>,
+    /// The pending-run key it was enqueued under (`key` or `debounce`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<crate::keyed::RunKey>,
+    /// The lane of its queue's rate limit it counts against (absent: the queue's shared one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<String>,
 }
 
 /// The tenant of runs created without one (local `stepwise run`).

@@ -37,10 +37,26 @@ impl Engine {
                 .remove(id);
             return Ok(None);
         };
+        let waited = match self.admit_start(&run) {
+            crate::rate_limits::StartAdmission::Go { waited } => waited,
+            crate::rate_limits::StartAdmission::HoldUntil(at) => return Ok(Some(at)),
+        };
         // An attempt cut short by a crash is on the timeline but not in the run's record.
         let seen = inner.store.last_attempt(id).await?.unwrap_or(0);
         run.attempts = run.attempts.max(seen).saturating_add(1);
         let mut journal = self.attempt_journal(&run).await?;
+        if let Some(hold) = waited {
+            let waited_ms = inner.clock.now().saturating_sub(hold.since);
+            journal.event(
+                EventKind::RateLimited,
+                None,
+                format!(
+                    "waited {} for the rate limit: {}",
+                    stepwise_core::time_fmt::duration(waited_ms),
+                    hold.describe(&run.queue)
+                ),
+            );
+        }
         journal.event(EventKind::AttemptStarted, None, "");
         // Queued before the guest runs, so every invocation keeps its own number, crash or
         // not: whatever the attempt writes later is applied after it, and an outbound request

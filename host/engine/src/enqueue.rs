@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::{Engine, EngineError};
 use stepwise_core::clock::Millis;
 use stepwise_core::flow::ParentLink;
+use stepwise_core::keyed::{Debounce, MAX_KEY_BYTES, OnDuplicate, RunKey};
 use stepwise_core::model::{EventKind, LOCAL_TENANT, RunRecord, RunStatus, TimelineEntry};
 use stepwise_core::policy::{MAX_DELAY_MS, PolicyError, PolicyOverrides};
 use stepwise_core::time_fmt;
@@ -45,6 +46,25 @@ pub struct NewRun {
     pub priority: i32,
     /// Makes the enqueue idempotent within (tenant, queue).
     pub idempotency_key: Option<String>,
+    /// Makes the run the one pending run of its (queue, job, key): see [`Keyed`].
+    pub keyed: Option<Keyed>,
+    /// The lane of the queue's rate limit the run counts against.
+    pub rate_key: Option<String>,
+    /// Who asked, for the run's first timeline entry (a schedule's fire), when not the
+    /// tenant's own request.
+    pub origin: Option<String>,
+}
+
+/// A keyed enqueue: a pending run of the same (queue, job, key) is kept, refused or replaced
+/// instead of a second run being created; debounce replaces it and pushes its start back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    /// The key (1–256 bytes).
+    pub key: String,
+    /// What happens to a pending run holding the key (debounce always replaces).
+    pub on_duplicate: OnDuplicate,
+    /// Debounce timing: the run starts once the period passed without another enqueue.
+    pub debounce: Option<Debounce>,
 }
 
 impl NewRun {
@@ -62,6 +82,9 @@ impl NewRun {
             delay_ms: None,
             priority: 0,
             idempotency_key: None,
+            keyed: None,
+            rate_key: None,
+            origin: None,
         }
     }
 }
@@ -69,10 +92,97 @@ impl NewRun {
 /// The result of an enqueue.
 #[derive(Debug, Clone)]
 pub struct Enqueued {
-    /// The run: new, or the existing one for a repeated idempotency key.
+    /// The run: new, or the existing one for a repeated idempotency key or a pending key.
     pub run: RunRecord,
     /// Whether an existing run was returned instead of creating one.
     pub deduplicated: bool,
+    /// What the enqueue did.
+    pub outcome: EnqueueOutcome,
+}
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// A new run was created.
+    Created,
+    /// The run holding the idempotency key was returned.
+    Deduplicated,
+    /// The pending run holding the key was returned unchanged (`on_duplicate: keep`).
+    Kept,
+    /// The pending run holding the key took the new payload and start (`replace`).
+    Replaced,
+    /// The pending run holding the debounce key took the new payload; its start moved.
+    Debounced,
+}
+
+impl EnqueueOutcome {
+    /// The name the API and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Deduplicated => "deduplicated",
+            Self::Kept => "kept",
+            Self::Replaced => "replaced",
+            Self::Debounced => "debounced",
+        }
+    }
+}
+
+/// Checks a key-like option (`key`, `rate_key`): 1 to [`MAX_KEY_BYTES`] bytes.
+fn check_key(field: &'static str, key: &str) -> Result<(), EngineError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(PolicyError {
+            field,
+            problem: format!("must be 1-{MAX_KEY_BYTES} bytes, got {}", key.len()),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks a keyed enqueue against the request's other options, returning the run's start
+/// when debounce decides it.
+fn check_keyed(req: &NewRun, now: Millis) -> Result<Option<Millis>, EngineError> {
+    let Some(keyed) = &req.keyed else {
+        return Ok(None);
+    };
+    let field = if keyed.debounce.is_some() {
+        "debounce"
+    } else {
+        "key"
+    };
+    check_key(field, &keyed.key)?;
+    let refuse = |problem: &str| -> EngineError {
+        PolicyError {
+            field,
+            problem: problem.to_owned(),
+        }
+        .into()
+    };
+    if req.idempotency_key.is_some() {
+        return Err(refuse(
+            "cannot be combined with idempotency_key: a keyed enqueue is already safe to repeat",
+        ));
+    }
+    let Some(debounce) = keyed.debounce else {
+        return Ok(None);
+    };
+    if req.run_at.is_some() || req.delay_ms.is_some() {
+        return Err(refuse(
+            "cannot be combined with delay or run_at: the debounce period sets the start",
+        ));
+    }
+    if debounce.period_ms == 0 || debounce.period_ms > MAX_DELAY_MS {
+        return Err(refuse("period must be 1 ms to 365 days"));
+    }
+    if let Some(max) = debounce.max_wait_ms
+        && (max < debounce.period_ms || max > MAX_DELAY_MS)
+    {
+        return Err(refuse(
+            "max_wait must be at least the period and at most 365 days",
+        ));
+    }
+    Ok(Some(debounce.due_at(now, now)))
 }
 
 /// One page of runs.
@@ -264,6 +374,9 @@ impl Engine {
             delay_ms: child.delay_ms,
             priority: child.priority,
             idempotency_key: Some(key),
+            keyed: None,
+            rate_key: None,
+            origin: None,
         };
         let link = ParentLink {
             run: parent.run.clone(),
@@ -296,7 +409,14 @@ impl Engine {
         };
         let spec = self.job_spec(&req.tenant, &module_hash, &req.job).await?;
         req.overrides.validate(self.caps())?;
-        let ready_at = start_time(now, req.run_at, req.delay_ms)?;
+        if let Some(key) = &req.rate_key {
+            check_key("rate_key", key)?;
+        }
+        let debounced_start = check_keyed(&req, now)?;
+        let ready_at = match debounced_start {
+            Some(at) => at,
+            None => start_time(now, req.run_at, req.delay_ms)?,
+        };
         let fingerprint = Fingerprint {
             job: &req.job,
             payload: &payload,
@@ -367,19 +487,44 @@ impl Engine {
             finished_at: None,
             parent,
             wait: None,
+            key: req.keyed.as_ref().map(|k| RunKey {
+                key: k.key.clone(),
+                on_duplicate: if k.debounce.is_some() {
+                    OnDuplicate::Replace
+                } else {
+                    k.on_duplicate
+                },
+                debounce: k.debounce,
+                first_at: now,
+                replaced: 0,
+            }),
+            rate_key: req.rate_key,
         };
+        let mut detail = match (&run.parent, &req.origin) {
+            (Some(p), _) => format!(
+                "job '{}' on queue '{}', started by step '{}' of run {}",
+                run.job, run.queue, p.step, p.run
+            ),
+            (None, Some(origin)) => format!("job '{}' on queue '{}', {origin}", run.job, run.queue),
+            (None, None) => format!("job '{}' on queue '{}'", run.job, run.queue),
+        };
+        if let Some(key) = &run.key {
+            let what = if key.debounce.is_some() {
+                "debounce key"
+            } else {
+                "key"
+            };
+            detail.push_str(&format!(
+                ", {what} '{}'",
+                stepwise_core::text::prefix(&key.key, 64)
+            ));
+        }
         let created = TimelineEntry {
             at: now,
             kind: EventKind::Created,
             attempt: None,
             step: None,
-            detail: match &run.parent {
-                Some(p) => format!(
-                    "job '{}' on queue '{}', started by step '{}' of run {}",
-                    run.job, run.queue, p.step, p.run
-                ),
-                None => format!("job '{}' on queue '{}'", run.job, run.queue),
-            },
+            detail,
             http: None,
         };
         let new = NewRunWrite {
@@ -398,6 +543,24 @@ impl Engine {
         let mut run = run;
         match inner.store.create_run(new).await? {
             Created::Created => run.version = 1,
+            Created::PendingHeld { run: holder } => {
+                return self.resolve_pending(&run, holder).await;
+            }
+            Created::Replaced { run: replaced } => {
+                let outcome = if replaced.key.as_ref().is_some_and(|k| k.debounce.is_some()) {
+                    EnqueueOutcome::Debounced
+                } else {
+                    EnqueueOutcome::Replaced
+                };
+                inner.metrics.record_keyed_enqueue(outcome.as_str());
+                tracing::info!(run = %replaced.id, outcome = outcome.as_str(), "pending run replaced");
+                inner.wake.notify_one();
+                return Ok(Enqueued {
+                    run: *replaced,
+                    deduplicated: true,
+                    outcome,
+                });
+            }
             Created::KeyTaken {
                 run: holder,
                 same_payload,
@@ -415,10 +578,52 @@ impl Engine {
             }
         }
         tracing::info!(run = %run.id, tenant = %run.tenant, job = %run.job, "run created");
+        if run.key.is_some() {
+            inner
+                .metrics
+                .record_keyed_enqueue(EnqueueOutcome::Created.as_str());
+        }
         inner.wake.notify_one();
         Ok(Enqueued {
             run,
             deduplicated: false,
+            outcome: EnqueueOutcome::Created,
+        })
+    }
+
+    /// The answer to a keyed request whose key a pending run holds: that run (`keep`), or
+    /// a conflict naming it (`reject`).
+    async fn resolve_pending(
+        &self,
+        request: &RunRecord,
+        holder: String,
+    ) -> Result<Enqueued, EngineError> {
+        let key = request
+            .key
+            .as_ref()
+            .map(|k| k.key.clone())
+            .unwrap_or_default();
+        if request
+            .key
+            .as_ref()
+            .is_some_and(|k| k.on_duplicate == OnDuplicate::Reject)
+        {
+            self.inner.metrics.record_keyed_enqueue("rejected");
+            return Err(EngineError::PendingRunExists { key, run: holder });
+        }
+        self.inner
+            .metrics
+            .record_keyed_enqueue(EnqueueOutcome::Kept.as_str());
+        let run = self
+            .inner
+            .store
+            .run(&holder)
+            .await?
+            .ok_or(EngineError::UnknownRun(holder))?;
+        Ok(Enqueued {
+            run,
+            deduplicated: true,
+            outcome: EnqueueOutcome::Kept,
         })
     }
 
@@ -451,6 +656,7 @@ impl Engine {
         Ok(Enqueued {
             run,
             deduplicated: true,
+            outcome: EnqueueOutcome::Deduplicated,
         })
     }
 

@@ -15,6 +15,7 @@ mod manual;
 mod metrics;
 pub mod native;
 mod outcome;
+mod rate_limits;
 mod scheduler;
 mod schedules;
 mod secret_settings;
@@ -30,12 +31,13 @@ use tokio::sync::Notify;
 
 use crate::secrets::{Secrets, SecretsConfig, SecretsError};
 pub use cancel::{BulkCancelled, MAX_BULK_CANCEL};
-pub use enqueue::{Enqueued, NewRun, RunFilter, RunPage};
+pub use enqueue::{EnqueueOutcome, Enqueued, Keyed, NewRun, RunFilter, RunPage};
 pub use enqueue::{check_name, check_queue_name};
 pub use events::{EventLimits, ListedEvent, MAX_LISTED_DELIVERIES, SendEvent, Sent};
 use journal::JournalLimits;
 pub use limits::{TenantLimits, TenantSettings, default_memory_budget};
 pub use metrics::{EngineMetrics, TenantUse};
+pub use rate_limits::RateHold;
 pub use schedules::SchedulePatch;
 use stepwise_core::clock::{Clock, Jitter};
 use stepwise_core::model::{RunStatus, RunView, ViewMore};
@@ -165,6 +167,25 @@ pub enum EngineError {
         /// `backoff`, `timeout_ms`, `fuel`, `memory_bytes`, `priority`.
         differs: Vec<&'static str>,
     },
+    /// A pending run holds the key and the enqueue asked `on_duplicate: reject`.
+    #[error("run '{run}' is pending under key '{key}' (on_duplicate: reject)")]
+    PendingRunExists {
+        /// The key.
+        key: String,
+        /// The pending run.
+        run: String,
+    },
+    /// The tenant sent more enqueue requests than the operator allows; try again after
+    /// `retry_after_ms`.
+    #[error("tenant '{tenant}' is over its enqueue rate of {limit}; retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// The limit, as `N per interval`.
+        limit: String,
+        /// When a request may be admitted again, from now.
+        retry_after_ms: u64,
+    },
     /// Only a run that has not ended can be cancelled.
     #[error("run '{run}' is {} and cannot be cancelled", status.as_str())]
     NotCancellable {
@@ -249,6 +270,8 @@ struct Inner {
     /// Runs cancelled while claimed but before their attempt registered its flag: the
     /// attempt stops as soon as it registers (or never starts).
     pending_cancels: Mutex<std::collections::HashSet<String>>,
+    /// Queue start and tenant enqueue rate limits.
+    rate_limits: rate_limits::RateLimits,
 }
 
 /// An attempt executing now, as [`Engine::executing`] shows it.
@@ -329,6 +352,7 @@ impl Engine {
                 natives: Mutex::default(),
                 cancels: Mutex::default(),
                 pending_cancels: Mutex::default(),
+                rate_limits: rate_limits::RateLimits::default(),
             }),
         })
     }

@@ -32,6 +32,9 @@ pub struct TenantSettings {
     /// Most bytes of records its runs may store (runs, steps, timelines, logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_stored_bytes: Option<u64>,
+    /// Most enqueue requests per window (`429` with `Retry-After` past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueue_rate: Option<stepwise_core::rate::RateLimit>,
 }
 
 /// The operator's per-tenant defaults and overrides. Every default is stated on
@@ -49,13 +52,15 @@ pub struct TenantLimits {
     pub max_module_bytes_total: u64,
     /// See [`TenantSettings::max_stored_bytes`].
     pub max_stored_bytes: u64,
+    /// See [`TenantSettings::enqueue_rate`]; `None` = unlimited.
+    pub enqueue_rate: Option<stepwise_core::rate::RateLimit>,
     /// Per-tenant overrides, by tenant name.
     pub overrides: HashMap<String, TenantSettings>,
 }
 
 impl Default for TenantLimits {
     /// Half the slots each, weight 1, 100,000 waiting runs, 100 modules and 1 GiB of modules,
-    /// 10 GiB of stored records.
+    /// 10 GiB of stored records, no enqueue rate limit.
     fn default() -> Self {
         Self {
             concurrency: None,
@@ -63,6 +68,7 @@ impl Default for TenantLimits {
             max_modules: 100,
             max_module_bytes_total: 1 << 30,
             max_stored_bytes: 10 << 30,
+            enqueue_rate: None,
             overrides: HashMap::new(),
         }
     }
@@ -99,6 +105,11 @@ impl TenantLimits {
         self.get(tenant)
             .max_stored_bytes
             .unwrap_or(self.max_stored_bytes)
+    }
+
+    /// `tenant`'s limit on enqueue requests, if any.
+    pub fn enqueue_rate_of(&self, tenant: &str) -> Option<stepwise_core::rate::RateLimit> {
+        self.get(tenant).enqueue_rate.or(self.enqueue_rate)
     }
 
     /// `tenant`'s quota of modules, as (count, total bytes).

@@ -44,6 +44,13 @@ pub struct EngineMetrics {
     step_gaps: Histogram,
     /// What each tenant's attempts used, for fairness to be measured and not only claimed.
     tenants: Mutex<BTreeMap<String, TenantUse>>,
+    /// Keyed and debounced enqueues by outcome (`created`, `kept`, `replaced`, `debounced`,
+    /// `rejected`).
+    keyed_enqueues: Mutex<BTreeMap<&'static str, u64>>,
+    /// Due runs held back by their queue's rate limit.
+    rate_limited_waits: AtomicU64,
+    /// Enqueue requests refused by the tenant's enqueue rate limit.
+    enqueues_refused: AtomicU64,
 }
 
 /// What one tenant's attempts used since the engine opened.
@@ -69,6 +76,9 @@ impl Default for EngineMetrics {
             failures: Default::default(),
             step_gaps: Histogram::new(&STEP_GAP_BOUNDS_MICROS),
             tenants: Mutex::default(),
+            keyed_enqueues: Mutex::default(),
+            rate_limited_waits: AtomicU64::new(0),
+            enqueues_refused: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +135,40 @@ impl EngineMetrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub(crate) fn record_keyed_enqueue(&self, outcome: &'static str) {
+        let mut counts = self
+            .keyed_enqueues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *counts.entry(outcome).or_default() += 1;
+    }
+
+    /// Keyed and debounced enqueues since the engine opened, by outcome.
+    pub fn keyed_enqueues(&self) -> BTreeMap<&'static str, u64> {
+        self.keyed_enqueues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record_rate_limited_wait(&self) {
+        self.rate_limited_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Times a due run was held back by its queue's rate limit.
+    pub fn rate_limited_waits(&self) -> u64 {
+        self.rate_limited_waits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_enqueue_refused(&self) {
+        self.enqueues_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Enqueue requests refused by a tenant's enqueue rate limit.
+    pub fn enqueues_refused(&self) -> u64 {
+        self.enqueues_refused.load(Ordering::Relaxed)
     }
 
     pub(crate) fn record_schedule(&self, outcome: stepwise_core::schedule::FireOutcome) {

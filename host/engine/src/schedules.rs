@@ -379,6 +379,13 @@ impl Engine {
                 "~schedule:{}:{}:{at}",
                 record.name, record.created_at
             )),
+            keyed: None,
+            rate_key: None,
+            origin: Some(format!(
+                "fired by schedule '{}' for {}",
+                record.name,
+                stepwise_core::time_fmt::rfc3339(at)
+            )),
         };
         let (run, error) = match self.enqueue(request).await {
             Ok(enqueued) => (Some(enqueued.run.id), None),

@@ -35,6 +35,7 @@
 //! max_modules = 100
 //! max_module_bytes_total = 1073741824
 //! max_stored_bytes = 10737418240  # records stored by the tenant's runs
+//! enqueue_rate = { max = 1000, per = "1s" }   # enqueue requests; 429 past it (default: none)
 //!
 //! [egress]                        # outbound HTTP of every tenant's guests
 //! allow_private = false           # loopback, private, link-local: refused unless true
@@ -82,6 +83,7 @@ use anyhow::Context;
 use serde::{Deserialize, Deserializer};
 
 use stepwise_core::policy::{Caps, Policy};
+use stepwise_core::rate::RateLimit;
 use stepwise_engine::journal::JournalLimits;
 use stepwise_engine::secrets::{KeyText, SecretsConfig};
 use stepwise_engine::{TenantLimits, TenantSettings};
@@ -243,6 +245,29 @@ pub struct TenantQuotas {
     pub max_module_bytes_total: u64,
     /// Bytes of records the tenant's runs may store. Default 10 GiB.
     pub max_stored_bytes: u64,
+    /// Enqueue requests per window (`{ max = 100, per = "1s" }`); past it `429` with
+    /// `Retry-After`. Default: unlimited.
+    pub enqueue_rate: Option<RateSetting>,
+}
+
+/// A rate limit in the config file: at most `max` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSetting {
+    /// Requests per window, 1 to 100,000.
+    pub max: u32,
+    /// The sliding window, 1 ms to 24 h.
+    #[serde(deserialize_with = "duration")]
+    pub per: Duration,
+}
+
+impl RateSetting {
+    fn limit(self) -> RateLimit {
+        RateLimit {
+            max: self.max,
+            per_ms: u64::try_from(self.per.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl Default for TenantQuotas {
@@ -253,6 +278,7 @@ impl Default for TenantQuotas {
             max_modules: d.max_modules,
             max_module_bytes_total: d.max_module_bytes_total,
             max_stored_bytes: d.max_stored_bytes,
+            enqueue_rate: None,
         }
     }
 }
@@ -275,6 +301,8 @@ pub struct TenantOverride {
     pub max_module_bytes_total: Option<u64>,
     /// See [`TenantQuotas::max_stored_bytes`].
     pub max_stored_bytes: Option<u64>,
+    /// See [`TenantQuotas::enqueue_rate`].
+    pub enqueue_rate: Option<RateSetting>,
 }
 
 impl ServeConfig {
@@ -287,6 +315,7 @@ impl ServeConfig {
             max_modules: d.max_modules,
             max_module_bytes_total: d.max_module_bytes_total,
             max_stored_bytes: d.max_stored_bytes,
+            enqueue_rate: d.enqueue_rate.map(RateSetting::limit),
             overrides: self
                 .tenants
                 .iter()
@@ -298,6 +327,7 @@ impl ServeConfig {
                         max_modules: t.max_modules,
                         max_module_bytes_total: t.max_module_bytes_total,
                         max_stored_bytes: t.max_stored_bytes,
+                        enqueue_rate: t.enqueue_rate.map(RateSetting::limit),
                     };
                     (t.name.clone(), settings)
                 })
@@ -312,6 +342,18 @@ impl ServeConfig {
             .check()
             .context("default_policy")?;
         anyhow::ensure!(self.concurrency >= 1, "concurrency must be at least 1");
+        let rates = std::iter::once(("tenant_defaults", self.tenant_defaults.enqueue_rate)).chain(
+            self.tenants
+                .iter()
+                .map(|t| (t.name.as_str(), t.enqueue_rate)),
+        );
+        for (whose, rate) in rates {
+            if let Some(rate) = rate {
+                rate.limit()
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("enqueue_rate of {whose}: {e}"))?;
+            }
+        }
         self.egress.check().map_err(anyhow::Error::msg)?;
         SecretsConfig {
             key: self.secrets_key.clone(),

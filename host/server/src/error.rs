@@ -19,6 +19,8 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     extra: Map<String, Value>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: Map::new(),
+            retry_after: None,
         }
     }
 
@@ -72,7 +75,13 @@ impl IntoResponse for ApiError {
                 details: self.extra,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -145,6 +154,15 @@ impl From<EngineError> for ApiError {
             }
             EngineError::TenantExists(_) => {
                 Self::new(S::CONFLICT, ErrorCode::TenantExists, message)
+            }
+            EngineError::PendingRunExists { run, .. } => {
+                Self::new(S::CONFLICT, ErrorCode::PendingRunExists, message).with("run_id", run)
+            }
+            EngineError::RateLimited { retry_after_ms, .. } => {
+                let mut e = Self::new(S::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message)
+                    .with("retry_after_ms", retry_after_ms);
+                e.retry_after = Some(retry_after_ms.div_ceil(1_000).max(1));
+                e
             }
             EngineError::QuotaExceeded { what, limit, .. } => {
                 Self::new(S::TOO_MANY_REQUESTS, ErrorCode::QuotaExceeded, message)

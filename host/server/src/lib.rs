@@ -182,8 +182,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .await
         .context("cannot re-seal the stored secrets with the current key")?;
     for q in &config.queues {
+        // The file sets the concurrency; a rate limit set over the API stays.
         let settings = QueueSettings {
             concurrency: Some(q.concurrency),
+            ..engine.queue_settings(&q.tenant, &q.queue)
         };
         engine.set_queue(&q.tenant, &q.queue, settings).await?;
     }

@@ -230,6 +230,44 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
     }
     header(
         &mut out,
+        "stepwise_keyed_enqueues_total",
+        "counter",
+        "Enqueues with a key or debounce, by outcome: created, kept, replaced, debounced, rejected.",
+    );
+    {
+        let counts = m.keyed_enqueues();
+        for label in ["created", "kept", "replaced", "debounced", "rejected"] {
+            let n = counts.get(label).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "stepwise_keyed_enqueues_total{{outcome=\"{label}\"}} {n}"
+            );
+        }
+    }
+    header(
+        &mut out,
+        "stepwise_rate_limited_waits_total",
+        "counter",
+        "Times a due run was held back by its queue's rate limit.",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_rate_limited_waits_total {}",
+        m.rate_limited_waits()
+    );
+    header(
+        &mut out,
+        "stepwise_enqueues_refused_total",
+        "counter",
+        "Enqueue requests refused (429) by the tenant's enqueue rate limit.",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_enqueues_refused_total {}",
+        m.enqueues_refused()
+    );
+    header(
+        &mut out,
         "stepwise_module_compilations_total",
         "counter",
         "Components compiled since start; concurrent loads of one module share one.",

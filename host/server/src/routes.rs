@@ -26,12 +26,14 @@ use stepwise_api::{
     PutSecret, Resumed, Run, RunState, RunView, SendEvent,
 };
 use stepwise_core::egress::TenantEgress;
+use stepwise_core::keyed::{Debounce, OnDuplicate};
 use stepwise_core::model::RunRecord;
 use stepwise_core::names::Kind;
 use stepwise_core::policy::PolicyOverrides;
+use stepwise_core::rate::RateLimit;
 use stepwise_core::secret::SecretInfo;
 use stepwise_engine::secrets::NewSecret;
-use stepwise_engine::{NewRun, RunFilter};
+use stepwise_engine::{Keyed, NewRun, RunFilter};
 use stepwise_runtime::egress::EgressLimits;
 use stepwise_store::QueueSettings;
 
@@ -316,7 +318,22 @@ async fn executing(state: &AppState, run: &RunRecord) -> bool {
 /// A run as the API shows it.
 async fn shown(state: &AppState, run: RunRecord) -> Run {
     let executing = executing(state, &run).await;
-    Run::from_record(run, executing)
+    let held = held(state, &run);
+    Run::from_record(run, executing).held_by(held)
+}
+
+/// Why `run` waits though due, when its queue's rate limit holds it back.
+fn held(state: &AppState, run: &RunRecord) -> Option<stepwise_api::Held> {
+    if run.status.is_final() {
+        return None;
+    }
+    let hold = state.engine.rate_hold(&run.id)?;
+    Some(stepwise_api::Held {
+        reason: "rate_limit".to_owned(),
+        detail: hold.describe(&run.queue),
+        since: hold.since,
+        until: hold.until,
+    })
 }
 
 fn store_error(e: stepwise_store::StoreError) -> ApiError {
@@ -468,21 +485,71 @@ enum Start {
     At(u64),
 }
 
+/// A duration option (`1s`, `5m`) in milliseconds, saturating; `field` names it in errors.
+pub(crate) fn duration_ms(field: &str, text: &str) -> Result<u64, ApiError> {
+    let d: Duration = humantime::parse_duration(text).map_err(|e| {
+        ApiError::invalid_options(format!("{field} '{text}' is not a duration like 30s: {e}"))
+    })?;
+    Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A rate limit as sent, checked.
+fn rate_limit(field: &str, spec: &stepwise_api::RateLimitSpec) -> Result<RateLimit, ApiError> {
+    let limit = RateLimit {
+        max: spec.max,
+        per_ms: duration_ms(&format!("{field}.per"), &spec.per)?,
+    };
+    limit
+        .validate()
+        .map_err(|e| ApiError::invalid_options(format!("{field}: {e}")))?;
+    Ok(limit)
+}
+
+/// The `key`, `on_duplicate` and `debounce` options of an enqueue.
+fn keyed(req: &Enqueue) -> Result<Option<Keyed>, ApiError> {
+    match (&req.key, &req.debounce) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_options(
+            "give either key or debounce, not both (debounce has its own key)",
+        )),
+        (None, None) if req.on_duplicate.is_some() => {
+            Err(ApiError::invalid_options("on_duplicate needs a key"))
+        }
+        (None, None) => Ok(None),
+        (Some(key), None) => Ok(Some(Keyed {
+            key: key.clone(),
+            on_duplicate: req.on_duplicate.unwrap_or_default(),
+            debounce: None,
+        })),
+        (None, Some(d)) => {
+            if req.on_duplicate.is_some() {
+                return Err(ApiError::invalid_options(
+                    "on_duplicate does not apply to debounce, which always replaces",
+                ));
+            }
+            Ok(Some(Keyed {
+                key: d.key.clone(),
+                on_duplicate: OnDuplicate::Replace,
+                debounce: Some(Debounce {
+                    period_ms: duration_ms("debounce.period", &d.period)?,
+                    max_wait_ms: d
+                        .max_wait
+                        .as_deref()
+                        .map(|w| duration_ms("debounce.max_wait", w))
+                        .transpose()?,
+                }),
+            }))
+        }
+    }
+}
+
 /// `delay` or `run_at` (both together is an error).
 fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Start, ApiError> {
     match (delay, run_at) {
         (Some(_), Some(_)) => Err(ApiError::invalid_options(
             "give either delay or run_at, not both",
         )),
-        (Some(d), None) => {
-            let d: Duration = humantime::parse_duration(d).map_err(|e| {
-                ApiError::invalid_options(format!("delay '{d}' is not a duration like 30s: {e}"))
-            })?;
-            // Saturates, never wraps: the engine then refuses anything past the longest delay.
-            Ok(Start::After(
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-            ))
-        }
+        // Saturates, never wraps: the engine then refuses anything past the longest delay.
+        (Some(d), None) => Ok(Start::After(duration_ms("delay", d)?)),
         (None, Some(t)) => {
             let bad = |why: &str| {
                 ApiError::invalid_options(format!(
@@ -526,6 +593,8 @@ async fn enqueue(
 ) -> ApiResult {
     reject_new_work(&state)?;
     let req: Enqueue = parse_exact(body)?;
+    state.engine.admit_enqueue(&tenant)?;
+    let keyed = keyed(&req)?;
     let (run_at, delay_ms) = match start_time(req.delay.as_deref(), req.run_at.as_deref())? {
         Start::Now => (None, None),
         Start::After(ms) => (None, Some(ms)),
@@ -550,6 +619,9 @@ async fn enqueue(
             delay_ms,
             priority: req.priority,
             idempotency_key: req.idempotency_key,
+            keyed,
+            rate_key: req.rate_key,
+            origin: None,
         })
         .await?;
     let status = if enqueued.deduplicated {
@@ -563,6 +635,7 @@ async fn enqueue(
         &Enqueued {
             run,
             deduplicated: enqueued.deduplicated,
+            outcome: enqueued.outcome.as_str().to_owned(),
         },
     )
 }
@@ -605,6 +678,7 @@ async fn queue_views(
             let settings = state.engine.queue_settings(tenant, &key.1);
             QueueView {
                 concurrency: settings.concurrency,
+                rate_limit: settings.rate_limit,
                 runs: census.runs.get(&key).copied().unwrap_or(0),
                 depth: census.depth.get(&key).copied().unwrap_or(0),
                 running: running.get(&key).copied().unwrap_or(0) as u64,
@@ -666,6 +740,11 @@ async fn put_queue(
     }
     let settings = QueueSettings {
         concurrency: body.concurrency,
+        rate_limit: body
+            .rate_limit
+            .as_ref()
+            .map(|spec| rate_limit("rate_limit", spec))
+            .transpose()?,
     };
     state.engine.set_queue(&tenant, &queue, settings).await?;
     queue_view(&state, &tenant, &queue).await
@@ -949,7 +1028,10 @@ async fn get_run(
     state.engine.tenant_run(&tenant, &id).await?;
     let view = state.engine.view_page(&id, VIEW_PAGE).await?;
     let executing = executing(&state, &view.run).await;
-    ok(StatusCode::OK, &RunView::from_record(view, executing))
+    let held = held(&state, &view.run);
+    let mut view = RunView::from_record(view, executing);
+    view.run = view.run.held_by(held);
+    ok(StatusCode::OK, &view)
 }
 
 /// `?from=N&limit=M` of a run's list, after checking the run is the tenant's.

@@ -48,7 +48,9 @@ pub use model::{FailureKind, RunRecord, RunStatus, RunView, StepRecord, StepStat
 pub use policy::{Backoff, Caps, Policy, PolicyOverrides};
 pub use runtime::{JobSpec, LoadError, LoadedModule, RuntimeConfig};
 pub use stepwise_api as api;
-pub use stepwise_core::{clock, flow, histogram, model, policy, schedule, secret, text, time_fmt};
+pub use stepwise_core::{
+    clock, flow, histogram, keyed, model, policy, rate, schedule, secret, text, time_fmt,
+};
 pub use stepwise_engine as engine;
 pub use stepwise_engine::secrets;
 pub use stepwise_runtime as runtime;

@@ -42,6 +42,8 @@ impl RedbStore {
             CommitOutcome::EventTaken { seq } => Err(StoreError::Io(format!(
                 "a write without an event found event {seq}'s id taken"
             ))),
+            CommitOutcome::PendingHeld { run } => Ok(Created::PendingHeld { run }),
+            CommitOutcome::Replaced(run) => Ok(Created::Replaced { run }),
         }
     }
 
@@ -51,6 +53,9 @@ impl RedbStore {
             Created::Created => Ok(()),
             Created::KeyTaken { run, .. } => Err(StoreError::Io(format!(
                 "a write without an idempotency key found the key of run {run} taken"
+            ))),
+            other => Err(StoreError::Io(format!(
+                "a write without a keyed run was answered {other:?}"
             ))),
         }
     }
@@ -71,6 +76,9 @@ impl Store for RedbStore {
             .put_tenant_run(&run.tenant, &run.id)
             .set_ready(&run, None, run.ready_at)
             .journal(&run.id, &new.journal);
+        if run.key.is_some() {
+            batch.keyed(&run);
+        }
         if let Some(claim) = new.idempotency {
             batch.guard(IdempotencyGuard {
                 tenant: run.tenant.clone(),

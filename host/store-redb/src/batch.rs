@@ -192,7 +192,7 @@ pub struct IdempotencyGuard {
 }
 
 /// What happened to a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CommitOutcome {
     /// Every mutation was applied.
     Applied,
@@ -222,6 +222,15 @@ pub enum CommitOutcome {
         /// The stored event's number.
         seq: u64,
     },
+    /// The batch's keyed run found a pending run holding its key, kept or refused by its
+    /// `on_duplicate`; nothing was applied.
+    PendingHeld {
+        /// The pending run.
+        run: String,
+    },
+    /// The batch's keyed run replaced the pending run holding its key: that run's new
+    /// state was written instead of the batch.
+    Replaced(Box<RunRecord>),
 }
 
 /// Mutations that must be applied together: all of them or none.
@@ -229,6 +238,9 @@ pub enum CommitOutcome {
 pub struct Batch {
     pub(super) ops: Vec<Op>,
     pub(super) guard: Option<IdempotencyGuard>,
+    /// The new run of a keyed enqueue, created only if no pending run holds its key (see
+    /// [`stepwise_store::Created`]).
+    pub(super) keyed: Option<Box<RunRecord>>,
     /// The tenant whose stored-bytes counter the batch's records are added to.
     pub(super) charge: Option<String>,
 }
@@ -290,6 +302,13 @@ impl Batch {
     /// Applies the batch only if `guard`'s key is free.
     pub fn guard(&mut self, guard: IdempotencyGuard) -> &mut Self {
         self.guard = Some(guard);
+        self
+    }
+
+    /// Applies the batch, which creates `run`, only if no pending run holds `run`'s key;
+    /// otherwise that run is kept or replaced, by the key's `on_duplicate`.
+    pub fn keyed(&mut self, run: &RunRecord) -> &mut Self {
+        self.keyed = Some(Box::new(run.clone()));
         self
     }
 

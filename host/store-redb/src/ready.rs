@@ -65,6 +65,8 @@ struct Inner {
     memory_in_use: u64,
     /// One shared name per queue, however many of its runs wait.
     queue_names: HashMap<QueueId, Arc<QueueId>>,
+    /// Entries taken out of claiming while a write that needs their run unclaimed commits.
+    fenced: HashMap<Arc<str>, Entry>,
 }
 
 /// The index. See the module docs.
@@ -288,6 +290,37 @@ impl ReadyIndex {
             }
             let at = hold_until.map_or(entry.at, |h| h.max(entry.at));
             inner.insert(key, at, entry.placement);
+        }
+    }
+
+    /// Takes `run` out of claiming until [`ReadyIndex::unfence`], so a write that must find it
+    /// unclaimed (a replacement of a pending run's payload) cannot race an attempt reading the
+    /// old one. `false` when an attempt holds it already.
+    pub fn fence(&self, run: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.claimed.contains_key(run) {
+            return false;
+        }
+        if inner.fenced.contains_key(run) {
+            return true;
+        }
+        if let Some(key) = inner.entries.get_key_value(run).map(|(k, _)| k.clone())
+            && let Some(entry) = inner.remove(run)
+        {
+            inner.fenced.insert(key, entry);
+        }
+        true
+    }
+
+    /// Ends `run`'s fence. When the write was applied its own move placed the run again;
+    /// otherwise the entry goes back as it was.
+    pub fn unfence(&self, run: &str, applied: bool) {
+        let mut inner = self.lock();
+        if let Some((key, entry)) = inner.fenced.remove_entry(run)
+            && !applied
+            && !inner.entries.contains_key(run)
+        {
+            inner.insert(key, entry.at, entry.placement);
         }
     }
 

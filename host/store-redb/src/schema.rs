@@ -115,6 +115,11 @@ pub const PENDING_CHILDREN: TableDefinition<(&str, &str), u64> =
 pub const EVENT_LATEST: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("event_latest");
 
+/// (tenant, queue, job, key) → run id: the run last created under a key. It holds the key
+/// while it is pending ([`stepwise_core::keyed::is_pending`]); after that a new run takes it.
+pub const PENDING_KEYS: TableDefinition<(&str, &str, &str, &str), &str> =
+    TableDefinition::new("pending_keys");
+
 /// (tenant, schedule name) → [`stepwise_core::schedule::ScheduleRecord`] (JSON).
 pub const SCHEDULES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("schedules");
 

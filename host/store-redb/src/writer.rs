@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
+mod keyed;
+
 use super::batch::{CommitOutcome, Op, RunFlow};
 use super::ready::ReadyIndex;
 use super::schema::*;
@@ -65,9 +67,15 @@ fn run(
             match rx.recv_timeout(left) {
                 Ok(p) => p,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(e) =
-                        commit(&db, &[], redb::Durability::Immediate, &stats, &mut cache)
-                    {
+                    if let Err(e) = commit(
+                        &db,
+                        &[],
+                        redb::Durability::Immediate,
+                        &stats,
+                        &mut cache,
+                        &ready,
+                        &mut Vec::new(),
+                    ) {
                         tracing::error!(error = %e, "background flush failed");
                     }
                     unflushed = None;
@@ -101,14 +109,15 @@ fn run(
             }
         };
         let batches: Vec<&Batch> = group.iter().map(|p| &p.batch).collect();
-        let result = commit(&db, &batches, mode, &stats, &mut cache);
+        let mut fenced = Vec::new();
+        let result = commit(&db, &batches, mode, &stats, &mut cache, &ready, &mut fenced);
         match &result {
             Err(e) => tracing::error!(error = %e, batches = group.len(), "group commit failed"),
             // Before any acknowledgement: a caller that sees its commit sees its ready moves.
             Ok(outcomes) => {
-                for (p, (outcome, woken)) in group.iter().zip(outcomes) {
-                    if *outcome == CommitOutcome::Applied {
-                        mirror_ready(&ready, &p.batch);
+                for (p, (outcome, woken, instead)) in group.iter().zip(outcomes) {
+                    if matches!(outcome, CommitOutcome::Applied | CommitOutcome::Replaced(_)) {
+                        mirror_ready(&ready, instead.as_ref().unwrap_or(&p.batch));
                         for (run, at, placement) in woken {
                             ready.apply(run, Some((*at, placement)));
                         }
@@ -116,18 +125,21 @@ fn run(
                 }
             }
         }
+        for run in fenced {
+            ready.unfence(&run, result.is_ok());
+        }
         stats
             .batches
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         for (i, p) in group.into_iter().enumerate() {
             let outcome = match &result {
                 Ok(outcomes) => Ok(match &outcomes[i] {
-                    (CommitOutcome::Applied, woken) if p.batch.stores_event() => {
+                    (CommitOutcome::Applied, woken, _) if p.batch.stores_event() => {
                         CommitOutcome::EventStored {
                             woken: woken.len() as u64,
                         }
                     }
-                    (outcome, _) => outcome.clone(),
+                    (outcome, _, _) => outcome.clone(),
                 }),
                 Err(e) => Err(e.clone()),
             };
@@ -137,7 +149,15 @@ fn run(
     }
     // Whatever `eventual` mode left unflushed is made durable before the thread ends.
     if unflushed.is_some()
-        && let Err(e) = commit(&db, &[], redb::Durability::Immediate, &stats, &mut cache)
+        && let Err(e) = commit(
+            &db,
+            &[],
+            redb::Durability::Immediate,
+            &stats,
+            &mut cache,
+            &ready,
+            &mut Vec::new(),
+        )
     {
         tracing::error!(error = %e, "final flush failed");
     }
@@ -151,13 +171,21 @@ type Woken = Vec<(
     stepwise_store::Placement,
 )>;
 
+/// What one batch of a commit did: its outcome, the runs it woke, and the batch applied
+/// instead of it (a keyed replacement).
+type Done = (CommitOutcome, Woken, Option<Batch>);
+
+/// Applies `batches` in one transaction and commits it. Runs a keyed replacement fenced from
+/// claiming are added to `fenced`; the caller unfences them once the commit is mirrored.
 fn commit(
     db: &Database,
     batches: &[&Batch],
     mode: redb::Durability,
     stats: &CommitStats,
     cache: &mut WriterCache,
-) -> Result<Vec<(CommitOutcome, Woken)>, StoreError> {
+    ready: &ReadyIndex,
+    fenced: &mut Vec<String>,
+) -> Result<Vec<Done>, StoreError> {
     let started = Instant::now();
     let mut txn = db.begin_write()?;
     txn.set_durability(mode)
@@ -173,9 +201,23 @@ fn commit(
             written: HashMap::new(),
         };
         for batch in batches {
-            let outcome = check_guard(&mut tables, batch, &mut known)?;
+            let mut outcome = check_guard(&mut tables, batch, &mut known)?;
+            let mut instead = None;
+            if outcome == CommitOutcome::Applied
+                && let Some(new) = &batch.keyed
+            {
+                match keyed::check(&mut tables, ready, new)? {
+                    keyed::Keyed::Create => {}
+                    keyed::Keyed::Held(held) => outcome = held,
+                    keyed::Keyed::Replace(run, replacement) => {
+                        fenced.push(run.id.clone());
+                        outcome = CommitOutcome::Replaced(run);
+                        instead = Some(replacement);
+                    }
+                }
+            }
             let mut woken = Woken::new();
-            if outcome == CommitOutcome::Applied {
+            if matches!(outcome, CommitOutcome::Applied | CommitOutcome::Replaced(_)) {
                 let mut cx = Apply {
                     deltas: &mut deltas,
                     seqs: &mut cache.seqs,
@@ -183,9 +225,9 @@ fn commit(
                     known: &mut known,
                     woken: &mut woken,
                 };
-                rows += apply(&mut tables, batch, &mut cx)?;
+                rows += apply(&mut tables, instead.as_ref().unwrap_or(batch), &mut cx)?;
             }
-            outcomes.push((outcome, woken));
+            outcomes.push((outcome, woken, instead));
         }
         apply_deltas(&mut tables, deltas)?;
         written = known.written;
@@ -280,6 +322,7 @@ tables! {
     pending_children: PENDING_CHILDREN as (&'static str, &'static str) => u64;
     event_latest: EVENT_LATEST as (&'static str, &'static str, &'static str) => u64;
     schedules: SCHEDULES as (&'static str, &'static str) => &'static [u8];
+    pending_keys: PENDING_KEYS as (&'static str, &'static str, &'static str, &'static str) => &'static str;
 }
 
 /// What a write needs of a stored run record: its version, and what its counters and ready
@@ -436,8 +479,12 @@ fn delete_run(
     queue: &str,
 ) -> Result<u64, StoreError> {
     let mut bytes = 0u64;
-    if let Some(v) = tables.runs()?.remove(id)? {
-        bytes = bytes.saturating_add(v.value().len() as u64);
+    let removed = tables.runs()?.remove(id)?.map(|v| v.value().to_vec());
+    if let Some(json) = removed {
+        bytes = bytes.saturating_add(json.len() as u64);
+        if let Ok(run) = serde_json::from_slice::<RunRecord>(&json) {
+            keyed::release(tables, &run)?;
+        }
     }
     for list in [ListTable::Steps, ListTable::Timeline, ListTable::Logs] {
         let table = match list {

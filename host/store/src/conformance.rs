@@ -56,6 +56,8 @@ pub fn run(id: &str, tenant: &str, queue: &str) -> RunRecord {
         finished_at: None,
         parent: None,
         wait: None,
+        key: None,
+        rate_key: None,
     }
 }
 
@@ -115,6 +117,30 @@ pub async fn create(store: &dyn Store, run: RunRecord) -> RunRecord {
         .await
         .unwrap()
         .expect("created run is stored")
+}
+
+/// A run `id` of tenant `t`'s queue `q` under pending key `key`, asking `on_duplicate`.
+fn keyed_run(id: &str, key: &str, on_duplicate: stepwise_core::keyed::OnDuplicate) -> RunRecord {
+    RunRecord {
+        key: Some(stepwise_core::keyed::RunKey {
+            key: key.into(),
+            on_duplicate,
+            debounce: None,
+            first_at: T0,
+            replaced: 0,
+        }),
+        ..run(id, "t", "q")
+    }
+}
+
+/// Asks the store to create `run`.
+async fn try_create(store: &dyn Store, run: RunRecord) -> Created {
+    let new = NewRunWrite {
+        journal: JournalWrites::default(),
+        idempotency: None,
+        run,
+    };
+    store.create_run(new).await.unwrap()
 }
 
 /// Limits that never hold a claim back.
@@ -205,6 +231,7 @@ pub async fn one_idempotency_key_makes_one_run_under_a_race(store: Arc<dyn Store
                 assert!(same_payload);
                 holders.push(run);
             }
+            other => panic!("a run without a key answered {other:?}"),
         }
     }
     assert_eq!(created.len(), 1, "exactly one create took the key");
@@ -778,6 +805,10 @@ pub async fn settings_round_trip_per_tenant(store: Arc<dyn Store>) {
 
     let settings = QueueSettings {
         concurrency: Some(3),
+        rate_limit: Some(stepwise_core::rate::RateLimit {
+            max: 5,
+            per_ms: 1_000,
+        }),
     };
     store.put_queue("t", "q", &settings).await.unwrap();
     assert_eq!(
@@ -1111,6 +1142,7 @@ macro_rules! conformance_tests {
             a_wait_already_satisfied_when_stored_is_due_at_once,
             the_last_child_to_end_wakes_its_waiting_parent,
             schedules_are_created_once_and_written_over_their_version,
+            a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed,
         );
     };
     (@each $fresh:expr; $($name:ident,)*) => {$(
@@ -1120,4 +1152,83 @@ macro_rules! conformance_tests {
             $crate::conformance::$name(store).await;
         }
     )*};
+}
+
+/// A keyed run holds its (tenant, queue, job, key) while pending: `keep` and `reject` find it
+/// (nothing stored), `replace` rewrites it at a new version and due time, any number of
+/// concurrent replacements leave one run, and once it is claimed a new run takes the key.
+pub async fn a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed(
+    store: Arc<dyn Store>,
+) {
+    use stepwise_core::keyed::OnDuplicate as D;
+    assert_eq!(
+        try_create(&*store, keyed_run("a", "k", D::Replace)).await,
+        Created::Created
+    );
+    for on_duplicate in [D::Keep, D::Reject] {
+        assert_eq!(
+            try_create(&*store, keyed_run("b", "k", on_duplicate)).await,
+            Created::PendingHeld { run: "a".into() }
+        );
+    }
+    assert_eq!(store.run("b").await.unwrap(), None);
+    let mut later = keyed_run("c", "k", D::Replace);
+    later.payload = json!({"new": true});
+    later.ready_at = Some(T0 + 5_000);
+    later.created_at = T0 + 10;
+    let Created::Replaced { run: replaced } = try_create(&*store, later).await else {
+        panic!("not replaced");
+    };
+    assert_eq!((replaced.id.as_str(), replaced.version), ("a", 2));
+    let stored = store.run("a").await.unwrap().unwrap();
+    assert_eq!(stored, *replaced);
+    assert_eq!(stored.payload, json!({"new": true}));
+    assert_eq!(stored.key.as_ref().map(|k| k.replaced), Some(1));
+    assert_eq!(store.run("c").await.unwrap(), None);
+    // Moved in the ready set: not due at T0, due at its new time.
+    assert!(claim_ids(&*store, T0).await.is_empty());
+    let (timeline, _) = store.timeline_page("a", 0, 10).await.unwrap();
+    assert_eq!(timeline.len(), 1, "the replacement is on the timeline");
+    assert_eq!(claim_ids(&*store, T0 + 5_000).await, vec!["a".to_owned()]);
+    // Claimed: it has started, and the key goes to a new run.
+    assert_eq!(
+        try_create(&*store, keyed_run("d", "k", D::Replace)).await,
+        Created::Created
+    );
+    assert_eq!(store.run("a").await.unwrap().unwrap().version, 2);
+    store.release("a", 0, None).await.unwrap();
+    // Another job's key of the same name is its own.
+    let mut other_job = keyed_run("e", "k", D::Reject);
+    other_job.job = "other".into();
+    assert_eq!(try_create(&*store, other_job).await, Created::Created);
+
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let mut run = keyed_run(&format!("r{i:02}"), "race", D::Replace);
+        run.payload = json!({ "i": i });
+        tasks.push(tokio::spawn(async move { try_create(&*store, run).await }));
+    }
+    let (mut created, mut versions) = (Vec::new(), Vec::new());
+    for t in tasks {
+        match t.await.unwrap() {
+            Created::Created => created.push(()),
+            Created::Replaced { run } => versions.push(run.version),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1);
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=20).collect::<Vec<u64>>());
+    let listed = store
+        .list_runs("t", &RunFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|r| r.key.as_ref().is_some_and(|k| k.key == "race"))
+            .count(),
+        1
+    );
 }

@@ -34,6 +34,10 @@ pub struct QueueSettings {
     /// Attempts of this queue's runs executing at once; `None` = only the global limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Starts of this queue's runs per window, counted per `rate_key` (runs without one
+    /// share one count); `None` = no rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<stepwise_core::rate::RateLimit>,
 }
 
 /// Who holds an idempotency key.

@@ -54,10 +54,26 @@ pub struct NewRunWrite {
 }
 
 /// What creating a run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A run with a [`key`](RunRecord::key) is created only when no pending run (see
+/// [`stepwise_core::keyed::is_pending`]) holds that (tenant, queue, job, key); otherwise its
+/// `on_duplicate` decides, in the same transaction: the holder is kept, refused, or
+/// replaced ([`stepwise_core::keyed::replace`]) at a new version.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     /// The run is stored, at version 1.
     Created,
+    /// A pending run holds the key and `on_duplicate` is `keep` or `reject`; nothing was
+    /// stored.
+    PendingHeld {
+        /// The pending run.
+        run: String,
+    },
+    /// A pending run held the key and took the new request (`replace` or debounce).
+    Replaced {
+        /// The pending run as stored now.
+        run: Box<RunRecord>,
+    },
     /// The key was held by another run; nothing was stored.
     KeyTaken {
         /// The run holding the key.

@@ -35,6 +35,25 @@ pub struct Args {
     /// Among the tenant's runs due at the same time, higher priorities start first (default 0).
     #[arg(long, allow_negative_numbers = true)]
     priority: Option<i32>,
+    /// Makes the run the one pending run of this queue and job with this key.
+    #[arg(long, conflicts_with_all = ["idempotency_key", "debounce"])]
+    key: Option<String>,
+    /// With --key, what a pending run holding the key does: reject, keep or replace.
+    #[arg(long, requires = "key", value_parser = ["reject", "keep", "replace"])]
+    on_duplicate: Option<String>,
+    /// Debounce under this key: the run starts once --debounce-period passed without another
+    /// enqueue with it, with the latest payload.
+    #[arg(long, requires = "debounce_period", conflicts_with_all = ["idempotency_key", "delay", "run_at"])]
+    debounce: Option<String>,
+    /// The debounce quiet period, e.g. `1s`.
+    #[arg(long, requires = "debounce")]
+    debounce_period: Option<String>,
+    /// The longest a debounced run waits after its first enqueue, e.g. `1m`.
+    #[arg(long, requires = "debounce")]
+    max_wait: Option<String>,
+    /// The lane of the queue's rate limit the run counts against.
+    #[arg(long)]
+    rate_key: Option<String>,
     #[command(flatten)]
     policy: PolicyFlags,
     #[command(flatten)]
@@ -63,6 +82,19 @@ impl Args {
             delay: self.delay.map(|d| format!("{}ms", d.as_millis())),
             run_at: self.run_at.clone(),
             priority: self.priority.unwrap_or(0),
+            key: self.key.clone(),
+            on_duplicate: self
+                .on_duplicate
+                .as_deref()
+                .map(|o| serde_json::from_value(Value::String(o.to_owned())))
+                .transpose()
+                .context("--on-duplicate")?,
+            debounce: self.debounce.as_ref().map(|key| crate::api::DebounceSpec {
+                key: key.clone(),
+                period: self.debounce_period.clone().unwrap_or_default(),
+                max_wait: self.max_wait.clone(),
+            }),
+            rate_key: self.rate_key.clone(),
             ..Enqueue::new(job, payload)
         })
     }
@@ -80,7 +112,8 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         write_json(&enqueued)?;
     } else if enqueued.deduplicated {
         write_stdout(&format!(
-            "deduplicated: existing run {} ({})",
+            "{}: existing run {} ({})",
+            enqueued.outcome,
             run.id,
             run.status.as_str()
         ))?;
