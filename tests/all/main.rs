@@ -31,4 +31,5 @@ mod service_crash;
 mod tenancy;
 mod tenancy_service;
 mod time_control;
+mod time_control_service;
 mod wire_fuzz;

@@ -104,6 +104,14 @@ async fn a_daily_schedule_fires_once_each_day_across_spring_forward_in_paris() {
             .unwrap();
         assert_eq!(run.queue, "cron");
         assert_eq!(run.job, "double");
+        // The run's timeline names the schedule and the fire time it was enqueued for.
+        let view = engine.view(&run.id).await.unwrap();
+        let created = &view.timeline[0].detail;
+        let when = stepwise::time_fmt::rfc3339(fire.at);
+        assert_eq!(
+            *created,
+            format!("job 'double' on queue 'cron', fired by schedule 'nightly' for {when}")
+        );
     }
 }
 

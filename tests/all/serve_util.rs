@@ -322,6 +322,17 @@ impl Api {
         self.request(Method::POST, Some(token), path, body).await
     }
 
+    /// `POST path` with a JSON body and a tenant's token: the whole response, headers too.
+    pub async fn post_response(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
     /// `PUT path` with a JSON body.
     pub async fn put(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
         self.request(Method::PUT, Some(token), path, Body::Json(body))

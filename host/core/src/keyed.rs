@@ -109,7 +109,7 @@ pub fn replace(held: &mut RunRecord, new: &RunRecord) -> Millis {
     };
     held.payload = new.payload.clone();
     held.policy = new.policy;
-    held.overrides = new.overrides.clone();
+    held.overrides = new.overrides;
     held.priority = new.priority;
     held.ready_at = Some(due);
     held.updated_at = held.updated_at.max(now);
