@@ -24,6 +24,7 @@ mod recovery;
 mod retries;
 mod sandbox;
 mod schedules;
+mod schedules_clock;
 mod schedules_service;
 mod sdk_package;
 mod secrets;

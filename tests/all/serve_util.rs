@@ -33,6 +33,8 @@ pub struct Server {
     dir: tempfile::TempDir,
     /// The config file every process on this data dir is started with, if any.
     config: Option<std::path::PathBuf>,
+    /// The file every process on this data dir takes its time from, if it runs on a test clock.
+    clock: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -43,21 +45,46 @@ impl Server {
 
     /// Starts a server on a fresh, empty data dir with `toml` as its config file (empty: none).
     pub fn start_with_config(toml: &str) -> Self {
+        Self::start_on(toml, None)
+    }
+
+    /// Starts a server whose clock is a file the test sets ([`Server::set_time`]), starting
+    /// at `start` (ms since the Unix epoch), with `toml` as its config file (empty: none).
+    pub fn start_with_clock(toml: &str, start: u64) -> Self {
+        Self::start_on(toml, Some(start))
+    }
+
+    fn start_on(toml: &str, clock_start: Option<u64>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let clock = clock_start.map(|at| {
+            let path = dir.path().join("clock");
+            stepwise_tests::file_clock::FileClock::set(&path, at).expect("write the clock file");
+            path
+        });
         let log = Arc::new(Mutex::new(Vec::new()));
         let config = (!toml.is_empty()).then(|| {
             let path = dir.path().join("stepwise.toml");
             std::fs::write(&path, toml).expect("write the config file");
             path
         });
-        let (child, url) = spawn(dir.path(), config.as_deref(), &log);
+        let (child, url) = spawn(dir.path(), config.as_deref(), clock.as_deref(), &log);
         Self {
             child: Some(child),
             url,
             log,
             dir,
             config,
+            clock,
         }
+    }
+
+    /// Sets the server's clock (one started with [`Server::start_with_clock`]) to `at`.
+    pub fn set_time(&self, at: u64) {
+        let path = self
+            .clock
+            .as_deref()
+            .expect("the server runs on a test clock");
+        stepwise_tests::file_clock::FileClock::set(path, at).expect("write the clock file");
     }
 
     /// The server process's resident memory, in bytes (Linux: from /proc).
@@ -131,7 +158,12 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.note("restart");
-        let (child, url) = spawn(self.dir.path(), self.config.as_deref(), &self.log);
+        let (child, url) = spawn(
+            self.dir.path(),
+            self.config.as_deref(),
+            self.clock.as_deref(),
+            &self.log,
+        );
         self.child = Some(child);
         self.url = url;
     }
@@ -182,8 +214,16 @@ fn listening_url(line: &str) -> Option<String> {
 
 /// Starts `stepwise serve` on `data` and waits for its listening line. A thread keeps reading
 /// the process's stderr into `log` until the process ends, so the pipe never fills up.
-fn spawn(data: &Path, config: Option<&Path>, log: &Arc<Mutex<Vec<String>>>) -> (Child, String) {
+fn spawn(
+    data: &Path,
+    config: Option<&Path>,
+    clock: Option<&Path>,
+    log: &Arc<Mutex<Vec<String>>>,
+) -> (Child, String) {
     let mut command = Command::new(BIN);
+    if let Some(clock) = clock {
+        command.env(stepwise_tests::file_clock::CLOCK_FILE_ENV, clock);
+    }
     if let Some(config) = config {
         command.arg("serve").arg("--config").arg(config);
     } else {

@@ -349,3 +349,171 @@ async fn the_operators_enqueue_rate_answers_429_with_retry_after_per_tenant() {
     let (_, text) = api.text("/metrics").await;
     assert_eq!(metric(&text, "stepwise_enqueues_refused_total"), 2);
 }
+
+/// 2026-01-01 00:00 UTC: where the test clock of these servers starts.
+const START: u64 = 1_767_225_600_000;
+
+/// Waits until the server has done what is due at `now` on `queue`: every run there is
+/// completed, or waits for a later time (its start, or its turn under the rate limit).
+async fn settled(api: &crate::serve_util::Api, token: &str, queue: &str, now: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, page) = api
+            .get(token, &format!("/v1/runs?queue={queue}&limit=1000"))
+            .await;
+        let runs = page["runs"].as_array().cloned().unwrap_or_default();
+        let later = |r: &Value, field: &Value| {
+            field.as_u64().is_some_and(|t| t > now) && r["status"] == "queued"
+        };
+        if runs.iter().all(|r| {
+            r["status"] == "completed" || later(r, &r["held"]["until"]) || later(r, &r["ready_at"])
+        }) {
+            return runs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queue} not settled at {now}: {runs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// When each attempt of run `id` started, from its timeline.
+async fn starts_of(api: &crate::serve_util::Api, token: &str, id: &str) -> Vec<u64> {
+    let view = api.run(token, id).await;
+    view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "attempt_started")
+        .map(|e| e["at"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_debounce_of_10_enqueues_100ms_apart_starts_once_1s_after_the_last() {
+    let server = Server::start_with_clock("", START);
+    let api = server.api();
+    let token = api.admin_create_tenant("typing").await;
+    api.deploy(&token, guests::FLOWS).await;
+    let mut ids = HashSet::new();
+    for n in 0..10u64 {
+        let now = START + 100 * n;
+        server.set_time(now);
+        settled(&api, &token, "debounce", now).await;
+        let body = json!({"job": "double", "payload": {"n": n},
+                          "debounce": {"key": "search-box", "period": "1s"}});
+        let (status, answer) = api.enqueue(&token, "debounce", body).await;
+        assert_eq!(status, if n == 0 { 201 } else { 200 }, "{answer}");
+        ids.insert(run_id(&answer["run"]));
+    }
+    assert_eq!(ids.len(), 1, "every enqueue answers with the one run");
+    let id = ids.into_iter().next().unwrap();
+    let last = START + 900;
+    // Nothing starts before the quiet period is over.
+    server.set_time(last + 999);
+    let runs = settled(&api, &token, "debounce", last + 999).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "queued");
+    assert_eq!(runs[0]["ready_at"], last + 1_000);
+    server.set_time(last + 1_000);
+    let done = api.wait_final(&token, &id, Duration::from_secs(30)).await;
+    assert_eq!(done["output"], 18, "the 10th payload ran: {done:#}");
+    assert_eq!(starts_of(&api, &token, &id).await, vec![last + 1_000]);
+}
+
+/// Moves the server's clock in 100 ms ticks from [`START`] until every run on `queue` has
+/// completed, letting it settle at each tick.
+async fn tick_until_done(server: &Server, api: &crate::serve_util::Api, token: &str, queue: &str) {
+    let mut now = START;
+    loop {
+        server.set_time(now);
+        let runs = settled(api, token, queue, now).await;
+        if runs.iter().all(|r| r["status"] == "completed") {
+            return;
+        }
+        assert!(
+            now < START + 60_000,
+            "{queue} still running after a minute of test time"
+        );
+        now += 100;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_rate_limit_of_5_per_second_spreads_50_starts() {
+    let server = Server::start_with_clock("", START);
+    let api = server.api();
+    let token = api.admin_create_tenant("paced").await;
+    api.deploy(&token, guests::FLOWS).await;
+    let (status, queue) = api
+        .put(
+            &token,
+            "/v1/queues/limited",
+            json!({"rate_limit": {"max": 5, "per": "1s"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{queue}");
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(
+            api.enqueue_new(
+                &token,
+                "limited",
+                json!({"job": "double", "payload": {"n": n}}),
+            )
+            .await,
+        );
+    }
+    tick_until_done(&server, &api, &token, "limited").await;
+    let mut starts = Vec::new();
+    for id in &ids {
+        starts.extend(starts_of(&api, &token, id).await);
+    }
+    starts.sort_unstable();
+    assert_eq!(starts.len(), 50);
+    for (i, &t) in starts.iter().enumerate() {
+        let in_window = starts[i..].iter().take_while(|&&s| s < t + 1_000).count();
+        assert!(
+            in_window <= 5,
+            "{in_window} starts in [{t}, {t} + 1 s): {starts:?}"
+        );
+    }
+    assert_eq!(starts[4], START, "the first five start at once");
+    let span = starts[49] - starts[0];
+    assert!(
+        (9_000..=10_000).contains(&span),
+        "50 starts at 5 per second take 9-10 s, took {span} ms: {starts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_per_key_rate_limit_keeps_keys_apart() {
+    let server = Server::start_with_clock("", START);
+    let api = server.api();
+    let token = api.admin_create_tenant("keys").await;
+    api.deploy(&token, guests::FLOWS).await;
+    let (status, _) = api
+        .put(
+            &token,
+            "/v1/queues/per-key",
+            json!({"rate_limit": {"max": 1, "per": "1s"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut by_key: Vec<(&str, String)> = Vec::new();
+    for n in 0..6 {
+        let key = ["a", "b", "c"][n % 3];
+        let body = json!({"job": "double", "payload": {"n": n}, "rate_key": key});
+        by_key.push((key, api.enqueue_new(&token, "per-key", body).await));
+    }
+    tick_until_done(&server, &api, &token, "per-key").await;
+    for key in ["a", "b", "c"] {
+        let mut starts = Vec::new();
+        for (_, id) in by_key.iter().filter(|(k, _)| *k == key) {
+            starts.extend(starts_of(&api, &token, id).await);
+        }
+        starts.sort_unstable();
+        assert_eq!(starts, vec![START, START + 1_000], "key {key}");
+    }
+}

@@ -5,6 +5,8 @@
 
 /// Paths of the guest components, one `&str` constant per guest crate: `PAYMENTS`, `DIGEST`,
 /// `RATE_LIMITED`, `TESTBED`, `WRONG_WORLD`, and `ALL` as (package name, path) pairs.
+pub mod file_clock;
+
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }

@@ -32,7 +32,7 @@ use stepwise_store::QueueSettings;
 use stepwise_store_redb::RedbStore;
 
 /// Command-line options of `stepwise serve`; each overrides the config file.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     /// Data dir (default `./stepwise-data`).
     pub data: Option<PathBuf>,
@@ -40,6 +40,20 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// TOML config file.
     pub config: Option<PathBuf>,
+    /// The clock the engine runs on; the system clock when absent. Tests drive a real server
+    /// process with a clock of their own (the tests package's `stepwise-under-test`).
+    pub clock: Option<Arc<dyn stepwise_core::Clock>>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("data", &self.data)
+            .field("listen", &self.listen)
+            .field("config", &self.config)
+            .field("clock", &self.clock.as_ref().map(|_| "injected"))
+            .finish()
+    }
 }
 
 /// What every handler shares.
@@ -172,7 +186,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let engine = Engine::new(
         Arc::new(store),
         engine_config(&config),
-        Arc::new(SystemClock),
+        options
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemClock)),
         Arc::new(SeededJitter::from_entropy()),
     )
     .await

@@ -6,6 +6,18 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// With `STEPWISE_TEST_CLOCK_FILE` set, `serve` runs on the time in that file (see
+/// `stepwise_tests::file_clock`); otherwise this is the plain CLI.
 fn main() -> std::process::ExitCode {
-    stepwise::cli::main()
+    let clock = match std::env::var_os(stepwise_tests::file_clock::CLOCK_FILE_ENV) {
+        Some(path) => match stepwise_tests::file_clock::FileClock::new(path) {
+            Ok(clock) => Some(std::sync::Arc::new(clock) as std::sync::Arc<dyn stepwise::Clock>),
+            Err(e) => {
+                eprintln!("error: cannot read the test clock file: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    stepwise::cli::main_with_clock(clock)
 }

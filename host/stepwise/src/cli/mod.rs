@@ -109,6 +109,12 @@ pub enum Outcome {
 /// input, 3 not found, 4 a conflict or quota, 5 unauthorized, 6 the server unreachable or
 /// failing (README, "Exit codes"). With `--json`, an error is printed as JSON on stdout.
 pub fn main() -> ExitCode {
+    main_with_clock(None)
+}
+
+/// [`main`], with `stepwise serve` running on `clock` when given instead of the system clock:
+/// how the end-to-end tests drive a real server process through time.
+pub fn main_with_clock(clock: Option<std::sync::Arc<dyn crate::Clock>>) -> ExitCode {
     let cli = Cli::parse();
     // A benchmark logs warnings only: a line per attempt would be part of what it measures.
     common::init_tracing(match cli.command {
@@ -132,7 +138,7 @@ pub fn main() -> ExitCode {
             Command::Resume(args) => resume::execute(args).await,
             Command::Show(args) => show::execute(args).await,
             Command::Retry(args) => retry::execute(args).await,
-            Command::Serve(args) => serve::execute(args).await,
+            Command::Serve(args) => serve::execute(args, clock).await,
             Command::Bench(args) => bench::execute(args).await,
             Command::Tenant(command) => tenant::execute(command).await,
             Command::Deploy(args) => modules::deploy(args).await,

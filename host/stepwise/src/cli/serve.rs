@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 
 use super::Outcome;
+use crate::Clock;
 use crate::server::{ServeOptions, serve};
 
 /// Arguments of `stepwise serve`; each overrides the config file.
@@ -24,11 +26,12 @@ pub struct Args {
 }
 
 /// Runs the command.
-pub async fn execute(args: Args) -> Result<Outcome> {
+pub async fn execute(args: Args, clock: Option<Arc<dyn Clock>>) -> Result<Outcome> {
     serve(ServeOptions {
         data: args.data,
         listen: args.listen,
         config: args.config,
+        clock,
     })
     .await?;
     Ok(Outcome::Success)
