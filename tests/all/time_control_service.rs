@@ -182,6 +182,12 @@ async fn keyed_enqueues_over_http_replace_keep_and_reject_and_survive_kill9() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(out.trim(), format!("kept: existing run {id} (queued)"));
+    let (code, out, err) = server.cli(&token, &["runs", "show", &id]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("key: 'user-7' (on duplicate: replace; replaced 49 times)"),
+        "{out}"
+    );
 
     let (_, text) = api.text("/metrics").await;
     assert_eq!(

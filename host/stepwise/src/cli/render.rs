@@ -102,6 +102,28 @@ pub fn run(view: &RunView) -> String {
         }
         None => {}
     }
+    if let Some(key) = &r.key {
+        let kind = if key.debounce.is_some() {
+            "debounce key"
+        } else {
+            "key"
+        };
+        let _ = writeln!(
+            out,
+            "{kind}: '{}' (on duplicate: {}; replaced {} times)",
+            key.key,
+            key.on_duplicate.as_str(),
+            key.replaced
+        );
+    }
+    if let Some(held) = &r.held {
+        let _ = writeln!(
+            out,
+            "held:    {} (until {})",
+            held.detail,
+            time_fmt::rfc3339(held.until)
+        );
+    }
     if !view.children.is_empty() {
         let _ = writeln!(out, "children: {}", view.children.join(", "));
     }
