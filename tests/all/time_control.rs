@@ -527,7 +527,7 @@ async fn a_per_key_rate_limit_keeps_keys_apart() {
             .run;
         by_key.push((key, run.id));
     }
-    // A busy key holds back only itself: three unkeyed runs go at once.
+    // Runs without a rate_key share one lane of their own.
     let mut unkeyed = Vec::new();
     for n in 0..3 {
         unkeyed.push(
@@ -556,4 +556,63 @@ async fn a_per_key_rate_limit_keeps_keys_apart() {
     assert_eq!(shared, vec![START, START + 1_000, START + 2_000]);
     let value: Value = serde_json::to_value(h.redb.run(&by_key[0].1).unwrap().unwrap()).unwrap();
     assert_eq!(value["rate_key"], "a");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_while_runs_start_never_runs_a_payload_replaced_under_it() {
+    let h = harness().await;
+    let module = h.deploy(guests::FLOWS).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scheduler = {
+        let (engine, stop) = (h.engine.clone(), stop.clone());
+        tokio::spawn(async move { engine.run_scheduler(stop).await })
+    };
+    // Each enqueue is due at once, so the scheduler claims and starts the pending run while
+    // later enqueues try to replace it.
+    let mut answers = Vec::new();
+    for n in 0..200 {
+        let answer = h
+            .engine
+            .enqueue(NewRun {
+                keyed: keyed("hot", OnDuplicate::Replace),
+                ..double(&module, "race", n)
+            })
+            .await
+            .unwrap();
+        answers.push(answer);
+        if n % 7 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    h.engine.wake();
+    scheduler.await.unwrap().unwrap();
+    h.engine.drain().await.unwrap();
+    let created: HashSet<&str> = answers
+        .iter()
+        .filter(|a| a.outcome == EnqueueOutcome::Created)
+        .map(|a| a.run.id.as_str())
+        .collect();
+    let runs = runs_of(&h, "race").await;
+    assert_eq!(runs.len(), created.len(), "one run per created answer");
+    assert!(
+        answers.iter().all(|a| created.contains(a.run.id.as_str())),
+        "every answer names a created run"
+    );
+    for run in &runs {
+        let run = h.redb.run(&run.id).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Completed, "{run:?}");
+        let n = run.payload["n"].as_u64().unwrap();
+        assert_eq!(
+            run.output,
+            Some(json!(n * 2)),
+            "run {} ran a payload other than the one it holds",
+            run.id
+        );
+        assert_eq!(starts_of(&h, &run.id).await.len(), 1);
+    }
+    // The last enqueue's payload ran, in the last run.
+    let last = answers.last().unwrap();
+    let stored = h.redb.run(&last.run.id).unwrap().unwrap();
+    assert_eq!(stored.payload, json!({"n": 199}));
 }

@@ -291,11 +291,13 @@ async fn a_queue_rate_limit_holds_runs_back_and_the_run_view_says_why() {
     }
     starts.sort_unstable();
     assert_eq!(starts.len(), 6);
+    // On the real clock a start is stamped a few ms after it was admitted, so the window
+    // is checked with 50 ms to spare.
     for (i, &t) in starts.iter().enumerate() {
-        let in_window = starts[i..].iter().take_while(|&&s| s < t + 1_000).count();
+        let in_window = starts[i..].iter().take_while(|&&s| s < t + 950).count();
         assert!(
             in_window <= 2,
-            "{in_window} starts within 1 s of {t}: {starts:?}"
+            "{in_window} starts within 950 ms of {t}: {starts:?}"
         );
     }
     let (_, text) = api.text("/metrics").await;

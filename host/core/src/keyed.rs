@@ -93,30 +93,31 @@ pub fn is_pending(run: &RunRecord, has_steps: bool, claimed: bool) -> bool {
     run.status == RunStatus::Queued && run.attempts == 0 && !has_steps && !claimed
 }
 
-/// What a replacement does to the pending run `held`: it takes `new`'s payload, policy,
-/// overrides and priority, and starts at `new`'s start time — or, debounced, at the period
-/// after `new`'s enqueue, bounded by the max wait after the first. Returns the run's new
-/// start time.
+/// What a replacement does to the pending run `held`: it takes `new`'s payload, module,
+/// policy, overrides, priority and `rate_key`, and starts at `new`'s start time — or, when
+/// `new` is debounced, at `new`'s period after its enqueue, bounded by `new`'s max wait after
+/// the first enqueue of `held`. Returns the run's new start time.
 pub fn replace(held: &mut RunRecord, new: &RunRecord) -> Millis {
     let now = new.created_at;
-    let due = match held
-        .key
-        .as_ref()
-        .and_then(|k| k.debounce.map(|d| (d, k.first_at)))
-    {
-        Some((debounce, first_at)) => debounce.due_at(first_at, now),
+    let first_at = held.key.as_ref().map_or(held.created_at, |k| k.first_at);
+    let debounce = new.key.as_ref().and_then(|k| k.debounce);
+    let due = match debounce {
+        Some(debounce) => debounce.due_at(first_at, now),
         None => new.ready_at.unwrap_or(now),
     };
     held.payload = new.payload.clone();
+    held.module = new.module.clone();
     held.policy = new.policy;
     held.overrides = new.overrides;
     held.priority = new.priority;
+    held.rate_key = new.rate_key.clone();
     held.ready_at = Some(due);
     held.updated_at = held.updated_at.max(now);
     if let Some(key) = held.key.as_mut() {
         key.replaced = key.replaced.saturating_add(1);
-        if let Some(d) = new.key.as_ref().and_then(|k| k.debounce) {
-            key.debounce = Some(d);
+        key.debounce = debounce;
+        if let Some(on_duplicate) = new.key.as_ref().map(|k| k.on_duplicate) {
+            key.on_duplicate = on_duplicate;
         }
     }
     due
@@ -155,6 +156,52 @@ pub fn replacement_entry(held: &RunRecord, due: Millis) -> Option<crate::model::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keyed(id: &str, debounce: Option<Debounce>, at: Millis) -> RunRecord {
+        let mut run: RunRecord = serde_json::from_value(serde_json::json!({
+            "id": id, "job": "j", "queue": "q", "module": "m1", "payload": {"n": 1},
+            "policy": crate::policy::Policy::default(), "status": "queued", "attempts": 0,
+            "created_at": at, "updated_at": at, "ready_at": at
+        }))
+        .unwrap();
+        run.key = Some(RunKey {
+            key: "k".into(),
+            on_duplicate: OnDuplicate::Replace,
+            debounce,
+            first_at: at,
+            replaced: 0,
+        });
+        run
+    }
+
+    #[test]
+    fn a_replacement_takes_the_new_request_whole_and_its_debounce() {
+        let mut held = keyed("a", None, 0);
+        let mut new = keyed("b", None, 100);
+        new.payload = serde_json::json!({"n": 2});
+        new.module = "m2".into();
+        new.rate_key = Some("r".into());
+        new.ready_at = Some(5_000);
+        assert_eq!(replace(&mut held, &new), 5_000);
+        assert_eq!(
+            (
+                held.id.as_str(),
+                held.module.as_str(),
+                held.rate_key.as_deref()
+            ),
+            ("a", "m2", Some("r"))
+        );
+        assert_eq!(held.payload, serde_json::json!({"n": 2}));
+        // A debounced request: its own period, bounded from the held run's first enqueue.
+        let d = Debounce {
+            period_ms: 1_000,
+            max_wait_ms: Some(1_500),
+        };
+        let later = keyed("c", Some(d), 900);
+        assert_eq!(replace(&mut held, &later), 1_500);
+        let key = held.key.as_ref().unwrap();
+        assert_eq!((key.replaced, key.debounce, key.first_at), (2, Some(d), 0));
+    }
 
     #[test]
     fn a_debounced_start_is_the_quiet_period_after_the_last_enqueue_bounded_by_max_wait() {

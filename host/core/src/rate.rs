@@ -55,12 +55,20 @@ impl RateLimit {
     }
 }
 
-/// One lane's recent events, oldest first, and the turn of the last one held back.
+/// Most lanes kept at once, all tenants: past it a start in a new lane waits a moment (and
+/// idle lanes are swept first), so distinct `rate_key`s cannot grow memory without bound.
+pub const MAX_LANES: usize = 1_000_000;
+
+/// One lane's recent events, oldest first, and the turns given to refused ones.
 #[derive(Debug, Default)]
 struct Lane {
     times: VecDeque<Millis>,
+    /// The lane's window, for sweeping it once it is empty.
+    per_ms: u64,
     /// The latest turn given to a refused event: later refusals queue behind it.
     last_turn: Option<Millis>,
+    /// Refused events that hold a turn and have not come back to be admitted or forgotten.
+    waiting: u64,
 }
 
 impl Lane {
@@ -85,6 +93,22 @@ impl Lane {
             Some(i) => self.times[i].saturating_add(limit.per_ms),
             None => now,
         }
+    }
+
+    /// One turn fewer is outstanding; with none left, nothing queues new events.
+    fn turn_done(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
+        if self.waiting == 0 {
+            self.last_turn = None;
+        }
+    }
+
+    fn idle(&self, now: Millis) -> bool {
+        self.waiting == 0
+            && self
+                .times
+                .back()
+                .is_none_or(|t| t.saturating_add(self.per_ms) <= now)
     }
 }
 
@@ -114,37 +138,75 @@ pub enum Admission {
     Retry(Millis),
 }
 
+/// How long a start in a new lane waits when [`MAX_LANES`] are kept.
+const FULL_RETRY_MS: u64 = 1_000;
+
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// Counts a start of `lane` at `now` if `limit` allows it, else gives it a turn.
     ///
     /// Refused starts queue: each gets the next turn, `per / max` after the one before (the
     /// pace the limit sustains), so each comes back about when it can go instead of all at
-    /// once. A start that has not waited (`waited` false) does not overtake those queued.
+    /// once. A start that has not waited (`waited` false) does not overtake those queued; one
+    /// that waited and still finds the window full (it came back early, or another start
+    /// took the room) keeps its place at the front: it is given the moment the window frees.
     pub fn admit(&mut self, lane: &K, limit: RateLimit, now: Millis, waited: bool) -> Admission {
-        self.sweep(now);
+        self.sweep(now, false);
+        if !self.lanes.contains_key(lane) && self.lanes.len() >= MAX_LANES {
+            self.sweep(now, true);
+            if self.lanes.len() >= MAX_LANES {
+                return Admission::Retry(now.saturating_add(FULL_RETRY_MS));
+            }
+        }
         let lane = self.lanes.entry(lane.clone()).or_default();
+        lane.per_ms = limit.per_ms;
         lane.forget_before(now, limit.per_ms);
         let queued_ahead = !waited && lane.last_turn.is_some_and(|t| t > now);
         if !queued_ahead && lane.has_room(limit) {
             lane.times.push_back(now);
+            if waited {
+                lane.turn_done();
+            }
             return Admission::Admitted;
         }
-        let first_free = lane.first_free(limit, now);
+        let first_free = lane.first_free(limit, now).max(now.saturating_add(1));
+        if waited {
+            return Admission::Retry(first_free);
+        }
         let pace = (limit.per_ms / u64::from(limit.max.max(1))).max(1);
         let turn = match lane.last_turn {
             Some(last) if last >= now => first_free.max(last.saturating_add(pace)),
             _ => first_free,
-        }
-        .max(now.saturating_add(1));
+        };
         lane.last_turn = Some(turn);
+        lane.waiting = lane.waiting.saturating_add(1);
         Admission::Retry(turn)
+    }
+
+    /// A start of `lane` that was given a turn will not come back (its run was cancelled,
+    /// replaced or ended otherwise).
+    pub fn forget_turn(&mut self, lane: &K) {
+        if let Some(lane) = self.lanes.get_mut(lane) {
+            lane.turn_done();
+        }
+    }
+
+    /// Forgets every lane `keep` refuses (a queue whose limit changed starts afresh).
+    pub fn reset(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.lanes.retain(|k, _| keep(k));
     }
 
     /// Counts an event of `lane` at `now` if `limit` allows it; else says when the window
     /// has room, queueing nothing (a refused request is not retried by the limiter).
     pub fn try_admit(&mut self, lane: &K, limit: RateLimit, now: Millis) -> Result<(), Millis> {
-        self.sweep(now);
+        self.sweep(now, false);
+        if !self.lanes.contains_key(lane) && self.lanes.len() >= MAX_LANES {
+            self.sweep(now, true);
+            if self.lanes.len() >= MAX_LANES {
+                return Err(now.saturating_add(FULL_RETRY_MS));
+            }
+        }
         let lane = self.lanes.entry(lane.clone()).or_default();
+        lane.per_ms = limit.per_ms;
         lane.forget_before(now, limit.per_ms);
         if lane.has_room(limit) {
             lane.times.push_back(now);
@@ -159,17 +221,15 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.lanes.len()
     }
 
-    /// Every so often, drops lanes with nothing in the longest window and no turn ahead.
-    fn sweep(&mut self, now: Millis) {
+    /// Every so often (or now, when `force`), drops lanes whose window is empty and that have
+    /// no turn outstanding.
+    fn sweep(&mut self, now: Millis, force: bool) {
         self.since_sweep += 1;
-        if self.since_sweep < 1_024 {
+        if !force && self.since_sweep < 1_024 {
             return;
         }
         self.since_sweep = 0;
-        self.lanes.retain(|_, lane| {
-            let last = lane.times.back().copied().max(lane.last_turn).unwrap_or(0);
-            last.saturating_add(MAX_WINDOW_MS) > now
-        });
+        self.lanes.retain(|_, lane| !lane.idle(now));
     }
 }
 
@@ -181,6 +241,61 @@ mod tests {
         max: 5,
         per_ms: 1_000,
     };
+
+    #[test]
+    fn a_held_start_that_comes_back_late_keeps_its_place() {
+        let mut limiter = RateLimiter::default();
+        let one = RateLimit {
+            max: 1,
+            per_ms: 1_000,
+        };
+        assert_eq!(limiter.admit(&"q", one, 5, false), Admission::Admitted);
+        // Two held: turns at 1005 and 2005.
+        assert_eq!(limiter.admit(&"q", one, 10, false), Admission::Retry(1_005));
+        assert_eq!(limiter.admit(&"q", one, 10, false), Admission::Retry(2_005));
+        // The first comes back late, at 1010: admitted; the second comes back at its turn,
+        // a little early for the window (1010 + 1000): it gets the moment the window frees,
+        // not a turn behind everyone else.
+        assert_eq!(limiter.admit(&"q", one, 1_010, true), Admission::Admitted);
+        assert_eq!(
+            limiter.admit(&"q", one, 2_005, true),
+            Admission::Retry(2_010)
+        );
+        assert_eq!(limiter.admit(&"q", one, 2_010, true), Admission::Admitted);
+        // With no turn outstanding, a fresh start is not queued behind old turns.
+        assert_eq!(limiter.admit(&"q", one, 3_010, false), Admission::Admitted);
+    }
+
+    #[test]
+    fn turns_of_runs_that_never_come_back_stop_delaying_new_ones() {
+        let mut limiter = RateLimiter::default();
+        let one = RateLimit {
+            max: 1,
+            per_ms: 1_000,
+        };
+        assert_eq!(limiter.admit(&"q", one, 0, false), Admission::Admitted);
+        for _ in 0..100 {
+            assert!(matches!(
+                limiter.admit(&"q", one, 1, false),
+                Admission::Retry(_)
+            ));
+        }
+        // All 100 held runs were cancelled.
+        for _ in 0..100 {
+            limiter.forget_turn(&"q");
+        }
+        assert_eq!(limiter.admit(&"q", one, 1_000, false), Admission::Admitted);
+    }
+
+    #[test]
+    fn idle_lanes_are_swept() {
+        let mut limiter = RateLimiter::default();
+        let one = RateLimit { max: 1, per_ms: 10 };
+        for i in 0..2_000u64 {
+            assert_eq!(limiter.try_admit(&i, one, i * 100), Ok(()));
+        }
+        assert!(limiter.lanes() < 1_100, "{}", limiter.lanes());
+    }
 
     #[test]
     fn a_window_admits_max_then_queues_refusals_at_the_pace_it_sustains() {

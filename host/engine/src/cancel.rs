@@ -159,7 +159,10 @@ impl Engine {
         for _ in 0..CANCEL_TRIES {
             let run = self.tenant_run(tenant, id).await?;
             match self.try_cancel(run, who, reason).await {
-                Ok(run) => return Ok(run),
+                Ok(run) => {
+                    self.drop_hold(&run.id);
+                    return Ok(run);
+                }
                 Err(EngineError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
             }

@@ -128,6 +128,12 @@ impl EnqueueOutcome {
     }
 }
 
+/// How long an enqueue waits before asking again about a key holder that is starting.
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How many times it asks (10 s in all) before giving up with a storage error.
+const MAX_BUSY_TRIES: u32 = 2_000;
+
 /// Checks a key-like option (`key`, `rate_key`): 1 to [`MAX_KEY_BYTES`] bytes.
 fn check_key(field: &'static str, key: &str) -> Result<(), EngineError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -540,8 +546,31 @@ impl Engine {
             }),
             run: run.clone(),
         };
+        let mut busy_tries = 0u32;
         let mut run = run;
-        match inner.store.create_run(new).await? {
+        let created = loop {
+            match inner.store.create_run(new.clone()).await {
+                // Between a claim and its start, for moments: ask again.
+                Ok(Created::HolderBusy { run: holder }) if busy_tries < MAX_BUSY_TRIES => {
+                    busy_tries += 1;
+                    tracing::debug!(run = %holder, "key holder is starting; asking again");
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                }
+                Ok(created) => break created,
+                Err(e) => {
+                    // A replacement that failed put its run back in the ready set: let the
+                    // scheduler see it.
+                    inner.wake.notify_one();
+                    return Err(e.into());
+                }
+            }
+        };
+        match created {
+            Created::HolderBusy { run: holder } => {
+                return Err(EngineError::Store(stepwise_store::StoreError::Io(format!(
+                    "run {holder} holding the key stayed claimed for 10 s without starting"
+                ))));
+            }
             Created::Created => run.version = 1,
             Created::PendingHeld { run: holder } => {
                 return self.resolve_pending(&run, holder).await;

@@ -5,8 +5,10 @@
 //! A start over its queue's limit is not dropped: the attempt hands its claim back with a
 //! hold until the lane has room (see [`stepwise_core::rate`]), the run shows why it waits
 //! ([`Engine::rate_hold`]), and when it finally starts its timeline says how long it waited.
-//! The windows live in memory: after a restart each lane starts empty, so up to one window's
-//! worth of starts may follow a restart at once.
+//! The windows and holds live in memory: after a restart each lane starts empty and every
+//! held run is due at its stored time, so a window that spans a restart may see up to twice
+//! its limit. A cancelled run gives its turn back; a change of a queue's limit lifts the
+//! holds of its runs, which are then counted under the new limit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,9 +18,13 @@ use stepwise_core::clock::Millis;
 use stepwise_core::model::RunRecord;
 use stepwise_core::rate::{Admission, RateLimit, RateLimiter};
 
-/// Runs held back at once that are remembered for their view; past it the oldest holds are
-/// forgotten (the runs still wait, their view just no longer says why).
+/// Runs held back at once that are remembered; past it some hold is forgotten (its run still
+/// waits for its turn, but its view no longer says why and it queues again when it comes
+/// back).
 const MAX_HOLDS: usize = 100_000;
+
+/// A rate-limit lane: (tenant, queue, rate_key or "").
+type Lane = (String, String, String);
 
 /// Why a due run waits: its queue's rate limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +37,8 @@ pub struct RateHold {
     pub limit: RateLimit,
     /// The lane it counts against.
     pub rate_key: Option<String>,
+    /// Its tenant and queue.
+    lane: Lane,
 }
 
 impl RateHold {
@@ -50,8 +58,8 @@ impl RateHold {
 /// The limiters and what they hold back.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimits {
-    /// Starts by (tenant, queue, rate_key or "").
-    starts: Mutex<RateLimiter<(String, String, String)>>,
+    /// Starts by lane.
+    starts: Mutex<RateLimiter<Lane>>,
     /// Runs held back now, by id.
     holds: Mutex<HashMap<String, RateHold>>,
     /// Enqueue requests by tenant.
@@ -91,23 +99,55 @@ impl Engine {
                 inner.metrics.record_rate_limited_wait();
                 if holds.len() >= MAX_HOLDS
                     && !holds.contains_key(&run.id)
-                    && let Some(oldest) = holds
-                        .iter()
-                        .min_by_key(|(_, h)| h.since)
-                        .map(|(id, _)| id.clone())
+                    && let Some(any) = holds.keys().next().cloned()
                 {
-                    holds.remove(&oldest);
+                    holds.remove(&any);
                 }
                 let hold = holds.entry(run.id.clone()).or_insert(RateHold {
                     since: now,
                     until,
                     limit,
                     rate_key: run.rate_key.clone(),
+                    lane: lane.clone(),
                 });
                 hold.until = until;
                 StartAdmission::HoldUntil(until)
             }
         }
+    }
+
+    /// Forgets `run`'s hold (it was cancelled): its turn goes to the runs behind it.
+    pub(crate) fn drop_hold(&self, run: &str) {
+        let inner = &self.inner;
+        if let Some(hold) = lock(&inner.rate_limits.holds).remove(run) {
+            lock(&inner.rate_limits.starts).forget_turn(&hold.lane);
+        }
+    }
+
+    /// After `queue`'s rate limit changed: its lanes start afresh and its held runs are due
+    /// at their stored times again, to be counted under the new limit.
+    pub(crate) async fn lift_holds(&self, tenant: &str, queue: &str) {
+        let inner = &self.inner;
+        let of_queue = |lane: &Lane| lane.0 == tenant && lane.1 == queue;
+        let lifted: Vec<String> = {
+            let mut holds = lock(&inner.rate_limits.holds);
+            let ids: Vec<String> = holds
+                .iter()
+                .filter(|(_, h)| of_queue(&h.lane))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                holds.remove(id);
+            }
+            ids
+        };
+        lock(&inner.rate_limits.starts).reset(|lane| !of_queue(lane));
+        for id in lifted {
+            if let Err(e) = inner.store.lift_hold(&id).await {
+                tracing::warn!(run = %id, error = %e, "a rate-limit hold could not be lifted");
+            }
+        }
+        inner.wake.notify_one();
     }
 
     /// Why due run `run` waits, when its queue's rate limit holds it back.

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::enqueue::check_queue_name;
 use super::{Engine, EngineError};
+use stepwise_core::policy::PolicyError;
 use stepwise_runtime::LoadedModule;
 use stepwise_store::{ModuleRecord, QueueSettings, TenantRecord};
 
@@ -119,12 +120,22 @@ impl Engine {
         settings: QueueSettings,
     ) -> Result<(), EngineError> {
         check_queue_name(queue)?;
+        if let Some(limit) = settings.rate_limit {
+            limit.validate().map_err(|problem| PolicyError {
+                field: "rate_limit",
+                problem,
+            })?;
+        }
         self.inner.store.put_queue(tenant, queue, &settings).await?;
-        self.inner
+        let before = self
+            .inner
             .queues
             .lock()
             .expect("queue settings")
             .insert((tenant.to_owned(), queue.to_owned()), settings);
+        if before.and_then(|b| b.rate_limit) != settings.rate_limit {
+            self.lift_holds(tenant, queue).await;
+        }
         self.inner.wake.notify_one();
         Ok(())
     }

@@ -573,18 +573,22 @@ fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Start, ApiErr
     }
 }
 
-/// Creates a run of a job (or returns the run already holding the idempotency key).
+/// Creates a run of a job, or answers with an existing one: the run holding the idempotency
+/// key, or the pending run holding the `key` or debounce key (kept, replaced or debounced).
 #[utoipa::path(post, path = "/v1/queues/{queue}/jobs", tag = "runs",
     security(("tenant" = [])),
     params(("queue" = stepwise_api::QueueName, Path, description = "The queue")),
     request_body = Enqueue,
     responses(
         (status = 201, description = "A new run", body = Enqueued),
-        (status = 200, description = "The run already holding the idempotency key", body = Enqueued),
+        (status = 200, description = "An existing run: the idempotency key's (`deduplicated`), or the pending run holding the key (`kept`, `replaced`, `debounced`)", body = Enqueued),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 409, description = "`idempotency_conflict`, or `pending_run_exists` (a pending run holds the key and `on_duplicate` is `reject`)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`, or `rate_limited` (the tenant's enqueue rate)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "With `rate_limited`: seconds until an enqueue may be admitted"))),
+        (status = 503, body = ErrorBody)))]
 async fn enqueue(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

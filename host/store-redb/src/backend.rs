@@ -44,6 +44,7 @@ impl RedbStore {
             ))),
             CommitOutcome::PendingHeld { run } => Ok(Created::PendingHeld { run }),
             CommitOutcome::Replaced(run) => Ok(Created::Replaced { run }),
+            CommitOutcome::HolderBusy { run } => Ok(Created::HolderBusy { run }),
         }
     }
 
@@ -415,6 +416,14 @@ impl Store for RedbStore {
         policy: &(dyn ClaimPolicy + Sync),
     ) -> Result<Vec<Claimed>, StoreError> {
         Ok(self.claim(now, room, policy))
+    }
+
+    async fn lift_hold(&self, run: &str) -> Result<(), StoreError> {
+        let stored = RedbStore::run(self, run)?.and_then(|r| r.ready_at);
+        if let Some(at) = stored {
+            self.ready.lift_hold(run, at);
+        }
+        Ok(())
     }
 
     async fn release(

@@ -231,6 +231,13 @@ pub enum CommitOutcome {
     /// The batch's keyed run replaced the pending run holding its key: that run's new
     /// state was written instead of the batch.
     Replaced(Box<RunRecord>),
+    /// The pending run holding the batch's key is claimed by an attempt that has not
+    /// recorded its start yet; nothing was applied (ask again: it starts, or is handed back,
+    /// within moments).
+    HolderBusy {
+        /// The run.
+        run: String,
+    },
 }
 
 /// Mutations that must be applied together: all of them or none.
@@ -241,6 +248,9 @@ pub struct Batch {
     /// The new run of a keyed enqueue, created only if no pending run holds its key (see
     /// [`stepwise_store::Created`]).
     pub(super) keyed: Option<Box<RunRecord>>,
+    /// Bytes of records the batch overwrites, taken off what it charges (a replacement
+    /// charges only what it adds).
+    pub(super) refund: u64,
     /// The tenant whose stored-bytes counter the batch's records are added to.
     pub(super) charge: Option<String>,
 }

@@ -324,6 +324,25 @@ impl ReadyIndex {
         }
     }
 
+    /// Makes `run`, waiting unclaimed, due at `at` (its stored time) instead of later.
+    pub fn lift_hold(&self, run: &str, at: Millis) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.entries.get(run) else {
+            return;
+        };
+        if entry.place == Place::Parked || entry.at <= at {
+            return;
+        }
+        if let Some((key, _)) = inner
+            .entries
+            .get_key_value(run)
+            .map(|(k, e)| (k.clone(), e.at))
+            && let Some(entry) = inner.remove(run)
+        {
+            inner.insert(key, at, entry.placement);
+        }
+    }
+
     /// Whether `run` is claimed by an executing attempt.
     pub fn is_claimed(&self, run: &str) -> bool {
         self.lock().claimed.contains_key(run)

@@ -895,7 +895,7 @@ fn apply(
     }
     if let Some(tenant) = &batch.charge {
         let bytes: u64 = batch.ops.iter().map(Op::stored_bytes).sum();
-        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let bytes = i64::try_from(bytes.saturating_sub(batch.refund)).unwrap_or(i64::MAX);
         count(deltas, tenant, "", STORED_BYTES_COUNTER, bytes);
     }
     Ok(batch.ops.len() as u64)

@@ -1176,9 +1176,18 @@ pub async fn a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed(
     later.payload = json!({"new": true});
     later.ready_at = Some(T0 + 5_000);
     later.created_at = T0 + 10;
+    let before = store.tenant_usage("t").await.unwrap().stored_bytes;
     let Created::Replaced { run: replaced } = try_create(&*store, later).await else {
         panic!("not replaced");
     };
+    // Charged what it adds (its timeline entry, a few changed bytes), not the whole record
+    // again.
+    let grew = store.tenant_usage("t").await.unwrap().stored_bytes - before;
+    let record = serde_json::to_vec(&*replaced).unwrap().len() as u64;
+    assert!(
+        grew < record,
+        "a replacement charged {grew} bytes for a {record}-byte record"
+    );
     assert_eq!((replaced.id.as_str(), replaced.version), ("a", 2));
     let stored = store.run("a").await.unwrap().unwrap();
     assert_eq!(stored, *replaced);
@@ -1190,13 +1199,41 @@ pub async fn a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed(
     let (timeline, _) = store.timeline_page("a", 0, 10).await.unwrap();
     assert_eq!(timeline.len(), 1, "the replacement is on the timeline");
     assert_eq!(claim_ids(&*store, T0 + 5_000).await, vec!["a".to_owned()]);
-    // Claimed: it has started, and the key goes to a new run.
+    // Claimed, no start recorded: busy, nothing stored; handed back, it is pending again.
+    for on_duplicate in [D::Replace, D::Keep] {
+        assert_eq!(
+            try_create(&*store, keyed_run("d", "k", on_duplicate)).await,
+            Created::HolderBusy { run: "a".into() }
+        );
+    }
+    assert_eq!(store.run("d").await.unwrap(), None);
+    store.release("a", 0, None).await.unwrap();
+    assert_eq!(
+        try_create(&*store, keyed_run("d", "k", D::Keep)).await,
+        Created::PendingHeld { run: "a".into() }
+    );
+    // Claimed again, and its attempt's start recorded: it has started, and the key goes to
+    // a new run, which later enqueues then find.
+    assert_eq!(claim_ids(&*store, T0 + 5_000).await, vec!["a".to_owned()]);
+    let started = TimelineEntry {
+        attempt: Some(1),
+        ..entry(EventKind::AttemptStarted, "")
+    };
+    let writes = JournalWrites {
+        timeline: vec![started],
+        ..JournalWrites::default()
+    };
+    store.record_step("a", writes).await.unwrap();
     assert_eq!(
         try_create(&*store, keyed_run("d", "k", D::Replace)).await,
         Created::Created
     );
     assert_eq!(store.run("a").await.unwrap().unwrap().version, 2);
     store.release("a", 0, None).await.unwrap();
+    assert_eq!(
+        try_create(&*store, keyed_run("f", "k", D::Keep)).await,
+        Created::PendingHeld { run: "d".into() }
+    );
     // Another job's key of the same name is its own.
     let mut other_job = keyed_run("e", "k", D::Reject);
     other_job.job = "other".into();

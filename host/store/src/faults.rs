@@ -255,6 +255,10 @@ impl Store for FaultyStore {
         self.inner.release(run, served_ms, hold_until).await
     }
 
+    async fn lift_hold(&self, run: &str) -> Result<(), StoreError> {
+        self.inner.lift_hold(run).await
+    }
+
     async fn is_claimed(&self, run: &str) -> Result<bool, StoreError> {
         self.inner.is_claimed(run).await
     }

@@ -204,6 +204,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         served_ms: u64,
         hold_until: Option<Millis>,
     ) -> Result<(), StoreError>;
+    /// Makes a waiting, unclaimed run that a release held back due at its stored time again
+    /// (a hold lifted early: its queue's rate limit changed). Nothing durable changes.
+    async fn lift_hold(&self, run: &str) -> Result<(), StoreError>;
     /// Whether `run` is claimed now.
     async fn is_claimed(&self, run: &str) -> Result<bool, StoreError>;
     /// When the next run not yet due becomes due, if any.

@@ -74,6 +74,13 @@ pub enum Created {
         /// The pending run as stored now.
         run: Box<RunRecord>,
     },
+    /// The run holding the key is claimed by an attempt that has not recorded its start:
+    /// nothing was stored. Ask again shortly: by then it has started (and a new run takes
+    /// the key) or was handed back (and is pending again).
+    HolderBusy {
+        /// The run.
+        run: String,
+    },
     /// The key was held by another run; nothing was stored.
     KeyTaken {
         /// The run holding the key.
