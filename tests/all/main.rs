@@ -12,6 +12,7 @@ mod bench_smoke;
 mod cancel;
 mod cli_service;
 mod crash;
+mod dashboard;
 mod egress;
 mod egress_tls;
 mod flows;

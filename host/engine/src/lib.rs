@@ -398,6 +398,11 @@ impl Engine {
         Ok(self.inner.store.is_claimed(id).await?)
     }
 
+    /// Now, on the engine's clock.
+    pub fn now(&self) -> stepwise_core::clock::Millis {
+        self.inner.clock.now()
+    }
+
     /// The attempt of run `id` this process is executing now, if any: its number and the
     /// step it is in.
     pub fn executing(&self, id: &str) -> Option<Executing> {

@@ -163,7 +163,12 @@ pub fn router(state: AppState) -> Router {
             module_limit.max(enqueue_limit),
             declared_length,
         ))
-        .with_state(state)
+        .with_state(state.clone())
+        // The dashboard, at /ui (and / redirects there).
+        .merge(stepwise_ui::router(stepwise_ui::UiState::new(
+            state.engine.clone(),
+            false,
+        )))
 }
 
 /// Refuses at once a request that declares a body larger than any route takes, rather than

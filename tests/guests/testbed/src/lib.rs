@@ -199,6 +199,23 @@ fn panic(_ctx: &mut Ctx, _input: IgnoredAny) -> Result<(), JobError> {
     panic!("boom")
 }
 
+/// Payload of `say`: `{"message":"..."}`.
+#[derive(Deserialize)]
+struct Say {
+    message: String,
+}
+
+/// Logs `message` (at warn, from a step) and then fails for good with it as the error: a
+/// handler's text reaching every place a dashboard shows.
+#[job(max_attempts = 1)]
+fn say(ctx: &mut Ctx, input: Say) -> Result<(), JobError> {
+    ctx.step("say", || {
+        ctx.log_warn(input.message.clone());
+        Ok(())
+    })?;
+    Err(JobError::non_retryable(input.message))
+}
+
 export_jobs!(
-    flaky, body_fail, spin, hog, sleeper, echo, many_steps, chatty, panic
+    flaky, body_fail, spin, hog, sleeper, echo, many_steps, chatty, panic, say
 );

@@ -1,0 +1,159 @@
+//! # stepwise-ui
+//!
+//! The web dashboard `stepwise serve` serves at `/ui`: runs, a run's steps, logs and visual
+//! timeline, queues with their dead letters, and modules — for the signed-in tenant only,
+//! through the same engine calls the API makes.
+//!
+//! **Why this stack.** Pages are rendered on the server with [`maud`], whose templates are
+//! Rust checked at compile time and which escapes every interpolated value unless it is
+//! marked as markup: a log line `<script>` from a handler can only ever be text. The few
+//! things a browser must do itself (confirming a destructive form) are one small hand-written
+//! script, served from the binary like the stylesheet, so there is no Node and no build step,
+//! and the Content-Security-Policy can forbid inline script and every other origin.
+//!
+//! Every page is a GET; every action (retry, cancel, purge, sign-out) is a POST carrying the
+//! session's CSRF token, refused without it, and refused when its `Origin` is another site.
+
+mod pages;
+pub mod session;
+mod timeline;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use stepwise_engine::Engine;
+
+pub use session::Sessions;
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub struct UiState {
+    engine: Engine,
+    sessions: Arc<Sessions>,
+    /// Whether session cookies are marked `Secure` (the operator serves over TLS).
+    secure_cookies: bool,
+}
+
+impl UiState {
+    /// The dashboard over `engine`; `secure_cookies` when it is served over TLS.
+    pub fn new(engine: Engine, secure_cookies: bool) -> Self {
+        Self {
+            engine,
+            sessions: Arc::new(Sessions::default()),
+            secure_cookies,
+        }
+    }
+}
+
+/// The dashboard's routes, to be mounted at the root of the server (they all start with
+/// `/ui`, and `/` redirects there).
+pub fn router(state: UiState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/runs") }))
+        .route("/ui/", get(|| async { Redirect::to("/ui/runs") }))
+        .route("/ui/assets/app.css", get(pages::assets::css))
+        .route("/ui/assets/app.js", get(pages::assets::js))
+        .route(
+            "/ui/sign-in",
+            get(pages::auth::sign_in_page).post(pages::auth::sign_in),
+        )
+        .route("/ui/sign-out", post(pages::auth::sign_out))
+        .route("/ui/runs", get(pages::runs::list))
+        .route("/ui/runs/{id}", get(pages::run::detail))
+        .route("/ui/runs/{id}/retry", post(pages::run::retry))
+        .route("/ui/runs/{id}/cancel", post(pages::run::cancel))
+        .route("/ui/queues", get(pages::queues::list))
+        .route(
+            "/ui/queues/{queue}/dead-letters",
+            get(pages::queues::dead_letters),
+        )
+        .route(
+            "/ui/queues/{queue}/dead-letters/retry",
+            post(pages::queues::retry_all),
+        )
+        .route(
+            "/ui/queues/{queue}/dead-letters/purge",
+            post(pages::queues::purge),
+        )
+        .route("/ui/modules", get(pages::modules::list))
+        .layer(axum::middleware::from_fn(security_headers))
+        // Forms post a token or a CSRF token: nothing larger.
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 10))
+        .with_state(state)
+}
+
+/// Headers every dashboard answer carries: no script, style or connection to any other
+/// origin and no inline script; no framing; no sniffing; no referrer.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    response
+}
+
+/// A request from a signed-in tenant; a request without a live session is sent to sign in.
+pub(crate) struct Signed {
+    pub(crate) session: session::Session,
+    /// The session id, for signing out.
+    pub(crate) id: String,
+}
+
+impl FromRequestParts<UiState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &UiState) -> Result<Self, Response> {
+        let id = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| session::cookie(h, session::COOKIE))
+            .map(str::to_owned);
+        match id.and_then(|id| state.sessions.get(&id).map(|s| (id, s))) {
+            Some((id, session)) => Ok(Signed { session, id }),
+            None => Err(Redirect::to("/ui/sign-in").into_response()),
+        }
+    }
+}
+
+/// Refuses a form post whose `Origin` is another site (browsers send it with every POST).
+pub(crate) fn same_origin(parts_headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = parts_headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = parts_headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest == host)
+}
+
+/// A page answering with `status` and `body`.
+pub(crate) fn page(status: StatusCode, body: maud::Markup) -> Response {
+    (status, body).into_response()
+}

@@ -1,0 +1,151 @@
+//! The queues page (depth, running, dead letters, limits) and a queue's dead letters, with
+//! retry one, retry all and purge.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+
+use super::{ActionForm, action, layout, refusal, time};
+use crate::{Signed, UiState, page};
+
+pub(crate) async fn list(State(state): State<UiState>, signed: Signed) -> Response {
+    let session = &signed.session;
+    let tenant = &session.tenant;
+    let store = state.engine.store();
+    let census = match store.census().await {
+        Ok(c) => c,
+        Err(e) => return super::error(Some(session), &e.into()),
+    };
+    let running = store
+        .occupancy()
+        .await
+        .map(|o| o.running_by_queue)
+        .unwrap_or_default();
+    let mut names: std::collections::BTreeSet<String> = census
+        .runs
+        .keys()
+        .chain(census.dead_letters.keys())
+        .filter(|(t, _)| t == tenant)
+        .map(|(_, q)| q.clone())
+        .collect();
+    names.extend(state.engine.queues_of(tenant));
+    let body = html! {
+        h1 { "Queues" }
+        @if names.is_empty() { p.empty { "No queues yet." } } @else {
+            div.scroll { table.queues {
+                thead { tr { th { "Queue" } th { "Runs" } th { "Waiting or running" } th { "Running now" } th { "Dead letters" } th { "Concurrency" } th { "Rate limit" } } }
+                tbody { @for q in &names {
+                    @let key = (tenant.clone(), q.clone());
+                    @let settings = state.engine.queue_settings(tenant, q);
+                    @let dead = census.dead_letters.get(&key).copied().unwrap_or(0);
+                    tr {
+                        td { a href={ "/ui/runs?queue=" (super::runs::encode(q)) } { (q) } }
+                        td.num { (census.runs.get(&key).copied().unwrap_or(0)) }
+                        td.num { (census.depth.get(&key).copied().unwrap_or(0)) }
+                        td.num { (running.get(&key).copied().unwrap_or(0)) }
+                        td.num { a href={ "/ui/queues/" (super::runs::encode(q)) "/dead-letters" } { (dead) } }
+                        td { @match settings.concurrency { Some(n) => { (n) }, None => { "—" } } }
+                        td { @match settings.rate_limit { Some(r) => { (r.describe()) }, None => { "—" } } }
+                    }
+                } }
+            } }
+        }
+    };
+    page(StatusCode::OK, layout("Queues", Some(session), body))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Paging {
+    #[serde(default)]
+    after: String,
+}
+
+pub(crate) async fn dead_letters(
+    State(state): State<UiState>,
+    signed: Signed,
+    Path(queue): Path<String>,
+    Query(paging): Query<Paging>,
+) -> Response {
+    let session = &signed.session;
+    let after = (!paging.after.is_empty()).then_some(paging.after.as_str());
+    let runs = match state
+        .engine
+        .dead_letters(&session.tenant, &queue, after, 100)
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return super::error(Some(session), &e),
+    };
+    let base = format!("/ui/queues/{}/dead-letters", super::runs::encode(&queue));
+    let body = html! {
+        h1 { "Dead letters of " (queue) }
+        @if runs.runs.is_empty() { p.empty { "No dead letters." } } @else {
+            div.actions {
+                (action(session, &format!("{base}/retry"), "Retry all", Some("Retry every dead-lettered run of this queue?")))
+                (action(session, &format!("{base}/purge"), "Purge all", Some("Delete every dead-lettered run of this queue, with its history? This cannot be undone.")))
+            }
+            div.scroll { table.runs {
+                thead { tr { th { "Run" } th { "Job" } th { "Error" } th { "Failed" } th {} } }
+                tbody { @for r in &runs.runs {
+                    tr {
+                        td { a.mono href={ "/ui/runs/" (r.id) } { (r.id) } }
+                        td { (r.job) }
+                        td { @if let Some(e) = &r.error { (super::name(&e.kind)) ": " (e.message) } }
+                        td { @if let Some(at) = r.finished_at { (time(at)) } }
+                        td { (action(session, &format!("/ui/runs/{}/retry", r.id), "Retry", Some("Retry this run?"))) }
+                    }
+                } }
+            } }
+            @if let Some(next) = &runs.next { p { a.next href={ (base) "?after=" (next) } { "More →" } } }
+        }
+    };
+    page(StatusCode::OK, layout("Dead letters", Some(session), body))
+}
+
+pub(crate) async fn retry_all(
+    State(state): State<UiState>,
+    signed: Signed,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = refusal(&signed, &headers, &form) {
+        return refused;
+    }
+    match state
+        .engine
+        .retry_dead_letters(&signed.session.tenant, &queue)
+        .await
+    {
+        Ok(_) => {
+            Redirect::to(&format!("/ui/runs?queue={}", super::runs::encode(&queue))).into_response()
+        }
+        Err(e) => super::error(Some(&signed.session), &e),
+    }
+}
+
+pub(crate) async fn purge(
+    State(state): State<UiState>,
+    signed: Signed,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    if let Some(refused) = refusal(&signed, &headers, &form) {
+        return refused;
+    }
+    match state
+        .engine
+        .purge_dead_letters(&signed.session.tenant, &queue)
+        .await
+    {
+        Ok(_) => Redirect::to(&format!(
+            "/ui/queues/{}/dead-letters",
+            super::runs::encode(&queue)
+        ))
+        .into_response(),
+        Err(e) => super::error(Some(&signed.session), &e),
+    }
+}

@@ -1,0 +1,160 @@
+//! Dashboard sessions: a tenant token signs in once and becomes a random session id in an
+//! `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the operator serves over TLS), with a
+//! CSRF token of its own that every form posts back.
+//!
+//! Sessions are held in memory, by the sha256 of their id (the id itself is never kept):
+//! a restart signs everyone out, which is the safe direction. At most [`MAX_SESSIONS`] live
+//! at once (the oldest goes first) and each lasts [`SESSION_TTL`] from sign-in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "stepwise_session";
+
+/// How long a session lasts after sign-in.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Most sessions held at once, all tenants.
+pub const MAX_SESSIONS: usize = 10_000;
+
+/// A signed-in tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The tenant it acts for.
+    pub tenant: String,
+    /// What every form of this session must post back as `csrf`.
+    pub csrf: String,
+    created: Instant,
+}
+
+/// The live sessions. See the module docs.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_hash: Mutex<HashMap<String, Session>>,
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn hash(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.by_hash.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs `tenant` in: returns the new session's id (the cookie's value).
+    pub fn create(&self, tenant: &str) -> String {
+        let id = random_hex();
+        let session = Session {
+            tenant: tenant.to_owned(),
+            csrf: random_hex(),
+            created: Instant::now(),
+        };
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(hash(&id), session);
+        id
+    }
+
+    /// The live session with id `id`.
+    pub fn get(&self, id: &str) -> Option<Session> {
+        let key = hash(id);
+        let mut sessions = self.lock();
+        match sessions.get(&key) {
+            Some(s) if s.created.elapsed() < SESSION_TTL => Some(s.clone()),
+            Some(_) => {
+                sessions.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Signs session `id` out.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(&hash(id));
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a token matched.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// The `Set-Cookie` value for session `id` (`None`: one that clears it).
+pub fn set_cookie(id: Option<&str>, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    match id {
+        Some(id) => format!(
+            "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            SESSION_TTL.as_secs()
+        ),
+        None => format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_found_by_id_only_and_signed_out() {
+        let sessions = Sessions::default();
+        let id = sessions.create("acme");
+        let s = sessions.get(&id).unwrap();
+        assert_eq!(s.tenant, "acme");
+        assert_eq!(s.csrf.len(), 64);
+        assert!(
+            sessions.get(&hash(&id)).is_none(),
+            "the stored key is not a session id"
+        );
+        sessions.remove(&id);
+        assert!(sessions.get(&id).is_none());
+    }
+
+    #[test]
+    fn cookies_are_read_and_set_strictly() {
+        assert_eq!(
+            cookie("a=1; stepwise_session=xyz; b=2", COOKIE),
+            Some("xyz")
+        );
+        assert_eq!(cookie("xstepwise_session=1", COOKIE), None);
+        let set = set_cookie(Some("id"), true);
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.ends_with("Secure")
+        );
+        assert!(!set_cookie(Some("id"), false).contains("Secure"));
+        assert!(set_cookie(None, false).contains("Max-Age=0"));
+    }
+}

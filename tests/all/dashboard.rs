@@ -1,0 +1,280 @@
+//! The dashboard through a real `stepwise serve`, over HTTP: `/` leads to it, pages need a
+//! session, sign-in sets a strict cookie, pages show only the tenant's own objects, text a
+//! handler wrote is escaped, every action needs its CSRF token and same origin, the pages
+//! carry a Content-Security-Policy without inline script, and sign-out ends the session.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+use stepwise_tests::guests;
+
+use crate::serve_util::Server;
+
+const HOSTILE: &str =
+    "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">";
+
+/// Form posts, as a browser sends them (this crate's reqwest has no form feature).
+trait FormExt {
+    fn form(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormExt for reqwest::RequestBuilder {
+    fn form(self, pairs: &[(&str, &str)]) -> Self {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        self.header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body.join("&"))
+    }
+}
+
+/// A browser-like client that follows nothing by itself.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Signs in with `token`; returns the session cookie (`name=value`).
+async fn sign_in(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let resp = http
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    set.split(';').next().unwrap().to_owned()
+}
+
+async fn page(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    path: &str,
+) -> (StatusCode, String) {
+    let resp = http
+        .get(format!("{base}{path}"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.text().await.unwrap())
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
+    html[at..at + 64].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_signs_in_shows_only_the_tenants_runs_escaped_and_guards_its_actions() {
+    let server = Server::start();
+    let api = server.api();
+    let base = server.url().to_owned();
+    let http = client();
+    let acme = api.admin_create_tenant("acme").await;
+    let other = api.admin_create_tenant("other").await;
+    api.deploy(&acme, guests::TESTBED).await;
+    api.deploy(&other, guests::TESTBED).await;
+    let hostile = api
+        .enqueue_new(
+            &acme,
+            "ui",
+            json!({"job": "say", "payload": {"message": HOSTILE}}),
+        )
+        .await;
+    let fine = api
+        .enqueue_new(
+            &acme,
+            "ui",
+            json!({"job": "many-steps", "payload": {"n": 3}}),
+        )
+        .await;
+    let theirs = api
+        .enqueue_new(
+            &other,
+            "theirs",
+            json!({"job": "echo", "payload": {"count": 1}}),
+        )
+        .await;
+    for (token, id) in [(&acme, &hostile), (&acme, &fine), (&other, &theirs)] {
+        api.wait_final(token, id, Duration::from_secs(60)).await;
+    }
+
+    // `/` leads to the dashboard; a page without a session leads to sign-in.
+    let resp = http.get(format!("{base}/")).send().await.unwrap();
+    assert!(resp.status().is_redirection());
+    assert_eq!(resp.headers()[LOCATION], "/ui");
+    let resp = http.get(format!("{base}/ui/runs")).send().await.unwrap();
+    assert!(resp.status().is_redirection());
+    assert_eq!(resp.headers()[LOCATION], "/ui/sign-in");
+    let resp = http
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", "sw_not_a_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.text().await.unwrap().contains("Unknown token."));
+
+    // Sign-in: a strict session cookie, Secure behind TLS.
+    let resp = http
+        .post(format!("{base}/ui/sign-in"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", acme.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Secure"] {
+        assert!(set.contains(part), "{set}");
+    }
+    let cookie = sign_in(&http, &base, &acme).await;
+
+    // The runs page lists the tenant's runs, never another's, with counts per status.
+    let (status, runs) = page(&http, &base, &cookie, "/ui/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(runs.contains(&hostile) && runs.contains(&fine), "{runs}");
+    assert!(!runs.contains(&theirs));
+    let (_, failed) = page(&http, &base, &cookie, "/ui/runs?status=failed").await;
+    assert!(failed.contains(&hostile) && !failed.contains(&fine));
+    let (_, by_queue) = page(&http, &base, &cookie, "/ui/runs?queue=nope").await;
+    assert!(by_queue.contains("No runs match."));
+
+    // The hostile run: its log line, error and payload are text, never markup.
+    let resp = http
+        .get(format!("{base}/ui/runs/{hostile}"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    let csp = resp.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let detail = resp.text().await.unwrap();
+    assert!(
+        !detail.contains("<script>window"),
+        "a handler's text reached the page as markup"
+    );
+    assert!(
+        !detail.contains("<img src=x"),
+        "a handler's text reached the page as markup"
+    );
+    assert!(
+        detail.contains("&lt;script&gt;window.__pwned = 1&lt;/script&gt;"),
+        "{detail}"
+    );
+    assert_eq!(
+        detail.matches("<script").count(),
+        1,
+        "only the dashboard's own script"
+    );
+    assert!(detail.contains("<svg"), "the timeline is drawn");
+    assert!(detail.contains("non_retryable"));
+
+    // Another tenant's run is not found, as through the API.
+    let (status, _) = page(&http, &base, &cookie, &format!("/ui/runs/{theirs}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Actions: without the CSRF token, or from another site, nothing happens.
+    let token = csrf(&detail);
+    let retry = format!("{base}/ui/runs/{hostile}/retry");
+    let resp = http
+        .post(&retry)
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = http
+        .post(&retry)
+        .header(COOKIE, &cookie)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api.run(&acme, &hostile).await["status"], "failed");
+    // With it, the retry happens.
+    let resp = http
+        .post(&retry)
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let view = api
+        .wait_final(&acme, &hostile, Duration::from_secs(60))
+        .await;
+    assert_eq!(view["attempts"], 2, "{view:#}");
+
+    // Queues, dead letters and modules.
+    let (_, queues) = page(&http, &base, &cookie, "/ui/queues").await;
+    assert!(queues.contains("/ui/queues/ui/dead-letters") && !queues.contains("theirs"));
+    let (_, dead) = page(&http, &base, &cookie, "/ui/queues/ui/dead-letters").await;
+    assert!(dead.contains(&hostile), "{dead}");
+    let (_, modules) = page(&http, &base, &cookie, "/ui/modules").await;
+    assert!(modules.contains("many-steps") && modules.contains("say"));
+
+    // Sign-out ends the session: the same cookie is sent to sign in again.
+    let resp = http
+        .post(format!("{base}/ui/sign-out"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(
+        resp.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let resp = http
+        .get(format!("{base}/ui/runs"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[LOCATION], "/ui/sign-in");
+}
