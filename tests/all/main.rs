@@ -13,6 +13,7 @@ mod cancel;
 mod cli_service;
 mod crash;
 mod dashboard;
+mod dashboard_browser;
 mod egress;
 mod egress_tls;
 mod flows;

@@ -98,12 +98,24 @@ fn lanes(view: &RunView, now: Millis) -> Vec<Lane> {
             label: step.name.clone(),
             shapes: Vec::new(),
         };
+        let last_failure = timeline
+            .iter()
+            .filter(|e| e.kind == EventKind::StepFailed && e.step.as_deref() == Some(&step.name))
+            .map(|e| e.at)
+            .max();
+        // A step still open runs to now; one the run left unfinished, to its last failure.
+        let open_end = match (view.run.status.is_final(), step.status) {
+            (true, _) | (_, StepStatus::Failed) => last_failure
+                .or(view.run.finished_at)
+                .unwrap_or(step.started_at),
+            _ => now,
+        };
         let end = step
             .completed_at
             .or(step
                 .wake_at
                 .filter(|_| step.status != StepStatus::Completed))
-            .unwrap_or(now)
+            .unwrap_or(open_end)
             .max(step.started_at);
         let class = match (step.kind, step.status) {
             (_, StepStatus::Completed) => "ok",

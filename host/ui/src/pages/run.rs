@@ -70,6 +70,10 @@ pub(crate) async fn detail(
             }
             @if view.dead_lettered { dt { "Dead letter" } dd { "listed in its queue's dead letters" } }
         }
+        section {
+            h2 { "Timeline" }
+            (crate::timeline::svg(&view, now))
+        }
         @if let Some(e) = &r.error {
             section.error-box {
                 h2 { "Error" }
@@ -84,10 +88,6 @@ pub(crate) async fn detail(
                 h2 { "Children" }
                 ul { @for c in &view.children { li { a.mono href={ "/ui/runs/" (c) } { (c) } } } }
             }
-        }
-        section {
-            h2 { "Timeline" }
-            (crate::timeline::svg(&view, now))
         }
         section {
             h2 { "Steps" }
