@@ -247,6 +247,90 @@ async fn the_dashboard_signs_in_shows_only_the_tenants_runs_escaped_and_guards_i
         .await;
     assert_eq!(view["attempts"], 2, "{view:#}");
 
+    // The live streams need the session, and follow only the tenant's own runs: a run's
+    // stream ends with the run, the counters' stream with its first change.
+    for (path, last) in [
+        (format!("/ui/runs/{fine}/live"), "event: end"),
+        ("/ui/live?since=stale".to_owned(), "event: changed"),
+    ] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let resp = http
+            .get(format!("{base}{path}"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/event-stream",
+            "{path}"
+        );
+        let body = tokio::time::timeout(Duration::from_secs(30), resp.text())
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        assert!(body.contains(last), "{path}: {body}");
+        assert!(!body.contains(&theirs), "{path}: {body}");
+    }
+    let resp = http
+        .get(format!("{base}/ui/runs/{theirs}/live"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    // Every action refuses a post without the token, from another site, or marked
+    // cross-site by the browser; sign-in too refuses the last two.
+    let actions = [
+        format!("/ui/runs/{fine}/retry"),
+        format!("/ui/runs/{fine}/cancel"),
+        "/ui/queues/ui/dead-letters/retry".to_owned(),
+        "/ui/queues/ui/dead-letters/purge".to_owned(),
+        "/ui/sign-out".to_owned(),
+    ];
+    for path in &actions {
+        for (csrf, header, value) in [
+            ("", "x-unused", "1"),
+            (token.as_str(), "origin", "https://evil.example"),
+            (token.as_str(), "origin", "null"),
+            (token.as_str(), "sec-fetch-site", "cross-site"),
+        ] {
+            let resp = http
+                .post(format!("{base}{path}"))
+                .header(COOKIE, &cookie)
+                .header(header, value)
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                resp.status(),
+                StatusCode::FORBIDDEN,
+                "{path} {header}: {value}"
+            );
+        }
+    }
+    for (header, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp = http
+            .post(format!("{base}/ui/sign-in"))
+            .header(header, value)
+            .form(&[("token", acme.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "sign-in {header}: {value}"
+        );
+    }
+
     // Queues, dead letters and modules.
     let (_, queues) = page(&http, &base, &cookie, "/ui/queues").await;
     assert!(queues.contains("/ui/queues/ui/dead-letters") && !queues.contains("theirs"));
@@ -277,4 +361,17 @@ async fn the_dashboard_signs_in_shows_only_the_tenants_runs_escaped_and_guards_i
         .await
         .unwrap();
     assert_eq!(resp.headers()[LOCATION], "/ui/sign-in");
+    for path in [format!("/ui/runs/{fine}/live"), "/ui/live".to_owned()] {
+        let resp = http
+            .get(format!("{base}{path}"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{path} after sign-out"
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! run and open it, see its steps and timeline, a hostile log line shown as text with no
 //! script run, another tenant's run not found, retry a dead-lettered run from the dead-letter
 //! page (confirming the dialog) and see it complete, cancel a run, a post without the CSRF
-//! token refused, screenshots at desktop and phone width, sign out.
+//! token refused, a sleeping run's page and the runs page updated live by their streams
+//! without a reload, screenshots at desktop and phone width, sign out.
 //!
 //! The test needs `chromium` and `chromedriver` on the PATH (`.ci/run` installs them) and
 //! fails, naming them, without. With `STEPWISE_SCREENSHOTS=docs/screenshots` it writes the
@@ -128,6 +129,66 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{css} reads {last:?}, not {expected:?}");
+    }
+
+    /// Waits until the element at `css` contains `needle`.
+    async fn wait_contains(&self, css: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(e) = self.c().find(Locator::Css(css)).await
+                && let Ok(text) = e.text().await
+            {
+                if text.contains(needle) {
+                    return;
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} never contained {needle:?}: {last:?}");
+    }
+
+    /// Waits until the page's live stream is open.
+    async fn wait_following(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let state = self
+                .c()
+                .execute(
+                    "return document.querySelector('main').dataset.following || ''",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if state == json!("open") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page's live stream never opened");
+    }
+
+    /// Marks the document, to tell later whether the page was reloaded (the mark is gone)
+    /// or redrawn in place by its script.
+    async fn mark(&self) {
+        self.c()
+            .execute("document.documentElement.dataset.mark = 'kept'", vec![])
+            .await
+            .unwrap();
+    }
+
+    /// Whether the page kept its mark and its script redrew it at least once.
+    async fn redrawn_in_place(&self) -> bool {
+        self.c()
+            .execute(
+                "return document.documentElement.dataset.mark === 'kept'
+                    && Number(document.querySelector('main').dataset.redrawn || 0) > 0",
+                vec![],
+            )
+            .await
+            .unwrap()
+            == Value::Bool(true)
     }
 
     async fn click(&self, css: &str) {
@@ -302,6 +363,55 @@ async fn the_dashboard_works_in_a_real_browser() {
         .await;
     b.c().accept_alert().await.unwrap();
     b.wait_text("div.title .badge", "cancelled").await;
+
+    // Live: a sleeping run's page turns completed while it is watched, without a reload.
+    let sleeper = api
+        .enqueue_new(
+            &acme,
+            "ui",
+            json!({"job": "sleeper", "payload": {"ms": 4000}}),
+        )
+        .await;
+    b.c()
+        .goto(&format!("{base}/ui/runs/{sleeper}"))
+        .await
+        .unwrap();
+    b.wait_text("h1", &sleeper).await;
+    let following = b
+        .c()
+        .execute(
+            "return document.querySelector('main').dataset.live || ''",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        following
+            .as_str()
+            .is_some_and(|u| u.starts_with("/ui/runs/")),
+        "the page of a sleeping run follows it: {following}"
+    );
+    b.mark().await;
+    b.wait_text("div.title .badge", "completed").await;
+    assert!(
+        b.redrawn_in_place().await,
+        "the run page was not redrawn by its stream"
+    );
+    let steps = b.text("table.steps").await;
+    assert!(steps.contains("after"), "{steps}");
+    // And the runs page shows a new run without a reload.
+    b.c().goto(&format!("{base}/ui/runs")).await.unwrap();
+    b.wait_text("h1", "Runs").await;
+    b.mark().await;
+    b.wait_following().await;
+    let fresh = api
+        .enqueue_new(&acme, "ui", json!({"job": "echo", "payload": {"count": 2}}))
+        .await;
+    b.wait_contains("table.runs", &fresh).await;
+    assert!(
+        b.redrawn_in_place().await,
+        "the runs page was not redrawn by its stream"
+    );
 
     // Phone width.
     b.c().set_window_size(390, 844).await.unwrap();

@@ -101,22 +101,119 @@ pub async fn run_events(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    page_limit(&query, &["from"])?;
+    follow_run(state, tenant, id, &headers, &query, None).await
+}
+
+/// `GET /ui/runs/{id}/live`: [`run_events`] for a dashboard session (its cookie), which the
+/// run page's script follows to redraw itself. It ends when the session ends.
+pub async fn ui_run_events(
+    State(state): State<AppState>,
+    Param(id): Param,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (tenant, session) = ui_session(&state, &headers)?;
+    follow_run(state, tenant, id, &headers, &query, Some(session)).await
+}
+
+/// The tenant and id of the dashboard session a request carries.
+fn ui_session(state: &AppState, headers: &HeaderMap) -> Result<(String, String), ApiError> {
+    state.ui.tenant_of(headers).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "no dashboard session: sign in at /ui/sign-in",
+        )
+    })
+}
+
+/// How often the runs page's stream looks at the tenant's counters.
+const CHANGES_POLL: Duration = Duration::from_secs(1);
+
+/// Keep-alives of the dashboard's streams: frequent, so a closed tab gives its stream slot
+/// back within seconds.
+const UI_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// `GET /ui/live?since=F`: one `changed` event once the dashboard session's tenant's counters
+/// differ from fingerprint `F` (the page's, see `stepwise_ui::live`), then the stream ends
+/// (the page redraws and opens a new one). Bounded like the run streams; ends with the
+/// session.
+pub async fn ui_runs_changed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (tenant, session) = ui_session(&state, &headers)?;
+    let since = query
+        .get("since")
+        .filter(|s| s.len() <= 64)
+        .cloned()
+        .unwrap_or_default();
+    let slot = state.followers.admit(&tenant)?;
+    let started = Instant::now();
+    let stream = futures_util::stream::unfold(Some((state, tenant, session, slot)), move |watch| {
+        let since = since.clone();
+        async move {
+            let (state, tenant, session, slot) = watch?;
+            loop {
+                if started.elapsed() > MAX_FOLLOW
+                    || state.is_shutting_down()
+                    || !state.ui.is_signed_in(&session)
+                {
+                    return None;
+                }
+                // A store that cannot say now is asked again, not taken for a change.
+                if let Some(now) =
+                    stepwise_ui::live::counts_fingerprint(&state.engine, &tenant).await
+                    && now != since
+                {
+                    let event = Event::default().event("changed").data(now);
+                    return Some((Ok::<Event, Infallible>(event), None));
+                }
+                tokio::time::sleep(CHANGES_POLL).await;
+                let _ = &slot;
+            }
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(UI_KEEP_ALIVE))
+        .into_response())
+}
+
+/// Follows run `id` of `tenant` (see [`run_events`]); with a dashboard `session`, until it
+/// ends.
+async fn follow_run(
+    state: AppState,
+    tenant: String,
+    id: String,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    session: Option<String>,
+) -> Result<Response, ApiError> {
+    page_limit(query, &["from"])?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u32>().ok())
         .map(|last| last.saturating_add(1));
-    let from = match query.get("from") {
-        Some(f) => f.parse::<u32>().map_err(|_| {
+    let asked = match query.get("from") {
+        Some(f) => Some(f.parse::<u32>().map_err(|_| {
             ApiError::invalid_options(format!("from '{f}' must be a position (0 or more)"))
-        })?,
-        None => resume.unwrap_or(0),
+        })?),
+        None => None,
     };
+    // A reconnect carries the last id it saw: it resumes after it, never before `from`.
+    let from = asked.unwrap_or(0).max(resume.unwrap_or(0));
     state.engine.tenant_run(&tenant, &id).await?;
     let slot = state.followers.admit(&tenant)?;
+    let keep_alive = if session.is_some() {
+        KeepAlive::new().interval(UI_KEEP_ALIVE)
+    } else {
+        KeepAlive::default()
+    };
     let follow = Follow {
         _slot: slot,
+        session,
         state,
         id,
         next: from,
@@ -133,19 +230,24 @@ pub async fn run_events(
             if f.done || f.started.elapsed() > MAX_FOLLOW || f.state.is_shutting_down() {
                 return None;
             }
+            if let Some(session) = &f.session
+                && !f.state.ui.is_signed_in(session)
+            {
+                return None;
+            }
             if !f.poll().await {
                 tokio::time::sleep(POLL).await;
             }
         }
     });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
 
 /// One follower's position.
 struct Follow {
     _slot: FollowerSlot,
+    /// The dashboard session it streams for, if any: the stream ends with it.
+    session: Option<String>,
     state: AppState,
     id: String,
     /// The next timeline position to send.

@@ -65,6 +65,9 @@ pub struct AppState {
     max_module_bytes: usize,
     shutting_down: Arc<AtomicBool>,
     followers: Arc<events::Followers>,
+    /// The dashboard's sessions, which its live streams (served here, beside the API's)
+    /// authenticate with.
+    ui: stepwise_ui::UiState,
 }
 
 impl AppState {
@@ -114,6 +117,7 @@ fn engine_config(config: &ServeConfig) -> EngineConfig {
 /// The API router over `engine`, for running the server inside another program (benchmarks).
 pub fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
     routes::router(AppState {
+        ui: stepwise_ui::UiState::new(engine.clone(), false),
         engine,
         admin_token,
         metrics_token: None,
@@ -239,6 +243,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     };
 
     let state = AppState {
+        ui: stepwise_ui::UiState::new(engine.clone(), false),
         engine: engine.clone(),
         admin_token: config.admin_token.clone(),
         metrics_token: config.metrics_token.clone(),

@@ -163,12 +163,12 @@ pub fn router(state: AppState) -> Router {
             module_limit.max(enqueue_limit),
             declared_length,
         ))
+        // The dashboard's live streams: the API's run stream, for a dashboard session.
+        .route("/ui/runs/{id}/live", get(super::events::ui_run_events))
+        .route("/ui/live", get(super::events::ui_runs_changed))
         .with_state(state.clone())
         // The dashboard, at /ui (and / redirects there).
-        .merge(stepwise_ui::router(stepwise_ui::UiState::new(
-            state.engine.clone(),
-            false,
-        )))
+        .merge(stepwise_ui::router(state.ui.clone()))
 }
 
 /// Refuses at once a request that declares a body larger than any route takes, rather than

@@ -13,7 +13,16 @@
 //!
 //! Every page is a GET; every action (retry, cancel, purge, sign-out) is a POST carrying the
 //! session's CSRF token, refused without it, and refused when its `Origin` is another site.
+//!
+//! **Live pages.** A page whose `main` names a stream (`data-live`) is redrawn by the script
+//! when the stream says something changed: the run page follows the API's run stream
+//! (`/ui/runs/{id}/live`), the runs and queues pages a stream of the tenant's counters
+//! (`/ui/live`). Both are served by the server crate beside the API's streams, authenticated
+//! with this crate's sessions ([`UiState::tenant_of`]). The browser's `EventSource`
+//! reconnects by itself after a drop, and the script redraws on each reconnect, so nothing
+//! missed stays missed.
 
+pub mod live;
 mod pages;
 pub mod session;
 mod timeline;
@@ -41,6 +50,21 @@ pub struct UiState {
 }
 
 impl UiState {
+    /// The tenant of the live session whose cookie `headers` carry, if any (for the live
+    /// streams the server serves beside the dashboard).
+    pub fn tenant_of(&self, headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+        let id = headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| session::cookie(h, session::COOKIE))?;
+        self.sessions.get(id).map(|s| (s.tenant, id.to_owned()))
+    }
+
+    /// Whether session `id` is still signed in (a live stream ends when it is not).
+    pub fn is_signed_in(&self, id: &str) -> bool {
+        self.sessions.get(id).is_some()
+    }
+
     /// The dashboard over `engine`; `secure_cookies` when it is served over TLS.
     pub fn new(engine: Engine, secure_cookies: bool) -> Self {
         Self {
@@ -137,8 +161,15 @@ impl FromRequestParts<UiState> for Signed {
     }
 }
 
-/// Refuses a form post whose `Origin` is another site (browsers send it with every POST).
+/// Refuses a form post whose `Origin` is another site (browsers send it with every POST), or
+/// that the browser itself marks as cross-site.
 pub(crate) fn same_origin(parts_headers: &axum::http::HeaderMap) -> bool {
+    if parts_headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return false;
+    }
     let Some(origin) = parts_headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())

@@ -3,8 +3,10 @@
 //! CSRF token of its own that every form posts back.
 //!
 //! Sessions are held in memory, by the sha256 of their id (the id itself is never kept):
-//! a restart signs everyone out, which is the safe direction. At most [`MAX_SESSIONS`] live
-//! at once (the oldest goes first) and each lasts [`SESSION_TTL`] from sign-in.
+//! a restart signs everyone out, which is the safe direction. At most
+//! [`MAX_SESSIONS_PER_TENANT`] live at once per tenant and [`MAX_SESSIONS`] in all (past
+//! either, the tenant's own oldest goes first, so no tenant can sign another's users out),
+//! and each lasts [`SESSION_TTL`] from sign-in.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +23,9 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// Most sessions held at once, all tenants.
 pub const MAX_SESSIONS: usize = 10_000;
+
+/// Most sessions one tenant holds at once.
+pub const MAX_SESSIONS_PER_TENANT: usize = 100;
 
 /// A signed-in tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,13 +68,30 @@ impl Sessions {
         };
         let mut sessions = self.lock();
         sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
+        let mine = sessions.values().filter(|s| s.tenant == tenant).count();
+        if sessions.len() >= MAX_SESSIONS || mine >= MAX_SESSIONS_PER_TENANT {
+            // The tenant's own oldest session makes room; another tenant's never does.
+            let oldest = sessions
                 .iter()
+                .filter(|(_, s)| s.tenant == tenant)
                 .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| k.clone())
-        {
-            sessions.remove(&oldest);
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(oldest) => {
+                    sessions.remove(&oldest);
+                }
+                None if sessions.len() >= MAX_SESSIONS => {
+                    // Full of other tenants' live sessions: the globally oldest goes.
+                    if let Some(k) = sessions
+                        .iter()
+                        .min_by_key(|(_, s)| s.created)
+                        .map(|(k, _)| k.clone())
+                    {
+                        sessions.remove(&k);
+                    }
+                }
+                None => {}
+            }
         }
         sessions.insert(hash(&id), session);
         id
@@ -141,6 +163,30 @@ mod tests {
         );
         sessions.remove(&id);
         assert!(sessions.get(&id).is_none());
+    }
+
+    #[test]
+    fn one_tenant_signing_in_again_and_again_signs_out_only_its_own_sessions() {
+        let sessions = Sessions::default();
+        let other = sessions.create("other");
+        let first = sessions.create("acme");
+        for _ in 0..MAX_SESSIONS_PER_TENANT {
+            sessions.create("acme");
+        }
+        assert!(
+            sessions.get(&other).is_some(),
+            "another tenant's session survives"
+        );
+        assert!(
+            sessions.get(&first).is_none(),
+            "the tenant's oldest made room"
+        );
+        let acme = sessions
+            .lock()
+            .values()
+            .filter(|s| s.tenant == "acme")
+            .count();
+        assert_eq!(acme, MAX_SESSIONS_PER_TENANT);
     }
 
     #[test]

@@ -29,8 +29,11 @@ struct Lane {
     shapes: Vec<Shape>,
 }
 
-/// Whether an entry ends attempt `n`.
+/// Whether an entry ends attempt `n` (a cancel ends whatever attempt is open).
 fn ends_attempt(e: &TimelineEntry, n: u32) -> Option<&'static str> {
+    if e.kind == EventKind::Cancelled {
+        return Some("cancelled");
+    }
     if e.attempt != Some(n) {
         return None;
     }
@@ -70,7 +73,11 @@ fn lanes(view: &RunView, now: Millis) -> Vec<Lane> {
             }
             ends_attempt(later, n).map(|class| (later.at, class))
         });
-        let (to, class) = end.unwrap_or((view.run.finished_at.unwrap_or(now), "running"));
+        // Open only while the run is: a final run's last attempt ended with it.
+        let (to, class) = end.unwrap_or(match view.run.finished_at {
+            Some(at) => (at, "failed"),
+            None => (now, "running"),
+        });
         attempts.shapes.push(Shape {
             from: e.at,
             to: Some(to.max(e.at)),
@@ -93,7 +100,7 @@ fn lanes(view: &RunView, now: Millis) -> Vec<Lane> {
         }
     }
     let mut out = vec![attempts];
-    for step in &view.steps {
+    for step in view.steps.iter().take(MAX_LANES.saturating_sub(1)) {
         let mut lane = Lane {
             label: step.name.clone(),
             shapes: Vec::new(),
@@ -117,12 +124,13 @@ fn lanes(view: &RunView, now: Millis) -> Vec<Lane> {
                 .filter(|_| step.status != StepStatus::Completed))
             .unwrap_or(open_end)
             .max(step.started_at);
+        // Sleeps and waits are time passing, not work: drawn as suspended, done or not.
         let class = match (step.kind, step.status) {
+            (StepKind::Sleep | StepKind::Event | StepKind::Child, StepStatus::Failed) => "failed",
+            (StepKind::Sleep | StepKind::Event | StepKind::Child, _) => "suspended",
+            (_, StepStatus::Sleeping | StepStatus::Waiting) => "suspended",
             (_, StepStatus::Completed) => "ok",
             (_, StepStatus::Failed) => "failed",
-            (StepKind::Sleep, _) | (_, StepStatus::Sleeping) | (_, StepStatus::Waiting) => {
-                "suspended"
-            }
             _ => "running",
         };
         lane.shapes.push(Shape {
@@ -155,19 +163,27 @@ fn lanes(view: &RunView, now: Millis) -> Vec<Lane> {
 
 /// The timeline of `view` as of `now`.
 pub(crate) fn svg(view: &RunView, now: Millis) -> Markup {
-    let mut lanes = lanes(view, now);
-    let hidden = lanes.len().saturating_sub(MAX_LANES);
-    lanes.truncate(MAX_LANES);
+    let lanes = lanes(view, now);
+    let total_steps = view
+        .more
+        .as_ref()
+        .and_then(|m| m.steps)
+        .map_or(view.steps.len(), |n| n as usize);
+    let hidden = total_steps.saturating_sub(lanes.len().saturating_sub(1));
     let start = view.run.created_at;
+    // The axis ends where the run is now (or ended): a sleep's future wake-up is in its
+    // title, not a reason to squeeze everything that happened into a corner.
+    let horizon = view.run.finished_at.unwrap_or(now);
     let end = lanes
         .iter()
         .flat_map(|l| l.shapes.iter())
-        .map(|s| s.to.unwrap_or(s.from))
+        .map(|s| s.to.unwrap_or(s.from).min(horizon.max(s.from)))
         .chain(view.run.finished_at)
         .chain(view.timeline.iter().map(|e| e.at))
         .max()
         .unwrap_or(start)
         .max(start.saturating_add(1));
+    let clip = |t: Millis| t.min(end);
     let scale = (WIDTH - LABELS - 10.0) / (end - start) as f64;
     let x = |t: Millis| LABELS + (t.saturating_sub(start)) as f64 * scale;
     let height = LANE * lanes.len() as f64 + 24.0;
@@ -184,7 +200,7 @@ pub(crate) fn svg(view: &RunView, now: Millis) -> Markup {
                             Some(to) => {
                                 rect class={ "bar " (s.class) } x=(x(s.from))
                                     y=(y + 5.0) height=(LANE - 10.0)
-                                    width=((x(to) - x(s.from)).max(2.0)) {
+                                    width=((x(clip(to)) - x(s.from)).max(2.0)) {
                                     title { (s.title) }
                                 }
                             }
@@ -206,5 +222,73 @@ pub(crate) fn svg(view: &RunView, now: Millis) -> Markup {
                 figcaption { (hidden) " more steps are not drawn." }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(extra: serde_json::Value) -> RunView {
+        let mut v = serde_json::json!({
+            "id": "run_1", "job": "j", "queue": "q", "module": "m", "payload": {},
+            "policy": stepwise_core::policy::Policy::default(), "status": "cancelled",
+            "attempts": 1, "created_at": 0, "updated_at": 100, "finished_at": 100,
+            "dead_lettered": false, "steps": [], "timeline": [], "logs": []
+        });
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, x) in extra {
+                v.insert(k.clone(), x.clone());
+            }
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_cancel_ends_the_attempt_it_interrupted() {
+        let v = view(serde_json::json!({"timeline": [
+            {"at": 10, "kind": "attempt_started", "attempt": 1},
+            {"at": 60, "kind": "cancelled", "detail": "by the dashboard"}
+        ]}));
+        let lanes = lanes(&v, 1_000);
+        let bar = &lanes[0].shapes[0];
+        assert_eq!((bar.from, bar.to, bar.class), (10, Some(60), "cancelled"));
+    }
+
+    #[test]
+    fn a_finished_sleep_is_drawn_as_time_passing_and_a_final_run_has_no_open_attempt() {
+        let v = view(serde_json::json!({
+            "status": "failed",
+            "steps": [{"name": "nap", "ordinal": 0, "output_bytes": 0, "kind": "sleep",
+                       "status": "completed", "attempts": 1, "started_at": 5,
+                       "completed_at": 50}],
+            "timeline": [{"at": 1, "kind": "attempt_started", "attempt": 1}]
+        }));
+        let lanes = lanes(&v, 1_000);
+        assert_eq!(lanes[0].shapes[0].class, "failed");
+        assert_eq!(
+            lanes[0].shapes[0].to,
+            Some(100),
+            "ends with the run, not now"
+        );
+        assert_eq!(lanes[1].shapes[0].class, "suspended");
+        let svg = svg(&v, 1_000).into_string();
+        assert!(
+            svg.contains("<title>step nap (sleep, completed, 1 attempt(s))"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn text_from_a_handler_is_escaped_in_the_drawing() {
+        let v = view(serde_json::json!({
+            "steps": [{"name": "<script>x</script>", "ordinal": 0, "output_bytes": 0,
+                       "kind": "step", "status": "failed", "attempts": 1, "started_at": 5}],
+            "timeline": [{"at": 7, "kind": "step_failed", "step": "<script>x</script>",
+                          "detail": "<img src=x onerror=y>"}]
+        }));
+        let svg = svg(&v, 1_000).into_string();
+        assert!(!svg.contains("<script>") && !svg.contains("<img"), "{svg}");
+        assert!(svg.contains("&lt;img src=x onerror=y&gt;"));
     }
 }

@@ -19,6 +19,17 @@ use crate::session::Session;
 
 /// A page: the head, the navigation for a signed-in tenant, and `body`.
 pub(crate) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    live_layout(title, session, None, body)
+}
+
+/// [`layout`] for a page the script redraws whenever the stream at `live` says something
+/// changed.
+pub(crate) fn live_layout(
+    title: &str,
+    session: Option<&Session>,
+    live: Option<&str>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -45,7 +56,7 @@ pub(crate) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ma
                         }
                     }
                 }
-                main id="main" { (body) }
+                main id="main" data-live=[live] { (body) }
             }
         }
     }

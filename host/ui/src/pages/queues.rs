@@ -53,7 +53,13 @@ pub(crate) async fn list(State(state): State<UiState>, signed: Signed) -> Respon
             } }
         }
     };
-    page(StatusCode::OK, layout("Queues", Some(session), body))
+    let live = crate::live::counts_fingerprint(&state.engine, tenant)
+        .await
+        .map(|since| format!("/ui/live?since={since}"));
+    page(
+        StatusCode::OK,
+        super::live_layout("Queues", Some(session), live.as_deref(), body),
+    )
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use stepwise_core::model::RunStatus;
 
-use super::{ActionForm, action, badge, json, layout, name, refusal, time};
+use super::{ActionForm, action, badge, json, name, refusal, time};
 use crate::{Signed, UiState, page};
 
 /// Steps, timeline entries and log lines shown on the page (the API pages the rest).
@@ -142,9 +142,17 @@ pub(crate) async fn detail(
             }
         }
     };
+    // A run that has ended changes no more: its page stops following it. The stream starts
+    // after the entries the page shows, so opening it redraws the page once, not per entry.
+    let shown = view
+        .more
+        .as_ref()
+        .and_then(|m| m.timeline)
+        .unwrap_or(u32::try_from(view.timeline.len()).unwrap_or(u32::MAX));
+    let live = (!r.status.is_final()).then(|| format!("/ui/runs/{id}/live?from={shown}"));
     page(
         StatusCode::OK,
-        layout(&format!("Run {id}"), Some(session), body),
+        super::live_layout(&format!("Run {id}"), Some(session), live.as_deref(), body),
     )
 }
 

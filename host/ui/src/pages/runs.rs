@@ -10,7 +10,7 @@ use maud::html;
 use stepwise_core::model::RunStatus;
 use stepwise_engine::RunFilter;
 
-use super::{badge, layout, time};
+use super::{badge, time};
 use crate::{Signed, UiState, page};
 
 /// Runs per page.
@@ -144,7 +144,13 @@ pub(crate) async fn list(
             p { a.next href=(next) { "Older runs →" } }
         }
     };
-    page(StatusCode::OK, layout("Runs", Some(session), body))
+    let live = crate::live::counts_fingerprint(&state.engine, &session.tenant)
+        .await
+        .map(|since| format!("/ui/live?since={since}"));
+    page(
+        StatusCode::OK,
+        super::live_layout("Runs", Some(session), live.as_deref(), body),
+    )
 }
 
 /// Percent-encodes a query value.
