@@ -331,6 +331,75 @@ async fn the_dashboard_signs_in_shows_only_the_tenants_runs_escaped_and_guards_i
         );
     }
 
+    // Egress rules, and schedules paused and resumed from their page.
+    let (status, _) = api
+        .put(
+            &acme,
+            "/v1/egress",
+            json!({"rules": [{"pattern": "api.stripe.com", "methods": ["POST"]}]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, egress) = page(&http, &base, &cookie, "/ui/egress").await;
+    assert!(
+        egress.contains("https://api.stripe.com:443") && egress.contains("POST"),
+        "{egress}"
+    );
+    let (status, _) = api
+        .post(
+            &acme,
+            "/v1/schedules",
+            Some(json!({"name": "nightly", "cron": "30 2 * * *", "job": "echo", "queue": "cron"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, schedules) = page(&http, &base, &cookie, "/ui/schedules").await;
+    assert!(schedules.contains("nightly") && schedules.contains("/ui/schedules/nightly/pause"));
+    let pause = format!("{base}/ui/schedules/nightly/pause");
+    let resp = http
+        .post(&pause)
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = http
+        .post(&pause)
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.get(&acme, "/v1/schedules/nightly").await.1["paused"],
+        true
+    );
+    let (_, schedules) = page(&http, &base, &cookie, "/ui/schedules").await;
+    assert!(
+        schedules.contains("/ui/schedules/nightly/resume"),
+        "{schedules}"
+    );
+    let resp = http
+        .post(format!("{base}/ui/schedules/nightly/resume"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.get(&acme, "/v1/schedules/nightly").await.1["paused"],
+        false
+    );
+    let (status, _) = page(&http, &base, &cookie, "/ui/schedules/absent/pause").await;
+    assert_eq!(
+        status,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "pausing is a POST only"
+    );
+
     // Queues, dead letters and modules.
     let (_, queues) = page(&http, &base, &cookie, "/ui/queues").await;
     assert!(queues.contains("/ui/queues/ui/dead-letters") && !queues.contains("theirs"));

@@ -107,6 +107,10 @@ pub fn router(state: UiState) -> Router {
             post(pages::queues::purge),
         )
         .route("/ui/modules", get(pages::modules::list))
+        .route("/ui/egress", get(pages::settings::egress))
+        .route("/ui/schedules", get(pages::settings::schedules))
+        .route("/ui/schedules/{name}/pause", post(pages::settings::pause))
+        .route("/ui/schedules/{name}/resume", post(pages::settings::resume))
         .layer(axum::middleware::from_fn(security_headers))
         // Forms post a token or a CSRF token: nothing larger.
         .layer(axum::extract::DefaultBodyLimit::max(16 << 10))

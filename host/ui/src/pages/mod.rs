@@ -7,6 +7,7 @@ pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod run;
 pub(crate) mod runs;
+pub(crate) mod settings;
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -48,6 +49,8 @@ pub(crate) fn live_layout(
                             a href="/ui/runs" { "Runs" }
                             a href="/ui/queues" { "Queues" }
                             a href="/ui/modules" { "Modules" }
+                            a href="/ui/schedules" { "Schedules" }
+                            a href="/ui/egress" { "Egress" }
                         }
                         span.tenant { "tenant " strong { (s.tenant) } }
                         form.inline method="post" action="/ui/sign-out" {
@@ -105,7 +108,9 @@ pub(crate) fn json(value: &serde_json::Value) -> Markup {
 /// The page for an engine error: not found, refused, or failed.
 pub(crate) fn error(session: Option<&Session>, e: &EngineError) -> Response {
     let status = match e {
-        EngineError::UnknownRun(_) | EngineError::UnknownModule(_) => StatusCode::NOT_FOUND,
+        EngineError::UnknownRun(_)
+        | EngineError::UnknownModule(_)
+        | EngineError::UnknownSchedule(_) => StatusCode::NOT_FOUND,
         EngineError::NotFailed { .. }
         | EngineError::NotCancellable { .. }
         | EngineError::InvalidName { .. }
