@@ -45,24 +45,6 @@ async fn send(h: &Harness, tenant: &str, name: &str, key: Option<&str>, payload:
         .woken
 }
 
-/// Executes attempts until no run is due at the manual clock's now.
-async fn drain_due(h: &Harness) {
-    let (store, clock) = (h.redb.clone(), h.clock.clone());
-    h.engine
-        .work_until_async(move || {
-            let (store, clock) = (store.clone(), clock.clone());
-            async move {
-                store
-                    .waiting()
-                    .unwrap()
-                    .first()
-                    .is_none_or(|(at, _)| *at > stepwise::Clock::now(&clock))
-            }
-        })
-        .await
-        .unwrap();
-}
-
 fn output(h: &Harness, id: &str) -> Value {
     h.redb
         .run(id)

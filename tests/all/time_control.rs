@@ -305,7 +305,7 @@ async fn debounce_of_10_enqueues_100ms_apart_starts_once_1s_after_the_last_with_
             .await
             .unwrap();
         // Nothing due yet: running what is due starts nothing.
-        drain_due_now(&h).await;
+        drain_due(&h).await;
         answers.push(answer);
     }
     let id = answers[0].run.id.clone();
@@ -347,7 +347,7 @@ async fn debounce_with_max_wait_starts_at_the_bound_however_often_it_is_pushed_b
         if tick > 0 {
             h.clock.advance(Duration::from_millis(100));
         }
-        drain_due_now(&h).await;
+        drain_due(&h).await;
         if tick % 2 == 0 {
             let answer = h
                 .engine
@@ -372,24 +372,6 @@ async fn debounce_with_max_wait_starts_at_the_bound_however_often_it_is_pushed_b
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert_eq!(starts_of(&h, &runs[1].id).await, vec![first_at + 3_100]);
     assert_eq!(runs[2].status, RunStatus::Queued);
-}
-
-/// Runs what is due now without moving the clock.
-async fn drain_due_now(h: &Harness) {
-    let (store, clock) = (h.redb.clone(), h.clock.clone());
-    h.engine
-        .work_until_async(move || {
-            let (store, clock) = (store.clone(), clock.clone());
-            async move {
-                store
-                    .waiting()
-                    .unwrap()
-                    .first()
-                    .is_none_or(|(at, _)| *at > stepwise::Clock::now(&clock))
-            }
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,13 +444,7 @@ async fn a_rate_limit_of_5_per_second_spreads_50_starts_and_says_why_runs_wait()
         assert!(h.engine.rate_hold(id).is_none());
     }
     starts.sort_unstable();
-    for (i, &t) in starts.iter().enumerate() {
-        let in_window = starts[i..].iter().take_while(|&&s| s < t + 1_000).count();
-        assert!(
-            in_window <= 5,
-            "{in_window} starts in [{t}, {t} + 1 s): {starts:?}"
-        );
-    }
+    assert_at_most_per_window(&starts, 5, 1_000);
     assert_eq!(starts[4], START, "the first five start at once");
     let span = starts[49] - starts[0];
     assert!(

@@ -293,13 +293,7 @@ async fn a_queue_rate_limit_holds_runs_back_and_the_run_view_says_why() {
     assert_eq!(starts.len(), 6);
     // On the real clock a start is stamped a few ms after it was admitted, so the window
     // is checked with 50 ms to spare.
-    for (i, &t) in starts.iter().enumerate() {
-        let in_window = starts[i..].iter().take_while(|&&s| s < t + 950).count();
-        assert!(
-            in_window <= 2,
-            "{in_window} starts within 950 ms of {t}: {starts:?}"
-        );
-    }
+    crate::util::assert_at_most_per_window(&starts, 2, 950);
     let (_, text) = api.text("/metrics").await;
     assert!(
         metric(&text, "stepwise_rate_limited_waits_total") >= 4,
@@ -480,13 +474,7 @@ async fn a_served_rate_limit_of_5_per_second_spreads_50_starts() {
     }
     starts.sort_unstable();
     assert_eq!(starts.len(), 50);
-    for (i, &t) in starts.iter().enumerate() {
-        let in_window = starts[i..].iter().take_while(|&&s| s < t + 1_000).count();
-        assert!(
-            in_window <= 5,
-            "{in_window} starts in [{t}, {t} + 1 s): {starts:?}"
-        );
-    }
+    crate::util::assert_at_most_per_window(&starts, 5, 1_000);
     assert_eq!(starts[4], START, "the first five start at once");
     let span = starts[49] - starts[0];
     assert!(

@@ -264,3 +264,35 @@ pub async fn until_status(h: &Harness, id: &str, status: stepwise::RunStatus) {
     let run = h.redb.run(id).unwrap().unwrap();
     assert_eq!(run.status, status, "{run:?}");
 }
+
+/// Executes attempts until no run is due at the manual clock's now.
+pub async fn drain_due(h: &Harness) {
+    let (store, clock) = (h.redb.clone(), h.clock.clone());
+    h.engine
+        .work_until_async(move || {
+            let (store, clock) = (store.clone(), clock.clone());
+            async move {
+                store
+                    .waiting()
+                    .unwrap()
+                    .first()
+                    .is_none_or(|(at, _)| *at > stepwise::Clock::now(&clock))
+            }
+        })
+        .await
+        .unwrap();
+}
+
+/// Asserts that no window of `window_ms` holds more than `max` of `starts` (sorted).
+pub fn assert_at_most_per_window(starts: &[u64], max: usize, window_ms: u64) {
+    for (i, &t) in starts.iter().enumerate() {
+        let in_window = starts[i..]
+            .iter()
+            .take_while(|&&s| s < t + window_ms)
+            .count();
+        assert!(
+            in_window <= max,
+            "{in_window} starts within {window_ms} ms of {t}: {starts:?}"
+        );
+    }
+}
