@@ -158,6 +158,27 @@ pub(crate) struct ActionForm {
     pub(crate) csrf: String,
 }
 
+/// An action post: refused as [`refusal`] says, else `call` (an engine future, so nothing
+/// of it runs before the checks pass) and a redirect to `to` of its result, or the error
+/// page.
+pub(crate) async fn act<T>(
+    signed: &crate::Signed,
+    headers: &axum::http::HeaderMap,
+    form: &ActionForm,
+    call: impl std::future::Future<Output = Result<T, EngineError>>,
+    to: impl FnOnce(T) -> String,
+) -> Response {
+    if let Some(refused) = refusal(signed, headers, form) {
+        return refused;
+    }
+    match call.await {
+        Ok(done) => {
+            axum::response::IntoResponse::into_response(axum::response::Redirect::to(&to(done)))
+        }
+        Err(e) => error(Some(&signed.session), &e),
+    }
+}
+
 /// Why an action post is refused, if it is: it came from another site, or without the
 /// session's CSRF token.
 pub(crate) fn refusal(

@@ -4,10 +4,10 @@
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::html;
 
-use super::{ActionForm, action, layout, refusal, time};
+use super::{ActionForm, act, action, layout, time};
 use crate::{Signed, UiState, page};
 
 pub(crate) async fn list(State(state): State<UiState>, signed: Signed) -> Response {
@@ -117,19 +117,11 @@ pub(crate) async fn retry_all(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&signed, &headers, &form) {
-        return refused;
-    }
-    match state
+    let call = state
         .engine
-        .retry_dead_letters(&signed.session.tenant, &queue)
-        .await
-    {
-        Ok(_) => {
-            Redirect::to(&format!("/ui/runs?queue={}", super::runs::encode(&queue))).into_response()
-        }
-        Err(e) => super::error(Some(&signed.session), &e),
-    }
+        .retry_dead_letters(&signed.session.tenant, &queue);
+    let to = |_| format!("/ui/runs?queue={}", super::runs::encode(&queue));
+    act(&signed, &headers, &form, call, to).await
 }
 
 pub(crate) async fn purge(
@@ -139,19 +131,9 @@ pub(crate) async fn purge(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&signed, &headers, &form) {
-        return refused;
-    }
-    match state
+    let call = state
         .engine
-        .purge_dead_letters(&signed.session.tenant, &queue)
-        .await
-    {
-        Ok(_) => Redirect::to(&format!(
-            "/ui/queues/{}/dead-letters",
-            super::runs::encode(&queue)
-        ))
-        .into_response(),
-        Err(e) => super::error(Some(&signed.session), &e),
-    }
+        .purge_dead_letters(&signed.session.tenant, &queue);
+    let to = |_| format!("/ui/queues/{}/dead-letters", super::runs::encode(&queue));
+    act(&signed, &headers, &form, call, to).await
 }

@@ -5,11 +5,11 @@
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::html;
 use stepwise_core::model::RunStatus;
 
-use super::{ActionForm, action, badge, json, name, refusal, time};
+use super::{ActionForm, act, action, badge, json, name, time};
 use crate::{Signed, UiState, page};
 
 /// Steps, timeline entries and log lines shown on the page (the API pages the rest).
@@ -163,13 +163,11 @@ pub(crate) async fn retry(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&signed, &headers, &form) {
-        return refused;
-    }
-    match state.engine.retry_for(&signed.session.tenant, &id).await {
-        Ok(run) => Redirect::to(&format!("/ui/runs/{}", run.id)).into_response(),
-        Err(e) => super::error(Some(&signed.session), &e),
-    }
+    let call = state.engine.retry_for(&signed.session.tenant, &id);
+    act(&signed, &headers, &form, call, |run| {
+        format!("/ui/runs/{}", run.id)
+    })
+    .await
 }
 
 pub(crate) async fn cancel(
@@ -179,16 +177,11 @@ pub(crate) async fn cancel(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&signed, &headers, &form) {
-        return refused;
-    }
-    let tenant = &signed.session.tenant;
-    match state
+    let call = state
         .engine
-        .cancel_with(tenant, &id, "the dashboard", None, true)
-        .await
-    {
-        Ok(run) => Redirect::to(&format!("/ui/runs/{}", run.id)).into_response(),
-        Err(e) => super::error(Some(&signed.session), &e),
-    }
+        .cancel_with(&signed.session.tenant, &id, "the dashboard", None, true);
+    act(&signed, &headers, &form, call, |run| {
+        format!("/ui/runs/{}", run.id)
+    })
+    .await
 }

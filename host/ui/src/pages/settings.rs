@@ -5,11 +5,11 @@
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use maud::html;
 use stepwise_engine::SchedulePatch;
 
-use super::{ActionForm, action, layout, refusal, time};
+use super::{ActionForm, act, action, layout, time};
 use crate::{Signed, UiState, page};
 
 pub(crate) async fn egress(State(state): State<UiState>, signed: Signed) -> Response {
@@ -99,19 +99,26 @@ pub(crate) async fn schedules(State(state): State<UiState>, signed: Signed) -> R
     page(StatusCode::OK, layout("Schedules", Some(session), body))
 }
 
-async fn set_paused(state: UiState, signed: Signed, name: String, paused: bool) -> Response {
+/// Pauses (`true`) or resumes schedule `name`, by a checked post.
+async fn set_paused(
+    state: UiState,
+    signed: Signed,
+    name: String,
+    headers: HeaderMap,
+    form: ActionForm,
+    paused: bool,
+) -> Response {
     let patch = SchedulePatch {
         paused: Some(paused),
         ..SchedulePatch::default()
     };
-    match state
+    let call = state
         .engine
-        .update_schedule(&signed.session.tenant, &name, patch)
-        .await
-    {
-        Ok(_) => Redirect::to("/ui/schedules").into_response(),
-        Err(e) => super::error(Some(&signed.session), &e),
-    }
+        .update_schedule(&signed.session.tenant, &name, patch);
+    act(&signed, &headers, &form, call, |_| {
+        "/ui/schedules".to_owned()
+    })
+    .await
 }
 
 pub(crate) async fn pause(
@@ -121,10 +128,7 @@ pub(crate) async fn pause(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&signed, &headers, &form) {
-        return refused;
-    }
-    set_paused(state, signed, name, true).await
+    set_paused(state, signed, name, headers, form, true).await
 }
 
 pub(crate) async fn resume(
@@ -134,8 +138,5 @@ pub(crate) async fn resume(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Some(refused) = refusal(&signed, &headers, &form) {
-        return refused;
-    }
-    set_paused(state, signed, name, false).await
+    set_paused(state, signed, name, headers, form, false).await
 }
