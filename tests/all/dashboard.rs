@@ -444,3 +444,257 @@ async fn the_dashboard_signs_in_shows_only_the_tenants_runs_escaped_and_guards_i
         );
     }
 }
+
+/// 2026-01-01T00:00:00Z, where the server's test clock starts.
+const JAN_1: u64 = 1_767_225_600_000;
+const HOUR: u64 = 3_600_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_filter_by_creation_time_and_queues_chart_the_last_hour_on_the_servers_clock() {
+    let server = Server::start_with_clock("", JAN_1);
+    let api = server.api();
+    let base = server.url().to_owned();
+    let http = client();
+    let acme = api.admin_create_tenant("acme").await;
+    api.deploy(&acme, guests::TESTBED).await;
+    let early = api
+        .enqueue_new(
+            &acme,
+            "q",
+            json!({"job": "echo", "payload": {"message": "early", "count": 1}}),
+        )
+        .await;
+    let done = api.wait_final(&acme, &early, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "completed", "{done:#}");
+    server.set_time(JAN_1 + 2 * HOUR);
+    let late = api
+        .enqueue_new(
+            &acme,
+            "q",
+            json!({"job": "echo", "payload": {"message": "late", "count": 2}}),
+        )
+        .await;
+    let failed = api
+        .enqueue_new(
+            &acme,
+            "q",
+            json!({"job": "say", "payload": {"message": "no"}}),
+        )
+        .await;
+    for id in [&late, &failed] {
+        api.wait_final(&acme, id, Duration::from_secs(60)).await;
+    }
+    let cookie = sign_in(&http, &base, &acme).await;
+
+    // The dashboard's time filter (a browser's datetime-local value, read as UTC).
+    let listed = |html: &str| (html.contains(&early), html.contains(&late));
+    let (status, page_from) = page(&http, &base, &cookie, "/ui/runs?from=2026-01-01T01:00").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed(&page_from), (false, true), "{page_from}");
+    let (_, page_to) = page(&http, &base, &cookie, "/ui/runs?to=2026-01-01T01:00").await;
+    assert_eq!(listed(&page_to), (true, false), "{page_to}");
+    let (_, both) = page(
+        &http,
+        &base,
+        &cookie,
+        "/ui/runs?from=2026-01-01T00:00&to=2026-01-01T02:00:01",
+    )
+    .await;
+    assert_eq!(listed(&both), (true, true));
+    // The presets are relative to the server's clock: the last hour holds the late runs.
+    assert!(
+        page_from.contains("from=2026-01-01T01%3A00\">Last hour"),
+        "{page_from}"
+    );
+    let (status, bad) = page(&http, &base, &cookie, "/ui/runs?from=noon").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.contains("from &#39;noon&#39; is not a time")
+            || bad.contains("from 'noon' is not a time"),
+        "{bad}"
+    );
+
+    // The API's filter, in RFC 3339.
+    let (status, body) = api
+        .get(&acme, "/v1/runs?created_from=2026-01-01T01:00:00Z")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&late.as_str()) && !ids.contains(&early.as_str()),
+        "{body}"
+    );
+    let (_, body) = api
+        .get(&acme, "/v1/runs?created_before=2026-01-01T01:00:00%2B00:00")
+        .await;
+    assert_eq!(body["runs"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["runs"][0]["id"], early.as_str());
+    let (code, out, err) = server.cli(
+        &acme,
+        &["runs", "list", "--created-from", "2026-01-01T01:00:00Z"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&late) && !out.contains(&early), "{out}");
+    let answer = api.get(&acme, "/v1/runs?created_before=2026-01-01").await;
+    let err = crate::serve_util::assert_error(&answer, 400, "invalid_options");
+    assert!(
+        err["message"].as_str().unwrap().contains("created_before"),
+        "{err}"
+    );
+
+    // The queue's last hour (on the server's clock): the two late runs, one failed; the
+    // early run ended two hours ago and is off the chart.
+    let (_, queues) = page(&http, &base, &cookie, "/ui/queues").await;
+    assert!(
+        queues.contains("1 completed · 1 failed · last hour"),
+        "{queues}"
+    );
+    assert_eq!(
+        queues.matches("<g class=\"minute\">").count(),
+        1,
+        "{queues}"
+    );
+    assert!(
+        queues.contains("2026-01-01T02:00Z: 1 completed, 1 failed"),
+        "{queues}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_page_lists_the_tenants_events_with_the_runs_they_resumed() {
+    let server = Server::start();
+    let api = server.api();
+    let base = server.url().to_owned();
+    let http = client();
+    let shop = api.admin_create_tenant("shop").await;
+    let rival = api.admin_create_tenant("rival").await;
+    api.deploy(&shop, guests::FLOWS).await;
+    let waiting = api
+        .enqueue_new(
+            &shop,
+            "orders",
+            json!({"job": "await-event",
+                   "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while api.run(&shop, &waiting).await["status"] != "waiting" {
+        assert!(std::time::Instant::now() < deadline, "never waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = api
+        .post(
+            &shop,
+            "/v1/events",
+            Some(json!({"name": "order.paid", "correlation_key": "o-9",
+                        "payload": {"note": "<b>paid</b>"}, "id": "pay-1"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for i in 0..3 {
+        api.post(
+            &shop,
+            "/v1/events",
+            Some(json!({"name": "other", "id": format!("x-{i}")})),
+        )
+        .await;
+    }
+    api.post(
+        &rival,
+        "/v1/events",
+        Some(json!({"name": "theirs", "id": "secret-event"})),
+    )
+    .await;
+    api.wait_final(&shop, &waiting, Duration::from_secs(60))
+        .await;
+
+    let cookie = sign_in(&http, &base, &shop).await;
+    let (status, events) = page(&http, &base, &cookie, "/ui/events").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        events.contains("pay-1") && events.contains("x-2"),
+        "{events}"
+    );
+    assert!(
+        !events.contains("secret-event"),
+        "another tenant's event is shown"
+    );
+    assert!(
+        events.contains(&format!("href=\"/ui/runs/{waiting}\"")),
+        "the resumed run is linked: {events}"
+    );
+    assert!(
+        events.contains("&lt;b&gt;paid&lt;/b&gt;") && !events.contains("<b>paid"),
+        "{events}"
+    );
+    // Newest first.
+    assert!(events.find("x-2").unwrap() < events.find("pay-1").unwrap());
+    let (_, named) = page(&http, &base, &cookie, "/ui/events?name=order.paid&key=o-9").await;
+    assert!(named.contains("pay-1") && !named.contains("x-0"), "{named}");
+    let (_, none) = page(&http, &base, &cookie, "/ui/events?name=order.paid&key=o-1").await;
+    assert!(none.contains("No events match."), "{none}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_only_dashboard_uses_a_secure_host_cookie() {
+    let server = Server::start_with_config("[dashboard]\nhttps_only = true\n");
+    let api = server.api();
+    let base = server.url().to_owned();
+    let http = client();
+    let acme = api.admin_create_tenant("acme").await;
+    let resp = http
+        .post(format!("{base}/ui/sign-in"))
+        .form(&[("token", acme.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let set = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.starts_with("__Host-stepwise_session=") && set.contains("; Path=/;"),
+        "{set}"
+    );
+    for part in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(set.contains(part), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let (status, runs) = page(&http, &base, &cookie, "/ui/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    // The same id under the plain name is not a session here.
+    let plain = cookie.replacen("__Host-", "", 1);
+    let resp = http
+        .get(format!("{base}/ui/runs"))
+        .header(COOKIE, &plain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[LOCATION], "/ui/sign-in");
+    // The live stream takes the same cookie.
+    let resp = http
+        .get(format!("{base}/ui/live"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    let resp = http
+        .post(format!("{base}/ui/sign-out"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf(&runs).as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cleared = resp.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cleared.starts_with("__Host-stepwise_session=;")
+            && cleared.contains("Max-Age=0")
+            && cleared.ends_with("Secure"),
+        "{cleared}"
+    );
+}

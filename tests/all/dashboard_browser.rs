@@ -4,7 +4,10 @@
 //! script run, another tenant's run not found, retry a dead-lettered run from the dead-letter
 //! page (confirming the dialog) and see it complete, cancel a run, a post without the CSRF
 //! token refused, a sleeping run's page and the runs page updated live by their streams
-//! without a reload, screenshots at desktop and phone width, sign out.
+//! without a reload, screenshots at desktop and phone width, sign out. A second test covers
+//! the rest by keyboard and in the browser: the skip link and focus rings, the events,
+//! schedules and egress pages, the time filter, a queue's throughput chart, and a run page
+//! catching up after its network dropped (a proxy in front of the server is cut).
 //!
 //! The test needs `chromium` and `chromedriver` on the PATH (`.ci/run` installs them) and
 //! fails, naming them, without. With `STEPWISE_SCREENSHOTS=docs/screenshots` it writes the
@@ -166,7 +169,18 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the page's live stream never opened");
+        let state = self
+            .c()
+            .execute(
+                "const m = document.querySelector('main');
+                 const note = document.querySelector('.live-stopped');
+                 return JSON.stringify({live: m.dataset.live, following: m.dataset.following,
+                                        stopped: note && note.textContent})",
+                vec![],
+            )
+            .await
+            .unwrap();
+        panic!("the page's live stream never opened: {state}");
     }
 
     /// Marks the document, to tell later whether the page was reloaded (the mark is gone)
@@ -430,6 +444,375 @@ async fn the_dashboard_works_in_a_real_browser() {
     b.wait_text("h1", "Sign in").await;
     b.c().goto(&format!("{base}/ui/runs")).await.unwrap();
     b.wait_text("h1", "Sign in").await;
+    if let Some(client) = b.client.take() {
+        client.close().await.unwrap();
+    }
+}
+
+/// A TCP proxy on loopback in front of the server, which the test can take down (every open
+/// connection cut, new ones closed at once) and bring back: a dropped network, without the
+/// server (and its in-memory sessions) going away.
+struct Proxy {
+    url: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let upstream = upstream
+            .strip_prefix("http://")
+            .expect("an http:// server")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let (down, open) = (down.clone(), open.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if down.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        // Browsers open sockets ahead of need: the server is dialled only
+                        // once a request arrives, or its idle timeout would close the
+                        // upstream of a socket the browser still thinks fresh.
+                        let mut first = [0u8; 1];
+                        if !matches!(client.peek(&mut first).await, Ok(n) if n > 0) {
+                            return;
+                        }
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            // Either side ending ends both, as a dropped network would.
+                            let (mut from_client, mut to_client) = client.split();
+                            let (mut from_server, mut to_server) = server.split();
+                            tokio::select! {
+                                _ = tokio::io::copy(&mut from_client, &mut to_server) => {}
+                                _ = tokio::io::copy(&mut from_server, &mut to_client) => {}
+                            }
+                        }
+                    });
+                    open.lock().unwrap().push(task.abort_handle());
+                }
+            })
+        };
+        Self {
+            url,
+            down,
+            open,
+            accept,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Proxy::up`].
+    fn down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn up(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.down();
+    }
+}
+
+impl Browser {
+    /// The element focused now: its tag and text, or its `name` attribute for a field.
+    async fn focused(&self) -> String {
+        self.c()
+            .execute(
+                "const e = document.activeElement;
+                 return e ? (e.tagName + ':' + (e.getAttribute('name') || e.textContent.trim())) : ''",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Presses `key` on whatever has the focus.
+    async fn press(&self, key: fantoccini::key::Key) {
+        self.c()
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&key)
+            .await
+            .unwrap();
+    }
+
+    /// Presses Tab until the focus is on `target` (as [`Browser::focused`] names it), at most
+    /// `limit` times; returns the names focused on the way.
+    async fn tab_to(&self, target: &str, limit: usize) -> Vec<String> {
+        let mut seen = Vec::new();
+        for _ in 0..limit {
+            self.press(fantoccini::key::Key::Tab).await;
+            let now = self.focused().await;
+            seen.push(now.clone());
+            if now == target {
+                return seen;
+            }
+        }
+        panic!("Tab never reached {target}: {seen:?}");
+    }
+}
+
+/// The pages beyond runs, by keyboard and in the browser: sign in and move with Tab and
+/// Enter only (a visible focus ring, a skip link, every navigation link reachable); the
+/// events page with the run an event resumed; the schedules page pausing a schedule; the
+/// egress page with rules and secret names but no values; the runs page's time filter; a
+/// queue's throughput chart; and a run page whose live stream is cut by the network catching
+/// up by itself once the network is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_other_pages_keyboard_and_reconnects_work_in_a_real_browser() {
+    use fantoccini::key::Key;
+
+    let server = Server::start_with_config(&format!("secrets_key = \"{}\"\n", "ab".repeat(32)));
+    let api = server.api();
+    let proxy = Proxy::start(server.url()).await;
+    let base = proxy.url.clone();
+    let shop = api.admin_create_tenant("shop").await;
+    api.deploy(&shop, guests::FLOWS).await;
+    api.deploy(&shop, guests::TESTBED).await;
+    let waiting = api
+        .enqueue_new(
+            &shop,
+            "orders",
+            json!({"job": "await-event",
+                   "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.run(&shop, &waiting).await["status"] != "waiting" {
+        assert!(Instant::now() < deadline, "never waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = api
+        .post(
+            &shop,
+            "/v1/events",
+            Some(json!({"name": "order.paid", "correlation_key": "o-9", "id": "pay-1"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    api.wait_final(&shop, &waiting, Duration::from_secs(60))
+        .await;
+    let (status, body) = api
+        .post(
+            &shop,
+            "/v1/schedules",
+            Some(json!({"name": "nightly", "cron": "30 2 * * *", "job": "echo", "queue": "cron"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = api
+        .put(
+            &shop,
+            "/v1/egress",
+            json!({"rules": [{"pattern": "api.stripe.com", "methods": ["POST"]}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret_value = "sk_live_never_shown_1234";
+    let (status, body) = api
+        .put(
+            &shop,
+            "/v1/secrets/STRIPE_KEY",
+            json!({"value": secret_value, "hosts": [{"pattern": "api.stripe.com"}]}),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+
+    let mut b = browser().await;
+    // Sign in with the keyboard only: the token field has the focus, Enter submits.
+    b.c().goto(&format!("{base}/ui/sign-in")).await.unwrap();
+    b.wait_text("h1", "Sign in").await;
+    assert_eq!(b.focused().await, "INPUT:token");
+    b.c()
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(&format!("{shop}{}", &*Key::Enter))
+        .await
+        .unwrap();
+    b.wait_text("h1", "Runs").await;
+    // The first Tab reaches the skip link, which moves the focus to the page's content.
+    b.press(Key::Tab).await;
+    assert_eq!(b.focused().await, "A:Skip to content");
+    b.press(Key::Enter).await;
+    assert_eq!(
+        b.c()
+            .execute("return document.activeElement.id", vec![])
+            .await
+            .unwrap(),
+        json!("main")
+    );
+    // From the top, Tab reaches every navigation link, each drawn with a focus ring.
+    b.c().goto(&format!("{base}/ui/runs")).await.unwrap();
+    b.wait_text("h1", "Runs").await;
+    let path = b.tab_to("A:Events", 12).await;
+    for link in ["A:Stepwise", "A:Runs", "A:Queues", "A:Modules"] {
+        assert!(
+            path.contains(&link.to_owned()),
+            "{link} not reached: {path:?}"
+        );
+    }
+    let ring = b
+        .c()
+        .execute(
+            "return getComputedStyle(document.activeElement).outlineStyle",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_ne!(ring, json!("none"), "the focused link shows no focus ring");
+    b.press(Key::Enter).await;
+    b.wait_text("h1", "Events").await;
+
+    // The events page: the event and the run it resumed, linked.
+    let events = b.text("table.events").await;
+    assert!(
+        events.contains("order.paid") && events.contains("pay-1"),
+        "{events}"
+    );
+    b.click(&format!("table.events a[href='/ui/runs/{waiting}']"))
+        .await;
+    b.wait_text("h1", &waiting).await;
+
+    // Schedules: paused from its page (confirmed), then shown paused with a resume button.
+    b.c().goto(&format!("{base}/ui/schedules")).await.unwrap();
+    b.wait_text("h1", "Schedules").await;
+    assert!(b.text("table.schedules").await.contains("30 2 * * *"));
+    b.click("form[action='/ui/schedules/nightly/pause'] button")
+        .await;
+    b.c().accept_alert().await.unwrap();
+    b.wait_contains("table.schedules", "Resume").await;
+    assert_eq!(
+        api.get(&shop, "/v1/schedules/nightly").await.1["paused"],
+        true
+    );
+
+    // Egress and secrets: the rule and the secret's name and hosts, never its value.
+    b.c().goto(&format!("{base}/ui/egress")).await.unwrap();
+    b.wait_text("h1", "Egress and secrets").await;
+    assert!(b.text("table.rules").await.contains("api.stripe.com"));
+    assert!(b.text("table.secrets").await.contains("STRIPE_KEY"));
+    let source = b.c().source().await.unwrap();
+    assert!(
+        !source.contains(secret_value),
+        "a secret's value reached the page"
+    );
+
+    // The runs page's time filter, typed into its field: nothing was created in the future.
+    b.c().goto(&format!("{base}/ui/runs")).await.unwrap();
+    b.wait_text("h1", "Runs").await;
+    assert!(b.text("table.runs").await.contains(&waiting));
+    b.c()
+        .execute(
+            "document.querySelector('input[name=from]').value = '2999-01-01T00:00'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.click("form.filters button").await;
+    b.wait_text("p.empty", "No runs match.").await;
+    assert!(
+        b.c()
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("from=2999-01-01T00%3A00")
+    );
+    b.click("p.presets a").await;
+    b.wait_contains("table.runs", &waiting).await;
+
+    // The queue's last hour, drawn.
+    b.c().goto(&format!("{base}/ui/queues")).await.unwrap();
+    b.wait_text("h1", "Queues").await;
+    let bars = b
+        .c()
+        .find_all(Locator::Css("figure.throughput rect.ok"))
+        .await
+        .unwrap();
+    assert!(!bars.is_empty(), "no throughput bar for the finished run");
+    b.screenshot("queues-desktop").await;
+
+    // A dropped network: the run page's stream is cut, the run it shows is woken and
+    // finishes meanwhile, and the page catches up by itself once the network is back.
+    let waiter = api
+        .enqueue_new(
+            &shop,
+            "live",
+            json!({"job": "await-event",
+                   "payload": {"event": "go", "key": "live", "timeout_ms": 600_000}}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.run(&shop, &waiter).await["status"] != "waiting" {
+        assert!(Instant::now() < deadline, "never waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.c()
+        .goto(&format!("{base}/ui/runs/{waiter}"))
+        .await
+        .unwrap();
+    b.wait_text("h1", &waiter).await;
+    b.wait_following().await;
+    b.mark().await;
+    proxy.down();
+    let (status, _) = api
+        .post(
+            &shop,
+            "/v1/events",
+            Some(json!({"name": "go", "correlation_key": "live"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let done = api
+        .wait_final(&shop, &waiter, Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "completed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.text("div.title .badge").await,
+        "waiting",
+        "the page learned of the end with the network down"
+    );
+    proxy.up();
+    b.wait_text("div.title .badge", "completed").await;
+    assert!(
+        b.redrawn_in_place().await,
+        "the page was reloaded instead of catching up in place"
+    );
+    // The run is over: its page no longer follows a stream.
+    let following = b
+        .c()
+        .execute(
+            "return document.querySelector('main').dataset.following",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(following, json!("closed"));
     if let Some(client) = b.client.take() {
         client.close().await.unwrap();
     }

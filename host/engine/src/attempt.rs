@@ -311,6 +311,9 @@ impl Engine {
         };
         let run = &write.run;
         let (id, attempt, status) = (run.id.clone(), run.attempts, run.status);
+        let ended = status
+            .is_final()
+            .then(|| (run.tenant.clone(), run.queue.clone()));
         match inner.store.write_runs(vec![write]).await {
             Ok(_) => {}
             // The run changed under the attempt: a cancel won the race, and the attempt's
@@ -327,8 +330,8 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         }
-        if status.is_final() {
-            inner.metrics.record_finished();
+        if let Some((tenant, queue)) = ended {
+            self.finished(&tenant, &queue, status);
         }
         tracing::info!(
             run = %id,

@@ -217,7 +217,7 @@ impl Engine {
         let mut run = write.run.clone();
         run.version = self.inner.store.write_runs(vec![write]).await?[0];
         let interrupted = self.cancel_claimed(&run.id).await?;
-        self.inner.metrics.record_finished();
+        self.finished(&run.tenant, &run.queue, run.status);
         tracing::info!(run = %run.id, was = %was.as_str(), interrupted, who, "run cancelled");
         Ok(run)
     }

@@ -192,7 +192,7 @@ fn check_keyed(req: &NewRun, now: Millis) -> Result<Option<Millis>, EngineError>
 }
 
 /// One page of runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunPage {
     /// The runs, oldest first.
     pub runs: Vec<RunRecord>,

@@ -23,6 +23,7 @@ pub mod secrets;
 mod tenants;
 #[cfg(test)]
 mod testing;
+mod throughput;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,8 @@ use stepwise_runtime::egress::{Egress, EgressConfig, EgressSetupError};
 use stepwise_runtime::{CancelFlag, LoadError, LoadedModule, Runtime, RuntimeConfig, RuntimeError};
 pub use stepwise_store::EventFilter;
 use stepwise_store::{QueueSettings, Store, StoreError};
-pub use tenants::NewTenant;
+pub use tenants::{NewTenant, QueueCounts};
+pub use throughput::{LastHour, MINUTES, Minute};
 
 /// Engine settings. Every default is stated on [`EngineConfig::default`].
 #[derive(Debug, Clone)]
@@ -262,6 +264,8 @@ struct Inner {
     /// Per-queue settings by (tenant, queue), kept in memory for the scheduler.
     queues: Mutex<HashMap<(String, String), QueueSettings>>,
     metrics: EngineMetrics,
+    /// Runs that ended per queue and minute, for the dashboard's charts.
+    throughput: throughput::Throughput,
     egress: Arc<Egress>,
     secrets: Secrets,
     natives: Mutex<HashMap<String, Arc<dyn native::NativeHandler>>>,
@@ -347,6 +351,7 @@ impl Engine {
                 schedules_changed: Notify::new(),
                 queues: Mutex::new(queues),
                 metrics: EngineMetrics::default(),
+                throughput: throughput::Throughput::default(),
                 egress,
                 secrets,
                 natives: Mutex::default(),
@@ -375,6 +380,27 @@ impl Engine {
     /// Counters of the work done since the engine opened.
     pub fn metrics(&self) -> &EngineMetrics {
         &self.inner.metrics
+    }
+
+    /// Runs of `tenant`'s `queue` that ended in each minute of the last hour, as this engine
+    /// saw them since it opened.
+    pub fn throughput(&self, tenant: &str, queue: &str) -> LastHour {
+        self.inner
+            .throughput
+            .last_hour(tenant, queue, self.inner.clock.now())
+    }
+
+    /// Final runs left off the throughput charts because every chart was live.
+    pub fn throughput_untracked(&self) -> u64 {
+        self.inner.throughput.untracked()
+    }
+
+    /// Counts a run of `tenant`'s `queue` that just became `status`, a final one.
+    fn finished(&self, tenant: &str, queue: &str, status: RunStatus) {
+        self.inner.metrics.record_finished();
+        self.inner
+            .throughput
+            .record(tenant, queue, status, self.inner.clock.now());
     }
 
     /// The WebAssembly runtime.

@@ -12,6 +12,23 @@ use stepwise_core::policy::PolicyError;
 use stepwise_runtime::LoadedModule;
 use stepwise_store::{ModuleRecord, QueueSettings, TenantRecord};
 
+/// One of a tenant's queues with its counts, as the API and the dashboard show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Its settings (the defaults when it has none).
+    pub settings: QueueSettings,
+    /// Runs stored, any state.
+    pub runs: u64,
+    /// Runs not yet final (waiting or running).
+    pub depth: u64,
+    /// Attempts executing now.
+    pub running: u64,
+    /// Runs in its dead-letter list.
+    pub dead_letters: u64,
+}
+
 /// A tenant just created, with its first API token (shown once, never stored).
 #[derive(Debug, Clone)]
 pub struct NewTenant {
@@ -149,6 +166,49 @@ impl Engine {
             .get(&(tenant.to_owned(), queue.to_owned()))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// `tenant`'s queues with stored runs, dead letters or settings, by name, with their
+    /// counts from the store's counters (no run is read); or only `queue`, whether or not it
+    /// has any.
+    pub async fn queue_counts(
+        &self,
+        tenant: &str,
+        only: Option<&str>,
+    ) -> Result<Vec<QueueCounts>, EngineError> {
+        let store = &self.inner.store;
+        let census = match only {
+            Some(queue) => store.queue_census(tenant, queue).await?,
+            None => store.census().await?,
+        };
+        let running = store.occupancy().await?.running_by_queue;
+        let mut names: std::collections::BTreeSet<String> = census
+            .runs
+            .keys()
+            .chain(census.dead_letters.keys())
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, q)| q.clone())
+            .collect();
+        match only {
+            Some(queue) => {
+                names.insert(queue.to_owned());
+            }
+            None => names.extend(self.queues_of(tenant)),
+        }
+        Ok(names
+            .into_iter()
+            .map(|queue| {
+                let key = (tenant.to_owned(), queue);
+                QueueCounts {
+                    settings: self.queue_settings(tenant, &key.1),
+                    runs: census.runs.get(&key).copied().unwrap_or(0),
+                    depth: census.depth.get(&key).copied().unwrap_or(0),
+                    running: running.get(&key).copied().unwrap_or(0) as u64,
+                    dead_letters: census.dead_letters.get(&key).copied().unwrap_or(0),
+                    queue: key.1,
+                }
+            })
+            .collect())
     }
 
     /// The queues of `tenant` that have settings, by name.

@@ -50,6 +50,9 @@
 //! max_payload_bytes = 262144      # 256 KiB
 //! max_per_tenant = 100000         # stored at once
 //!
+//! [dashboard]
+//! https_only = true               # served over HTTPS only: `__Host-` Secure session cookie
+//!
 //! [[tenants]]                     # one tenant's overrides
 //! name = "acme"
 //! concurrency = 48
@@ -168,6 +171,19 @@ pub struct ServeConfig {
     pub http: HttpLimits,
     /// Event retention and limits. Default: see `EventSettings`.
     pub events: EventSettings,
+    /// The dashboard's cookies. Default: see `DashboardSettings`.
+    pub dashboard: DashboardSettings,
+}
+
+/// The dashboard, from the config file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardSettings {
+    /// The dashboard is only reached over HTTPS (a TLS-terminating proxy in front): its
+    /// session cookie is then `Secure` always and named with the `__Host-` prefix, which
+    /// browsers refuse unless it is `Secure`, for `Path=/`, from this very host. Default
+    /// false: the cookie is `Secure` only on requests whose `X-Forwarded-Proto` is `https`.
+    pub https_only: bool,
 }
 
 /// Events sent to waiting runs, from the config file.
@@ -434,6 +450,7 @@ impl Default for ServeConfig {
             secrets_previous_keys: Vec::new(),
             http: HttpLimits::default(),
             events: EventSettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }

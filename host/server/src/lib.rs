@@ -243,7 +243,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     };
 
     let state = AppState {
-        ui: stepwise_ui::UiState::new(engine.clone(), false),
+        ui: stepwise_ui::UiState::new(engine.clone(), config.dashboard.https_only),
         engine: engine.clone(),
         admin_token: config.admin_token.clone(),
         metrics_token: config.metrics_token.clone(),

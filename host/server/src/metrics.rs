@@ -195,6 +195,17 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
     }
     header(
         &mut out,
+        "stepwise_throughput_untracked_total",
+        "counter",
+        "Final runs left off the dashboard's throughput charts: every chart's ring was live.",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_throughput_untracked_total {}",
+        engine.throughput_untracked()
+    );
+    header(
+        &mut out,
         "stepwise_host_panics_total",
         "counter",
         "Attempts that panicked the host, caught at the attempt boundary.",

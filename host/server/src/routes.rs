@@ -556,22 +556,11 @@ fn start_time(delay: Option<&str>, run_at: Option<&str>) -> Result<Start, ApiErr
         // Saturates, never wraps: the engine then refuses anything past the longest delay.
         (Some(d), None) => Ok(Start::After(duration_ms("delay", d)?)),
         (None, Some(t)) => {
-            let bad = |why: &str| {
+            let ms = stepwise_core::time_fmt::parse_rfc3339(t).map_err(|why| {
                 ApiError::invalid_options(format!(
                     "run_at '{t}' is not an RFC 3339 time like 2030-01-01T00:00:00Z: {why}"
                 ))
-            };
-            // RFC 3339 lets applications take a space for the `T`; this API does not.
-            if t.as_bytes()
-                .get(10)
-                .is_some_and(|b| !matches!(b, b'T' | b't'))
-            {
-                return Err(bad("the date and the time are separated by T"));
-            }
-            let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| bad(&e.to_string()))?;
-            let ms = u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-                .map_err(|_| bad("before 1970"))?;
+            })?;
             Ok(Start::At(ms))
         }
         (None, None) => Ok(Start::Now),
@@ -656,44 +645,19 @@ async fn queue_views(
     tenant: &str,
     only: Option<&str>,
 ) -> Result<Vec<QueueView>, ApiError> {
-    let store = state.engine.store();
-    let census = match only {
-        Some(queue) => store.queue_census(tenant, queue).await,
-        None => store.census().await,
-    }
-    .map_err(store_error)?;
-    let running = store
-        .occupancy()
-        .await
-        .map_err(store_error)?
-        .running_by_queue;
-    let mut names: std::collections::BTreeSet<String> = census
-        .runs
-        .keys()
-        .chain(census.dead_letters.keys())
-        .filter(|(t, _)| t == tenant)
-        .map(|(_, q)| q.clone())
-        .collect();
-    match only {
-        Some(queue) => {
-            names.insert(queue.to_owned());
-        }
-        None => names.extend(state.engine.queues_of(tenant)),
-    }
-    Ok(names
+    Ok(state
+        .engine
+        .queue_counts(tenant, only)
+        .await?
         .into_iter()
-        .map(|queue| {
-            let key = (tenant.to_owned(), queue);
-            let settings = state.engine.queue_settings(tenant, &key.1);
-            QueueView {
-                concurrency: settings.concurrency,
-                rate_limit: settings.rate_limit,
-                runs: census.runs.get(&key).copied().unwrap_or(0),
-                depth: census.depth.get(&key).copied().unwrap_or(0),
-                running: running.get(&key).copied().unwrap_or(0) as u64,
-                dead_letters: census.dead_letters.get(&key).copied().unwrap_or(0),
-                queue: key.1,
-            }
+        .map(|q| QueueView {
+            concurrency: q.settings.concurrency,
+            rate_limit: q.settings.rate_limit,
+            runs: q.runs,
+            depth: q.depth,
+            running: q.running,
+            dead_letters: q.dead_letters,
+            queue: q.queue,
         })
         .collect())
 }
@@ -931,6 +895,8 @@ async fn purge_dead_letters(
         ("job" = Option<stepwise_api::JobName>, Query, description = "Only this job"),
         ("status" = Option<RunState>, Query, description = "Only runs in this state"),
         ("parent" = Option<String>, Query, description = "Only the child runs this run started"),
+        ("created_from" = Option<String>, Query, description = "Only runs created at or after this RFC 3339 time"),
+        ("created_before" = Option<String>, Query, description = "Only runs created before this RFC 3339 time"),
         ("order" = Option<String>, Query, description = "`oldest` (default) or `newest` first"),
         ("after" = Option<String>, Query, description = "Continue after this run id (a page's `next`)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs per page (default 100)")),
@@ -943,9 +909,30 @@ async fn list_runs(
     let limit = page_limit(
         &query,
         &[
-            "queue", "job", "status", "parent", "order", "limit", "after",
+            "queue",
+            "job",
+            "status",
+            "parent",
+            "created_from",
+            "created_before",
+            "order",
+            "limit",
+            "after",
         ],
     )?;
+    let created = |name: &str| -> Result<Option<u64>, ApiError> {
+        query
+            .get(name)
+            .map(|t| {
+                stepwise_core::time_fmt::parse_rfc3339(t).map_err(|why| {
+                    ApiError::invalid_options(format!(
+                        "{name} '{t}' is not an RFC 3339 time like 2030-01-01T00:00:00Z: {why}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let (created_from, created_before) = (created("created_from")?, created("created_before")?);
     let state_filter = match query.get("status") {
         Some(s) => Some(s.parse::<RunState>().map_err(ApiError::invalid_options)?),
         None => None,
@@ -970,6 +957,8 @@ async fn list_runs(
         job: query.get("job").cloned(),
         status: state_filter.and_then(RunState::stored),
         parent: query.get("parent").cloned(),
+        created_from,
+        created_before,
         newest_first,
     };
     let page = state
@@ -1198,8 +1187,7 @@ async fn cancel_matching(
         queue: request.queue.map(stepwise_api::QueueName::into_string),
         job: request.job.map(stepwise_api::JobName::into_string),
         status: request.status.and_then(RunState::stored),
-        parent: None,
-        newest_first: false,
+        ..RunFilter::default()
     };
     let who = format!("tenant '{tenant}'");
     let done = state

@@ -220,11 +220,7 @@ impl Store for RedbStore {
                 let Some(run) = RedbStore::run(self, &id)? else {
                     continue;
                 };
-                let keep = run.tenant == tenant
-                    && filter.queue.as_ref().is_none_or(|q| &run.queue == q)
-                    && filter.job.as_ref().is_none_or(|j| &run.job == j)
-                    && filter.status.is_none_or(|s| run.status == s);
-                if keep {
+                if run.tenant == tenant && filter.admits(&run) {
                     runs.push(run);
                     if runs.len() == limit {
                         break;

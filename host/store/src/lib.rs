@@ -63,8 +63,24 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only the children of this run.
     pub parent: Option<String>,
+    /// Only runs created at or after this time.
+    pub created_from: Option<Millis>,
+    /// Only runs created before this time.
+    pub created_before: Option<Millis>,
     /// Newest first (by creation) instead of oldest first.
     pub newest_first: bool,
+}
+
+impl RunFilter {
+    /// Whether `run` of the listed tenant passes every filter but `parent` (which the
+    /// backend answers from its children index).
+    pub fn admits(&self, run: &RunRecord) -> bool {
+        self.queue.as_ref().is_none_or(|q| &run.queue == q)
+            && self.job.as_ref().is_none_or(|j| &run.job == j)
+            && self.status.is_none_or(|s| run.status == s)
+            && self.created_from.is_none_or(|t| run.created_at >= t)
+            && self.created_before.is_none_or(|t| run.created_at < t)
+    }
 }
 
 /// A write queued by [`Store::submit_step`]: resolves once it is durable.

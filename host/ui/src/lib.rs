@@ -1,7 +1,8 @@
 //! # stepwise-ui
 //!
 //! The web dashboard `stepwise serve` serves at `/ui`: runs, a run's steps, logs and visual
-//! timeline, queues with their dead letters, and modules — for the signed-in tenant only,
+//! timeline, queues with their dead letters and throughput, modules, events, schedules,
+//! egress rules and secret names — for the signed-in tenant only,
 //! through the same engine calls the API makes.
 //!
 //! **Why this stack.** Pages are rendered on the server with [`maud`], whose templates are
@@ -22,6 +23,7 @@
 //! reconnects by itself after a drop, and the script redraws on each reconnect, so nothing
 //! missed stays missed.
 
+mod chart;
 pub mod live;
 mod pages;
 pub mod session;
@@ -45,8 +47,8 @@ pub use session::Sessions;
 pub struct UiState {
     engine: Engine,
     sessions: Arc<Sessions>,
-    /// Whether session cookies are marked `Secure` (the operator serves over TLS).
-    secure_cookies: bool,
+    /// The dashboard is served over HTTPS only: `Secure`, `__Host-` session cookies.
+    https_only: bool,
 }
 
 impl UiState {
@@ -56,7 +58,7 @@ impl UiState {
         let id = headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|h| session::cookie(h, session::COOKIE))?;
+            .and_then(|h| session::cookie(h, session::cookie_name(self.https_only)))?;
         self.sessions.get(id).map(|s| (s.tenant, id.to_owned()))
     }
 
@@ -65,12 +67,12 @@ impl UiState {
         self.sessions.get(id).is_some()
     }
 
-    /// The dashboard over `engine`; `secure_cookies` when it is served over TLS.
-    pub fn new(engine: Engine, secure_cookies: bool) -> Self {
+    /// The dashboard over `engine`; `https_only` when it is only ever served over HTTPS.
+    pub fn new(engine: Engine, https_only: bool) -> Self {
         Self {
             engine,
             sessions: Arc::new(Sessions::default()),
-            secure_cookies,
+            https_only,
         }
     }
 }
@@ -107,6 +109,7 @@ pub fn router(state: UiState) -> Router {
             post(pages::queues::purge),
         )
         .route("/ui/modules", get(pages::modules::list))
+        .route("/ui/events", get(pages::events::list))
         .route("/ui/egress", get(pages::settings::egress))
         .route("/ui/schedules", get(pages::settings::schedules))
         .route("/ui/schedules/{name}/pause", post(pages::settings::pause))
@@ -156,7 +159,7 @@ impl FromRequestParts<UiState> for Signed {
             .headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|h| session::cookie(h, session::COOKIE))
+            .and_then(|h| session::cookie(h, session::cookie_name(state.https_only)))
             .map(str::to_owned);
         match id.and_then(|id| state.sessions.get(&id).map(|s| (id, s))) {
             Some((id, session)) => Ok(Signed { session, id }),

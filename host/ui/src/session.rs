@@ -1,6 +1,9 @@
 //! Dashboard sessions: a tenant token signs in once and becomes a random session id in an
-//! `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the operator serves over TLS), with a
-//! CSRF token of its own that every form posts back.
+//! `HttpOnly`, `SameSite=Strict` cookie, with a CSRF token of its own that every form posts
+//! back. The cookie is `Secure` on requests a TLS-terminating proxy marks
+//! `X-Forwarded-Proto: https`; when the operator says the dashboard is served over HTTPS
+//! only, it is always `Secure` and named [`HOST_COOKIE`], whose `__Host-` prefix browsers
+//! accept only from this exact host, for `Path=/`, over HTTPS.
 //!
 //! Sessions are held in memory, by the sha256 of their id (the id itself is never kept):
 //! a restart signs everyone out, which is the safe direction. At most
@@ -15,8 +18,11 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-/// The session cookie's name.
+/// The session cookie's name (scoped to `/ui`).
 pub const COOKIE: &str = "stepwise_session";
+
+/// The session cookie's name when the dashboard is served over HTTPS only.
+pub const HOST_COOKIE: &str = "__Host-stepwise_session";
 
 /// How long a session lasts after sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -134,16 +140,31 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The `Set-Cookie` value for session `id` (`None`: one that clears it).
-pub fn set_cookie(id: Option<&str>, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    match id {
-        Some(id) => format!(
-            "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            SESSION_TTL.as_secs()
-        ),
-        None => format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
-    }
+/// The session cookie's name: [`HOST_COOKIE`] when served over HTTPS only.
+pub fn cookie_name(https_only: bool) -> &'static str {
+    if https_only { HOST_COOKIE } else { COOKIE }
+}
+
+/// The `Set-Cookie` value for session `id` (`None`: one that clears it). `https_only`: the
+/// operator serves the dashboard over HTTPS only; `forwarded_tls`: this request came through
+/// a TLS-terminating proxy.
+pub fn set_cookie(id: Option<&str>, https_only: bool, forwarded_tls: bool) -> String {
+    // `__Host-` cookies must be `Secure` with `Path=/`, or browsers drop them.
+    let (name, path) = if https_only {
+        (HOST_COOKIE, "/")
+    } else {
+        (COOKIE, "/ui")
+    };
+    let secure = if https_only || forwarded_tls {
+        "; Secure"
+    } else {
+        ""
+    };
+    let (value, age) = match id {
+        Some(id) => (id, SESSION_TTL.as_secs()),
+        None => ("", 0),
+    };
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={age}{secure}")
 }
 
 #[cfg(test)]
@@ -196,11 +217,24 @@ mod tests {
             Some("xyz")
         );
         assert_eq!(cookie("xstepwise_session=1", COOKIE), None);
-        let set = set_cookie(Some("id"), true);
+        let set = set_cookie(Some("id"), false, true);
         assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.ends_with("Secure")
+            set.starts_with("stepwise_session=id; Path=/ui;")
+                && set.contains("HttpOnly")
+                && set.contains("SameSite=Strict")
+                && set.ends_with("Secure")
         );
-        assert!(!set_cookie(Some("id"), false).contains("Secure"));
-        assert!(set_cookie(None, false).contains("Max-Age=0"));
+        assert!(!set_cookie(Some("id"), false, false).contains("Secure"));
+        let host = set_cookie(Some("id"), true, false);
+        assert!(
+            host.starts_with("__Host-stepwise_session=id; Path=/;") && host.ends_with("Secure"),
+            "{host}"
+        );
+        assert_eq!(
+            cookie(&format!("{HOST_COOKIE}=x"), cookie_name(true)),
+            Some("x")
+        );
+        assert!(set_cookie(None, true, false).contains("Max-Age=0"));
+        assert!(set_cookie(None, false, false).contains("Max-Age=0"));
     }
 }

@@ -43,6 +43,12 @@ pub struct ListArgs {
     /// Only the child runs this run's steps started.
     #[arg(long)]
     parent: Option<String>,
+    /// Only runs created at or after this RFC 3339 time (2026-12-07T10:00:00Z).
+    #[arg(long)]
+    created_from: Option<String>,
+    /// Only runs created before this RFC 3339 time.
+    #[arg(long)]
+    created_before: Option<String>,
     /// Runs per page, 1–1000 (default 100).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: Option<u32>,
@@ -122,6 +128,8 @@ impl ListArgs {
             ("job", self.job.clone()),
             ("status", self.status.clone()),
             ("parent", self.parent.clone()),
+            ("created_from", self.created_from.clone()),
+            ("created_before", self.created_before.clone()),
             ("limit", self.limit.map(|n| n.to_string())),
             ("after", self.after.clone()),
             ("order", self.reverse.then(|| "newest".to_owned())),

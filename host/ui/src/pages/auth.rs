@@ -58,18 +58,23 @@ pub(crate) async fn sign_in(
     };
     let id = state.sessions.create(&tenant);
     tracing::info!(tenant = %tenant, "dashboard sign-in");
-    // Behind a TLS-terminating proxy the cookie never travels in clear.
-    let tls = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let tls = forwarded_tls(&headers);
     (
         [(
             header::SET_COOKIE,
-            session::set_cookie(Some(&id), state.secure_cookies || tls),
+            session::set_cookie(Some(&id), state.https_only, tls),
         )],
         Redirect::to("/ui/runs"),
     )
         .into_response()
+}
+
+/// Whether a TLS-terminating proxy says the browser reached it over HTTPS: the cookie is then
+/// `Secure`, so it never travels in clear.
+fn forwarded_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 pub(crate) async fn sign_out(
@@ -82,10 +87,11 @@ pub(crate) async fn sign_out(
         return refused;
     }
     state.sessions.remove(&signed.id);
+    let tls = forwarded_tls(&headers);
     (
         [(
             header::SET_COOKIE,
-            session::set_cookie(None, state.secure_cookies),
+            session::set_cookie(None, state.https_only, tls),
         )],
         Redirect::to("/ui/sign-in"),
     )

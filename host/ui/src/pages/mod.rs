@@ -3,6 +3,7 @@
 
 pub(crate) mod assets;
 pub(crate) mod auth;
+pub(crate) mod events;
 pub(crate) mod modules;
 pub(crate) mod queues;
 pub(crate) mod run;
@@ -42,6 +43,7 @@ pub(crate) fn live_layout(
                 script src="/ui/assets/app.js" defer {}
             }
             body {
+                a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/ui/runs" { "Stepwise" }
                     @if let Some(s) = session {
@@ -49,6 +51,7 @@ pub(crate) fn live_layout(
                             a href="/ui/runs" { "Runs" }
                             a href="/ui/queues" { "Queues" }
                             a href="/ui/modules" { "Modules" }
+                            a href="/ui/events" { "Events" }
                             a href="/ui/schedules" { "Schedules" }
                             a href="/ui/egress" { "Egress" }
                         }
@@ -59,7 +62,7 @@ pub(crate) fn live_layout(
                         }
                     }
                 }
-                main id="main" data-live=[live] { (body) }
+                main id="main" tabindex="-1" data-live=[live] { (body) }
             }
         }
     }

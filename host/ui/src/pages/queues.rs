@@ -1,5 +1,5 @@
-//! The queues page (depth, running, dead letters, limits) and a queue's dead letters, with
-//! retry one, retry all and purge.
+//! The queues page (depth, running, dead letters, limits, the last hour's throughput) and a
+//! queue's dead letters, with retry one, retry all and purge.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -13,44 +13,29 @@ use crate::{Signed, UiState, page};
 pub(crate) async fn list(State(state): State<UiState>, signed: Signed) -> Response {
     let session = &signed.session;
     let tenant = &session.tenant;
-    let store = state.engine.store();
-    let census = match store.census().await {
-        Ok(c) => c,
-        Err(e) => return super::error(Some(session), &e.into()),
+    let queues = match state.engine.queue_counts(tenant, None).await {
+        Ok(q) => q,
+        Err(e) => return super::error(Some(session), &e),
     };
-    let running = store
-        .occupancy()
-        .await
-        .map(|o| o.running_by_queue)
-        .unwrap_or_default();
-    let mut names: std::collections::BTreeSet<String> = census
-        .runs
-        .keys()
-        .chain(census.dead_letters.keys())
-        .filter(|(t, _)| t == tenant)
-        .map(|(_, q)| q.clone())
-        .collect();
-    names.extend(state.engine.queues_of(tenant));
     let body = html! {
         h1 { "Queues" }
-        @if names.is_empty() { p.empty { "No queues yet." } } @else {
+        @if queues.is_empty() { p.empty { "No queues yet." } } @else {
             div.scroll { table.queues {
-                thead { tr { th { "Queue" } th { "Runs" } th { "Waiting or running" } th { "Running now" } th { "Dead letters" } th { "Concurrency" } th { "Rate limit" } } }
-                tbody { @for q in &names {
-                    @let key = (tenant.clone(), q.clone());
-                    @let settings = state.engine.queue_settings(tenant, q);
-                    @let dead = census.dead_letters.get(&key).copied().unwrap_or(0);
+                thead { tr { th { "Queue" } th { "Runs" } th { "Waiting or running" } th { "Running now" } th { "Dead letters" } th { "Concurrency" } th { "Rate limit" } th { "Throughput, last hour" } } }
+                tbody { @for q in &queues {
                     tr {
-                        td { a href={ "/ui/runs?queue=" (super::runs::encode(q)) } { (q) } }
-                        td.num { (census.runs.get(&key).copied().unwrap_or(0)) }
-                        td.num { (census.depth.get(&key).copied().unwrap_or(0)) }
-                        td.num { (running.get(&key).copied().unwrap_or(0)) }
-                        td.num { a href={ "/ui/queues/" (super::runs::encode(q)) "/dead-letters" } { (dead) } }
-                        td { @match settings.concurrency { Some(n) => { (n) }, None => { "—" } } }
-                        td { @match settings.rate_limit { Some(r) => { (r.describe()) }, None => { "—" } } }
+                        td { a href={ "/ui/runs?queue=" (super::runs::encode(&q.queue)) } { (q.queue) } }
+                        td.num { (q.runs) }
+                        td.num { (q.depth) }
+                        td.num { (q.running) }
+                        td.num { a href={ "/ui/queues/" (super::runs::encode(&q.queue)) "/dead-letters" } { (q.dead_letters) } }
+                        td { @match q.settings.concurrency { Some(n) => { (n) }, None => { "—" } } }
+                        td { @match q.settings.rate_limit { Some(r) => { (r.describe()) }, None => { "—" } } }
+                        td { (crate::chart::throughput(&q.queue, &state.engine.throughput(tenant, &q.queue))) }
                     }
                 } }
             } }
+            p.note { "Throughput counts the runs this server finished since it started." }
         }
     };
     let live = crate::live::counts_fingerprint(&state.engine, tenant)

@@ -1,5 +1,5 @@
-//! The runs page: newest first, filtered by queue, job and status, paged, with the tenant's
-//! counts per status.
+//! The runs page: newest first, filtered by queue, job, status and creation time, paged,
+//! with the tenant's counts per status.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
+use stepwise_core::clock::Millis;
 use stepwise_core::model::RunStatus;
 use stepwise_engine::RunFilter;
 
@@ -36,6 +37,38 @@ pub(crate) struct Filters {
     status: String,
     #[serde(default)]
     after: String,
+    /// Created at or after this time (UTC): what a `datetime-local` input sends, or RFC 3339.
+    #[serde(default)]
+    from: String,
+    /// Created before this time (UTC).
+    #[serde(default)]
+    to: String,
+}
+
+/// A time filter's value as milliseconds since the epoch: empty is none; RFC 3339 is taken as
+/// written; a `datetime-local` value (`2026-12-07T10:30`, seconds optional) is read as UTC,
+/// the zone every time on the dashboard is shown in. The error names the field.
+fn time_filter(field: &str, value: &str) -> Result<Option<Millis>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let local = value.len() <= 19 && !value.ends_with(['Z', 'z']);
+    let text = match (local, value.len()) {
+        (true, 16) => format!("{value}:00Z"),
+        (true, _) => format!("{value}Z"),
+        (false, _) => value.to_owned(),
+    };
+    stepwise_core::time_fmt::parse_rfc3339(&text)
+        .map(Some)
+        .map_err(|why| {
+            format!("{field} '{value}' is not a time like 2026-12-07T10:30 (UTC): {why}")
+        })
+}
+
+/// The `datetime-local` form of `at` (UTC, to the minute), for presets and redisplay.
+fn local_minute(at: Millis) -> String {
+    stepwise_core::time_fmt::rfc3339(at)[..16].to_owned()
 }
 
 /// `tenant`'s runs by status, from the store's counters (no run is read).
@@ -69,29 +102,62 @@ pub(crate) async fn list(
         s => s.parse::<RunStatus>().ok(),
     };
     let non_empty = |s: &str| (!s.is_empty() && s.len() <= 128).then(|| s.to_owned());
+    let times = time_filter("from", &filters.from)
+        .and_then(|from| Ok((from, time_filter("to", &filters.to)?)));
+    let (created_from, created_before, invalid) = match times {
+        Ok((from, to)) => (from, to, None),
+        Err(why) => (None, None, Some(why)),
+    };
     let filter = RunFilter {
         queue: non_empty(&filters.queue),
         job: non_empty(&filters.job),
         status,
+        created_from,
+        created_before,
         newest_first: true,
         ..RunFilter::default()
     };
     let after = non_empty(&filters.after);
-    let page_of_runs = match state
-        .engine
-        .list_runs(&session.tenant, &filter, after.as_deref(), PAGE)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return super::error(Some(session), &e),
+    let page_of_runs = if invalid.is_some() {
+        stepwise_engine::RunPage::default()
+    } else {
+        match state
+            .engine
+            .list_runs(&session.tenant, &filter, after.as_deref(), PAGE)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return super::error(Some(session), &e),
+        }
     };
     let counts = counts(&state, &session.tenant).await;
-    let next = page_of_runs.next.map(|next| {
-        format!(
-            "/ui/runs?queue={}&job={}&status={}&after={next}",
-            encode(&filters.queue),
-            encode(&filters.job),
-            encode(&filters.status)
+    let query = format!(
+        "queue={}&job={}&status={}&from={}&to={}",
+        encode(&filters.queue),
+        encode(&filters.job),
+        encode(&filters.status),
+        encode(&filters.from),
+        encode(&filters.to)
+    );
+    let next = page_of_runs
+        .next
+        .map(|next| format!("/ui/runs?{query}&after={next}"));
+    let now = state.engine.now();
+    let presets = [
+        ("Last hour", 3_600_000u64),
+        ("Last 24 h", 86_400_000),
+        ("Last 7 days", 7 * 86_400_000),
+    ]
+    .map(|(label, span)| {
+        (
+            label,
+            format!(
+                "/ui/runs?queue={}&job={}&status={}&from={}",
+                encode(&filters.queue),
+                encode(&filters.job),
+                encode(&filters.status),
+                encode(&local_minute(now.saturating_sub(span)))
+            ),
         )
     });
     let body = html! {
@@ -116,9 +182,20 @@ pub(crate) async fn list(
                     }
                 }
             }
+            label { "Created from (UTC) "
+                input name="from" type="datetime-local" value=(filters.from);
+            }
+            label { "to (UTC) "
+                input name="to" type="datetime-local" value=(filters.to);
+            }
             button type="submit" { "Filter" }
         }
-        @if page_of_runs.runs.is_empty() {
+        p.presets {
+            @for (label, href) in &presets { a href=(href) { (label) } " " }
+            a href="/ui/runs" { "Clear filters" }
+        }
+        @if let Some(why) = &invalid { p.error role="alert" { (why) } }
+        @if page_of_runs.runs.is_empty() && invalid.is_none() {
             p.empty { "No runs match." }
         } @else {
             div.scroll {
@@ -147,8 +224,13 @@ pub(crate) async fn list(
     let live = crate::live::counts_fingerprint(&state.engine, &session.tenant)
         .await
         .map(|since| format!("/ui/live?since={since}"));
+    let status = if invalid.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     page(
-        StatusCode::OK,
+        status,
         super::live_layout("Runs", Some(session), live.as_deref(), body),
     )
 }
@@ -164,4 +246,23 @@ pub(crate) fn encode(value: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{local_minute, time_filter};
+
+    #[test]
+    fn time_filters_read_browser_and_rfc3339_times_as_utc() {
+        assert_eq!(time_filter("from", ""), Ok(None));
+        assert_eq!(time_filter("from", "1970-01-01T00:01"), Ok(Some(60_000)));
+        assert_eq!(time_filter("from", "1970-01-01T00:01:02"), Ok(Some(62_000)));
+        assert_eq!(
+            time_filter("to", "1970-01-01T01:01:00+01:00"),
+            Ok(Some(60_000))
+        );
+        let bad = time_filter("to", "tomorrow").unwrap_err();
+        assert!(bad.starts_with("to 'tomorrow'"), "{bad}");
+        assert_eq!(local_minute(62_000), "1970-01-01T00:01");
+    }
 }
