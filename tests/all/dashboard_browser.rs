@@ -48,6 +48,11 @@ fn on_path(name: &str) -> Option<std::path::PathBuf> {
 }
 
 async fn browser() -> Browser {
+    browser_with(&[]).await
+}
+
+/// A headless Chromium started with `extra` switches beside the usual ones.
+async fn browser_with(extra: &[&str]) -> Browser {
     let chromium = on_path("chromium").expect(
         "the dashboard's browser tests need `chromium` on the PATH (Debian: apt-get install chromium chromium-driver; .ci/run installs them)",
     );
@@ -67,15 +72,26 @@ async fn browser() -> Browser {
         .expect("start chromedriver");
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .map(str::to_owned)
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.path().display()));
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                     format!("--user-data-dir={}", profile.path().display())],
-        }),
+        json!({"binary": chromium, "args": args}),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {
@@ -815,5 +831,130 @@ async fn the_dashboards_other_pages_keyboard_and_reconnects_work_in_a_real_brows
     assert_eq!(following, json!("closed"));
     if let Some(client) = b.client.take() {
         client.close().await.unwrap();
+    }
+}
+
+/// The WCAG contrast ratio of the text of the first element at each selector against the
+/// page's background, as the browser computes both.
+const CONTRASTS: &str = "
+    const rgb = (c) => c.match(/[0-9.]+/g).slice(0, 3).map(Number);
+    const lum = (c) => {
+        const [r, g, b] = rgb(c).map((v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const bg = getComputedStyle(document.body).backgroundColor;
+    const out = {background: bg};
+    for (const sel of arguments[0]) {
+        const e = document.querySelector(sel);
+        if (!e) { out[sel] = null; continue; }
+        const [a, b] = [lum(getComputedStyle(e).color), lum(bg)];
+        out[sel] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    }
+    return out;";
+
+/// The pages are readable in the light and the dark scheme (the browser told to prefer
+/// each): body text, muted headers, links and status badges all keep a contrast of at least
+/// 4.5:1 (WCAG AA) against the background, and the dark scheme really is dark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_is_readable_in_the_light_and_the_dark_scheme() {
+    let server = Server::start();
+    let api = server.api();
+    let base = server.url().to_owned();
+    let acme = api.admin_create_tenant("acme").await;
+    api.deploy(&acme, guests::TESTBED).await;
+    let failed = api
+        .enqueue_new(
+            &acme,
+            "ui",
+            json!({"job": "say", "payload": {"message": "no"}}),
+        )
+        .await;
+    let done = api
+        .enqueue_new(
+            &acme,
+            "ui",
+            json!({"job": "many-steps", "payload": {"n": 2}}),
+        )
+        .await;
+    for id in [&failed, &done] {
+        api.wait_final(&acme, id, Duration::from_secs(60)).await;
+    }
+    for (scheme, switches) in [("light", &[][..]), ("dark", &["--force-dark-mode"][..])] {
+        let mut b = browser_with(switches).await;
+        b.c().goto(&format!("{base}/ui/sign-in")).await.unwrap();
+        b.c()
+            .find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(&acme)
+            .await
+            .unwrap();
+        b.click("form.signin button").await;
+        b.wait_text("h1", "Runs").await;
+        for (page, selectors) in [
+            (
+                "/ui/runs".to_owned(),
+                &[
+                    "body",
+                    "th",
+                    "table.runs a",
+                    ".badge.failed",
+                    ".badge.completed",
+                ][..],
+            ),
+            (
+                format!("/ui/runs/{failed}"),
+                &["h1", "dl.facts dt", ".error-box h2", "pre"][..],
+            ),
+        ] {
+            b.c().goto(&format!("{base}{page}")).await.unwrap();
+            let ratios = b
+                .c()
+                .execute(CONTRASTS, vec![json!(selectors)])
+                .await
+                .unwrap();
+            for sel in selectors {
+                let ratio = ratios[*sel]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{scheme} {page}: no {sel} to measure: {ratios}"));
+                assert!(
+                    ratio >= 4.5,
+                    "{scheme} {page}: {sel} has a contrast of {ratio:.2} (< 4.5): {ratios}"
+                );
+            }
+            let background = ratios["background"].as_str().unwrap().to_owned();
+            let dark = b
+                .c()
+                .execute(
+                    "return matchMedia('(prefers-color-scheme: dark)').matches",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(dark, json!(scheme == "dark"), "{scheme}: {background}");
+            let channels: Vec<u32> = background
+                .trim_start_matches("rgb(")
+                .trim_end_matches(')')
+                .split(',')
+                .map(|v| v.trim().parse().unwrap())
+                .collect();
+            let bright = channels.iter().sum::<u32>() > 3 * 128;
+            assert_eq!(
+                bright,
+                scheme == "light",
+                "{scheme} background {background}"
+            );
+        }
+        if scheme == "dark" {
+            b.c().goto(&format!("{base}/ui/runs/{done}")).await.unwrap();
+            b.wait_text("h1", &done).await;
+            b.screenshot("run-dark").await;
+        }
+        if let Some(client) = b.client.take() {
+            client.close().await.unwrap();
+        }
     }
 }
