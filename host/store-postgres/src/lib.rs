@@ -1,0 +1,152 @@
+//! # stepwise-store-postgres
+//!
+//! Stepwise's storage on PostgreSQL (14 or later), for teams that run several `stepwise serve`
+//! hosts on one database; the embedded redb file stays the zero-setup default.
+//!
+//! **Status: in progress.** What is here is complete and tested against a real PostgreSQL
+//! server: opening a pool, the versioned migrations ([`migrate`]), and the tenants' settings
+//! (tenants and tokens, content-addressed modules and the job routes a deployment sets, queue
+//! and egress settings, sealed secrets, and cron schedules written over their versions), each
+//! with the semantics of the [`stepwise_store::Store`] method of the same name. Runs, their
+//! journals, claims under leases fenced on every write, events, counters and the
+//! `LISTEN/NOTIFY` wake-ups follow; until they do this crate does not implement the trait and
+//! `stepwise serve` cannot select it.
+//!
+//! **Why these crates.** `tokio-postgres` is the asynchronous driver most Rust services on
+//! PostgreSQL use (`sqlx` builds on the same protocol work but adds compile-time checking that
+//! needs a database at build time); `deadpool-postgres` pools its connections.
+//!
+//! **Shape.** Records are stored as `jsonb` documents of the same types the embedded store
+//! keeps (one shape for both backends), beside the key columns that queries need.
+
+pub mod migrate;
+mod settings;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use stepwise_store::StoreError;
+use tokio_postgres::NoTls;
+
+/// Most connections a host's pool opens by default.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// A PostgreSQL database holding Stepwise's records.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PgStore")
+            .field("connections", &status.size)
+            .field("max", &status.max_size)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user[:password]@host[:port]/database`)
+    /// with a pool of at most `pool_size` connections, and brings its schema to this binary's
+    /// version. A database migrated by a newer binary is refused ([`StoreError::Schema`]).
+    pub async fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Open {
+            path: redacted(url).into(),
+            message: format!("not a PostgreSQL URL: {e}"),
+        })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(|e| StoreError::Open {
+                path: redacted(url).into(),
+                message: e.to_string(),
+            })?;
+        let mut client = pool.get().await.map_err(|e| StoreError::Open {
+            path: redacted(url).into(),
+            message: e.to_string(),
+        })?;
+        migrate::migrate(&mut client).await?;
+        Ok(Self { pool })
+    }
+
+    /// A pooled connection.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(io)
+    }
+}
+
+/// `url` without its password, for messages and logs.
+fn redacted(url: &str) -> String {
+    if !url.contains("://") {
+        // The keyword form: `host=db user=app password=...`.
+        return url
+            .split_whitespace()
+            .map(|kv| match kv.split_once('=') {
+                Some(("password", _)) => "password=***",
+                _ => kv,
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A database failure as the storage interface reports it.
+pub(crate) fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// Decodes a stored JSON document, naming `what` when it is not what this binary expects.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+        what: what(),
+        message: e.to_string(),
+    })
+}
+
+/// Encodes a record as a JSON document.
+pub(crate) fn encode<T: serde::Serialize>(record: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(record).map_err(|e| StoreError::Io(format!("cannot encode: {e}")))
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            super::redacted("postgres://app:s3cret@db:5432/stepwise"),
+            "postgres://app:***@db:5432/stepwise"
+        );
+        assert_eq!(
+            super::redacted("postgres://app@db/stepwise"),
+            "postgres://app@db/stepwise"
+        );
+        assert_eq!(
+            super::redacted("host=db user=app password=s3cret"),
+            "host=db user=app password=***"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! A throwaway PostgreSQL server for tests: one cluster per test process, in a temporary
+//! directory, listening on a free loopback port, with a fresh database per test.
+//!
+//! With `STEPWISE_TEST_POSTGRES` set (`postgres://user@host:port`, a server that lets that
+//! user create databases) the tests use that server instead. Otherwise the cluster is made
+//! with the server's own `initdb` and `pg_ctl`, found on the `PATH` or under Debian's
+//! `/usr/lib/postgresql/<version>/bin`; without them the tests fail and say what to install
+//! (they never pass without a server). Run as root, the server runs as the `postgres` user
+//! (PostgreSQL refuses root), through `runuser`.
+//!
+//! The cluster outlives no test process: a watchdog shell started beside it stops it and
+//! removes its directory once the process that made it has exited.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable naming a server to use instead of a throwaway one.
+pub const SERVER_ENV: &str = "STEPWISE_TEST_POSTGRES";
+
+/// A running server: the base URL databases are made under.
+#[derive(Debug)]
+pub struct Server {
+    base: String,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static DATABASES: AtomicU64 = AtomicU64::new(0);
+
+/// The test process's server, started on first use.
+pub fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var(SERVER_ENV) {
+        Ok(base) => Server {
+            base: base.trim_end_matches('/').to_owned(),
+        },
+        Err(_) => start(),
+    })
+}
+
+impl Server {
+    /// The URL of a new, empty database on the server.
+    pub async fn fresh_database(&self) -> String {
+        let n = DATABASES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("stepwise_test_{}_{n}", std::process::id());
+        let (client, connection) =
+            tokio_postgres::connect(&format!("{}/postgres", self.base), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("connect to the test server {}: {e}", self.base));
+        let task = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        drop(client);
+        let _ = task.await;
+        format!("{}/{name}", self.base)
+    }
+}
+
+/// The directory holding `initdb` and `pg_ctl`.
+fn bin_dir() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file()));
+    if let Some(dir) = on_path {
+        return dir;
+    }
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|dir| dir.join("initdb").is_file())
+        .collect();
+    // The newest version: directories are named by major version.
+    debian.sort_by_key(|dir| {
+        dir.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    debian.pop().unwrap_or_else(|| {
+        panic!(
+            "the PostgreSQL tests need a server: install PostgreSQL (Debian: apt-get install \
+             postgresql; .ci/run does) or set {SERVER_ENV} to a server's URL"
+        )
+    })
+}
+
+/// Whether this process runs as root (PostgreSQL will not).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// `program` from `bin`, as the `postgres` user when this process is root.
+fn command(bin: &Path, program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes and starts a cluster; see the module docs.
+fn start() -> Server {
+    let bin = bin_dir();
+    let dir = tempfile::Builder::new()
+        .prefix("stepwise-pg-")
+        .tempdir()
+        .expect("a temporary directory for the cluster")
+        .keep();
+    if is_root() {
+        run(
+            {
+                let mut c = Command::new("chown");
+                c.arg("postgres:").arg(&dir);
+                c
+            },
+            "chown the cluster's directory to postgres",
+        );
+    }
+    let data = dir.join("data");
+    let mut initdb = command(&bin, "initdb");
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-U", "stepwise", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+    run(initdb, "initdb");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // Tests do not need their commits on disk: fsync off makes the server fast.
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=200",
+        dir.display()
+    );
+    let mut pg_ctl = command(&bin, "pg_ctl");
+    pg_ctl
+        .arg("-D")
+        .arg(&data)
+        .args(["-o", &options, "-w", "-l"])
+        .arg(dir.join("server.log"))
+        .arg("start");
+    run(pg_ctl, "pg_ctl start");
+    // The watchdog: once this process is gone, stop the server and remove its directory.
+    let stop = command(&bin, "pg_ctl");
+    let stop_program = stop.get_program().to_string_lossy().into_owned();
+    let stop_args: Vec<String> = stop
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         '{stop_program}' {args} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+        pid = std::process::id(),
+        args = stop_args
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    // Detached: the outer shell leaves it running and exits at once.
+    let detached = Command::new("sh")
+        .args(["-c", &format!("( {script} ) >/dev/null 2>&1 </dev/null &")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the cluster's watchdog");
+    assert!(detached.success(), "the cluster's watchdog did not start");
+    Server {
+        base: format!("postgres://stepwise@127.0.0.1:{port}"),
+    }
+}
