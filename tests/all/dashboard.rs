@@ -597,19 +597,23 @@ async fn the_events_page_lists_the_tenants_events_with_the_runs_they_resumed() {
         .await;
     assert_eq!(status, 201);
     for i in 0..3 {
-        api.post(
-            &shop,
+        let (status, _) = api
+            .post(
+                &shop,
+                "/v1/events",
+                Some(json!({"name": "other", "id": format!("x-{i}")})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (status, _) = api
+        .post(
+            &rival,
             "/v1/events",
-            Some(json!({"name": "other", "id": format!("x-{i}")})),
+            Some(json!({"name": "theirs", "id": "secret-event"})),
         )
         .await;
-    }
-    api.post(
-        &rival,
-        "/v1/events",
-        Some(json!({"name": "theirs", "id": "secret-event"})),
-    )
-    .await;
+    assert_eq!(status, 201, "the rival's event is stored");
     api.wait_final(&shop, &waiting, Duration::from_secs(60))
         .await;
 

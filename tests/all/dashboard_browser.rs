@@ -516,7 +516,14 @@ impl Proxy {
                             }
                         }
                     });
-                    open.lock().unwrap().push(task.abort_handle());
+                    // Checked again under the lock `down` drains with, so no connection
+                    // accepted while the network goes down survives it.
+                    let mut open = open.lock().unwrap();
+                    if down.load(Ordering::SeqCst) {
+                        task.abort();
+                    } else {
+                        open.push(task.abort_handle());
+                    }
                 }
             })
         };
@@ -530,8 +537,9 @@ impl Proxy {
 
     /// Cuts every connection and refuses new ones until [`Proxy::up`].
     fn down(&self) {
+        let mut open = self.open.lock().unwrap();
         self.down.store(true, std::sync::atomic::Ordering::SeqCst);
-        for task in self.open.lock().unwrap().drain(..) {
+        for task in open.drain(..) {
             task.abort();
         }
     }

@@ -216,8 +216,8 @@ impl Engine {
         };
         let mut run = write.run.clone();
         run.version = self.inner.store.write_runs(vec![write]).await?[0];
-        let interrupted = self.cancel_claimed(&run.id).await?;
         self.finished(&run.tenant, &run.queue, run.status);
+        let interrupted = self.cancel_claimed(&run.id).await?;
         tracing::info!(run = %run.id, was = %was.as_str(), interrupted, who, "run cancelled");
         Ok(run)
     }

@@ -4,8 +4,10 @@
 //! the charts empty, while the store's counters keep the totals.
 //!
 //! Bounded: one ring of [`MINUTES`] minutes per (tenant, queue), at most [`MAX_QUEUES`]
-//! rings. A ring idle for an hour is dropped when room is needed; when every ring is live,
-//! a new queue's runs are not charted (and [`Throughput::untracked`] counts them).
+//! rings and [`MAX_QUEUES_PER_TENANT`] per tenant, so no tenant can take every chart. Rings
+//! idle for an hour are dropped when room is needed (a sweep at most once a minute, so a full
+//! table costs no scan per run); a queue that finds no room is not charted, and
+//! [`Throughput::untracked`] counts its runs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +22,9 @@ pub const MINUTES: usize = 60;
 /// Most (tenant, queue) rings kept (each ~0.5 KiB).
 pub const MAX_QUEUES: usize = 16_384;
 
+/// Most rings one tenant's queues hold.
+pub const MAX_QUEUES_PER_TENANT: usize = 1_024;
+
 const MINUTE_MS: u64 = 60_000;
 
 /// Runs of one queue that ended in one minute.
@@ -31,7 +36,8 @@ pub struct Minute {
     pub failed: u32,
 }
 
-/// A queue's last hour, oldest minute first; the last entry is the minute `now` falls in.
+/// A queue's last hour, oldest minute first; the last entry is the minute `now` falls in
+/// (less than an hour after the epoch, the first entry is minute 0 and the hour is shorter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastHour {
     /// The start of the first minute (ms since the epoch).
@@ -69,8 +75,42 @@ impl Ring {
 /// The rings, by (tenant, queue).
 #[derive(Debug, Default)]
 pub struct Throughput {
-    rings: Mutex<HashMap<(String, String), Ring>>,
+    rings: Mutex<Rings>,
     untracked: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Rings {
+    by_queue: HashMap<(String, String), Ring>,
+    per_tenant: HashMap<String, usize>,
+    /// No sweep for idle rings before this minute (the last one found nothing to drop).
+    next_sweep: u64,
+}
+
+impl Rings {
+    /// Makes room for a ring of `tenant`, dropping rings idle for an hour if the table is
+    /// full; whether there is room.
+    fn room_for(&mut self, tenant: &str, minute: u64) -> bool {
+        if self.per_tenant.get(tenant).copied().unwrap_or(0) >= MAX_QUEUES_PER_TENANT
+            || self.by_queue.len() >= MAX_QUEUES
+        {
+            if minute < self.next_sweep {
+                return false;
+            }
+            let per_tenant = &mut self.per_tenant;
+            self.by_queue.retain(|(t, _), r| {
+                let live = r.latest + MINUTES as u64 > minute;
+                if !live && let Some(n) = per_tenant.get_mut(t) {
+                    *n = n.saturating_sub(1);
+                }
+                live
+            });
+            self.per_tenant.retain(|_, n| *n > 0);
+            self.next_sweep = minute + 1;
+        }
+        self.per_tenant.get(tenant).copied().unwrap_or(0) < MAX_QUEUES_PER_TENANT
+            && self.by_queue.len() < MAX_QUEUES
+    }
 }
 
 impl Throughput {
@@ -85,17 +125,24 @@ impl Throughput {
         let minute = at / MINUTE_MS;
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         let key = (tenant.to_owned(), queue.to_owned());
-        if !rings.contains_key(&key) && rings.len() >= MAX_QUEUES {
-            rings.retain(|_, r| r.latest + MINUTES as u64 > minute);
-            if rings.len() >= MAX_QUEUES {
+        if !rings.by_queue.contains_key(&key) {
+            if !rings.room_for(tenant, minute) {
                 self.untracked.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            *rings.per_tenant.entry(tenant.to_owned()).or_insert(0) += 1;
         }
-        let ring = rings.entry(key).or_insert_with(|| Ring {
+        let ring = rings.by_queue.entry(key).or_insert_with(|| Ring {
             latest: minute,
             slots: [Minute::default(); MINUTES],
         });
+        if minute + MINUTES as u64 <= ring.latest {
+            // The clock went back by more than an hour: start the ring again from now.
+            *ring = Ring {
+                latest: minute,
+                slots: [Minute::default(); MINUTES],
+            };
+        }
         if minute > ring.latest {
             // Clear the minutes that passed with nothing recorded (at most a whole ring).
             let gap = (minute - ring.latest).min(MINUTES as u64);
@@ -103,10 +150,6 @@ impl Throughput {
                 ring.slots[Ring::slot(m)] = Minute::default();
             }
             ring.latest = minute;
-        }
-        if !ring.holds(minute) {
-            // Older than the ring (a clock that went back by more than an hour).
-            return;
         }
         let slot = &mut ring.slots[Ring::slot(minute)];
         if failed {
@@ -122,7 +165,7 @@ impl Throughput {
         let first = now_minute.saturating_sub(MINUTES as u64 - 1);
         let mut minutes = [Minute::default(); MINUTES];
         let rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ring) = rings.get(&(tenant.to_owned(), queue.to_owned())) {
+        if let Some(ring) = rings.by_queue.get(&(tenant.to_owned(), queue.to_owned())) {
             for (i, out) in minutes.iter_mut().enumerate() {
                 let minute = first + i as u64;
                 if ring.holds(minute) {
@@ -195,23 +238,52 @@ mod tests {
         let t = Throughput::default();
         t.record("a", "q", RunStatus::Completed, T0 + 5 * MINUTE_MS);
         t.record("a", "q", RunStatus::Completed, T0);
-        t.record("a", "q", RunStatus::Completed, T0 - 61 * MINUTE_MS);
         assert_eq!(t.last_hour("a", "q", T0 + 5 * MINUTE_MS).totals(), (2, 0));
     }
 
     #[test]
-    fn rings_are_bounded_and_idle_ones_make_room() {
+    fn a_clock_gone_back_by_more_than_an_hour_restarts_the_ring() {
         let t = Throughput::default();
-        for i in 0..MAX_QUEUES {
-            t.record("a", &format!("q{i}"), RunStatus::Completed, T0);
+        t.record("a", "q", RunStatus::Completed, T0 + 5 * MINUTE_MS);
+        t.record("a", "q", RunStatus::Failed, T0 - 61 * MINUTE_MS);
+        let hour = t.last_hour("a", "q", T0 - 61 * MINUTE_MS);
+        assert_eq!(hour.totals(), (0, 1));
+    }
+
+    #[test]
+    fn rings_are_bounded_per_tenant_and_in_all_and_idle_ones_make_room() {
+        let t = Throughput::default();
+        for i in 0..MAX_QUEUES_PER_TENANT {
+            t.record("greedy", &format!("q{i}"), RunStatus::Completed, T0);
         }
-        t.record("a", "new", RunStatus::Completed, T0);
+        t.record("greedy", "one-more", RunStatus::Completed, T0);
         assert_eq!(t.untracked(), 1);
-        assert_eq!(t.last_hour("a", "new", T0).totals(), (0, 0));
-        // An hour later every old ring is idle: the new queue gets one.
+        // Another tenant still gets its rings.
+        t.record("other", "q", RunStatus::Completed, T0);
+        assert_eq!(t.last_hour("other", "q", T0).totals(), (1, 0));
+        for tenant in 0..(MAX_QUEUES / MAX_QUEUES_PER_TENANT) {
+            for i in 0..MAX_QUEUES_PER_TENANT {
+                t.record(
+                    &format!("t{tenant}"),
+                    &format!("q{i}"),
+                    RunStatus::Completed,
+                    T0,
+                );
+            }
+        }
+        assert_eq!(t.rings.lock().unwrap().by_queue.len(), MAX_QUEUES);
+        let before = t.untracked();
+        t.record("late", "q", RunStatus::Completed, T0);
+        assert_eq!(t.untracked(), before + 1);
+        assert_eq!(t.last_hour("late", "q", T0).totals(), (0, 0));
+        // An hour later every old ring is idle: the new queue gets one, and the idle ones
+        // were dropped with their tenants' counts.
         let later = T0 + 60 * MINUTE_MS;
-        t.record("a", "new", RunStatus::Completed, later);
-        assert_eq!(t.last_hour("a", "new", later).totals(), (1, 0));
-        assert_eq!(t.rings.lock().unwrap().len(), 1);
+        t.record("late", "q", RunStatus::Completed, later);
+        assert_eq!(t.last_hour("late", "q", later).totals(), (1, 0));
+        let rings = t.rings.lock().unwrap();
+        assert_eq!(rings.by_queue.len(), 1);
+        assert_eq!(rings.per_tenant.get("late"), Some(&1));
+        assert_eq!(rings.per_tenant.len(), 1);
     }
 }

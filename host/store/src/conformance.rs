@@ -756,6 +756,32 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
         "another tenant's run is not theirs"
     );
     assert!(store.tenant_run("t", "absent").await.unwrap().is_none());
+
+    // Creation-time bounds: `created_from` takes its instant, `created_before` does not.
+    for (id, at) in [("w1", T0 + 10), ("w2", T0 + 20), ("w3", T0 + 30)] {
+        let mut r = run(id, "w", "q");
+        r.created_at = at;
+        create(&*store, r).await;
+    }
+    let within = |from: Option<Millis>, before: Option<Millis>, newest_first: bool| RunFilter {
+        created_from: from,
+        created_before: before,
+        newest_first,
+        ..RunFilter::default()
+    };
+    for (filter, expected) in [
+        (within(Some(T0 + 20), None, false), vec!["w2", "w3"]),
+        (within(None, Some(T0 + 20), false), vec!["w1"]),
+        (within(Some(T0 + 10), Some(T0 + 30), true), vec!["w2", "w1"]),
+        (within(Some(T0 + 31), None, false), vec![]),
+    ] {
+        let listed = store.list_runs("w", &filter, None, 10).await.unwrap();
+        assert_eq!(
+            listed.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+            expected,
+            "{filter:?}"
+        );
+    }
 }
 
 /// Tenants, tokens, modules, job routes, queue settings, egress settings and secrets are

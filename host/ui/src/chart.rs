@@ -14,16 +14,15 @@ const BAR: f64 = WIDTH / MINUTES as f64;
 /// The chart of `hour`, with a caption for screen readers and the hour's totals as text.
 pub(crate) fn throughput(queue: &str, hour: &LastHour) -> Markup {
     let (completed, failed) = hour.totals();
-    let peak = hour
+    let busiest = hour
         .minutes
         .iter()
         .map(|m| u64::from(m.completed) + u64::from(m.failed))
         .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+        .unwrap_or(0);
+    let peak = busiest.max(1) as f64;
     let label = format!(
-        "{queue}: {completed} completed and {failed} failed in the last hour, busiest minute {}",
-        peak as u64
+        "{queue}: {completed} completed and {failed} failed in the last hour, busiest minute {busiest}"
     );
     html! {
         figure.throughput {
@@ -99,5 +98,6 @@ mod tests {
         let svg = super::throughput("q", &hour).into_string();
         assert!(!svg.contains("<rect"), "{svg}");
         assert!(svg.contains("0 completed · 0 failed"), "{svg}");
+        assert!(svg.contains("busiest minute 0"), "{svg}");
     }
 }

@@ -24,27 +24,57 @@ pub(crate) struct Filters {
     before: String,
 }
 
+/// Longest name or correlation key a filter takes (the engine's own limit for both).
+const MAX_FILTER: usize = 256;
+
+/// The page's filters, or why they are refused (as the API refuses them).
+fn parse(filters: &Filters) -> Result<(EventFilter, Option<u64>), String> {
+    for (field, value) in [("name", &filters.name), ("correlation key", &filters.key)] {
+        if value.len() > MAX_FILTER {
+            return Err(format!("the {field} is longer than {MAX_FILTER} bytes"));
+        }
+    }
+    if filters.name.is_empty() && !filters.key.is_empty() {
+        return Err("a correlation key filters the events of one name: give the name too".into());
+    }
+    let before = match filters.before.as_str() {
+        "" => None,
+        b => Some(
+            b.parse::<u64>()
+                .map_err(|_| format!("before '{b}' must be an event's number"))?,
+        ),
+    };
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok((
+        EventFilter {
+            name: some(&filters.name),
+            correlation_key: some(&filters.key),
+        },
+        before,
+    ))
+}
+
 pub(crate) async fn list(
     State(state): State<UiState>,
     signed: Signed,
     Query(filters): Query<Filters>,
 ) -> Response {
     let session = &signed.session;
-    let non_empty = |s: &str| (!s.is_empty() && s.len() <= 256).then(|| s.to_owned());
-    let name = non_empty(&filters.name);
-    // A correlation key narrows one name's events (as in the API); alone it is ignored.
-    let filter = EventFilter {
-        correlation_key: name.as_ref().and_then(|_| non_empty(&filters.key)),
-        name,
+    let (filter, before, invalid) = match parse(&filters) {
+        Ok((filter, before)) => (filter, before, None),
+        Err(why) => (EventFilter::default(), None, Some(why)),
     };
-    let before = filters.before.parse::<u64>().ok();
-    let mut events = match state
-        .engine
-        .list_events(&session.tenant, &filter, before, PAGE + 1)
-        .await
-    {
-        Ok(e) => e,
-        Err(e) => return super::error(Some(session), &e),
+    let mut events = if invalid.is_some() {
+        Vec::new()
+    } else {
+        match state
+            .engine
+            .list_events(&session.tenant, &filter, before, PAGE + 1)
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => return super::error(Some(session), &e),
+        }
     };
     let more = events.len() > PAGE;
     events.truncate(PAGE);
@@ -65,7 +95,8 @@ pub(crate) async fn list(
             label { "Correlation key " input name="key" value=(filters.key) size="16"; }
             button type="submit" { "Filter" }
         }
-        @if events.is_empty() { p.empty { "No events match." } } @else {
+        @if let Some(why) = &invalid { p.error role="alert" { (why) } }
+        @if events.is_empty() && invalid.is_none() { p.empty { "No events match." } } @else if !events.is_empty() {
             div.scroll { table.events {
                 thead { tr { th { "#" } th { "Name" } th { "Correlation key" } th { "Id" } th { "Received" } th { "Payload" } th { "Resumed" } } }
                 tbody { @for e in &events {
@@ -88,5 +119,51 @@ pub(crate) async fn list(
         }
         @if let Some(Some(next)) = &next { p { a.next href=(next) { "Older events →" } } }
     };
-    page(StatusCode::OK, super::layout("Events", Some(session), body))
+    let status = if invalid.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    page(status, super::layout("Events", Some(session), body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Filters, parse};
+
+    fn filters(name: &str, key: &str, before: &str) -> Filters {
+        Filters {
+            name: name.into(),
+            key: key.into(),
+            before: before.into(),
+        }
+    }
+
+    #[test]
+    fn bad_filters_are_refused_with_why() {
+        let (f, before) = parse(&filters("a", "k", "7")).unwrap();
+        assert_eq!(
+            (f.name.as_deref(), f.correlation_key.as_deref()),
+            (Some("a"), Some("k"))
+        );
+        assert_eq!(before, Some(7));
+        assert!(
+            parse(&filters("", "k", ""))
+                .unwrap_err()
+                .contains("give the name")
+        );
+        assert!(
+            parse(&filters("a", "", "x"))
+                .unwrap_err()
+                .contains("before 'x'")
+        );
+        let long = "n".repeat(257);
+        assert!(
+            parse(&filters(&long, "", ""))
+                .unwrap_err()
+                .contains("name is longer")
+        );
+        let (f, before) = parse(&filters("", "", "")).unwrap();
+        assert_eq!((f.name, f.correlation_key, before), (None, None, None));
+    }
 }

@@ -66,9 +66,43 @@ fn time_filter(field: &str, value: &str) -> Result<Option<Millis>, String> {
         })
 }
 
-/// The `datetime-local` form of `at` (UTC, to the minute), for presets and redisplay.
+/// The `datetime-local` form of `at` (UTC, to the minute), for the presets.
 fn local_minute(at: Millis) -> String {
     stepwise_core::time_fmt::rfc3339(at)[..16].to_owned()
+}
+
+/// The `datetime-local` form of `at` (UTC, to the second), for redisplay.
+fn local_time(at: Millis) -> String {
+    stepwise_core::time_fmt::rfc3339(at)[..19].to_owned()
+}
+
+/// Longest queue or job name a filter takes (the names' own limit).
+const MAX_NAME: usize = 128;
+
+/// The filters the page's query asks for, or why they are refused.
+fn parse(filters: &Filters) -> Result<RunFilter, String> {
+    let status = match filters.status.as_str() {
+        "" => None,
+        s => Some(
+            s.parse::<RunStatus>()
+                .map_err(|_| format!("status '{s}' is not a run status"))?,
+        ),
+    };
+    let name = |field: &str, value: &str| -> Result<Option<String>, String> {
+        if value.len() > MAX_NAME {
+            return Err(format!("the {field} is longer than {MAX_NAME} bytes"));
+        }
+        Ok((!value.is_empty()).then(|| value.to_owned()))
+    };
+    Ok(RunFilter {
+        queue: name("queue", &filters.queue)?,
+        job: name("job", &filters.job)?,
+        status,
+        created_from: time_filter("from", &filters.from)?,
+        created_before: time_filter("to", &filters.to)?,
+        newest_first: true,
+        ..RunFilter::default()
+    })
 }
 
 /// `tenant`'s runs by status, from the store's counters (no run is read).
@@ -97,26 +131,20 @@ pub(crate) async fn list(
     Query(filters): Query<Filters>,
 ) -> Response {
     let session = &signed.session;
-    let status = match filters.status.as_str() {
-        "" => None,
-        s => s.parse::<RunStatus>().ok(),
+    let (filter, invalid) = match parse(&filters) {
+        Ok(filter) => (filter, None),
+        Err(why) => (RunFilter::default(), Some(why)),
     };
+    let status = filter.status;
+    // What the time fields show again: the parsed time in the form the browser's
+    // datetime-local field takes (an RFC 3339 value with a zone would show empty).
+    let shown_from = filter
+        .created_from
+        .map_or_else(|| filters.from.clone(), local_time);
+    let shown_to = filter
+        .created_before
+        .map_or_else(|| filters.to.clone(), local_time);
     let non_empty = |s: &str| (!s.is_empty() && s.len() <= 128).then(|| s.to_owned());
-    let times = time_filter("from", &filters.from)
-        .and_then(|from| Ok((from, time_filter("to", &filters.to)?)));
-    let (created_from, created_before, invalid) = match times {
-        Ok((from, to)) => (from, to, None),
-        Err(why) => (None, None, Some(why)),
-    };
-    let filter = RunFilter {
-        queue: non_empty(&filters.queue),
-        job: non_empty(&filters.job),
-        status,
-        created_from,
-        created_before,
-        newest_first: true,
-        ..RunFilter::default()
-    };
     let after = non_empty(&filters.after);
     let page_of_runs = if invalid.is_some() {
         stepwise_engine::RunPage::default()
@@ -183,10 +211,10 @@ pub(crate) async fn list(
                 }
             }
             label { "Created from (UTC) "
-                input name="from" type="datetime-local" value=(filters.from);
+                input name="from" type="datetime-local" step="1" value=(shown_from);
             }
             label { "to (UTC) "
-                input name="to" type="datetime-local" value=(filters.to);
+                input name="to" type="datetime-local" step="1" value=(shown_to);
             }
             button type="submit" { "Filter" }
         }
@@ -250,7 +278,7 @@ pub(crate) fn encode(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{local_minute, time_filter};
+    use super::{Filters, RunStatus, local_minute, local_time, parse, time_filter};
 
     #[test]
     fn time_filters_read_browser_and_rfc3339_times_as_utc() {
@@ -264,5 +292,36 @@ mod tests {
         let bad = time_filter("to", "tomorrow").unwrap_err();
         assert!(bad.starts_with("to 'tomorrow'"), "{bad}");
         assert_eq!(local_minute(62_000), "1970-01-01T00:01");
+        assert_eq!(local_time(62_000), "1970-01-01T00:01:02");
+    }
+
+    #[test]
+    fn bad_filters_are_refused_with_why() {
+        let filters = |status: &str, queue: &str, from: &str| Filters {
+            status: status.into(),
+            queue: queue.into(),
+            from: from.into(),
+            ..Filters::default()
+        };
+        let f = parse(&filters("failed", "q", "1970-01-01T00:01")).unwrap();
+        assert_eq!(f.status, Some(RunStatus::Failed));
+        assert_eq!(f.queue.as_deref(), Some("q"));
+        assert_eq!(f.created_from, Some(60_000));
+        assert!(
+            parse(&filters("lost", "", ""))
+                .unwrap_err()
+                .contains("status 'lost'")
+        );
+        let long = "q".repeat(129);
+        assert!(
+            parse(&filters("", &long, ""))
+                .unwrap_err()
+                .contains("queue is longer")
+        );
+        assert!(
+            parse(&filters("", "", "noon"))
+                .unwrap_err()
+                .contains("from 'noon'")
+        );
     }
 }
