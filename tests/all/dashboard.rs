@@ -582,11 +582,7 @@ async fn the_events_page_lists_the_tenants_events_with_the_runs_they_resumed() {
                    "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
         )
         .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while api.run(&shop, &waiting).await["status"] != "waiting" {
-        assert!(std::time::Instant::now() < deadline, "never waiting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.until_status(&shop, &waiting, "waiting").await;
     let (status, _) = api
         .post(
             &shop,

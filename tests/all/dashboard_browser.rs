@@ -624,11 +624,7 @@ async fn the_dashboards_other_pages_keyboard_and_reconnects_work_in_a_real_brows
                    "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api.run(&shop, &waiting).await["status"] != "waiting" {
-        assert!(Instant::now() < deadline, "never waiting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.until_status(&shop, &waiting, "waiting").await;
     let (status, _) = api
         .post(
             &shop,
@@ -790,11 +786,7 @@ async fn the_dashboards_other_pages_keyboard_and_reconnects_work_in_a_real_brows
                    "payload": {"event": "go", "key": "live", "timeout_ms": 600_000}}),
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while api.run(&shop, &waiter).await["status"] != "waiting" {
-        assert!(Instant::now() < deadline, "never waiting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.until_status(&shop, &waiter, "waiting").await;
     b.c()
         .goto(&format!("{base}/ui/runs/{waiter}"))
         .await

@@ -11,18 +11,6 @@ use crate::serve_util::Server;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-async fn until_status(api: &crate::serve_util::Api, token: &str, id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let run = api.run(token, id).await;
-        if run["status"] == status {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "never {status}: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_sent_listed_and_refused_over_http() {
     let server = Server::start();
@@ -38,7 +26,7 @@ async fn events_are_sent_listed_and_refused_over_http() {
                    "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
         )
         .await;
-    let run = until_status(&api, &token, &id, "waiting").await;
+    let run = api.until_status(&token, &id, "waiting").await;
     assert_eq!(run["wait"]["kind"], "event", "{run}");
     assert_eq!(run["wait"]["correlation_key"], "o-9", "{run}");
 
@@ -133,7 +121,7 @@ async fn children_are_listed_by_parent_and_cancelled_with_it_unless_kept() {
             json!({"job": "fan-out", "payload": {"job": "linger", "count": 3}}),
         )
         .await;
-    let run = until_status(&api, &token, &parent, "waiting").await;
+    let run = api.until_status(&token, &parent, "waiting").await;
     assert_eq!(run["wait"]["kind"], "children", "{run}");
     let (_, page) = api.get(&token, &format!("/v1/runs?parent={parent}")).await;
     let children = page["runs"].as_array().unwrap().clone();
@@ -169,7 +157,7 @@ async fn children_are_listed_by_parent_and_cancelled_with_it_unless_kept() {
             json!({"job": "fan-out", "payload": {"job": "linger", "count": 1}}),
         )
         .await;
-    until_status(&api, &token, &keep, "waiting").await;
+    api.until_status(&token, &keep, "waiting").await;
     let child = api.run(&token, &keep).await["children"][0]
         .as_str()
         .unwrap()
@@ -182,7 +170,7 @@ async fn children_are_listed_by_parent_and_cancelled_with_it_unless_kept() {
         )
         .await;
     assert_eq!(status, 200);
-    let run = until_status(&api, &token, &child, "waiting").await;
+    let run = api.until_status(&token, &child, "waiting").await;
     assert_eq!(run["parent"]["run"], keep);
 }
 
@@ -200,7 +188,7 @@ async fn the_cli_sends_and_lists_events_and_lists_children() {
                             "payload": {"event": "ping", "key": "k1", "timeout_ms": 600_000}}),
         )
         .await;
-    until_status(&api, &token, &id, "waiting").await;
+    api.until_status(&token, &id, "waiting").await;
     let cli = |args: &[&str]| server.cli(&token, args);
     let (code, text, err) = cli(&[
         "events",
@@ -264,7 +252,7 @@ async fn kill9_between_an_events_arrival_and_the_resume_resumes_exactly_once() {
                             "payload": {"event": "go", "key": "once", "timeout_ms": 600_000}}),
         )
         .await;
-    until_status(&api, &token, &id, "waiting").await;
+    api.until_status(&token, &id, "waiting").await;
     let spinner = api
         .enqueue_new(
             &token,
@@ -273,7 +261,7 @@ async fn kill9_between_an_events_arrival_and_the_resume_resumes_exactly_once() {
                             "timeout_ms": 300_000}),
         )
         .await;
-    until_status(&api, &token, &spinner, "running").await;
+    api.until_status(&token, &spinner, "running").await;
     let (status, sent) = api
         .post(
             &token,

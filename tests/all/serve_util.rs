@@ -478,6 +478,19 @@ impl Api {
         view
     }
 
+    /// Waits (up to a minute) until run `id` is `status`; returns its view.
+    pub async fn until_status(&self, token: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = self.run(token, id).await;
+            if run["status"] == status {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "never {status}: {run}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls `GET /v1/runs/{id}` every 50 ms until the run is `completed` or `failed`.
     pub async fn wait_final(&self, token: &str, id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;

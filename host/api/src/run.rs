@@ -340,7 +340,9 @@ pub struct ViewMore {
 pub struct RunPage {
     /// The runs.
     pub runs: Vec<Run>,
-    /// Pass as `after` for the next page; absent on the last.
+    /// Pass as `after` for the next page; absent on the last. A filtered listing reads at
+    /// most 10,000 runs per page, so a page may hold fewer runs than `limit` (even none) and
+    /// still have a next one.
     pub next: Option<String>,
 }
 

@@ -48,10 +48,7 @@ impl Engine {
                 .store
                 .list_runs(tenant, filter, after.as_deref(), 500)
                 .await?;
-            let Some(last) = page.last().map(|r| r.id.clone()) else {
-                return Ok(done);
-            };
-            for run in page.iter().filter(|r| !r.status.is_final()) {
+            for run in page.runs.iter().filter(|r| !r.status.is_final()) {
                 if running_only && !self.is_running(&run.id).await? {
                     continue;
                 }
@@ -65,7 +62,10 @@ impl Engine {
                     Err(e) => return Err(e),
                 }
             }
-            after = Some(last);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(done),
+            }
         }
     }
 
@@ -118,10 +118,7 @@ impl Engine {
                     .store
                     .list_runs(tenant, &filter, after.as_deref(), 500)
                     .await?;
-                let Some(last) = page.last().map(|r| r.id.clone()) else {
-                    break;
-                };
-                for child in page {
+                for child in page.runs {
                     parents.push(child.id.clone());
                     if child.status.is_final() {
                         continue;
@@ -132,7 +129,10 @@ impl Engine {
                         Err(e) => return Err(e),
                     }
                 }
-                after = Some(last);
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
         }
         Ok(())

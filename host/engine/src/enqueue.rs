@@ -196,7 +196,9 @@ fn check_keyed(req: &NewRun, now: Millis) -> Result<Option<Millis>, EngineError>
 pub struct RunPage {
     /// The runs, oldest first.
     pub runs: Vec<RunRecord>,
-    /// Pass as `after` to get the next page; absent on the last page.
+    /// Pass as `after` to get the next page; absent on the last page. A filtered listing
+    /// reads at most [`stepwise_store::MAX_LIST_SCAN`] runs per page, so a page may hold
+    /// fewer runs than asked (even none) and still have a next one.
     pub next: Option<String>,
 }
 
@@ -763,17 +765,14 @@ impl Engine {
         limit: usize,
     ) -> Result<RunPage, EngineError> {
         let limit = limit.clamp(1, 1_000);
-        let runs = self
+        let page = self
             .inner
             .store
             .list_runs(tenant, filter, after, limit)
             .await?;
-        let next = (runs.len() == limit)
-            .then(|| runs.last().map(|r| r.id.clone()))
-            .flatten();
         Ok(RunPage {
-            runs: runs.into_iter().map(summarize).collect(),
-            next,
+            runs: page.runs.into_iter().map(summarize).collect(),
+            next: page.next,
         })
     }
 

@@ -12,8 +12,9 @@ use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{
     Census, Claimed, CommitStats, Created, DeadLetter, EventFilter, EventPut, IdempotencyRecord,
-    JournalWrites, KeyExpiry, Listing, ModuleRecord, NewEvent, NewRunWrite, Occupancy, Page,
-    QueueSettings, RunFilter, RunWrite, Store, StoreError, TenantRecord, TenantUsage,
+    JournalWrites, KeyExpiry, Listing, MAX_LIST_SCAN, ModuleRecord, NewEvent, NewRunWrite,
+    Occupancy, Page, QueueSettings, RunFilter, RunWrite, RunsPage, Store, StoreError, TenantRecord,
+    TenantUsage,
 };
 
 use super::ready::LOCAL_HOLDER;
@@ -201,35 +202,37 @@ impl Store for RedbStore {
         filter: &RunFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    ) -> Result<RunsPage, StoreError> {
         let mut runs = Vec::new();
         let mut cursor = after.map(str::to_owned);
-        while runs.len() < limit {
+        let mut scanned = 0;
+        while scanned < MAX_LIST_SCAN {
+            let chunk = LIST_CHUNK.min(MAX_LIST_SCAN - scanned);
             let ids = match &filter.parent {
                 Some(parent) => {
-                    self.children_of(parent, cursor.as_deref(), filter.newest_first, LIST_CHUNK)?
+                    self.children_of(parent, cursor.as_deref(), filter.newest_first, chunk)?
                 }
-                None => {
-                    self.tenant_runs(tenant, cursor.as_deref(), filter.newest_first, LIST_CHUNK)?
-                }
+                None => self.tenant_runs(tenant, cursor.as_deref(), filter.newest_first, chunk)?,
             };
-            let Some(last) = ids.last().cloned() else {
-                break;
-            };
+            if ids.is_empty() {
+                return Ok(RunsPage { runs, next: None });
+            }
             for id in ids {
-                let Some(run) = RedbStore::run(self, &id)? else {
-                    continue;
-                };
-                if run.tenant == tenant && filter.admits(&run) {
+                scanned += 1;
+                let run = RedbStore::run(self, &id)?;
+                cursor = Some(id);
+                if let Some(run) = run
+                    && run.tenant == tenant
+                    && filter.admits(&run)
+                {
                     runs.push(run);
                     if runs.len() == limit {
-                        break;
+                        return Ok(RunsPage { runs, next: cursor });
                     }
                 }
             }
-            cursor = Some(last);
         }
-        Ok(runs)
+        Ok(RunsPage { runs, next: cursor })
     }
 
     async fn steps_page(

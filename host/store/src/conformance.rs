@@ -185,7 +185,8 @@ pub async fn a_created_run_is_stored_listed_counted_and_due(store: Arc<dyn Store
     let listed = store
         .list_runs("t", &RunFilter::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .runs;
     assert_eq!(listed.len(), 1);
     let census = store.census().await.unwrap();
     assert_eq!(census.by_status.get(&RunStatus::Queued), Some(&1));
@@ -239,7 +240,8 @@ pub async fn one_idempotency_key_makes_one_run_under_a_race(store: Arc<dyn Store
     let listed = store
         .list_runs("t", &RunFilter::default(), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .runs;
     assert_eq!(listed.len(), 1, "the others stored nothing");
 
     let other = NewRunWrite {
@@ -616,7 +618,8 @@ pub async fn purged_dead_letters_are_deleted_with_their_history_and_keys(store: 
     let listed = store
         .list_runs("t", &RunFilter::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .runs;
     let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, vec!["b", "c"]);
     let census = store.census().await.unwrap();
@@ -694,21 +697,33 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
         ..RunFilter::default()
     };
     let ids = |page: Vec<RunRecord>| page.into_iter().map(|r| r.id).collect::<Vec<_>>();
-    let page = store.list_runs("t", &newest, None, 2).await.unwrap();
+    let page = store.list_runs("t", &newest, None, 2).await.unwrap().runs;
     assert_eq!(ids(page), vec!["r4", "r3"]);
-    let page = store.list_runs("t", &newest, Some("r3"), 10).await.unwrap();
+    let page = store
+        .list_runs("t", &newest, Some("r3"), 10)
+        .await
+        .unwrap()
+        .runs;
     assert_eq!(ids(page), vec!["r2", "r1", "r0"]);
     let odd_newest = RunFilter {
         queue: Some("odd".into()),
         newest_first: true,
         ..RunFilter::default()
     };
-    let page = store.list_runs("t", &odd_newest, None, 10).await.unwrap();
+    let page = store
+        .list_runs("t", &odd_newest, None, 10)
+        .await
+        .unwrap()
+        .runs;
     assert_eq!(ids(page), vec!["r3", "r1"]);
-    let page = store.list_runs("t", &all, None, 2).await.unwrap();
+    let page = store.list_runs("t", &all, None, 2).await.unwrap().runs;
     let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, vec!["r0", "r1"]);
-    let page = store.list_runs("t", &all, Some("r1"), 10).await.unwrap();
+    let page = store
+        .list_runs("t", &all, Some("r1"), 10)
+        .await
+        .unwrap()
+        .runs;
     let ids: Vec<&str> = page.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, vec!["r2", "r3", "r4"]);
     let odd = RunFilter {
@@ -719,6 +734,7 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
         .list_runs("t", &odd, None, 10)
         .await
         .unwrap()
+        .runs
         .into_iter()
         .map(|r| r.id)
         .collect();
@@ -732,6 +748,7 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
             .list_runs("t", &failed, None, 10)
             .await
             .unwrap()
+            .runs
             .is_empty()
     );
     let other_job = RunFilter {
@@ -743,12 +760,14 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
             .list_runs("t", &other_job, None, 10)
             .await
             .unwrap()
+            .runs
             .is_empty()
     );
     let theirs = store
         .list_runs("someone-else", &all, None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .runs;
     assert_eq!(theirs.len(), 1);
     assert_eq!(store.tenant_run("t", "r0").await.unwrap().unwrap().id, "r0");
     assert!(
@@ -775,13 +794,56 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
         (within(Some(T0 + 10), Some(T0 + 30), true), vec!["w2", "w1"]),
         (within(Some(T0 + 31), None, false), vec![]),
     ] {
-        let listed = store.list_runs("w", &filter, None, 10).await.unwrap();
+        let listed = store.list_runs("w", &filter, None, 10).await.unwrap().runs;
         assert_eq!(
             listed.into_iter().map(|r| r.id).collect::<Vec<_>>(),
             expected,
             "{filter:?}"
         );
     }
+}
+
+/// A listing reads at most [`crate::MAX_LIST_SCAN`] runs per call: a rare match behind more
+/// runs than that comes back on a later page, through `next`, never lost and never skipped.
+pub async fn a_listing_reads_a_bounded_number_of_runs_per_page(store: Arc<dyn Store>) {
+    create(&*store, run("a-rare", "t", "rare")).await;
+    let total = crate::MAX_LIST_SCAN + 10;
+    let mut set = tokio::task::JoinSet::new();
+    for chunk in (0..total).collect::<Vec<_>>().chunks(500) {
+        for &i in chunk {
+            let store = store.clone();
+            set.spawn(
+                async move { create(&*store, run(&format!("c{i:05}"), "t", "common")).await },
+            );
+        }
+        while let Some(done) = set.join_next().await {
+            done.unwrap();
+        }
+    }
+    let rare = RunFilter {
+        queue: Some("rare".into()),
+        newest_first: true,
+        ..RunFilter::default()
+    };
+    let first = store.list_runs("t", &rare, None, 10).await.unwrap();
+    assert!(first.runs.is_empty(), "{:?}", first.runs);
+    let next = first.next.expect("the listing goes on");
+    assert_eq!(next, format!("c{:05}", total - crate::MAX_LIST_SCAN));
+    let second = store.list_runs("t", &rare, Some(&next), 10).await.unwrap();
+    assert_eq!(
+        second
+            .runs
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a-rare"]
+    );
+    assert_eq!(second.next, None);
+    // A full page says where to go on; the last page does not.
+    let all = RunFilter::default();
+    let page = store.list_runs("t", &all, None, 3).await.unwrap();
+    assert_eq!(page.runs.len(), 3);
+    assert_eq!(page.next.as_deref(), Some("c00001"));
 }
 
 /// Tenants, tokens, modules, job routes, queue settings, egress settings and secrets are
@@ -1059,7 +1121,7 @@ pub async fn the_last_child_to_end_wakes_its_waiting_parent(store: Arc<dyn Store
         parent: Some("p".into()),
         ..RunFilter::default()
     };
-    let listed = store.list_runs("t", &filter, None, 10).await.unwrap();
+    let listed = store.list_runs("t", &filter, None, 10).await.unwrap().runs;
     assert_eq!(listed.len(), 2);
     let mut due = claim_ids(&*store, T0).await;
     due.sort();
@@ -1161,6 +1223,7 @@ macro_rules! conformance_tests {
             settling_moves_runs_between_ready_final_and_dead_lettered,
             journal_writes_are_numbered_in_order_and_paged,
             listings_page_filter_and_stay_within_their_tenant,
+            a_listing_reads_a_bounded_number_of_runs_per_page,
             settings_round_trip_per_tenant,
             purged_dead_letters_are_deleted_with_their_history_and_keys,
             events_are_numbered_matched_listed_and_expired,
@@ -1286,7 +1349,8 @@ pub async fn a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed(
     let listed = store
         .list_runs("t", &RunFilter::default(), None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .runs;
     assert_eq!(
         listed
             .iter()

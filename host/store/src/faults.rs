@@ -107,7 +107,7 @@ impl Store for FaultyStore {
         filter: &RunFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    ) -> Result<crate::RunsPage, StoreError> {
         self.inner.list_runs(tenant, filter, after, limit).await
     }
 

@@ -71,6 +71,19 @@ pub struct RunFilter {
     pub newest_first: bool,
 }
 
+/// Most runs one [`Store::list_runs`] call reads to fill its page.
+pub const MAX_LIST_SCAN: usize = 10_000;
+
+/// One page of a run listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunsPage {
+    /// The runs found, in the listing's order.
+    pub runs: Vec<RunRecord>,
+    /// The last run read, to pass as `after` when the listing may go on (the page is full,
+    /// or [`MAX_LIST_SCAN`] runs were read); `None` when nothing follows.
+    pub next: Option<String>,
+}
+
 impl RunFilter {
     /// Whether `run` of the listed tenant passes every filter but `parent` (which the
     /// backend answers from its children index).
@@ -126,14 +139,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn unreadable_runs(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// A tenant's runs matching `filter`, in creation order (newest first with
     /// `filter.newest_first`) after the run `after`, at most `limit`. With `filter.parent`,
-    /// only that run's children (of any step).
+    /// only that run's children (of any step). At most [`MAX_LIST_SCAN`] runs are read per
+    /// call, so a rare match never reads a tenant's whole history at once: the page may then
+    /// hold fewer than `limit` runs (even none) and say where to go on.
     async fn list_runs(
         &self,
         tenant: &str,
         filter: &RunFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError>;
+    ) -> Result<RunsPage, StoreError>;
     /// The ids of the first `limit` runs `parent`'s steps started, oldest first.
     async fn child_ids(&self, parent: &str, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Up to `limit` of a run's steps from ordinal `from`.

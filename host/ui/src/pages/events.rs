@@ -2,7 +2,6 @@
 //! paged, each with its payload and the waiting runs it resumed.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use stepwise_engine::EventFilter;
@@ -119,11 +118,7 @@ pub(crate) async fn list(
         }
         @if let Some(Some(next)) = &next { p { a.next href=(next) { "Older events →" } } }
     };
-    let status = if invalid.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = super::listing_status(&invalid);
     page(status, super::layout("Events", Some(session), body))
 }
 

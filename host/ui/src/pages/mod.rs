@@ -68,6 +68,15 @@ pub(crate) fn live_layout(
     }
 }
 
+/// A listing page's status: `400` when its filters were refused (the page says why).
+pub(crate) fn listing_status(refused: &Option<String>) -> StatusCode {
+    if refused.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// A form that posts `action` with the session's CSRF token; with `confirm`, the browser
 /// asks first (the script reads `data-confirm`).
 pub(crate) fn action(

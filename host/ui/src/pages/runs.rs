@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use stepwise_core::clock::Millis;
@@ -169,6 +168,7 @@ pub(crate) async fn list(
     );
     let next = page_of_runs
         .next
+        .as_ref()
         .map(|next| format!("/ui/runs?{query}&after={next}"));
     let now = state.engine.now();
     let presets = [
@@ -224,7 +224,10 @@ pub(crate) async fn list(
         }
         @if let Some(why) = &invalid { p.error role="alert" { (why) } }
         @if page_of_runs.runs.is_empty() && invalid.is_none() {
-            p.empty { "No runs match." }
+            p.empty {
+                @if page_of_runs.next.is_some() { "No runs match among the newest runs read; older runs may." }
+                @else { "No runs match." }
+            }
         } @else {
             div.scroll {
                 table.runs {
@@ -252,11 +255,7 @@ pub(crate) async fn list(
     let live = crate::live::counts_fingerprint(&state.engine, &session.tenant)
         .await
         .map(|since| format!("/ui/live?since={since}"));
-    let status = if invalid.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let status = super::listing_status(&invalid);
     page(
         status,
         super::live_layout("Runs", Some(session), live.as_deref(), body),
