@@ -16,8 +16,9 @@
 //! PostgreSQL use (`sqlx` builds on the same protocol work but adds compile-time checking that
 //! needs a database at build time); `deadpool-postgres` pools its connections.
 //!
-//! **Shape.** Records are stored as `jsonb` documents of the same types the embedded store
-//! keeps (one shape for both backends), beside the key columns that queries need.
+//! **Shape.** Records are stored as `json` documents of the same types the embedded store
+//! keeps (one shape for both backends), beside the key columns that queries need; names sort
+//! by their bytes, as in the embedded store.
 
 pub mod migrate;
 mod settings;
@@ -54,10 +55,16 @@ impl PgStore {
     /// with a pool of at most `pool_size` connections, and brings its schema to this binary's
     /// version. A database migrated by a newer binary is refused ([`StoreError::Schema`]).
     pub async fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        // Errors name the database without its password, never the text as given.
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Open {
-            path: redacted(url).into(),
-            message: format!("not a PostgreSQL URL: {e}"),
+            path: "the PostgreSQL URL".into(),
+            message: format!("not a PostgreSQL URL ({e}); expected postgres://user@host/db"),
         })?;
+        let name = describe(&config);
+        let open_error = |message: String| StoreError::Open {
+            path: name.clone().into(),
+            message,
+        };
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -68,14 +75,8 @@ impl PgStore {
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .build()
-            .map_err(|e| StoreError::Open {
-                path: redacted(url).into(),
-                message: e.to_string(),
-            })?;
-        let mut client = pool.get().await.map_err(|e| StoreError::Open {
-            path: redacted(url).into(),
-            message: e.to_string(),
-        })?;
+            .map_err(|e| open_error(e.to_string()))?;
+        let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut client).await?;
         Ok(Self { pool })
     }
@@ -86,29 +87,26 @@ impl PgStore {
     }
 }
 
-/// `url` without its password, for messages and logs.
-fn redacted(url: &str) -> String {
-    if !url.contains("://") {
-        // The keyword form: `host=db user=app password=...`.
-        return url
-            .split_whitespace()
-            .map(|kv| match kv.split_once('=') {
-                Some(("password", _)) => "password=***",
-                _ => kv,
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+/// The database a connection config names, without its password, for messages and logs:
+/// `postgres://user@host:port/database`.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        config.get_user().unwrap_or_default(),
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().unwrap_or_default()
+    )
 }
 
 /// A database failure as the storage interface reports it.
@@ -135,18 +133,14 @@ pub(crate) fn encode<T: serde::Serialize>(record: &T) -> Result<serde_json::Valu
 #[cfg(test)]
 mod redaction_tests {
     #[test]
-    fn urls_are_shown_without_their_password() {
-        assert_eq!(
-            super::redacted("postgres://app:s3cret@db:5432/stepwise"),
-            "postgres://app:***@db:5432/stepwise"
-        );
-        assert_eq!(
-            super::redacted("postgres://app@db/stepwise"),
-            "postgres://app@db/stepwise"
-        );
-        assert_eq!(
-            super::redacted("host=db user=app password=s3cret"),
-            "host=db user=app password=***"
-        );
+    fn databases_are_named_without_their_password() {
+        for url in [
+            "postgres://app:s3cret@db:5432/stepwise",
+            "postgres://app@db:5432/stepwise?password=s3cret",
+            "host=db port=5432 user=app password='s3cret' dbname=stepwise",
+        ] {
+            let config: tokio_postgres::Config = url.parse().unwrap();
+            assert_eq!(super::describe(&config), "postgres://app@db:5432/stepwise");
+        }
     }
 }

@@ -8,8 +8,8 @@
 //! (they never pass without a server). Run as root, the server runs as the `postgres` user
 //! (PostgreSQL refuses root), through `runuser`.
 //!
-//! The cluster outlives no test process: a watchdog shell started beside it stops it and
-//! removes its directory once the process that made it has exited.
+//! The cluster outlives no test process: a watchdog shell, started before it in a session
+//! of its own, stops it and removes its directory once the process that made it has exited.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,11 +42,21 @@ impl Server {
     /// The URL of a new, empty database on the server.
     pub async fn fresh_database(&self) -> String {
         let n = DATABASES.fetch_add(1, Ordering::Relaxed);
-        let name = format!("stepwise_test_{}_{n}", std::process::id());
-        let (client, connection) =
-            tokio_postgres::connect(&format!("{}/postgres", self.base), tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| panic!("connect to the test server {}: {e}", self.base));
+        // Unique on a long-lived server too, where another run may have had this pid.
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("stepwise_test_{}_{stamp}_{n}", std::process::id());
+        let url = format!("{}/postgres", self.base);
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                let named = url
+                    .parse::<tokio_postgres::Config>()
+                    .map(|c| crate::describe(&c))
+                    .unwrap_or_else(|_| "the test server".into());
+                panic!("connect to {named}: {e}")
+            });
         let task = tokio::spawn(connection);
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
@@ -119,6 +129,10 @@ fn run(mut command: Command, what: &str) {
     );
 }
 
+/// Attempts at starting the cluster: its port is taken free and then given to the server,
+/// and another process may take it in between.
+const START_ATTEMPTS: usize = 3;
+
 /// Makes and starts a cluster; see the module docs.
 fn start() -> Server {
     let bin = bin_dir();
@@ -127,70 +141,80 @@ fn start() -> Server {
         .tempdir()
         .expect("a temporary directory for the cluster")
         .keep();
-    if is_root() {
-        run(
-            {
-                let mut c = Command::new("chown");
-                c.arg("postgres:").arg(&dir);
-                c
-            },
-            "chown the cluster's directory to postgres",
-        );
-    }
     let data = dir.join("data");
+    // The watchdog first, so whatever happens next the directory (and a server, if one
+    // starts) goes when this process does. In its own session: a signal to this process's
+    // group (a timeout killing the test run) does not take it along.
+    let stop = command(&bin, "pg_ctl");
+    let mut watchdog = Command::new("setsid");
+    watchdog
+        .args([
+            "sh",
+            "-c",
+            "( while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+               shift; data=\"$1\"; dir=\"$2\"; shift 2; \
+               [ -d \"$data\" ] && \"$@\" -D \"$data\" -m immediate stop; \
+               rm -rf \"$dir\" ) >/dev/null 2>&1 </dev/null &",
+            "watchdog",
+        ])
+        .arg(std::process::id().to_string())
+        .arg(&data)
+        .arg(&dir)
+        .arg(stop.get_program())
+        .args(stop.get_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let detached = watchdog.status().expect("start the cluster's watchdog");
+    assert!(detached.success(), "the cluster's watchdog did not start");
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown.arg("postgres:").arg(&dir);
+        run(chown, "chown the cluster's directory to postgres");
+    }
     let mut initdb = command(&bin, "initdb");
     initdb
         .arg("-D")
         .arg(&data)
         .args(["-U", "stepwise", "--auth=trust", "-E", "UTF8", "--no-sync"]);
     run(initdb, "initdb");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    // Tests do not need their commits on disk: fsync off makes the server fast.
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=200",
-        dir.display()
-    );
-    let mut pg_ctl = command(&bin, "pg_ctl");
-    pg_ctl
-        .arg("-D")
-        .arg(&data)
-        .args(["-o", &options, "-w", "-l"])
-        .arg(dir.join("server.log"))
-        .arg("start");
-    run(pg_ctl, "pg_ctl start");
-    // The watchdog: once this process is gone, stop the server and remove its directory.
-    let stop = command(&bin, "pg_ctl");
-    let stop_program = stop.get_program().to_string_lossy().into_owned();
-    let stop_args: Vec<String> = stop
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-         '{stop_program}' {args} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
-        pid = std::process::id(),
-        args = stop_args
-            .iter()
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        data = data.display(),
-        dir = dir.display(),
-    );
-    // Detached: the outer shell leaves it running and exits at once.
-    let detached = Command::new("sh")
-        .args(["-c", &format!("( {script} ) >/dev/null 2>&1 </dev/null &")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the cluster's watchdog");
-    assert!(detached.success(), "the cluster's watchdog did not start");
-    Server {
-        base: format!("postgres://stepwise@127.0.0.1:{port}"),
+    let mut failures = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        // Tests do not need their commits on disk: fsync off makes the server fast. The
+        // socket directory is the cluster's own (pg_ctl hands these options to a shell).
+        let options = format!(
+            "-p {port} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            dir.display()
+        );
+        let out = command(&bin, "pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-w", "-l"])
+            .arg(dir.join("server.log"))
+            .arg("start")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl start");
+        if out.status.success() {
+            return Server {
+                base: format!("postgres://stepwise@127.0.0.1:{port}"),
+            };
+        }
+        failures.push(format!(
+            "port {port}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
+    panic!(
+        "the test PostgreSQL cluster did not start ({} in {}):\n{}",
+        "server.log",
+        dir.display(),
+        failures.join("\n")
+    );
 }

@@ -203,6 +203,9 @@ impl Store for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RunsPage, StoreError> {
+        if limit == 0 {
+            return Ok(RunsPage::default());
+        }
         let mut runs = Vec::new();
         let mut cursor = after.map(str::to_owned);
         let mut scanned = 0;

@@ -225,7 +225,7 @@ pub(crate) async fn list(
         @if let Some(why) = &invalid { p.error role="alert" { (why) } }
         @if page_of_runs.runs.is_empty() && invalid.is_none() {
             p.empty {
-                @if page_of_runs.next.is_some() { "No runs match among the newest runs read; older runs may." }
+                @if page_of_runs.next.is_some() { "No runs match among the 10,000 runs read for this page; older runs may." }
                 @else { "No runs match." }
             }
         } @else {
