@@ -1,5 +1,6 @@
 //! A throwaway PostgreSQL server for tests: one cluster per test process, in a temporary
-//! directory, listening on a free loopback port, with a fresh database per test.
+//! directory, listening on a free loopback port, with a fresh database per test (collated
+//! by ICU's English where the server has ICU, so byte order is never there by accident).
 //!
 //! With `STEPWISE_TEST_POSTGRES` set (`postgres://user@host:port`, a server that lets that
 //! user create databases) the tests use that server instead. Otherwise the cluster is made
@@ -58,10 +59,17 @@ impl Server {
                 panic!("connect to {named}: {e}")
             });
         let task = tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        // A collation that does not sort by bytes (ICU's English, needing no OS locale), so
+        // a query that forgets the backend's byte order shows in the tests.
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        );
+        if client.batch_execute(&icu).await.is_err() {
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        }
         drop(client);
         let _ = task.await;
         format!("{}/{name}", self.base)
