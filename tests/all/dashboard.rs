@@ -575,14 +575,8 @@ async fn the_events_page_lists_the_tenants_events_with_the_runs_they_resumed() {
     let rival = api.admin_create_tenant("rival").await;
     api.deploy(&shop, guests::FLOWS).await;
     let waiting = api
-        .enqueue_new(
-            &shop,
-            "orders",
-            json!({"job": "await-event",
-                   "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
-        )
+        .waiting_for_event(&shop, "orders", "order.paid", "o-9")
         .await;
-    api.until_status(&shop, &waiting, "waiting").await;
     let (status, _) = api
         .post(
             &shop,

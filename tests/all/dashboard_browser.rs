@@ -617,14 +617,8 @@ async fn the_dashboards_other_pages_keyboard_and_reconnects_work_in_a_real_brows
     api.deploy(&shop, guests::FLOWS).await;
     api.deploy(&shop, guests::TESTBED).await;
     let waiting = api
-        .enqueue_new(
-            &shop,
-            "orders",
-            json!({"job": "await-event",
-                   "payload": {"event": "order.paid", "key": "o-9", "timeout_ms": 600_000}}),
-        )
+        .waiting_for_event(&shop, "orders", "order.paid", "o-9")
         .await;
-    api.until_status(&shop, &waiting, "waiting").await;
     let (status, _) = api
         .post(
             &shop,
@@ -778,15 +772,7 @@ async fn the_dashboards_other_pages_keyboard_and_reconnects_work_in_a_real_brows
 
     // A dropped network: the run page's stream is cut, the run it shows is woken and
     // finishes meanwhile, and the page catches up by itself once the network is back.
-    let waiter = api
-        .enqueue_new(
-            &shop,
-            "live",
-            json!({"job": "await-event",
-                   "payload": {"event": "go", "key": "live", "timeout_ms": 600_000}}),
-        )
-        .await;
-    api.until_status(&shop, &waiter, "waiting").await;
+    let waiter = api.waiting_for_event(&shop, "live", "go", "live").await;
     b.c()
         .goto(&format!("{base}/ui/runs/{waiter}"))
         .await

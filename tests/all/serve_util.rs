@@ -478,6 +478,28 @@ impl Api {
         view
     }
 
+    /// Enqueues on `queue` a run of the flows guest's `await-event` job (deployed by
+    /// `token`'s tenant), waiting up to 10 minutes for `event` with correlation key `key`,
+    /// and waits until it waits; returns its id.
+    pub async fn waiting_for_event(
+        &self,
+        token: &str,
+        queue: &str,
+        event: &str,
+        key: &str,
+    ) -> String {
+        let id = self
+            .enqueue_new(
+                token,
+                queue,
+                serde_json::json!({"job": "await-event",
+                    "payload": {"event": event, "key": key, "timeout_ms": 600_000}}),
+            )
+            .await;
+        self.until_status(token, &id, "waiting").await;
+        id
+    }
+
     /// Waits (up to a minute) until run `id` is `status`; returns its view.
     pub async fn until_status(&self, token: &str, id: &str, status: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);

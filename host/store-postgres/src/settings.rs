@@ -11,6 +11,28 @@ use stepwise_store::{ModuleRecord, QueueSettings, StoreError, TenantRecord};
 use crate::{PgStore, decode, encode, io};
 
 impl PgStore {
+    /// The records of `tenant` in the rows `sql` (taking the tenant as `$1`) returns as
+    /// (name, record), decoded; an undecodable one is named `what name of tenant`.
+    async fn records_of<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        tenant: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(sql, &[&tenant])
+            .await
+            .map_err(io)?;
+        rows.into_iter()
+            .map(|r| {
+                let name: String = r.get(0);
+                decode(r.get(1), || format!("{what} {name} of {tenant}"))
+            })
+            .collect()
+    }
+
     /// Creates a tenant with its first token (stored hashed).
     pub async fn create_tenant(
         &self,
@@ -115,21 +137,12 @@ impl PgStore {
 
     /// The modules `tenant` deployed, by hash.
     pub async fn tenant_modules(&self, tenant: &str) -> Result<Vec<ModuleRecord>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT hash, record FROM tenant_modules WHERE tenant = $1 ORDER BY hash",
-                &[&tenant],
-            )
-            .await
-            .map_err(io)?;
-        rows.into_iter()
-            .map(|r| {
-                let hash: String = r.get(0);
-                decode(r.get(1), || format!("module {hash} of {tenant}"))
-            })
-            .collect()
+        self.records_of(
+            "SELECT hash, record FROM tenant_modules WHERE tenant = $1 ORDER BY hash",
+            tenant,
+            "module",
+        )
+        .await
     }
 
     /// The module serving `job` for `tenant`.
@@ -279,21 +292,12 @@ impl PgStore {
 
     /// A tenant's secrets, by name.
     pub async fn secrets_of(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT name, record FROM secrets WHERE tenant = $1 ORDER BY name",
-                &[&tenant],
-            )
-            .await
-            .map_err(io)?;
-        rows.into_iter()
-            .map(|r| {
-                let name: String = r.get(0);
-                decode(r.get(1), || format!("secret {name} of {tenant}"))
-            })
-            .collect()
+        self.records_of(
+            "SELECT name, record FROM secrets WHERE tenant = $1 ORDER BY name",
+            tenant,
+            "secret",
+        )
+        .await
     }
 
     /// Every tenant's secrets, by tenant and name.
@@ -400,21 +404,12 @@ impl PgStore {
 
     /// A tenant's schedules, by name.
     pub async fn schedules_of(&self, tenant: &str) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT name, record FROM schedules WHERE tenant = $1 ORDER BY name",
-                &[&tenant],
-            )
-            .await
-            .map_err(io)?;
-        rows.into_iter()
-            .map(|r| {
-                let name: String = r.get(0);
-                decode(r.get(1), || format!("schedule {name} of {tenant}"))
-            })
-            .collect()
+        self.records_of(
+            "SELECT name, record FROM schedules WHERE tenant = $1 ORDER BY name",
+            tenant,
+            "schedule",
+        )
+        .await
     }
 
     /// Every schedule, as (tenant, schedule), by tenant and name.
