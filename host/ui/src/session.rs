@@ -43,6 +43,13 @@ pub struct Session {
     created: Instant,
 }
 
+impl Session {
+    /// Whether the session still holds at `now`: less than [`SESSION_TTL`] after sign-in.
+    fn live_at(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) < SESSION_TTL
+    }
+}
+
 /// The live sessions. See the module docs.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -67,13 +74,14 @@ impl Sessions {
     /// Signs `tenant` in: returns the new session's id (the cookie's value).
     pub fn create(&self, tenant: &str) -> String {
         let id = random_hex();
+        let now = Instant::now();
         let session = Session {
             tenant: tenant.to_owned(),
             csrf: random_hex(),
-            created: Instant::now(),
+            created: now,
         };
         let mut sessions = self.lock();
-        sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
+        sessions.retain(|_, s| s.live_at(now));
         let mine = sessions.values().filter(|s| s.tenant == tenant).count();
         if sessions.len() >= MAX_SESSIONS || mine >= MAX_SESSIONS_PER_TENANT {
             // The tenant's own oldest session makes room; another tenant's never does.
@@ -105,10 +113,15 @@ impl Sessions {
 
     /// The live session with id `id`.
     pub fn get(&self, id: &str) -> Option<Session> {
+        self.get_at(id, Instant::now())
+    }
+
+    /// The session with id `id` if it is live at `now` (an expired one is forgotten).
+    fn get_at(&self, id: &str, now: Instant) -> Option<Session> {
         let key = hash(id);
         let mut sessions = self.lock();
         match sessions.get(&key) {
-            Some(s) if s.created.elapsed() < SESSION_TTL => Some(s.clone()),
+            Some(s) if s.live_at(now) => Some(s.clone()),
             Some(_) => {
                 sessions.remove(&key);
                 None
@@ -183,6 +196,21 @@ mod tests {
             "the stored key is not a session id"
         );
         sessions.remove(&id);
+        assert!(sessions.get(&id).is_none());
+    }
+
+    #[test]
+    fn a_session_expires_its_time_after_sign_in_and_is_then_forgotten() {
+        let sessions = Sessions::default();
+        let id = sessions.create("acme");
+        let signed_in = Instant::now();
+        let just_before = signed_in + SESSION_TTL - Duration::from_secs(60);
+        assert!(sessions.get_at(&id, just_before).is_some());
+        assert!(sessions.get_at(&id, signed_in + SESSION_TTL).is_none());
+        assert!(
+            sessions.lock().is_empty(),
+            "the expired session was forgotten"
+        );
         assert!(sessions.get(&id).is_none());
     }
 
