@@ -179,7 +179,7 @@ impl Engine {
         let store = &self.inner.store;
         let census = match only {
             Some(queue) => store.queue_census(tenant, queue).await?,
-            None => store.census().await?,
+            None => store.tenant_census(tenant).await?,
         };
         let running = store.occupancy().await?.running_by_queue;
         let mut names: std::collections::BTreeSet<String> = census

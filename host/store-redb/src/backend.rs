@@ -532,6 +532,10 @@ impl Store for RedbStore {
         RedbStore::queue_census(self, tenant, queue)
     }
 
+    async fn tenant_census(&self, tenant: &str) -> Result<Census, StoreError> {
+        RedbStore::tenant_census(self, tenant)
+    }
+
     async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
         RedbStore::tenant_usage(self, tenant)
     }

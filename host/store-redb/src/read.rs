@@ -427,6 +427,22 @@ impl RedbStore {
         Ok(census)
     }
 
+    /// The counters of one tenant's queues and its stored bytes, as [`Census`] holds them.
+    pub fn tenant_census(&self, tenant: &str) -> Result<Census, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(schema::COUNTERS)?;
+        let mut census = Census::default();
+        for entry in table.range((tenant, "", "")..)? {
+            let (k, v) = entry?;
+            let (t, q, counter) = k.value();
+            if t != tenant {
+                break;
+            }
+            add_counter(&mut census, t, q, counter, v.value());
+        }
+        Ok(census)
+    }
+
     /// The counters of one queue, as [`Census`] holds them (depth, dead letters).
     pub fn queue_census(&self, tenant: &str, queue: &str) -> Result<Census, StoreError> {
         let txn = self.db.begin_read()?;

@@ -682,6 +682,42 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
 /// A tenant's listing pages in creation order (or newest first) and filters by queue, job
 /// and status, and
 /// never shows another tenant's runs; nor does a lookup of one run for a tenant.
+/// `tenant_census(tenant)` holds exactly what `census()` and `queue_census` hold of `tenant`.
+async fn assert_tenant_census(store: &dyn Store, tenant: &str) {
+    use std::collections::BTreeMap;
+    let all = store.census().await.unwrap();
+    let mine = store.tenant_census(tenant).await.unwrap();
+    let of = |m: &BTreeMap<(String, String), u64>| -> BTreeMap<(String, String), u64> {
+        m.iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    };
+    assert_eq!(mine.runs, of(&all.runs), "runs of {tenant}");
+    assert_eq!(mine.depth, of(&all.depth), "depth of {tenant}");
+    assert_eq!(
+        mine.dead_letters,
+        of(&all.dead_letters),
+        "dead letters of {tenant}"
+    );
+    assert_eq!(
+        mine.stored_bytes,
+        all.stored_bytes
+            .iter()
+            .filter(|(t, _)| *t == tenant)
+            .map(|(t, v)| (t.clone(), *v))
+            .collect::<BTreeMap<_, _>>(),
+        "stored bytes of {tenant}"
+    );
+    let mut by_status = BTreeMap::new();
+    for (_, queue) in mine.runs.keys() {
+        for (status, n) in store.queue_census(tenant, queue).await.unwrap().by_status {
+            *by_status.entry(status).or_insert(0) += n;
+        }
+    }
+    assert_eq!(mine.by_status, by_status, "runs by status of {tenant}");
+}
+
 pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn Store>) {
     for i in 0..5 {
         let queue = if i % 2 == 0 { "even" } else { "odd" };
@@ -691,6 +727,11 @@ pub async fn listings_page_filter_and_stay_within_their_tenant(store: Arc<dyn St
     // Tenants whose names sort right before and after "t": newest-first pages stay in "t".
     create(&*store, run("q0", "s", "even")).await;
     create(&*store, run("u0", "t0", "even")).await;
+    // Each tenant's counters alone, however their names sort against each other's.
+    for tenant in ["t", "s", "t0", "someone-else", "nobody"] {
+        assert_tenant_census(&*store, tenant).await;
+    }
+    assert_eq!(store.tenant_census("t").await.unwrap().runs.len(), 2);
     let all = RunFilter::default();
     let newest = RunFilter {
         newest_first: true,

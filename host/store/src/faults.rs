@@ -332,6 +332,10 @@ impl Store for FaultyStore {
         self.inner.queue_census(tenant, queue).await
     }
 
+    async fn tenant_census(&self, tenant: &str) -> Result<Census, StoreError> {
+        self.inner.tenant_census(tenant).await
+    }
+
     async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError> {
         self.inner.tenant_usage(tenant).await
     }

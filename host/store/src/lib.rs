@@ -291,6 +291,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn census(&self) -> Result<Census, StoreError>;
     /// The counters of one queue.
     async fn queue_census(&self, tenant: &str, queue: &str) -> Result<Census, StoreError>;
+    /// The counters of one tenant's queues, with its stored bytes: what [`Store::census`]
+    /// holds of that tenant, read without reading any other tenant's counters.
+    async fn tenant_census(&self, tenant: &str) -> Result<Census, StoreError>;
     /// What a tenant holds against its quotas.
     async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;
     /// The work of the commit path, for metrics and benchmarks.

@@ -106,22 +106,13 @@ fn parse(filters: &Filters) -> Result<RunFilter, String> {
 
 /// `tenant`'s runs by status, from the store's counters (no run is read).
 async fn counts(state: &UiState, tenant: &str) -> BTreeMap<RunStatus, u64> {
-    let store = state.engine.store();
-    let mut by_status = BTreeMap::new();
-    let Ok(census) = store.census().await else {
-        return by_status;
-    };
-    for (t, queue) in census.runs.keys() {
-        if t != tenant {
-            continue;
-        }
-        if let Ok(q) = store.queue_census(tenant, queue).await {
-            for (status, n) in q.by_status {
-                *by_status.entry(status).or_insert(0) += n;
-            }
-        }
-    }
-    by_status
+    state
+        .engine
+        .store()
+        .tenant_census(tenant)
+        .await
+        .map(|c| c.by_status)
+        .unwrap_or_default()
 }
 
 pub(crate) async fn list(
