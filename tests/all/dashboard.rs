@@ -692,3 +692,58 @@ async fn an_https_only_dashboard_uses_a_secure_host_cookie() {
         "{cleared}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_live_streams_are_counted_apart_from_the_apis() {
+    let server = Server::start();
+    let api = server.api();
+    let base = server.url().to_owned();
+    let http = client();
+    let acme = api.admin_create_tenant("acme").await;
+    api.deploy(&acme, guests::TESTBED).await;
+    let later = api
+        .enqueue_new(
+            &acme,
+            "ui",
+            json!({"job": "many-steps", "payload": {"n": 1}, "delay": "1h"}),
+        )
+        .await;
+    let cookie = sign_in(&http, &base, &acme).await;
+    // The runs page's own stream, from the fingerprint it was rendered with: it stays open
+    // while nothing changes.
+    let (_, runs) = page(&http, &base, &cookie, "/ui/runs").await;
+    let at = runs
+        .find("data-live=\"")
+        .expect("the runs page follows a stream")
+        + 11;
+    let stream = runs[at..].split('"').next().unwrap().to_owned();
+    let live = || {
+        http.get(format!("{base}{stream}"))
+            .header(COOKIE, &cookie)
+            .send()
+    };
+    // A tenant's dashboard tabs hold every dashboard stream it may have...
+    let mut open = Vec::new();
+    for _ in 0..16 {
+        let resp = live().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        open.push(resp);
+    }
+    let refused = live().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(
+        body["error"]["quota"], "dashboard live streams of a tenant",
+        "{body}"
+    );
+    // ...and its API clients can still follow its runs.
+    let resp = http
+        .get(format!("{base}/v1/runs/{later}/events"))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(resp);
+    drop(open);
+}

@@ -3,7 +3,9 @@
 //! run's record and at most one page of new timeline entries. What followers may hold is
 //! bounded: [`MAX_FOLLOWERS_PER_TENANT`] streams per tenant and [`MAX_FOLLOWERS`] in all
 //! (`429 quota_exceeded` past them), each for at most [`MAX_FOLLOW`] (the client resumes with
-//! `Last-Event-ID`), and every stream ends when the server begins to shut down.
+//! `Last-Event-ID`), and every stream ends when the server begins to shut down. The
+//! dashboard's live streams are counted apart, under the same bounds, so a tenant's open
+//! dashboard tabs never take the streams its API clients need, nor the reverse.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -36,9 +38,23 @@ pub const MAX_FOLLOWERS_PER_TENANT: usize = 16;
 /// Streams open at once, all tenants together.
 pub const MAX_FOLLOWERS: usize = 256;
 
-/// The streams open now, by tenant.
-#[derive(Debug, Default)]
-pub struct Followers(std::sync::Mutex<HashMap<String, usize>>);
+/// The streams of one kind open now, by tenant.
+#[derive(Debug)]
+pub struct Followers {
+    open: std::sync::Mutex<HashMap<String, usize>>,
+    /// What the streams are, for the refusal: "event streams", "dashboard live streams".
+    kind: &'static str,
+}
+
+impl Followers {
+    /// No stream of `kind` open yet.
+    pub fn new(kind: &'static str) -> Self {
+        Self {
+            open: std::sync::Mutex::default(),
+            kind,
+        }
+    }
+}
 
 /// One open stream's place, given back when the stream ends.
 struct FollowerSlot {
@@ -48,13 +64,17 @@ struct FollowerSlot {
 
 impl Followers {
     fn admit(self: &std::sync::Arc<Self>, tenant: &str) -> Result<FollowerSlot, ApiError> {
-        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = open.values().sum();
         let mine = open.get(tenant).copied().unwrap_or(0);
         let (limit, used, what) = if mine >= MAX_FOLLOWERS_PER_TENANT {
-            (MAX_FOLLOWERS_PER_TENANT, mine, "event streams of a tenant")
+            (
+                MAX_FOLLOWERS_PER_TENANT,
+                mine,
+                format!("{} of a tenant", self.kind),
+            )
         } else if total >= MAX_FOLLOWERS {
-            (MAX_FOLLOWERS, total, "event streams")
+            (MAX_FOLLOWERS, total, self.kind.to_owned())
         } else {
             *open.entry(tenant.to_owned()).or_default() += 1;
             return Ok(FollowerSlot {
@@ -74,7 +94,11 @@ impl Followers {
 
 impl Drop for FollowerSlot {
     fn drop(&mut self) {
-        let mut open = self.followers.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self
+            .followers
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.tenant) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -149,7 +173,7 @@ pub async fn ui_runs_changed(
         .filter(|s| s.len() <= 64)
         .cloned()
         .unwrap_or_default();
-    let slot = state.followers.admit(&tenant)?;
+    let slot = state.ui_followers.admit(&tenant)?;
     let started = Instant::now();
     let stream = futures_util::stream::unfold(Some((state, tenant, session, slot)), move |watch| {
         let since = since.clone();
@@ -205,7 +229,12 @@ async fn follow_run(
     // A reconnect carries the last id it saw: it resumes after it, never before `from`.
     let from = asked.unwrap_or(0).max(resume.unwrap_or(0));
     state.engine.tenant_run(&tenant, &id).await?;
-    let slot = state.followers.admit(&tenant)?;
+    let followers = if session.is_some() {
+        &state.ui_followers
+    } else {
+        &state.followers
+    };
+    let slot = followers.admit(&tenant)?;
     let keep_alive = if session.is_some() {
         KeepAlive::new().interval(UI_KEEP_ALIVE)
     } else {

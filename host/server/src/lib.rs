@@ -64,7 +64,10 @@ pub struct AppState {
     metrics_token: Option<String>,
     max_module_bytes: usize,
     shutting_down: Arc<AtomicBool>,
+    /// The API's event streams open now.
     followers: Arc<events::Followers>,
+    /// The dashboard's live streams open now, counted apart.
+    ui_followers: Arc<events::Followers>,
     /// The dashboard's sessions, which its live streams (served here, beside the API's)
     /// authenticate with.
     ui: stepwise_ui::UiState,
@@ -123,7 +126,8 @@ pub fn router_for(engine: Engine, admin_token: Option<String>) -> axum::Router {
         metrics_token: None,
         max_module_bytes: ServeConfig::default().max_module_bytes,
         shutting_down: Arc::new(AtomicBool::new(false)),
-        followers: Arc::default(),
+        followers: Arc::new(events::Followers::new("event streams")),
+        ui_followers: Arc::new(events::Followers::new("dashboard live streams")),
     })
 }
 
@@ -249,7 +253,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         metrics_token: config.metrics_token.clone(),
         max_module_bytes: config.max_module_bytes,
         shutting_down: shutting_down.clone(),
-        followers: Arc::default(),
+        followers: Arc::new(events::Followers::new("event streams")),
+        ui_followers: Arc::new(events::Followers::new("dashboard live streams")),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
