@@ -13,6 +13,7 @@
 //! fails, naming them, without. With `STEPWISE_SCREENSHOTS=docs/screenshots` it writes the
 //! screenshots there for README.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,12 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Kills the driver's whole process group: the driver and the Chromium it started, which
+    /// a test that failed before closing its session would otherwise leave running.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -64,8 +70,10 @@ async fn browser_with(extra: &[&str]) -> Browser {
         .local_addr()
         .unwrap()
         .port();
+    // In a process group of its own, which Chromium joins, so both can be killed together.
     let driver = Command::new(driver_bin)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
