@@ -81,35 +81,57 @@ pub struct Throughput {
 
 #[derive(Debug, Default)]
 struct Rings {
-    by_queue: HashMap<(String, String), Ring>,
-    per_tenant: HashMap<String, usize>,
+    /// Rings by tenant, then queue: a tenant's count is its map's length, and a known queue
+    /// is found without allocating its key.
+    by_tenant: HashMap<String, HashMap<String, Ring>>,
+    /// Rings in all.
+    total: usize,
     /// No sweep for idle rings before this minute (the last one found nothing to drop).
     next_sweep: u64,
 }
 
 impl Rings {
+    fn tenant_rings(&self, tenant: &str) -> usize {
+        self.by_tenant.get(tenant).map_or(0, HashMap::len)
+    }
+
     /// Makes room for a ring of `tenant`, dropping rings idle for an hour if the table is
     /// full; whether there is room.
     fn room_for(&mut self, tenant: &str, minute: u64) -> bool {
-        if self.per_tenant.get(tenant).copied().unwrap_or(0) >= MAX_QUEUES_PER_TENANT
-            || self.by_queue.len() >= MAX_QUEUES
-        {
+        if self.tenant_rings(tenant) >= MAX_QUEUES_PER_TENANT || self.total >= MAX_QUEUES {
             if minute < self.next_sweep {
                 return false;
             }
-            let per_tenant = &mut self.per_tenant;
-            self.by_queue.retain(|(t, _), r| {
-                let live = r.latest + MINUTES as u64 > minute;
-                if !live && let Some(n) = per_tenant.get_mut(t) {
-                    *n = n.saturating_sub(1);
-                }
-                live
-            });
-            self.per_tenant.retain(|_, n| *n > 0);
+            for queues in self.by_tenant.values_mut() {
+                queues.retain(|_, r| r.latest + MINUTES as u64 > minute);
+            }
+            self.by_tenant.retain(|_, queues| !queues.is_empty());
+            self.total = self.by_tenant.values().map(HashMap::len).sum();
             self.next_sweep = minute + 1;
         }
-        self.per_tenant.get(tenant).copied().unwrap_or(0) < MAX_QUEUES_PER_TENANT
-            && self.by_queue.len() < MAX_QUEUES
+        self.tenant_rings(tenant) < MAX_QUEUES_PER_TENANT && self.total < MAX_QUEUES
+    }
+
+    /// `tenant`'s ring of `queue`, made if there is room.
+    fn ring(&mut self, tenant: &str, queue: &str, minute: u64) -> Option<&mut Ring> {
+        let known = self
+            .by_tenant
+            .get(tenant)
+            .is_some_and(|queues| queues.contains_key(queue));
+        if !known {
+            if !self.room_for(tenant, minute) {
+                return None;
+            }
+            self.total += 1;
+            self.by_tenant.entry(tenant.to_owned()).or_default().insert(
+                queue.to_owned(),
+                Ring {
+                    latest: minute,
+                    slots: [Minute::default(); MINUTES],
+                },
+            );
+        }
+        self.by_tenant.get_mut(tenant)?.get_mut(queue)
     }
 }
 
@@ -124,18 +146,10 @@ impl Throughput {
         };
         let minute = at / MINUTE_MS;
         let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (tenant.to_owned(), queue.to_owned());
-        if !rings.by_queue.contains_key(&key) {
-            if !rings.room_for(tenant, minute) {
-                self.untracked.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            *rings.per_tenant.entry(tenant.to_owned()).or_insert(0) += 1;
-        }
-        let ring = rings.by_queue.entry(key).or_insert_with(|| Ring {
-            latest: minute,
-            slots: [Minute::default(); MINUTES],
-        });
+        let Some(ring) = rings.ring(tenant, queue, minute) else {
+            self.untracked.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         if minute + MINUTES as u64 <= ring.latest {
             // The clock went back by more than an hour: start the ring again from now.
             *ring = Ring {
@@ -165,7 +179,7 @@ impl Throughput {
         let first = now_minute.saturating_sub(MINUTES as u64 - 1);
         let mut minutes = [Minute::default(); MINUTES];
         let rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(ring) = rings.by_queue.get(&(tenant.to_owned(), queue.to_owned())) {
+        if let Some(ring) = rings.by_tenant.get(tenant).and_then(|q| q.get(queue)) {
             for (i, out) in minutes.iter_mut().enumerate() {
                 let minute = first + i as u64;
                 if ring.holds(minute) {
@@ -271,7 +285,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(t.rings.lock().unwrap().by_queue.len(), MAX_QUEUES);
+        assert_eq!(t.rings.lock().unwrap().total, MAX_QUEUES);
         let before = t.untracked();
         t.record("late", "q", RunStatus::Completed, T0);
         assert_eq!(t.untracked(), before + 1);
@@ -282,8 +296,8 @@ mod tests {
         t.record("late", "q", RunStatus::Completed, later);
         assert_eq!(t.last_hour("late", "q", later).totals(), (1, 0));
         let rings = t.rings.lock().unwrap();
-        assert_eq!(rings.by_queue.len(), 1);
-        assert_eq!(rings.per_tenant.get("late"), Some(&1));
-        assert_eq!(rings.per_tenant.len(), 1);
+        assert_eq!(rings.total, 1);
+        assert_eq!(rings.tenant_rings("late"), 1);
+        assert_eq!(rings.by_tenant.len(), 1);
     }
 }
