@@ -229,6 +229,19 @@ impl Browser {
             == Value::Bool(true)
     }
 
+    /// Signs in with `token` from the sign-in page (already open), and waits for the runs.
+    async fn sign_in(&self, token: &str) {
+        self.c()
+            .find(Locator::Css("#token"))
+            .await
+            .unwrap()
+            .send_keys(token)
+            .await
+            .unwrap();
+        self.click("form.signin button").await;
+        self.wait_text("h1", "Runs").await;
+    }
+
     async fn click(&self, css: &str) {
         self.c()
             .wait()
@@ -301,15 +314,7 @@ async fn the_dashboard_works_in_a_real_browser() {
     // Sign in.
     b.c().goto(&format!("{base}/")).await.unwrap();
     b.wait_text("h1", "Sign in").await;
-    b.c()
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&acme)
-        .await
-        .unwrap();
-    b.click("form.signin button").await;
-    b.wait_text("h1", "Runs").await;
+    b.sign_in(&acme).await;
     b.screenshot("runs-desktop").await;
 
     // Find the run in the list and open it: its steps and timeline.
@@ -879,15 +884,7 @@ async fn the_dashboard_is_readable_in_the_light_and_the_dark_scheme() {
     for (scheme, switches) in [("light", &[][..]), ("dark", &["--force-dark-mode"][..])] {
         let mut b = browser_with(switches).await;
         b.c().goto(&format!("{base}/ui/sign-in")).await.unwrap();
-        b.c()
-            .find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(&acme)
-            .await
-            .unwrap();
-        b.click("form.signin button").await;
-        b.wait_text("h1", "Runs").await;
+        b.sign_in(&acme).await;
         for (page, selectors) in [
             (
                 "/ui/runs".to_owned(),
