@@ -20,24 +20,59 @@
 //! keeps (one shape for both backends), beside the key columns that queries need; names sort
 //! by their bytes, as in the embedded store.
 
+mod backend;
+mod claims;
+mod counters;
+mod events;
+mod journal;
 pub mod migrate;
+mod reads;
+mod runs;
 mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
 mod tests;
+mod tx;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use stepwise_store::StoreError;
 use tokio_postgres::NoTls;
 
+pub use claims::{DEFAULT_LEASE_MS, RENEW_EVERY_MS};
+
 /// Most connections a host's pool opens by default.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
-/// A PostgreSQL database holding Stepwise's records.
+/// How a host uses the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections the host's pool opens.
+    pub pool_size: usize,
+    /// This host's id, the holder of its claims; unique among the hosts sharing the database.
+    pub host_id: String,
+    /// How long a claim lasts unless renewed, in milliseconds.
+    pub lease_ms: u64,
+}
+
+impl PgOptions {
+    /// A pool of `pool_size`, a fresh host id, the default lease.
+    pub fn new(pool_size: usize) -> Self {
+        Self {
+            pool_size,
+            host_id: claims::fresh_host_id(),
+            lease_ms: DEFAULT_LEASE_MS,
+        }
+    }
+}
+
+/// A PostgreSQL database holding Stepwise's records, as one host uses it.
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    shared: std::sync::Arc<claims::Shared>,
+    /// The ordered queue of journal writes; `None` in the store the queue's own task uses.
+    journal: journal::Queue,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -55,6 +90,12 @@ impl PgStore {
     /// with a pool of at most `pool_size` connections, and brings its schema to this binary's
     /// version. A database migrated by a newer binary is refused ([`StoreError::Schema`]).
     pub async fn open(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::open_with(url, PgOptions::new(pool_size)).await
+    }
+
+    /// [`PgStore::open`] with every option. Starts the host's upkeep (lease renewal every
+    /// [`RENEW_EVERY_MS`], counter folding), which stops when the last clone is dropped.
+    pub async fn open_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         // Errors name the database without its password, never the text as given.
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Open {
             path: "the PostgreSQL URL".into(),
@@ -73,12 +114,39 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
+            .max_size(options.pool_size.max(1))
             .build()
             .map_err(|e| open_error(e.to_string()))?;
         let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut client).await?;
-        Ok(Self { pool })
+        drop(client);
+        let shared = std::sync::Arc::new(claims::Shared::new(options.host_id, options.lease_ms));
+        let queue = journal::start(pool.clone(), std::sync::Arc::downgrade(&shared));
+        let store = Self {
+            pool,
+            shared,
+            journal: Some(std::sync::Arc::new(queue)),
+        };
+        store.start_upkeep();
+        Ok(store)
+    }
+
+    /// This host's id: the holder named on its claims.
+    pub fn host_id(&self) -> &str {
+        &self.shared.holder
+    }
+
+    /// Counts a committed write transaction for [`stepwise_store::CommitStats`].
+    pub(crate) fn count_commit(&self, started: std::time::Instant, rows: u64, batches: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.shared.stats;
+        stats.commits.fetch_add(1, Relaxed);
+        stats.rows.fetch_add(rows, Relaxed);
+        stats.batches.fetch_add(batches, Relaxed);
+        stats
+            .commit_latency
+            .observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        stats.group_sizes.observe(batches);
     }
 
     /// A pooled connection.
@@ -123,6 +191,24 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
         what: what(),
         message: e.to_string(),
     })
+}
+
+/// Decodes a stored JSON document read as text, naming `what` when it is not what this
+/// binary expects.
+pub(crate) fn decode_text<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what: what(),
+        message: e.to_string(),
+    })
+}
+
+/// Encodes a record as JSON text, to be stored with a `$n::text::json` cast (one encoding,
+/// whose length is what the record is charged).
+pub(crate) fn encode_text<T: serde::Serialize>(record: &T) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Io(format!("cannot encode: {e}")))
 }
 
 /// Encodes a record as a JSON document.

@@ -17,11 +17,18 @@ use tokio_postgres::Client;
 use crate::io;
 
 /// The migrations, in order: (version, what it does, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "tenants, tokens, modules, queue, egress and secret settings, schedules",
-    include_str!("migrations/0001_settings.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "tenants, tokens, modules, queue, egress and secret settings, schedules",
+        include_str!("migrations/0001_settings.sql"),
+    ),
+    (
+        2,
+        "runs, journals, the ready set and claims, dead letters, keys, events, counters",
+        include_str!("migrations/0002_runs.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -341,3 +341,19 @@ async fn schedules_are_created_once_and_written_over_their_version() {
     assert!(!store.remove_schedule("t", "a").await.unwrap());
     assert!(store.schedule("t", "a").await.unwrap().is_none());
 }
+
+mod conformance {
+    //! The backend conformance suite of `stepwise-store`, each test on a database of its own.
+
+    use std::sync::Arc;
+
+    use stepwise_store::Store;
+
+    use crate::{PgStore, testing};
+
+    stepwise_store::conformance_tests!({
+        let url = testing::server().fresh_database().await;
+        let store = PgStore::open(&url, 8).await.expect("open");
+        (Arc::new(store) as Arc<dyn Store>, ())
+    });
+}

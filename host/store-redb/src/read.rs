@@ -422,7 +422,7 @@ impl RedbStore {
         for entry in table.iter()? {
             let (k, v) = entry?;
             let (t, q, counter) = k.value();
-            add_counter(&mut census, t, q, counter, v.value());
+            stepwise_store::counters::add_to_census(&mut census, t, q, counter, v.value());
         }
         Ok(census)
     }
@@ -438,7 +438,7 @@ impl RedbStore {
             if t != tenant {
                 break;
             }
-            add_counter(&mut census, t, q, counter, v.value());
+            stepwise_store::counters::add_to_census(&mut census, t, q, counter, v.value());
         }
         Ok(census)
     }
@@ -454,7 +454,7 @@ impl RedbStore {
             if t != tenant || q != queue {
                 break;
             }
-            add_counter(&mut census, t, q, counter, v.value());
+            stepwise_store::counters::add_to_census(&mut census, t, q, counter, v.value());
         }
         Ok(census)
     }
@@ -470,14 +470,7 @@ impl RedbStore {
             if t != tenant {
                 break;
             }
-            match counter {
-                "queued" | "retrying" | "sleeping" | "waiting" => {
-                    usage.waiting_runs = usage.waiting_runs.saturating_add(v.value());
-                }
-                super::writer::STORED_BYTES_COUNTER => usage.stored_bytes = v.value(),
-                schema::EVENTS_COUNTER => usage.events = v.value(),
-                _ => {}
-            }
+            stepwise_store::counters::add_to_usage(&mut usage, counter, v.value());
         }
         Ok(usage)
     }
@@ -510,29 +503,6 @@ impl RedbStore {
                 .or_default() += 1;
         }
         Ok(census)
-    }
-}
-
-/// Adds stored counter `counter` of (tenant, queue) to `census`.
-fn add_counter(census: &mut Census, tenant: &str, queue: &str, counter: &str, n: u64) {
-    {
-        let key = || (tenant.to_owned(), queue.to_owned());
-        if counter == super::writer::STORED_BYTES_COUNTER {
-            *census.stored_bytes.entry(tenant.to_owned()).or_default() += n;
-            return;
-        }
-        if counter == super::writer::DEAD_LETTERS_COUNTER {
-            *census.dead_letters.entry(key()).or_default() += n;
-            return;
-        }
-        let Ok(status) = counter.parse::<stepwise_core::model::RunStatus>() else {
-            return;
-        };
-        *census.by_status.entry(status).or_default() += n;
-        *census.runs.entry(key()).or_default() += n;
-        if !status.is_final() {
-            *census.depth.entry(key()).or_default() += n;
-        }
     }
 }
 

@@ -123,9 +123,6 @@ pub const PENDING_KEYS: TableDefinition<(&str, &str, &str, &str), &str> =
 /// (tenant, schedule name) → [`stepwise_core::schedule::ScheduleRecord`] (JSON).
 pub const SCHEDULES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("schedules");
 
-/// The counter of a tenant's stored events, kept under the queue name "".
-pub const EVENTS_COUNTER: &str = "events";
-
 /// The meta key of the last event sequence number assigned to `tenant`.
 pub fn event_seq_key(tenant: &str) -> String {
     format!("event_seq:{tenant}")

@@ -456,11 +456,10 @@ fn check_guard(
 /// Counter changes of one commit, by (tenant, queue, counter).
 type Deltas = HashMap<(String, String, &'static str), i64>;
 
-/// The counter of dead-lettered runs.
-pub(super) const DEAD_LETTERS_COUNTER: &str = "dead_letters";
-
-/// The counter of bytes of records a tenant's runs stored, kept under the queue name "".
-pub(super) const STORED_BYTES_COUNTER: &str = "stored_bytes";
+pub(super) use stepwise_store::counters::{
+    DEAD_LETTERS as DEAD_LETTERS_COUNTER, EVENTS as EVENTS_COUNTER,
+    STORED_BYTES as STORED_BYTES_COUNTER,
+};
 
 fn count(deltas: &mut Deltas, tenant: &str, queue: &str, counter: &'static str, by: i64) {
     *deltas

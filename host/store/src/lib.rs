@@ -23,6 +23,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod counters;
 mod error;
 mod events;
 #[cfg(feature = "conformance")]

@@ -1,0 +1,804 @@
+//! Writes of runs on PostgreSQL: creating a run (under its idempotency key, or its pending
+//! key: kept, refused or replaced), writing runs over the versions they were read at and
+//! under their claim's lease, appending their journals, waking runs whose waits are
+//! satisfied, and purging dead letters. Each write is one transaction; the rules are the
+//! ones `stepwise-store` states for every backend, and the conformance suite checks them.
+//!
+//! Rows a write changes are locked (`FOR UPDATE`) before it decides, so two hosts writing
+//! one run serialize on its row; a deadlock between them is resolved by PostgreSQL aborting
+//! one, which [`crate::tx`] tries again.
+
+use stepwise_core::clock::Millis;
+use stepwise_core::flow::RunWait;
+use stepwise_core::keyed::{self, OnDuplicate};
+use stepwise_core::model::{RunRecord, RunStatus};
+use stepwise_store::counters::{DEAD_LETTERS, STORED_BYTES};
+use stepwise_store::{
+    Created, DeadLetter, IdempotencyRecord, JournalWrites, KeyExpiry, NewRunWrite, RunWrite,
+    StoreError,
+};
+use tokio_postgres::Transaction;
+
+use crate::counters::Deltas;
+use crate::tx::{Failure, TxResult, db_ms, in_txn, ms};
+use crate::{PgStore, decode_text, encode_text};
+
+/// The columns of a run row that queries select on, from its record.
+struct RunCols {
+    json: String,
+    status: &'static str,
+    ready_at: Option<i64>,
+    memory_bytes: i64,
+    wait_name: Option<String>,
+    wait_key: Option<String>,
+}
+
+impl RunCols {
+    fn of(run: &RunRecord) -> Result<Self, StoreError> {
+        let (wait_name, wait_key) = match &run.wait {
+            Some(RunWait::Event {
+                name,
+                correlation_key,
+                ..
+            }) => (
+                Some(name.clone()),
+                Some(correlation_key.clone().unwrap_or_default()),
+            ),
+            _ => (None, None),
+        };
+        Ok(Self {
+            json: encode_text(run)?,
+            status: run.status.as_str(),
+            ready_at: run.ready_at.map(db_ms),
+            memory_bytes: db_ms(run.policy.memory_bytes),
+            wait_name,
+            wait_key,
+        })
+    }
+}
+
+/// A run row as a write finds it, locked.
+pub(crate) struct Head {
+    pub version: u64,
+    pub status: RunStatus,
+    pub claimed_by: Option<String>,
+}
+
+/// Locks run `id`'s row and reads its head.
+async fn lock_head(txn: &Transaction<'_>, id: &str) -> TxResult<Option<Head>> {
+    let row = txn
+        .query_opt(
+            "SELECT version, status, claimed_by FROM runs WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    row.map(|r| {
+        let status: String = r.get(1);
+        Ok(Head {
+            version: ms(r.get(0)),
+            status: status.parse().map_err(|e: String| StoreError::Corrupt {
+                what: format!("run {id}"),
+                message: e,
+            })?,
+            claimed_by: r.get(2),
+        })
+    })
+    .transpose()
+}
+
+/// Locks and reads run `id`'s whole record.
+async fn lock_record(txn: &Transaction<'_>, id: &str) -> TxResult<Option<(RunRecord, u64)>> {
+    let row = txn
+        .query_opt(
+            "SELECT record::text, version, ready_at, record_bytes FROM runs WHERE id = $1
+             FOR UPDATE",
+            &[&id],
+        )
+        .await?;
+    row.map(|r| {
+        let mut run: RunRecord = decode_text(r.get(0), || format!("run {id}"))?;
+        run.version = ms(r.get(1));
+        run.ready_at = r.get::<_, Option<i64>>(2).map(ms);
+        Ok((run, ms(r.get(3))))
+    })
+    .transpose()
+}
+
+/// Inserts a new run's row; returns the bytes of its record.
+async fn insert_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
+    let c = RunCols::of(run)?;
+    let (parent, parent_step) = match &run.parent {
+        Some(p) => (Some(p.run.as_str()), Some(p.step.as_str())),
+        None => (None, None),
+    };
+    txn.execute(
+        "INSERT INTO runs (id, tenant, queue, job, status, version, ready_at, priority,
+                           memory_bytes, created_at, parent, parent_step, wait_name, wait_key,
+                           record_bytes, record)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::text::json)",
+        &[
+            &run.id,
+            &run.tenant,
+            &run.queue,
+            &run.job,
+            &c.status,
+            &db_ms(run.version),
+            &c.ready_at,
+            &run.priority,
+            &c.memory_bytes,
+            &db_ms(run.created_at),
+            &parent,
+            &parent_step,
+            &c.wait_name,
+            &c.wait_key,
+            &(c.json.len() as i64),
+            &c.json,
+        ],
+    )
+    .await?;
+    Ok(c.json.len() as u64)
+}
+
+/// Writes `run` (carrying its new version) over its row; a release's hold ends with it.
+/// Returns the bytes of its record.
+async fn update_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
+    let c = RunCols::of(run)?;
+    txn.execute(
+        "UPDATE runs SET status = $2, version = $3, ready_at = $4, priority = $5,
+                         memory_bytes = $6, wait_name = $7, wait_key = $8, hold_until = NULL,
+                         record_bytes = $9, record = $10::text::json
+         WHERE id = $1",
+        &[
+            &run.id,
+            &c.status,
+            &db_ms(run.version),
+            &c.ready_at,
+            &run.priority,
+            &c.memory_bytes,
+            &c.wait_name,
+            &c.wait_key,
+            &(c.json.len() as i64),
+            &c.json,
+        ],
+    )
+    .await?;
+    Ok(c.json.len() as u64)
+}
+
+/// Appends what `journal` recorded for `run`; returns the bytes of the records stored.
+pub(crate) async fn append_journal(
+    txn: &Transaction<'_>,
+    run: &str,
+    journal: &JournalWrites,
+) -> TxResult<u64> {
+    let mut bytes = 0u64;
+    if !journal.steps.is_empty() {
+        let mut ordinals = Vec::with_capacity(journal.steps.len());
+        let mut records = Vec::with_capacity(journal.steps.len());
+        for step in &journal.steps {
+            let json = encode_text(step)?;
+            bytes = bytes.saturating_add(json.len() as u64);
+            ordinals.push(i32::try_from(step.ordinal).unwrap_or(i32::MAX));
+            records.push(json);
+        }
+        txn.execute(
+            "INSERT INTO steps (run, ordinal, record)
+             SELECT $1, o, r::json FROM unnest($2::int[], $3::text[]) AS s(o, r)
+             ON CONFLICT (run, ordinal) DO UPDATE SET record = EXCLUDED.record",
+            &[&run, &ordinals, &records],
+        )
+        .await?;
+    }
+    if !journal.timeline.is_empty() {
+        let mut attempts = Vec::with_capacity(journal.timeline.len());
+        let mut records = Vec::with_capacity(journal.timeline.len());
+        for entry in &journal.timeline {
+            let json = encode_text(entry)?;
+            bytes = bytes.saturating_add(json.len() as u64);
+            attempts.push(entry.attempt.map(i64::from));
+            records.push(json);
+        }
+        let first = next_seqs(txn, run, "timeline", records.len()).await?;
+        let seqs: Vec<i32> = (0..records.len() as i32).map(|i| first + i).collect();
+        txn.execute(
+            "INSERT INTO timeline (run, seq, attempt, record)
+             SELECT $1, s, a, r::json FROM unnest($2::int[], $3::bigint[], $4::text[]) AS t(s, a, r)",
+            &[&run, &seqs, &attempts, &records],
+        )
+        .await?;
+    }
+    if !journal.logs.is_empty() {
+        let mut records = Vec::with_capacity(journal.logs.len());
+        for line in &journal.logs {
+            let json = encode_text(line)?;
+            bytes = bytes.saturating_add(json.len() as u64);
+            records.push(json);
+        }
+        let first = next_seqs(txn, run, "logs", records.len()).await?;
+        let seqs: Vec<i32> = (0..records.len() as i32).map(|i| first + i).collect();
+        txn.execute(
+            "INSERT INTO logs (run, seq, record)
+             SELECT $1, s, r::json FROM unnest($2::int[], $3::text[]) AS t(s, r)",
+            &[&run, &seqs, &records],
+        )
+        .await?;
+    }
+    for d in &journal.deliveries {
+        txn.execute(
+            "INSERT INTO event_deliveries (tenant, seq, run, step) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, seq, run) DO UPDATE SET step = EXCLUDED.step",
+            &[&d.tenant, &db_ms(d.seq), &run, &d.step],
+        )
+        .await?;
+    }
+    Ok(bytes)
+}
+
+/// Takes `n` sequence numbers of `run`'s `list` (timeline or logs); returns the first. The
+/// run's row holds the next free number, so appends to one run serialize on its row.
+async fn next_seqs(txn: &Transaction<'_>, run: &str, list: &str, n: usize) -> TxResult<i32> {
+    let n = i32::try_from(n).unwrap_or(i32::MAX);
+    let column = if list == "logs" {
+        "next_log"
+    } else {
+        "next_timeline"
+    };
+    let sql =
+        format!("UPDATE runs SET {column} = {column} + $2 WHERE id = $1 RETURNING {column} - $2");
+    if let Some(row) = txn.query_opt(&sql, &[&run, &n]).await? {
+        return Ok(row.get(0));
+    }
+    // Entries of a run that is not stored (gone meanwhile) follow whatever is there.
+    let sql = format!("SELECT COALESCE(max(seq) + 1, 0) FROM {list} WHERE run = $1");
+    Ok(txn.query_one(&sql, &[&run]).await?.get(0))
+}
+
+/// Makes waiting run `id` due at `at` if it was due later; whether it was woken. Its
+/// version stays (see [`RunWrite`]).
+pub(crate) async fn wake(txn: &Transaction<'_>, id: &str, at: Millis) -> TxResult<bool> {
+    let n = txn
+        .execute(
+            "UPDATE runs SET ready_at = $2
+             WHERE id = $1 AND status = 'waiting' AND (ready_at IS NULL OR ready_at > $2)",
+            &[&id, &db_ms(at)],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// Children of `parent`'s `step` not yet ended.
+async fn pending_children(txn: &Transaction<'_>, parent: &str, step: &str) -> TxResult<i64> {
+    Ok(txn
+        .query_opt(
+            "SELECT n FROM pending_children WHERE parent = $1 AND step = $2",
+            &[&parent, &step],
+        )
+        .await?
+        .map_or(0, |r| r.get(0)))
+}
+
+async fn add_pending(txn: &Transaction<'_>, parent: &str, step: &str, by: i64) -> TxResult<()> {
+    txn.execute(
+        "INSERT INTO pending_children (parent, step, n) VALUES ($1, $2, GREATEST($3::bigint, 0))
+         ON CONFLICT (parent, step) DO UPDATE SET n = GREATEST(pending_children.n + $3, 0)",
+        &[&parent, &step, &by],
+    )
+    .await?;
+    txn.execute(
+        "DELETE FROM pending_children WHERE parent = $1 AND step = $2 AND n = 0",
+        &[&parent, &step],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Keeps what hangs on a written run's flow: a wait this write already satisfies, its
+/// parent's count of children not yet ended, and its parent's wait once it was the last.
+async fn follow_flow(
+    txn: &Transaction<'_>,
+    run: &RunRecord,
+    old_status: Option<RunStatus>,
+) -> TxResult<()> {
+    let at = run.updated_at;
+    let satisfied = match &run.wait {
+        Some(RunWait::Event {
+            name,
+            correlation_key,
+            seen,
+            ..
+        }) => txn
+            .query_opt(
+                "SELECT seq FROM event_latest WHERE tenant = $1 AND name = $2 AND key = $3",
+                &[
+                    &run.tenant,
+                    name,
+                    &correlation_key.clone().unwrap_or_default(),
+                ],
+            )
+            .await?
+            .is_some_and(|r| ms(r.get(0)) > *seen),
+        Some(RunWait::Children { step, .. }) => pending_children(txn, &run.id, step).await? == 0,
+        None => false,
+    };
+    if satisfied && run.status == RunStatus::Waiting {
+        wake(txn, &run.id, at).await?;
+    }
+    let Some(parent) = &run.parent else {
+        return Ok(());
+    };
+    let was_open = old_status.is_some_and(|s| !s.is_final());
+    let is_open = !run.status.is_final();
+    if was_open == is_open {
+        return Ok(());
+    }
+    add_pending(txn, &parent.run, &parent.step, if is_open { 1 } else { -1 }).await?;
+    if !is_open && pending_children(txn, &parent.run, &parent.step).await? == 0 {
+        let waits = txn
+            .query_opt(
+                "SELECT record::text FROM runs WHERE id = $1 AND status = 'waiting'",
+                &[&parent.run],
+            )
+            .await?;
+        if let Some(row) = waits {
+            let record: RunRecord = decode_text(row.get(0), || format!("run {}", parent.run))?;
+            if matches!(&record.wait, Some(RunWait::Children { step, .. }) if *step == parent.step)
+            {
+                wake(txn, &parent.run, at).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether run `held` (locked) still holds its key: never started, not claimed.
+enum Holder {
+    Pending(Box<RunRecord>, u64),
+    Busy,
+    Free,
+}
+
+async fn holder_state(txn: &Transaction<'_>, id: &str, wall: Millis) -> TxResult<Holder> {
+    let Some(row) = txn
+        .query_opt(
+            "SELECT record::text, version, ready_at, record_bytes,
+                    claimed_by IS NOT NULL AND lease_until >= $2,
+                    EXISTS (SELECT 1 FROM steps WHERE run = $1),
+                    EXISTS (SELECT 1 FROM timeline WHERE run = $1 AND attempt IS NOT NULL)
+             FROM runs WHERE id = $1 FOR UPDATE",
+            &[&id, &db_ms(wall)],
+        )
+        .await?
+    else {
+        return Ok(Holder::Free);
+    };
+    let mut run: RunRecord = match serde_json::from_str(row.get(0)) {
+        Ok(run) => run,
+        Err(e) => {
+            tracing::warn!(run = %id, error = %e, "a key's holder is unreadable; the key is taken over");
+            return Ok(Holder::Free);
+        }
+    };
+    run.version = ms(row.get(1));
+    run.ready_at = row.get::<_, Option<i64>>(2).map(ms);
+    let (claimed, has_steps, started): (bool, bool, bool) = (row.get(4), row.get(5), row.get(6));
+    if !keyed::is_pending(&run, has_steps, false) || started {
+        return Ok(Holder::Free);
+    }
+    if claimed {
+        return Ok(Holder::Busy);
+    }
+    Ok(Holder::Pending(Box::new(run), ms(row.get(3))))
+}
+
+/// What a keyed create does: create (the key is now the new run's), or answer without it.
+enum KeyedOutcome {
+    Create,
+    Answer(Created),
+}
+
+/// Decides a keyed create inside its transaction (see [`Created`]).
+async fn check_keyed(
+    txn: &Transaction<'_>,
+    new: &RunRecord,
+    deltas: &mut Deltas,
+) -> TxResult<KeyedOutcome> {
+    let Some(key) = &new.key else {
+        return Ok(KeyedOutcome::Create);
+    };
+    let slot = [&new.tenant, &new.queue, &new.job, &key.key];
+    let holder: Option<String> = txn
+        .query_opt(
+            "SELECT run FROM pending_keys
+             WHERE tenant = $1 AND queue = $2 AND job = $3 AND key = $4 FOR UPDATE",
+            &[slot[0], slot[1], slot[2], slot[3]],
+        )
+        .await?
+        .map(|r| r.get(0));
+    let Some(id) = holder else {
+        txn.execute(
+            "INSERT INTO pending_keys (tenant, queue, job, key, run) VALUES ($1, $2, $3, $4, $5)",
+            &[slot[0], slot[1], slot[2], slot[3], &new.id],
+        )
+        .await?;
+        return Ok(KeyedOutcome::Create);
+    };
+    match holder_state(txn, &id, crate::claims::wall_ms()).await? {
+        Holder::Free => {
+            txn.execute(
+                "UPDATE pending_keys SET run = $5
+                 WHERE tenant = $1 AND queue = $2 AND job = $3 AND key = $4",
+                &[slot[0], slot[1], slot[2], slot[3], &new.id],
+            )
+            .await?;
+            Ok(KeyedOutcome::Create)
+        }
+        Holder::Busy => Ok(KeyedOutcome::Answer(Created::HolderBusy { run: id })),
+        Holder::Pending(held, stored_bytes) => {
+            if key.on_duplicate != OnDuplicate::Replace && key.debounce.is_none() {
+                return Ok(KeyedOutcome::Answer(Created::PendingHeld { run: id }));
+            }
+            let mut held = *held;
+            let expected = held.version;
+            let due = keyed::replace(&mut held, new);
+            held.version = expected.saturating_add(1);
+            let mut bytes = update_run(txn, &held).await?;
+            if let Some(entry) = keyed::replacement_entry(&held, due) {
+                let journal = JournalWrites {
+                    timeline: vec![entry],
+                    ..JournalWrites::default()
+                };
+                bytes = bytes.saturating_add(append_journal(txn, &held.id, &journal).await?);
+            }
+            let charged = i64::try_from(bytes.saturating_sub(stored_bytes)).unwrap_or(i64::MAX);
+            deltas.add(&held.tenant, "", STORED_BYTES, charged);
+            Ok(KeyedOutcome::Answer(Created::Replaced {
+                run: Box::new(held),
+            }))
+        }
+    }
+}
+
+/// Takes `claim`'s idempotency key for `run`, or answers who holds it.
+async fn take_idempotency_key(
+    txn: &Transaction<'_>,
+    run: &RunRecord,
+    claim: &stepwise_store::IdempotencyClaim,
+) -> TxResult<Option<Created>> {
+    let held = txn
+        .query_opt(
+            "SELECT record::text FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3
+             FOR UPDATE",
+            &[&run.tenant, &run.queue, &claim.key],
+        )
+        .await?;
+    let held: Option<IdempotencyRecord> = match &held {
+        Some(row) => serde_json::from_str(row.get(0)).ok(),
+        None => None,
+    };
+    if let Some(h) = &held
+        && !h.expired(claim.now)
+    {
+        return Ok(Some(Created::KeyTaken {
+            run: h.run.clone(),
+            same_payload: h.payload_hash == claim.payload_hash,
+        }));
+    }
+    let record = IdempotencyRecord {
+        run: run.id.clone(),
+        payload_hash: claim.payload_hash.clone(),
+        created_at: claim.now,
+        expires_at: None,
+    };
+    let json = encode_text(&record)?;
+    // A plain insert when no row was there: a concurrent create inserting the same key makes
+    // one of the two fail on the key and try again, then find the other's record.
+    let sql = if held.is_some() {
+        "UPDATE idempotency SET record = $4::text::json, expires_at = NULL
+         WHERE tenant = $1 AND queue = $2 AND key = $3"
+    } else {
+        "INSERT INTO idempotency (tenant, queue, key, record) VALUES ($1, $2, $3, $4::text::json)"
+    };
+    txn.execute(sql, &[&run.tenant, &run.queue, &claim.key, &json])
+        .await?;
+    Ok(None)
+}
+
+/// Sets the expiry of the idempotency key `run` holds, if it holds one.
+async fn set_key_expiry(
+    txn: &Transaction<'_>,
+    run: &RunRecord,
+    expires_at: Option<Millis>,
+) -> TxResult<()> {
+    let Some(key) = &run.idempotency_key else {
+        return Ok(());
+    };
+    let Some(row) = txn
+        .query_opt(
+            "SELECT record::text FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3
+             FOR UPDATE",
+            &[&run.tenant, &run.queue, key],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let mut record: IdempotencyRecord =
+        decode_text(row.get(0), || format!("idempotency key {key}"))?;
+    if record.run != run.id {
+        return Ok(());
+    }
+    record.expires_at = expires_at;
+    txn.execute(
+        "UPDATE idempotency SET record = $4::text::json, expires_at = $5
+         WHERE tenant = $1 AND queue = $2 AND key = $3",
+        &[
+            &run.tenant,
+            &run.queue,
+            key,
+            &encode_text(&record)?,
+            &expires_at.map(db_ms),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// See [`stepwise_store::Store::create_run`].
+    pub(crate) async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError> {
+        let mut run = new.run;
+        run.version = 1;
+        in_txn!(self, |txn| {
+            let mut deltas = Deltas::default();
+            if let Some(claim) = &new.idempotency
+                && let Some(taken) = take_idempotency_key(&txn, &run, claim).await?
+            {
+                return Ok(taken);
+            }
+            if let KeyedOutcome::Answer(answer) = check_keyed(&txn, &run, &mut deltas).await? {
+                deltas.write(&txn).await?;
+                return Ok(answer);
+            }
+            let mut bytes = insert_run(&txn, &run).await?;
+            bytes = bytes.saturating_add(append_journal(&txn, &run.id, &new.journal).await?);
+            if let Some(p) = &run.parent
+                && !run.status.is_final()
+            {
+                add_pending(&txn, &p.run, &p.step, 1).await?;
+            }
+            deltas.moved(&run.tenant, &run.queue, None, Some(run.status));
+            deltas.add(
+                &run.tenant,
+                "",
+                STORED_BYTES,
+                i64::try_from(bytes).unwrap_or(i64::MAX),
+            );
+            deltas.write(&txn).await?;
+            Ok(Created::Created)
+        })
+    }
+
+    /// See [`stepwise_store::Store::write_runs`].
+    pub(crate) async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
+        in_txn!(self, |txn| {
+            // Rows locked in id order, so two writes of the same runs never deadlock.
+            let mut ids: Vec<&str> = writes.iter().map(|w| w.run.id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut heads = std::collections::HashMap::new();
+            for id in ids {
+                if let Some(head) = lock_head(&txn, id).await? {
+                    heads.insert(id.to_owned(), head);
+                }
+            }
+            for w in &writes {
+                if let Some(lease) = &w.lease {
+                    let holder = heads.get(&w.run.id).and_then(|h| h.claimed_by.as_deref());
+                    if holder != Some(lease.holder.as_str()) {
+                        self.lease_refused(&w.run.id, &lease.holder, holder);
+                        return Err(Failure::from(StoreError::LeaseLost {
+                            run: w.run.id.clone(),
+                            holder: lease.holder.clone(),
+                        }));
+                    }
+                }
+            }
+            let mut deltas = Deltas::default();
+            let mut versions = Vec::with_capacity(writes.len());
+            for w in &writes {
+                let expected = w.run.version;
+                let head = heads.get_mut(&w.run.id);
+                let found = head.as_ref().map(|h| h.version);
+                if found != Some(expected) {
+                    return Err(Failure::from(StoreError::Conflict {
+                        run: w.run.id.clone(),
+                        expected,
+                        found,
+                    }));
+                }
+                let mut run = w.run.clone();
+                run.version = expected.saturating_add(1);
+                let old_status = head.as_ref().map(|h| h.status);
+                let mut bytes = update_run(&txn, &run).await?;
+                if let Some(h) = head {
+                    h.version = run.version;
+                    h.status = run.status;
+                }
+                bytes = bytes.saturating_add(append_journal(&txn, &run.id, &w.journal).await?);
+                if let Some(tenant) = &w.journal.tenant {
+                    deltas.add(
+                        tenant,
+                        "",
+                        STORED_BYTES,
+                        i64::try_from(bytes).unwrap_or(i64::MAX),
+                    );
+                }
+                deltas.moved(&run.tenant, &run.queue, old_status, Some(run.status));
+                match w.dead_letter {
+                    DeadLetter::Keep => {}
+                    DeadLetter::Add(at) => {
+                        let added = txn
+                            .execute(
+                                "INSERT INTO dead_letters (tenant, queue, run, at)
+                                 VALUES ($1, $2, $3, $4)
+                                 ON CONFLICT (tenant, queue, run) DO NOTHING",
+                                &[&run.tenant, &run.queue, &run.id, &db_ms(at)],
+                            )
+                            .await?;
+                        if added == 0 {
+                            txn.execute(
+                                "UPDATE dead_letters SET at = $4
+                                 WHERE tenant = $1 AND queue = $2 AND run = $3",
+                                &[&run.tenant, &run.queue, &run.id, &db_ms(at)],
+                            )
+                            .await?;
+                        }
+                        deltas.add(&run.tenant, &run.queue, DEAD_LETTERS, added as i64);
+                    }
+                    DeadLetter::Remove => {
+                        let removed = txn
+                            .execute(
+                                "DELETE FROM dead_letters WHERE tenant = $1 AND queue = $2 AND run = $3",
+                                &[&run.tenant, &run.queue, &run.id],
+                            )
+                            .await?;
+                        deltas.add(&run.tenant, &run.queue, DEAD_LETTERS, -(removed as i64));
+                    }
+                }
+                match w.key {
+                    KeyExpiry::Keep => {}
+                    KeyExpiry::Held => set_key_expiry(&txn, &run, None).await?,
+                    KeyExpiry::Until(at) => set_key_expiry(&txn, &run, Some(at)).await?,
+                }
+                follow_flow(&txn, &run, old_status).await?;
+                versions.push(run.version);
+            }
+            deltas.write(&txn).await?;
+            Ok(versions)
+        })
+    }
+
+    /// A write under a lease that no longer holds: logged and counted, never applied.
+    fn lease_refused(&self, run: &str, lease: &str, holder: Option<&str>) {
+        self.shared
+            .leases_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            run = %run,
+            lease = %lease,
+            holder = holder.unwrap_or("nobody"),
+            "write refused: the run's claim is no longer this lease's"
+        );
+    }
+
+    /// See [`stepwise_store::Store::set_aside`].
+    pub(crate) async fn set_aside(&self, run: &str, why: String) -> Result<(), StoreError> {
+        tracing::error!(run = %run, error = %why, "run record cannot be read; run set aside");
+        self.client()
+            .await?
+            .execute(
+                "UPDATE runs SET set_aside = $2 WHERE id = $1",
+                &[&run, &why],
+            )
+            .await
+            .map_err(crate::io)?;
+        Ok(())
+    }
+
+    /// See [`stepwise_store::Store::purge_dead_letters`]: in transactions of at most
+    /// [`PURGE_BATCH`] runs, so a large purge never holds locks for long.
+    pub(crate) async fn purge_dead_letters(
+        &self,
+        tenant: &str,
+        queue: &str,
+        runs: &[String],
+    ) -> Result<(), StoreError> {
+        for chunk in runs.chunks(PURGE_BATCH) {
+            in_txn!(self, |txn| {
+                let mut deltas = Deltas::default();
+                for id in chunk {
+                    let listed = txn
+                        .execute(
+                            "DELETE FROM dead_letters WHERE tenant = $1 AND queue = $2 AND run = $3",
+                            &[&tenant, &queue, id],
+                        )
+                        .await?;
+                    if listed == 0 {
+                        continue;
+                    }
+                    deltas.add(tenant, queue, DEAD_LETTERS, -1);
+                    let Some((run, record_bytes)) = lock_record(&txn, id).await? else {
+                        continue;
+                    };
+                    let bytes = delete_run(&txn, &run).await?.saturating_add(record_bytes);
+                    deltas.moved(tenant, queue, Some(run.status), None);
+                    deltas.add(
+                        tenant,
+                        "",
+                        STORED_BYTES,
+                        -i64::try_from(bytes).unwrap_or(i64::MAX),
+                    );
+                }
+                deltas.write(&txn).await?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// See [`stepwise_store::Store::remove_idempotency`].
+    pub(crate) async fn remove_idempotency(
+        &self,
+        keys: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        in_txn!(self, |txn| {
+            for (tenant, queue, key) in keys {
+                txn.execute(
+                    "DELETE FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3",
+                    &[tenant, queue, key],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Runs deleted per transaction by a purge.
+const PURGE_BATCH: usize = 100;
+
+/// Deletes everything of `run` but its row's bytes (which the caller counts) and its
+/// dead-letter entry; returns the bytes of its steps, timeline and logs.
+async fn delete_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
+    let id = run.id.as_str();
+    let mut bytes = 0u64;
+    for list in ["steps", "timeline", "logs"] {
+        let sql = format!(
+            "WITH gone AS (DELETE FROM {list} WHERE run = $1 RETURNING octet_length(record::text) AS b)
+             SELECT COALESCE(sum(b), 0)::bigint FROM gone"
+        );
+        bytes = bytes.saturating_add(ms(txn.query_one(&sql, &[&id]).await?.get(0)));
+    }
+    txn.execute("DELETE FROM runs WHERE id = $1", &[&id])
+        .await?;
+    // Its children stay; they are no longer listed as its children.
+    txn.execute("UPDATE runs SET parent = NULL WHERE parent = $1", &[&id])
+        .await?;
+    if let Some(key) = &run.key {
+        txn.execute(
+            "DELETE FROM pending_keys
+             WHERE tenant = $1 AND queue = $2 AND job = $3 AND key = $4 AND run = $5",
+            &[&run.tenant, &run.queue, &run.job, &key.key, &id],
+        )
+        .await?;
+    }
+    if let Some(key) = &run.idempotency_key {
+        txn.execute(
+            "DELETE FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3
+             AND record->>'run' = $4",
+            &[&run.tenant, &run.queue, key, &id],
+        )
+        .await?;
+    }
+    Ok(bytes)
+}
