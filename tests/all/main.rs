@@ -22,6 +22,7 @@ mod hostile;
 mod http_defences;
 mod idempotency;
 mod lifecycle;
+mod multi_host;
 mod recovery;
 mod retries;
 mod sandbox;

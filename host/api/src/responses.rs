@@ -16,6 +16,33 @@ pub struct Health {
     pub status: String,
 }
 
+/// One host using the store, in `GET /v1/hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Host {
+    /// Its id: the holder named on its claims.
+    pub id: String,
+    /// When it started (milliseconds since the Unix epoch).
+    pub started_at: Millis,
+    /// When it last renewed its leases.
+    pub last_seen: Millis,
+    /// Runs it holds claims on (attempts executing there).
+    pub claims: u64,
+    /// When the first of its leases lapses unless renewed; absent without claims, and for
+    /// the embedded store, whose claims last as long as its process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_lease_expiry: Option<Millis>,
+}
+
+/// `GET /v1/hosts`: the hosts using the store now (those whose last renewal is younger than
+/// a lease), and which one answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Hosts {
+    /// The host that answered.
+    pub this_host: String,
+    /// The live hosts, by id.
+    pub hosts: Vec<Host>,
+}
+
 /// `POST /v1/tenants`: the tenant and its first token (shown only here).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TenantCreated {

@@ -36,16 +36,21 @@ pub mod futures_sleep {
     pub type SleepFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
+/// The wall clock, in milliseconds since the Unix epoch: for what is about real time whatever
+/// clock the engine schedules by (when a process started, whether a host's lease lapsed).
+pub fn wall_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+    })
+}
+
 /// The real clock: system time and tokio timers.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Millis {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as Millis)
-            .unwrap_or(0)
+        wall_ms()
     }
 
     fn sleep_until(&self, at: Millis) -> futures_sleep::SleepFuture<'_> {

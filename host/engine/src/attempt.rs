@@ -45,6 +45,7 @@ impl Engine {
         let seen = inner.store.last_attempt(id).await?.unwrap_or(0);
         run.attempts = run.attempts.max(seen).saturating_add(1);
         let mut journal = self.attempt_journal(&run).await?;
+        journal.under_lease(lease.clone());
         if let Some(hold) = waited {
             let waited_ms = inner.clock.now().saturating_sub(hold.since);
             journal.event(
@@ -87,7 +88,7 @@ impl Engine {
             AttemptOutcome::HostFault(message) => {
                 tracing::error!(run = %id, error = %message, "attempt hit a host fault; tried again later");
                 inner.metrics.record_host_fault();
-                self.record_host_fault(&run, message).await;
+                self.record_host_fault(&run, message, &lease).await;
                 return Ok(Some(inner.clock.now().saturating_add(HOST_FAULT_HOLD_MS)));
             }
             AttemptOutcome::Cancelled => {
@@ -169,7 +170,7 @@ impl Engine {
 
     /// Notes a host fault on the run's timeline, if storage takes it now (the fault itself
     /// may have been storage failing); the run record and the attempt's budget are untouched.
-    async fn record_host_fault(&self, run: &RunRecord, message: &str) {
+    async fn record_host_fault(&self, run: &RunRecord, message: &str, lease: &Lease) {
         let entry = TimelineEntry {
             at: self.inner.clock.now(),
             kind: EventKind::HostFault,
@@ -178,9 +179,11 @@ impl Engine {
             detail: format!("{message}; the attempt is not counted and runs again"),
             http: None,
         };
+        // Under the attempt's claim: a host whose run was taken over records nothing more.
         let writes = JournalWrites {
             tenant: Some(run.tenant.clone()),
             timeline: vec![entry],
+            lease: Some(lease.clone()),
             ..JournalWrites::default()
         };
         if let Err(e) = self.inner.store.record_step(&run.id, writes).await {

@@ -117,6 +117,9 @@ pub struct Journal {
     deliveries: Vec<stepwise_store::Delivery>,
     /// The attempt's cancel flag, which a step starting children checks after each child.
     cancel: Option<stepwise_core::attempt::CancelFlag>,
+    /// The claim the attempt runs under: every write names it, and is refused once another
+    /// host holds the run.
+    lease: Option<stepwise_store::Lease>,
 }
 
 impl Journal {
@@ -169,7 +172,13 @@ impl Journal {
             wait: None,
             deliveries: Vec::new(),
             cancel: None,
+            lease: None,
         }
+    }
+
+    /// Makes every later write of the journal name `lease`, the attempt's claim.
+    pub fn under_lease(&mut self, lease: stepwise_store::Lease) {
+        self.lease = Some(lease);
     }
 
     /// The clock the journal stamps its entries with.
@@ -607,6 +616,7 @@ impl Journal {
             timeline: std::mem::take(&mut self.timeline),
             logs: std::mem::take(&mut self.logs),
             deliveries: std::mem::take(&mut self.deliveries),
+            lease: self.lease.clone(),
         }
     }
 }

@@ -340,7 +340,7 @@ impl Engine {
             .into_iter()
             .map(|(t, q, s)| ((t, q), s))
             .collect();
-        Ok(Self {
+        let engine = Self {
             inner: Arc::new(Inner {
                 store,
                 runtime,
@@ -359,7 +359,15 @@ impl Engine {
                 pending_cancels: Mutex::default(),
                 rate_limits: rate_limits::RateLimits::default(),
             }),
-        })
+        };
+        // Work another host made due wakes the scheduler as a local enqueue does.
+        let weak = Arc::downgrade(&engine.inner);
+        engine.inner.store.set_waker(Arc::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.wake.notify_one();
+            }
+        }));
+        Ok(engine)
     }
 
     /// The store.

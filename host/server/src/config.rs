@@ -7,6 +7,7 @@
 //! data = "./stepwise-data"
 //! admin_token = "change-me"
 //! metrics_token = "scrape-me"     # /metrics shows per-tenant series only with this token
+//! store = "postgres://stepwise@db.internal/stepwise"   # default: the redb file in `data`
 //! durability = "immediate"        # or "eventual"
 //! store_cache_mb = 64             # most memory the store caches pages in
 //! concurrency = 64                # attempts executing at once, all tenants
@@ -49,6 +50,11 @@
 //! retention = "24h"               # kept this long; a wait reached later still takes it
 //! max_payload_bytes = 262144      # 256 KiB
 //! max_per_tenant = 100000         # stored at once
+//!
+//! [postgres]                      # with `store = "postgres://…"` only
+//! pool_size = 16                  # connections this host opens at most
+//! host_id = "worker-1"            # default: machine name, process id, random part
+//! lease = "30s"                   # a claim lapses unless renewed (every third of it)
 //!
 //! [dashboard]
 //! https_only = true               # served over HTTPS only: `__Host-` Secure session cookie
@@ -119,6 +125,12 @@ pub struct ServeConfig {
     /// Token that `/metrics` needs to show the series labelled by tenant or queue. Default:
     /// none (only host-wide series are shown) unless `STEPWISE_METRICS_TOKEN` is set.
     pub metrics_token: Option<String>,
+    /// Where runs and settings are stored. Default: none, the embedded redb file in `data`;
+    /// `postgres://user@host[:port]/database`: a PostgreSQL database shared with other hosts.
+    /// `STEPWISE_STORE` overrides it (so a password need not be in the file).
+    pub store: Option<StoreUrl>,
+    /// The PostgreSQL store's settings. Default: see `PostgresSettings`.
+    pub postgres: PostgresSettings,
     /// What an acknowledged write promises. Default `immediate` (fsync before acknowledging).
     pub durability: Durability,
     /// Most memory the store may use to cache pages, in MiB. Default 64.
@@ -173,6 +185,69 @@ pub struct ServeConfig {
     pub events: EventSettings,
     /// The dashboard's cookies. Default: see `DashboardSettings`.
     pub dashboard: DashboardSettings,
+}
+
+/// A store's URL, shown without its password wherever it is printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct StoreUrl(pub String);
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.parse::<tokio_postgres::Config>() {
+            Ok(config) => f.write_str(&stepwise_store_postgres::describe(&config)),
+            Err(_) => f.write_str("(not a PostgreSQL URL)"),
+        }
+    }
+}
+
+/// The PostgreSQL store, from the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Most connections this host opens. Default 16; 1 to 1024.
+    pub pool_size: usize,
+    /// This host's id, the holder named on its claims: unique among the hosts sharing the
+    /// database, 1 to 128 letters, digits, `.`, `_` or `-`. Default: the machine's name, the
+    /// process id and a random part.
+    pub host_id: Option<String>,
+    /// How long a claim lasts unless renewed; renewed every third of it. A killed host's runs
+    /// are taken over within about a lease and a third. Default 30 s; 1 s to 10 min.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: stepwise_store_postgres::DEFAULT_POOL_SIZE,
+            host_id: None,
+            lease: Duration::from_millis(stepwise_store_postgres::DEFAULT_LEASE_MS),
+        }
+    }
+}
+
+impl PostgresSettings {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=1024).contains(&self.pool_size),
+            "postgres.pool_size must be between 1 and 1024"
+        );
+        anyhow::ensure!(
+            self.lease >= Duration::from_secs(1) && self.lease <= Duration::from_secs(600),
+            "postgres.lease must be between 1s and 10m"
+        );
+        if let Some(id) = &self.host_id {
+            anyhow::ensure!(
+                (1..=128).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "postgres.host_id must be 1 to 128 letters, digits, '.', '_' or '-'"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The dashboard, from the config file.
@@ -358,6 +433,7 @@ impl ServeConfig {
             .check()
             .context("default_policy")?;
         anyhow::ensure!(self.concurrency >= 1, "concurrency must be at least 1");
+        self.postgres.check()?;
         let rates = std::iter::once(("tenant_defaults", self.tenant_defaults.enqueue_rate)).chain(
             self.tenants
                 .iter()
@@ -427,6 +503,8 @@ impl Default for ServeConfig {
             data: PathBuf::from("./stepwise-data"),
             admin_token: None,
             metrics_token: None,
+            store: None,
+            postgres: PostgresSettings::default(),
             durability: Durability::Immediate,
             store_cache_mb: stepwise_store_redb::DEFAULT_CACHE_BYTES >> 20,
             concurrency: 64,

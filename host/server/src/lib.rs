@@ -36,6 +36,8 @@ use stepwise_store_redb::RedbStore;
 pub struct ServeOptions {
     /// Data dir (default `./stepwise-data`).
     pub data: Option<PathBuf>,
+    /// The store's URL (`postgres://…`); the embedded redb file in the data dir when absent.
+    pub store: Option<String>,
     /// Address to listen on (default `127.0.0.1:7070`).
     pub listen: Option<SocketAddr>,
     /// TOML config file.
@@ -49,6 +51,7 @@ impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeOptions")
             .field("data", &self.data)
+            .field("store", &self.store.clone().map(config::StoreUrl))
             .field("listen", &self.listen)
             .field("config", &self.config)
             .field("clock", &self.clock.as_ref().map(|_| "injected"))
@@ -152,6 +155,33 @@ async fn stop_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Opens the store the config names: PostgreSQL for a `postgres://` URL, else the embedded
+/// redb file in the data dir.
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn stepwise_store::Store>> {
+    let Some(url) = &config.store else {
+        let store = RedbStore::open_with_cache(
+            &config.data,
+            config.durability,
+            config.store_cache_mb << 20,
+        )
+        .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+        return Ok(Arc::new(store));
+    };
+    anyhow::ensure!(
+        url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"),
+        "store must be a postgres:// URL (or left out for the embedded store), not {url:?}"
+    );
+    let mut options = stepwise_store_postgres::PgOptions::new(config.postgres.pool_size);
+    if let Some(id) = &config.postgres.host_id {
+        options.host_id = id.clone();
+    }
+    options.lease_ms = u64::try_from(config.postgres.lease.as_millis()).unwrap_or(u64::MAX);
+    let store = stepwise_store_postgres::PgStore::open_with(&url.0, options)
+        .await
+        .with_context(|| format!("cannot open the store {url:?}"))?;
+    Ok(Arc::new(store))
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let mut config = match &options.config {
@@ -163,6 +193,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     if let Some(listen) = options.listen {
         config.listen = listen;
+    }
+    match (&options.store, std::env::var("STEPWISE_STORE")) {
+        (Some(url), _) => config.store = Some(config::StoreUrl(url.clone())),
+        (None, Ok(url)) if !url.is_empty() => config.store = Some(config::StoreUrl(url)),
+        _ => {}
     }
     if let Ok(token) = std::env::var("STEPWISE_ADMIN_TOKEN")
         && !token.is_empty()
@@ -188,11 +223,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", config.data.display()))?;
     let config_data = std::fs::canonicalize(&config.data)?;
     config.data = config_data;
-    let store =
-        RedbStore::open_with_cache(&config.data, config.durability, config.store_cache_mb << 20)
-            .with_context(|| format!("cannot open the data dir {}", config.data.display()))?;
+    let store = open_store(&config).await?;
     let engine = Engine::new(
-        Arc::new(store),
+        store,
         engine_config(&config),
         options
             .clock
@@ -215,7 +248,12 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         engine.set_queue(&q.tenant, &q.queue, settings).await?;
     }
     let waiting = engine.store().waiting().await?.len();
-    tracing::info!(data = %config.data.display(), runs_to_resume = waiting, "store opened");
+    tracing::info!(
+        data = %config.data.display(),
+        host = %engine.store().host_id(),
+        runs_to_resume = waiting,
+        "store opened"
+    );
 
     let shutting_down = Arc::new(AtomicBool::new(false));
     let scheduler = {

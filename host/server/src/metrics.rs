@@ -204,6 +204,39 @@ pub async fn render(engine: &Engine, per_tenant: bool) -> Result<String, StoreEr
         "stepwise_throughput_untracked_total {}",
         engine.throughput_untracked()
     );
+    let store = engine.store();
+    header(
+        &mut out,
+        "stepwise_host_info",
+        "gauge",
+        "This host: its id, the holder named on its claims (1).",
+    );
+    let _ = writeln!(
+        out,
+        "stepwise_host_info{{host=\"{}\"}} 1",
+        label(store.host_id())
+    );
+    let leases = store.lease_stats();
+    for (name, help, n) in [
+        (
+            "stepwise_lease_writes_refused_total",
+            "Writes refused because their claim's lease no longer held the run (another host took it over).",
+            leases.writes_refused,
+        ),
+        (
+            "stepwise_leases_lost_total",
+            "Claims this host found taken over by another host when renewing its leases.",
+            leases.leases_lost,
+        ),
+        (
+            "stepwise_lease_takeovers_total",
+            "Runs this host claimed from a host whose lease had lapsed.",
+            leases.takeovers,
+        ),
+    ] {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {n}");
+    }
     header(
         &mut out,
         "stepwise_host_panics_total",

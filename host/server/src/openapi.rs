@@ -22,6 +22,7 @@ use super::routes;
         routes::healthz,
         routes::metrics,
         routes::openapi_document,
+        routes::list_hosts,
         routes::create_tenant,
         routes::deploy,
         routes::list_modules,
@@ -66,6 +67,7 @@ use super::routes;
     tags(
         (name = "service", description = "Health, metrics and this document"),
         (name = "tenants", description = "Operator: tenants and their tokens"),
+        (name = "hosts", description = "Operator: the hosts sharing the store, and their leases"),
         (name = "modules", description = "Handler components"),
         (name = "runs", description = "Creating and inspecting runs"),
         (name = "queues", description = "Queues and their dead letters"),

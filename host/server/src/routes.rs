@@ -42,10 +42,11 @@ use super::auth::{Admin, MetricsReader, Tenant};
 use super::error::ApiError;
 
 /// Every route, as (method, path): the API reference and the OpenAPI document must list each.
-pub const ROUTES: [(&str, &str); 34] = [
+pub const ROUTES: [(&str, &str); 35] = [
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/hosts"),
     ("POST", "/v1/tenants"),
     ("POST", "/v1/modules"),
     ("GET", "/v1/modules"),
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_document))
         .route("/v1/tenants", post(create_tenant))
+        .route("/v1/hosts", get(list_hosts))
         .route(
             "/v1/modules",
             post(deploy)
@@ -388,6 +390,36 @@ async fn openapi_document() -> Response {
         super::openapi::document(),
     )
         .into_response()
+}
+
+/// The hosts using the store now, with their claims (admin token).
+#[utoipa::path(get, path = "/v1/hosts", tag = "hosts",
+    security(("admin" = [])),
+    responses(
+        (status = 200, body = stepwise_api::responses::Hosts),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_hosts(State(state): State<AppState>, _: Admin) -> ApiResult {
+    let store = state.engine.store();
+    let hosts = store
+        .hosts()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|h| stepwise_api::responses::Host {
+            id: h.id,
+            started_at: h.started_at,
+            last_seen: h.last_seen,
+            claims: h.claims,
+            next_lease_expiry: h.next_expiry,
+        })
+        .collect();
+    ok(
+        StatusCode::OK,
+        &stepwise_api::responses::Hosts {
+            this_host: store.host_id().to_owned(),
+            hosts,
+        },
+    )
 }
 
 /// Creates a tenant and its first token.

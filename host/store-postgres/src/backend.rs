@@ -12,9 +12,9 @@ use stepwise_core::picker::ClaimPolicy;
 use stepwise_core::schedule::ScheduleRecord;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{
-    Census, Claimed, CommitStats, Created, EventFilter, EventPut, IdempotencyRecord, JournalWrites,
-    ModuleRecord, NewEvent, NewRunWrite, Occupancy, Page, QueueSettings, RunFilter, RunWrite,
-    RunsPage, Store, StoreError, Submitted, TenantRecord, TenantUsage,
+    Census, Claimed, CommitStats, Created, EventFilter, EventPut, HostInfo, IdempotencyRecord,
+    JournalWrites, LeaseStats, ModuleRecord, NewEvent, NewRunWrite, Occupancy, Page, QueueSettings,
+    RunFilter, RunWrite, RunsPage, Store, StoreError, Submitted, TenantRecord, TenantUsage, Waker,
 };
 
 use crate::PgStore;
@@ -26,6 +26,9 @@ impl Store for PgStore {
         let started = std::time::Instant::now();
         let created = PgStore::create_run(self, new).await?;
         self.count_commit(started, 1, 1);
+        if matches!(created, Created::Created | Created::Replaced { .. }) {
+            self.notify_work();
+        }
         Ok(created)
     }
 
@@ -56,8 +59,11 @@ impl Store for PgStore {
     async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
         let started = std::time::Instant::now();
         let n = writes.len() as u64;
-        let versions = PgStore::write_runs(self, writes).await?;
+        let (versions, woke) = PgStore::write_runs(self, writes).await?;
         self.count_commit(started, n, 1);
+        if woke {
+            self.notify_work();
+        }
         Ok(versions)
     }
 
@@ -111,7 +117,11 @@ impl Store for PgStore {
     }
 
     async fn put_event(&self, tenant: &str, event: NewEvent) -> Result<EventPut, StoreError> {
-        PgStore::put_event(self, tenant, event).await
+        let put = PgStore::put_event(self, tenant, event).await?;
+        if matches!(put, EventPut::Stored { woken, .. } if woken > 0) {
+            self.notify_work();
+        }
+        Ok(put)
     }
 
     async fn match_event(
@@ -266,6 +276,36 @@ impl Store for PgStore {
 
     fn stats(&self) -> &CommitStats {
         &self.shared.stats
+    }
+
+    fn host_id(&self) -> &str {
+        &self.shared.holder
+    }
+
+    fn lease_stats(&self) -> LeaseStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        LeaseStats {
+            writes_refused: self.shared.leases_refused.load(Relaxed),
+            leases_lost: self.shared.leases_lost.load(Relaxed),
+            takeovers: self.shared.takeovers.load(Relaxed),
+        }
+    }
+
+    fn set_waker(&self, waker: Waker) {
+        let first = self
+            .shared
+            .waker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(waker.clone())
+            .is_none();
+        if first {
+            self.start_listener();
+        }
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
+        PgStore::hosts(self).await
     }
 
     async fn create_tenant(

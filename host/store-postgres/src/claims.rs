@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+pub(crate) use stepwise_core::clock::wall_ms;
 
 use stepwise_core::clock::Millis;
 use stepwise_core::picker::{self, ClaimPolicy, MemoryInUse, QueueHead, TenantLoad};
@@ -37,13 +39,6 @@ const FOLD_EVERY: Duration = Duration::from_secs(5);
 
 /// Most runs read per queue in one claim round.
 const MAX_CANDIDATES_PER_QUEUE: i64 = 256;
-
-/// The wall clock, in milliseconds since the Unix epoch.
-pub(crate) fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// A host id unique among hosts: the machine's name, the process id and a random part.
 pub(crate) fn fresh_host_id() -> String {
@@ -81,9 +76,17 @@ impl Local {
 }
 
 /// What every clone of a [`PgStore`] shares: the host's identity and claims.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub holder: String,
+    /// The database, for connections outside the pool (the listener's).
+    pub config: tokio_postgres::Config,
+    /// What wakes this host's scheduler, once the engine registered it.
+    pub waker: Mutex<Option<stepwise_store::Waker>>,
+    /// Wakes the notifier task; `notify_wanted` says a write asked for a notification.
+    pub notifier: Arc<tokio::sync::Notify>,
+    pub notify_wanted: std::sync::atomic::AtomicBool,
+    /// When this host opened the store (wall clock).
+    pub started_at: Millis,
     lease_ms: u64,
     local: Mutex<Local>,
     pub stats: CommitStats,
@@ -97,10 +100,23 @@ pub(crate) struct Shared {
     pub takeovers: AtomicU64,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("holder", &self.holder)
+            .finish()
+    }
+}
+
 impl Shared {
-    pub fn new(holder: String, lease_ms: u64) -> Self {
+    pub fn new(holder: String, lease_ms: u64, config: tokio_postgres::Config) -> Self {
         Self {
             holder,
+            config,
+            waker: Mutex::default(),
+            notifier: Arc::default(),
+            notify_wanted: std::sync::atomic::AtomicBool::new(false),
+            started_at: wall_ms(),
             lease_ms: lease_ms.max(1),
             local: Mutex::default(),
             stats: CommitStats::default(),
@@ -113,6 +129,14 @@ impl Shared {
 
     fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes this host's scheduler, if the engine registered a waker.
+    pub fn wake(&self) {
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(waker) = waker {
+            waker();
+        }
     }
 }
 
@@ -386,12 +410,13 @@ impl PgStore {
             .query_one(
                 "SELECT LEAST(
                      (SELECT GREATEST(ready_at, COALESCE(hold_until, 0)) FROM runs
-                      WHERE ready_at > $1 AND set_aside IS NULL AND claimed_by IS NULL
+                      WHERE ready_at > $1 AND set_aside IS NULL
+                        AND (claimed_by IS NULL OR lease_until < $2)
                       ORDER BY ready_at LIMIT 1),
                      (SELECT min(hold_until) FROM runs
                       WHERE hold_until > $1 AND ready_at IS NOT NULL AND set_aside IS NULL
-                        AND claimed_by IS NULL))",
-                &[&last],
+                        AND (claimed_by IS NULL OR lease_until < $2)))",
+                &[&last, &db_ms(wall_ms())],
             )
             .await
             .map_err(io)?;
@@ -405,8 +430,9 @@ impl PgStore {
             .await?
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at IS NOT NULL
-                                AND set_aside IS NULL AND claimed_by IS NULL)",
-                &[],
+                                AND set_aside IS NULL
+                                AND (claimed_by IS NULL OR lease_until < $1))",
+                &[&db_ms(wall_ms())],
             )
             .await
             .map_err(io)?;
@@ -420,8 +446,8 @@ impl PgStore {
             .await?
             .query_one(
                 "SELECT count(*) FROM runs WHERE ready_at IS NOT NULL AND set_aside IS NULL
-                 AND claimed_by IS NULL",
-                &[],
+                 AND (claimed_by IS NULL OR lease_until < $1)",
+                &[&db_ms(wall_ms())],
             )
             .await
             .map_err(io)?;
@@ -459,9 +485,59 @@ impl PgStore {
         Ok(rows.iter().map(|r| (ms(r.get(0)), r.get(1))).collect())
     }
 
+    /// Records this host as live (and forgets hosts unseen for a day).
+    pub(crate) async fn heartbeat(&self) -> Result<(), StoreError> {
+        let now = db_ms(wall_ms());
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO hosts (id, started_at, last_seen) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen",
+                &[&self.shared.holder, &db_ms(self.shared.started_at), &now],
+            )
+            .await
+            .map_err(io)?;
+        client
+            .execute(
+                "DELETE FROM hosts WHERE last_seen < $1",
+                &[&now.saturating_sub(86_400_000)],
+            )
+            .await
+            .map_err(io)?;
+        Ok(())
+    }
+
+    /// The hosts whose last renewal is younger than a lease, with their claims.
+    pub(crate) async fn hosts(&self) -> Result<Vec<stepwise_store::HostInfo>, StoreError> {
+        let since = db_ms(wall_ms().saturating_sub(self.shared.lease_ms));
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT h.id, h.started_at, h.last_seen, count(r.id), min(r.lease_until)
+                 FROM hosts h LEFT JOIN runs r ON r.claimed_by = h.id
+                 WHERE h.last_seen >= $1
+                 GROUP BY h.id, h.started_at, h.last_seen ORDER BY h.id",
+                &[&since],
+            )
+            .await
+            .map_err(io)?;
+        Ok(rows
+            .iter()
+            .map(|r| stepwise_store::HostInfo {
+                id: r.get(0),
+                started_at: ms(r.get(1)),
+                last_seen: ms(r.get(2)),
+                claims: ms(r.get(3)),
+                next_expiry: r.get::<_, Option<i64>>(4).map(ms),
+            })
+            .collect())
+    }
+
     /// Renews the leases of this host's claims; a claim another host took meanwhile is
     /// dropped, logged and counted (its attempt's writes are refused from now on).
     pub async fn renew_leases(&self) -> Result<(), StoreError> {
+        self.heartbeat().await?;
         let ids: Vec<String> = self.shared.local().claimed.keys().cloned().collect();
         if ids.is_empty() {
             return Ok(());
@@ -506,6 +582,8 @@ impl PgStore {
                         if let Err(e) = store.renew_leases().await {
                             tracing::error!(error = %e, "leases could not be renewed");
                         }
+                        // A lease of a dead host may have lapsed: the scheduler looks again.
+                        store.shared.wake();
                     }
                     _ = fold.tick() => {
                         let Some(shared) = weak.upgrade() else { break };

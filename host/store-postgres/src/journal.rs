@@ -83,6 +83,9 @@ impl PgStore {
         in_txn!(self, |txn| {
             let mut deltas = Deltas::default();
             for job in jobs {
+                if let Some(lease) = &job.journal.lease {
+                    crate::runs::check_lease(self, &txn, &job.run, lease).await?;
+                }
                 let bytes = append_journal(&txn, &job.run, &job.journal).await?;
                 if let Some(tenant) = &job.journal.tenant {
                     deltas.add(

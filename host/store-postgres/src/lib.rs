@@ -34,6 +34,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod wakeups;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use stepwise_store::StoreError;
@@ -107,7 +108,7 @@ impl PgStore {
             message,
         };
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -120,14 +121,21 @@ impl PgStore {
         let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut client).await?;
         drop(client);
-        let shared = std::sync::Arc::new(claims::Shared::new(options.host_id, options.lease_ms));
+        let shared = std::sync::Arc::new(claims::Shared::new(
+            options.host_id,
+            options.lease_ms,
+            config,
+        ));
         let queue = journal::start(pool.clone(), std::sync::Arc::downgrade(&shared));
         let store = Self {
             pool,
             shared,
             journal: Some(std::sync::Arc::new(queue)),
         };
+        store.heartbeat().await?;
         store.start_upkeep();
+        store.start_notifier();
+        tracing::info!(host = %store.host_id(), database = %name, "PostgreSQL store opened");
         Ok(store)
     }
 

@@ -104,6 +104,32 @@ async fn lock_record(txn: &Transaction<'_>, id: &str) -> TxResult<Option<(RunRec
     .transpose()
 }
 
+/// Refuses (with [`StoreError::LeaseLost`], logged and counted) a write to `run` made under
+/// `lease` unless that claim still holds; locks the run's row, so no host takes the claim
+/// over before the write commits.
+pub(crate) async fn check_lease(
+    store: &PgStore,
+    txn: &Transaction<'_>,
+    run: &str,
+    lease: &stepwise_store::Lease,
+) -> TxResult<()> {
+    let holder: Option<String> = txn
+        .query_opt(
+            "SELECT claimed_by FROM runs WHERE id = $1 FOR UPDATE",
+            &[&run],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    if holder.as_deref() == Some(lease.holder.as_str()) {
+        return Ok(());
+    }
+    store.lease_refused(run, &lease.holder, holder.as_deref());
+    Err(Failure::from(StoreError::LeaseLost {
+        run: run.to_owned(),
+        holder: lease.holder.clone(),
+    }))
+}
+
 /// Inserts a new run's row; returns the bytes of its record.
 async fn insert_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
     let c = RunCols::of(run)?;
@@ -139,14 +165,18 @@ async fn insert_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
     Ok(c.json.len() as u64)
 }
 
-/// Writes `run` (carrying its new version) over its row; a release's hold ends with it.
+/// Writes `run` (carrying its new version) over its row; a release's hold ends with it, and
+/// so does its claim when the run leaves the ready set (it ended): a host killed between
+/// settling a run and releasing it must not leave the run claimed for ever.
 /// Returns the bytes of its record.
 async fn update_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
     let c = RunCols::of(run)?;
     txn.execute(
         "UPDATE runs SET status = $2, version = $3, ready_at = $4, priority = $5,
                          memory_bytes = $6, wait_name = $7, wait_key = $8, hold_until = NULL,
-                         record_bytes = $9, record = $10::text::json
+                         record_bytes = $9, record = $10::text::json,
+                         claimed_by = CASE WHEN $4::bigint IS NULL THEN NULL ELSE claimed_by END,
+                         lease_until = CASE WHEN $4::bigint IS NULL THEN NULL ELSE lease_until END
          WHERE id = $1",
         &[
             &run.id,
@@ -294,11 +324,13 @@ async fn add_pending(txn: &Transaction<'_>, parent: &str, step: &str, by: i64) -
 
 /// Keeps what hangs on a written run's flow: a wait this write already satisfies, its
 /// parent's count of children not yet ended, and its parent's wait once it was the last.
+/// Whether it woke a run.
 async fn follow_flow(
     txn: &Transaction<'_>,
     run: &RunRecord,
     old_status: Option<RunStatus>,
-) -> TxResult<()> {
+) -> TxResult<bool> {
+    let mut woke = false;
     let at = run.updated_at;
     let satisfied = match &run.wait {
         Some(RunWait::Event {
@@ -321,15 +353,15 @@ async fn follow_flow(
         None => false,
     };
     if satisfied && run.status == RunStatus::Waiting {
-        wake(txn, &run.id, at).await?;
+        woke |= wake(txn, &run.id, at).await?;
     }
     let Some(parent) = &run.parent else {
-        return Ok(());
+        return Ok(woke);
     };
     let was_open = old_status.is_some_and(|s| !s.is_final());
     let is_open = !run.status.is_final();
     if was_open == is_open {
-        return Ok(());
+        return Ok(woke);
     }
     add_pending(txn, &parent.run, &parent.step, if is_open { 1 } else { -1 }).await?;
     if !is_open && pending_children(txn, &parent.run, &parent.step).await? == 0 {
@@ -343,11 +375,11 @@ async fn follow_flow(
             let record: RunRecord = decode_text(row.get(0), || format!("run {}", parent.run))?;
             if matches!(&record.wait, Some(RunWait::Children { step, .. }) if *step == parent.step)
             {
-                wake(txn, &parent.run, at).await?;
+                woke |= wake(txn, &parent.run, at).await?;
             }
         }
     }
-    Ok(())
+    Ok(woke)
 }
 
 /// Whether run `held` (locked) still holds its key: never started, not claimed.
@@ -578,8 +610,11 @@ impl PgStore {
         })
     }
 
-    /// See [`stepwise_store::Store::write_runs`].
-    pub(crate) async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
+    /// See [`stepwise_store::Store::write_runs`]; also whether a run was woken.
+    pub(crate) async fn write_runs(
+        &self,
+        writes: Vec<RunWrite>,
+    ) -> Result<(Vec<u64>, bool), StoreError> {
         in_txn!(self, |txn| {
             // Rows locked in id order, so two writes of the same runs never deadlock.
             let mut ids: Vec<&str> = writes.iter().map(|w| w.run.id.as_str()).collect();
@@ -605,6 +640,7 @@ impl PgStore {
             }
             let mut deltas = Deltas::default();
             let mut versions = Vec::with_capacity(writes.len());
+            let mut woke = false;
             for w in &writes {
                 let expected = w.run.version;
                 let head = heads.get_mut(&w.run.id);
@@ -670,16 +706,16 @@ impl PgStore {
                     KeyExpiry::Held => set_key_expiry(&txn, &run, None).await?,
                     KeyExpiry::Until(at) => set_key_expiry(&txn, &run, Some(at)).await?,
                 }
-                follow_flow(&txn, &run, old_status).await?;
+                woke |= follow_flow(&txn, &run, old_status).await?;
                 versions.push(run.version);
             }
             deltas.write(&txn).await?;
-            Ok(versions)
+            Ok((versions, woke))
         })
     }
 
     /// A write under a lease that no longer holds: logged and counted, never applied.
-    fn lease_refused(&self, run: &str, lease: &str, holder: Option<&str>) {
+    pub(crate) fn lease_refused(&self, run: &str, lease: &str, holder: Option<&str>) {
         self.shared
             .leases_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -342,6 +342,103 @@ async fn schedules_are_created_once_and_written_over_their_version() {
     assert!(store.schedule("t", "a").await.unwrap().is_none());
 }
 
+/// Two hosts on one database: a claim whose lease lapsed (its host stalled) is taken over,
+/// and from then on every write the first host makes under its old lease is refused —
+/// journal and settlement alike — logged and counted, while the new holder's go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_claim_is_taken_over_and_the_old_holders_writes_are_refused() {
+    use std::sync::Arc;
+    use stepwise_core::model::{EventKind, TimelineEntry};
+    use stepwise_store::conformance::{Unlimited, create, run};
+    use stepwise_store::{JournalWrites, RunWrite, Store};
+
+    let url = testing::server().fresh_database().await;
+    let a = Arc::new(PgStore::open(&url, 2).await.expect("host a"));
+    let b = Arc::new(PgStore::open(&url, 2).await.expect("host b"));
+    assert_ne!(a.host_id(), b.host_id());
+    let stored = create(&*a, run("r", "t", "q")).await;
+    let now = crate::claims::wall_ms();
+    let claimed = Store::claim_due(&*a, now, 10, &Unlimited).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let lease = claimed[0].lease.clone();
+    assert_eq!(lease.holder, a.host_id());
+    assert!(
+        Store::claim_due(&*b, now, 10, &Unlimited)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Host a stalls past its lease (made so here, rather than by waiting).
+    a.client()
+        .await
+        .unwrap()
+        .execute("UPDATE runs SET lease_until = 0 WHERE id = 'r'", &[])
+        .await
+        .unwrap();
+    let taken = Store::claim_due(&*b, now, 10, &Unlimited).await.unwrap();
+    assert_eq!(taken.len(), 1, "the lapsed claim is taken over");
+    assert_eq!(taken[0].lease.holder, b.host_id());
+    assert_eq!(b.lease_stats().takeovers, 1);
+
+    let entry = TimelineEntry {
+        at: now,
+        kind: EventKind::AttemptStarted,
+        attempt: Some(1),
+        step: None,
+        detail: String::new(),
+        http: None,
+    };
+    let journal = |lease: &stepwise_store::Lease| JournalWrites {
+        timeline: vec![entry.clone()],
+        lease: Some(lease.clone()),
+        ..JournalWrites::default()
+    };
+    assert!(matches!(
+        a.record_step("r", journal(&lease)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let settle = RunWrite {
+        lease: Some(lease.clone()),
+        ..RunWrite::new(stored.clone(), JournalWrites::default())
+    };
+    assert!(matches!(
+        Store::write_runs(&*a, vec![settle]).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(a.lease_stats().writes_refused, 2);
+    // Renewing, host a finds the claim gone and lets it go.
+    a.renew_leases().await.unwrap();
+    assert_eq!(a.lease_stats().leases_lost, 1);
+    assert_eq!(Store::occupancy(&*a).await.unwrap().running, 0);
+
+    // The new holder writes as it should.
+    b.record_step("r", journal(&taken[0].lease)).await.unwrap();
+    let settle = RunWrite {
+        lease: Some(taken[0].lease.clone()),
+        ..RunWrite::new(stored, JournalWrites::default())
+    };
+    assert_eq!(Store::write_runs(&*b, vec![settle]).await.unwrap(), vec![2]);
+    let (timeline, _) = b.timeline_page("r", 0, 10).await.unwrap();
+    assert_eq!(
+        timeline.len(),
+        2,
+        "the creation and the new holder's start only"
+    );
+    let hosts = Store::hosts(&*a).await.unwrap();
+    let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
+    assert!(
+        ids.contains(&a.host_id()) && ids.contains(&b.host_id()),
+        "{ids:?}"
+    );
+    let held: u64 = hosts
+        .iter()
+        .filter(|h| h.id == b.host_id())
+        .map(|h| h.claims)
+        .sum();
+    assert_eq!(held, 1);
+}
+
 mod conformance {
     //! The backend conformance suite of `stepwise-store`, each test on a database of its own.
 

@@ -63,6 +63,26 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Refuses a write made under `lease` unless that claim on `run` still holds. One process
+    /// holds every claim of this file, so the ready index is the claim's truth.
+    fn check_lease(
+        &self,
+        run: &str,
+        lease: Option<&stepwise_store::Lease>,
+    ) -> Result<(), StoreError> {
+        match lease {
+            Some(lease) if lease.holder != LOCAL_HOLDER || !self.is_claimed(run) => {
+                Err(StoreError::LeaseLost {
+                    run: run.to_owned(),
+                    holder: lease.holder.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Runs deleted per write transaction by a purge.
 const PURGE_BATCH: usize = 100;
 
@@ -115,12 +135,16 @@ impl Store for RedbStore {
     }
 
     async fn record_step(&self, run: &str, journal: JournalWrites) -> Result<(), StoreError> {
+        self.check_lease(run, journal.lease.as_ref())?;
         let mut batch = Batch::new();
         batch.journal(run, &journal);
         self.commit_plain(batch).await
     }
 
     fn submit_step(&self, run: &str, journal: JournalWrites) -> stepwise_store::Submitted {
+        if let Err(e) = self.check_lease(run, journal.lease.as_ref()) {
+            return Box::pin(async move { Err(e) });
+        }
         let mut batch = Batch::new();
         batch.journal(run, &journal);
         match self.submit(batch) {
@@ -140,15 +164,7 @@ impl Store for RedbStore {
         let mut batch = Batch::new();
         let mut versions = Vec::with_capacity(writes.len());
         for w in &writes {
-            // One process holds every claim of this file, so the index is the claim's truth.
-            if let Some(lease) = &w.lease
-                && (lease.holder != LOCAL_HOLDER || !self.is_claimed(&w.run.id))
-            {
-                return Err(StoreError::LeaseLost {
-                    run: w.run.id.clone(),
-                    holder: lease.holder.clone(),
-                });
-            }
+            self.check_lease(&w.run.id, w.lease.as_ref())?;
         }
         for w in writes {
             let expected = w.run.version;
@@ -542,6 +558,17 @@ impl Store for RedbStore {
 
     fn stats(&self) -> &CommitStats {
         RedbStore::stats(self)
+    }
+
+    async fn hosts(&self) -> Result<Vec<stepwise_store::HostInfo>, StoreError> {
+        // One process has the file open: this one, whose claims last as long as it does.
+        Ok(vec![stepwise_store::HostInfo {
+            id: LOCAL_HOLDER.to_owned(),
+            started_at: self.opened_at,
+            last_seen: stepwise_core::clock::wall_ms(),
+            claims: RedbStore::occupancy(self).running as u64,
+            next_expiry: None,
+        }])
     }
 
     async fn create_tenant(

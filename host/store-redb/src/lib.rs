@@ -55,6 +55,8 @@ pub struct RedbStore {
     ready: Arc<ready::ReadyIndex>,
     path: PathBuf,
     unreadable: std::sync::Mutex<Vec<Unreadable>>,
+    /// When this process opened the file (wall clock).
+    opened_at: stepwise_core::clock::Millis,
 }
 
 /// Default for the most memory redb may use to cache pages. redb's own default (1 GiB) lets the
@@ -127,6 +129,7 @@ impl RedbStore {
             ready,
             path,
             unreadable: std::sync::Mutex::new(unreadable),
+            opened_at: stepwise_core::clock::wall_ms(),
         })
     }
 

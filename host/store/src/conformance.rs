@@ -400,6 +400,30 @@ pub async fn claims_hand_out_each_due_run_once_until_released(store: Arc<dyn Sto
         "another holder's lease is refused"
     );
 
+    // A journal write under the claim's lease goes through; under another holder's, not.
+    let claim_lease = lease.clone();
+    let under_lease = |holder: &str| JournalWrites {
+        timeline: vec![entry(EventKind::AttemptStarted, "")],
+        lease: Some(crate::Lease {
+            holder: holder.to_owned(),
+            ..claim_lease.clone()
+        }),
+        ..JournalWrites::default()
+    };
+    store
+        .record_step("b1", under_lease(&lease.holder))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store
+                .record_step("b1", under_lease(&format!("not-{}", lease.holder)))
+                .await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "a journal write under another holder's lease is refused"
+    );
+
     store.release("a1", 5, Some(T0 + 500)).await.unwrap();
     assert!(!store.is_claimed("a1").await.unwrap());
     assert!(
@@ -424,6 +448,21 @@ pub async fn claims_hand_out_each_due_run_once_until_released(store: Arc<dyn Sto
             Err(StoreError::LeaseLost { .. })
         ),
         "a released claim's lease no longer holds"
+    );
+    assert!(
+        matches!(
+            store
+                .record_step("b1", under_lease(&claim_lease.holder))
+                .await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "nor does it for the run's journal"
+    );
+    let (timeline, _) = store.timeline_page("b1", 0, 10).await.unwrap();
+    assert_eq!(
+        timeline.len(),
+        2,
+        "only the write under the live lease was recorded"
     );
     assert_eq!(claim_ids(&*store, T0 + 1_000).await, vec!["b1", "later"]);
 }
@@ -534,6 +573,7 @@ pub async fn purged_dead_letters_are_deleted_with_their_history_and_keys(store: 
                     message: "boom".into(),
                 }],
                 deliveries: Vec::new(),
+                lease: None,
             },
             ..RunWrite::new(r, JournalWrites::default())
         }
@@ -648,6 +688,7 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
         timeline: vec![entry(EventKind::StepCompleted, "a")],
         logs: vec![line("one"), line("two")],
         deliveries: Vec::new(),
+        lease: None,
     };
     store.record_step("r", first).await.unwrap();
     let second = JournalWrites {
@@ -656,6 +697,7 @@ pub async fn journal_writes_are_numbered_in_order_and_paged(store: Arc<dyn Store
         timeline: vec![entry(EventKind::StepCompleted, "b")],
         logs: vec![line("three")],
         deliveries: Vec::new(),
+        lease: None,
     };
     store.record_step("r", second).await.unwrap();
     let steps = store.load_journal("r").await.unwrap();

@@ -344,6 +344,22 @@ impl Store for FaultyStore {
         self.inner.stats()
     }
 
+    fn host_id(&self) -> &str {
+        self.inner.host_id()
+    }
+
+    fn lease_stats(&self) -> crate::LeaseStats {
+        self.inner.lease_stats()
+    }
+
+    fn set_waker(&self, waker: crate::Waker) {
+        self.inner.set_waker(waker);
+    }
+
+    async fn hosts(&self) -> Result<Vec<crate::HostInfo>, StoreError> {
+        self.inner.hosts().await
+    }
+
     async fn create_tenant(
         &self,
         tenant: &TenantRecord,

@@ -46,8 +46,8 @@ pub use error::StoreError;
 pub use events::{Delivery, EventFilter, EventPut, NewEvent};
 pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 pub use types::{
-    Census, Claimed, CommitStats, Durability, GROUP_SIZE_BOUNDS, LATENCY_BOUNDS_MICROS, Lease,
-    Listing, Occupancy, Placement, QueueId, TenantUsage,
+    Census, Claimed, CommitStats, Durability, GROUP_SIZE_BOUNDS, HostInfo, LATENCY_BOUNDS_MICROS,
+    Lease, LeaseStats, Listing, Occupancy, Placement, QueueId, TenantUsage, Waker,
 };
 pub use writes::{
     Created, DeadLetter, IdempotencyClaim, JournalWrites, KeyExpiry, NewRunWrite, RunWrite,
@@ -299,6 +299,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, StoreError>;
     /// The work of the commit path, for metrics and benchmarks.
     fn stats(&self) -> &CommitStats;
+
+    // Hosts.
+
+    /// The id of this host, the holder named on its claims.
+    fn host_id(&self) -> &str {
+        "local"
+    }
+    /// How this host's leases fared, for metrics.
+    fn lease_stats(&self) -> LeaseStats {
+        LeaseStats::default()
+    }
+    /// Registers what to call when work may have become due that this host did not write
+    /// (another host's enqueue, an expired lease to take over), so the scheduler looks again
+    /// rather than polling. A backend used by one host only never calls it.
+    fn set_waker(&self, waker: Waker) {
+        let _ = waker;
+    }
+    /// The hosts using this store now, with their claims.
+    async fn hosts(&self) -> Result<Vec<HostInfo>, StoreError>;
 
     // Tenants, modules, queues.
 

@@ -102,6 +102,35 @@ pub struct Lease {
     pub expires_at: Millis,
 }
 
+/// A host using the store, as [`crate::Store::hosts`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HostInfo {
+    /// Its id (the holder named on its claims).
+    pub id: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it last renewed its leases (or, for the embedded store, now).
+    pub last_seen: Millis,
+    /// Runs it holds claims on.
+    pub claims: u64,
+    /// When the first of its leases lapses unless renewed.
+    pub next_expiry: Option<Millis>,
+}
+
+/// How a host's leases fared since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseStats {
+    /// Writes refused because the lease they were made under no longer held the run.
+    pub writes_refused: u64,
+    /// Claims found taken over by another host when renewing.
+    pub leases_lost: u64,
+    /// Runs claimed from a host whose lease had lapsed.
+    pub takeovers: u64,
+}
+
+/// What a backend calls to wake the scheduler; see [`crate::Store::set_waker`].
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
 /// A run claimed for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {

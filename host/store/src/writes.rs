@@ -19,6 +19,11 @@ pub struct JournalWrites {
     pub logs: Vec<LogLine>,
     /// Events that waits of this run took, recorded on the events (`GET /v1/events`).
     pub deliveries: Vec<crate::Delivery>,
+    /// The claim the writes are made under (an attempt's): refused with
+    /// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost) unless that claim still holds,
+    /// so a host whose run was taken over records nothing more of it. `None` for writes made
+    /// outside an attempt. Not itself a write: [`JournalWrites::is_empty`] ignores it.
+    pub lease: Option<crate::Lease>,
 }
 
 impl JournalWrites {

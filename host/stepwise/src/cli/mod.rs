@@ -14,6 +14,7 @@ mod egress;
 mod enqueue;
 mod events;
 mod follow;
+mod hosts;
 mod modules;
 mod queue;
 mod render;
@@ -59,6 +60,8 @@ enum Command {
     /// Manage tenants on a server (admin token).
     #[command(subcommand)]
     Tenant(tenant::Command),
+    /// List the hosts sharing a server's store, with their claims and leases (admin token).
+    Hosts(hosts::Args),
     /// Upload a handler component to a server.
     Deploy(modules::DeployArgs),
     /// List the modules deployed on a server.
@@ -141,6 +144,7 @@ pub fn main_with_clock(clock: Option<std::sync::Arc<dyn crate::Clock>>) -> ExitC
             Command::Serve(args) => serve::execute(args, clock).await,
             Command::Bench(args) => bench::execute(args).await,
             Command::Tenant(command) => tenant::execute(command).await,
+            Command::Hosts(args) => hosts::execute(args).await,
             Command::Deploy(args) => modules::deploy(args).await,
             Command::Modules(args) => modules::list(args).await,
             Command::Enqueue(args) => enqueue::execute(args).await,

@@ -17,6 +17,10 @@ pub struct Args {
     /// Data dir holding the embedded store (default `./stepwise-data`).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Store shared by several hosts: `postgres://user[:password]@host[:port]/database`
+    /// (default: the embedded file in the data dir). Also `STEPWISE_STORE`.
+    #[arg(long)]
+    store: Option<String>,
     /// Address to listen on (default `127.0.0.1:7070`).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -29,6 +33,7 @@ pub struct Args {
 pub async fn execute(args: Args, clock: Option<Arc<dyn Clock>>) -> Result<Outcome> {
     serve(ServeOptions {
         data: args.data,
+        store: args.store,
         listen: args.listen,
         config: args.config,
         clock,

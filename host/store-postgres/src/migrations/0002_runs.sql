@@ -155,3 +155,10 @@ CREATE TABLE counters (
     n         bigint NOT NULL
 );
 CREATE INDEX counters_by_queue ON counters (tenant, queue, counter);
+
+-- The hosts using the database: each renews `last_seen` with its leases.
+CREATE TABLE hosts (
+    id          text COLLATE "C" PRIMARY KEY,
+    started_at  bigint NOT NULL,
+    last_seen   bigint NOT NULL
+);
