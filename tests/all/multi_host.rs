@@ -110,6 +110,34 @@ async fn hosts_sharing_postgres_take_over_a_killed_hosts_runs_and_never_run_a_st
     let (status, modules) = servers[2].api().get(&token, "/v1/modules").await;
     assert_eq!(status, 200, "{modules}");
 
+    // A queue's settings changed through one host reach the others without a restart.
+    let (status, body) = servers[0]
+        .api()
+        .put(
+            &token,
+            &format!("/v1/queues/{QUEUE}"),
+            json!({"concurrency": 12}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for server in &servers[1..] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, queue) = server
+                .api()
+                .get(&token, &format!("/v1/queues/{QUEUE}"))
+                .await;
+            if queue["concurrency"] == 12 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "settings not propagated: {queue}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     let next = Arc::new(AtomicU64::new(0));
     let mut acknowledged: Vec<String> = Vec::new();
     let mut takeovers: Vec<Duration> = Vec::new();

@@ -360,13 +360,26 @@ impl Engine {
                 rate_limits: rate_limits::RateLimits::default(),
             }),
         };
-        // Work another host made due wakes the scheduler as a local enqueue does.
+        // Work another host made due wakes the scheduler as a local enqueue does; settings
+        // another host changed are read again.
         let weak = Arc::downgrade(&engine.inner);
-        engine.inner.store.set_waker(Arc::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                inner.wake.notify_one();
-            }
-        }));
+        engine
+            .inner
+            .store
+            .set_waker(Arc::new(move |wake: stepwise_store::Wake| {
+                let Some(inner) = weak.upgrade() else { return };
+                match wake {
+                    stepwise_store::Wake::Work => inner.wake.notify_one(),
+                    stepwise_store::Wake::Settings(tenant) => {
+                        let engine = Engine { inner };
+                        tokio::spawn(async move {
+                            if let Err(e) = engine.reload_settings(&tenant).await {
+                                tracing::error!(tenant = %tenant, error = %e, "settings changed by another host could not be read");
+                            }
+                        });
+                    }
+                }
+            }));
         Ok(engine)
     }
 

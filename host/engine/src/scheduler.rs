@@ -110,6 +110,11 @@ impl Engine {
             tokio::select! {
                 Some(joined) = tasks.join_next_with_id() => {
                     self.finish_task(joined, &mut by_task).await;
+                    // Every attempt that ended meanwhile too, so the next claim fills all
+                    // their slots at once (a claim round costs a shared store round trips).
+                    while let Some(joined) = tasks.try_join_next_with_id() {
+                        self.finish_task(joined, &mut by_task).await;
+                    }
                 }
                 _ = inner.wake.notified() => {}
                 _ = async {

@@ -129,6 +129,36 @@ impl Engine {
         Ok(self.inner.store.tenant_modules(tenant).await?)
     }
 
+    /// Reads `tenant`'s settings again (its queues' settings, egress settings and secrets)
+    /// after another host sharing the store changed them.
+    pub async fn reload_settings(&self, tenant: &str) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let queues: Vec<(String, QueueSettings)> = store
+            .queues()
+            .await?
+            .into_iter()
+            .filter(|(t, _, _)| t == tenant)
+            .map(|(_, q, s)| (q, s))
+            .collect();
+        {
+            let mut map = self.inner.queues.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|(t, _), _| t != tenant);
+            for (q, s) in queues {
+                map.insert((tenant.to_owned(), q), s);
+            }
+        }
+        let egress = store.egress(tenant).await?;
+        if let Err(e) = self.inner.egress.install(tenant, &egress) {
+            tracing::warn!(tenant = %tenant, error = %e, "stored egress settings refused");
+        }
+        let secrets = store.secrets_of(tenant).await?;
+        self.inner.secrets.install(tenant, &secrets)?;
+        tracing::info!(tenant = %tenant, "settings changed by another host read again");
+        // A rate limit may have been lifted: held runs are looked at again.
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
     /// Sets a queue's settings (e.g. its concurrency limit).
     pub async fn set_queue(
         &self,

@@ -20,12 +20,20 @@ use stepwise_store::{
 use crate::PgStore;
 use crate::reads::List;
 
+/// Rows a journal write adds.
+pub(crate) fn journal_rows(journal: &JournalWrites) -> u64 {
+    (journal.steps.len() + journal.timeline.len() + journal.logs.len() + journal.deliveries.len())
+        as u64
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError> {
         let started = std::time::Instant::now();
+        // The run, its journal's rows and its counter row.
+        let rows = 2 + journal_rows(&new.journal);
         let created = PgStore::create_run(self, new).await?;
-        self.count_commit(started, 1, 1);
+        self.count_commit(started, rows, 1);
         if matches!(created, Created::Created | Created::Replaced { .. }) {
             self.notify_work();
         }
@@ -58,7 +66,11 @@ impl Store for PgStore {
 
     async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
         let started = std::time::Instant::now();
-        let n = writes.len() as u64;
+        // Each run, its journal's rows, and the counter rows.
+        let n = 1 + writes
+            .iter()
+            .map(|w| 1 + journal_rows(&w.journal))
+            .sum::<u64>();
         let (versions, woke) = PgStore::write_runs(self, writes).await?;
         self.count_commit(started, n, 1);
         if woke {
@@ -354,7 +366,9 @@ impl Store for PgStore {
         queue: &str,
         settings: &QueueSettings,
     ) -> Result<(), StoreError> {
-        PgStore::put_queue(self, tenant, queue, settings).await
+        PgStore::put_queue(self, tenant, queue, settings).await?;
+        self.notify_settings(tenant);
+        Ok(())
     }
 
     async fn queues(&self) -> Result<Vec<(String, String, QueueSettings)>, StoreError> {
@@ -391,7 +405,9 @@ impl Store for PgStore {
     }
 
     async fn put_egress(&self, tenant: &str, settings: &TenantEgress) -> Result<(), StoreError> {
-        PgStore::put_egress(self, tenant, settings).await
+        PgStore::put_egress(self, tenant, settings).await?;
+        self.notify_settings(tenant);
+        Ok(())
     }
 
     async fn egress(&self, tenant: &str) -> Result<TenantEgress, StoreError> {
@@ -403,11 +419,17 @@ impl Store for PgStore {
     }
 
     async fn put_secrets(&self, secrets: &[(String, SecretRecord)]) -> Result<(), StoreError> {
-        PgStore::put_secrets(self, secrets).await
+        PgStore::put_secrets(self, secrets).await?;
+        for (tenant, _) in secrets {
+            self.notify_settings(tenant);
+        }
+        Ok(())
     }
 
     async fn remove_secret(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
-        PgStore::remove_secret(self, tenant, name).await
+        PgStore::remove_secret(self, tenant, name).await?;
+        self.notify_settings(tenant);
+        Ok(())
     }
 
     async fn secrets_of(&self, tenant: &str) -> Result<Vec<SecretRecord>, StoreError> {

@@ -6,8 +6,11 @@
 //! run (see `runs.rs`).
 //!
 //! Fairness across tenants is [`stepwise_core::picker`]'s, decided per host over the heads
-//! of the queues that have waiting runs (read from the counters, never by scanning runs) and
-//! this host's own running attempts: the engine's slots and memory budget are per host.
+//! of the queues that have waiting runs (found by skipping through the ready index, a probe
+//! per queue, never by scanning runs) and
+//! this host's own running attempts: the engine's slots, a tenant's share of them and the
+//! memory budget are per host. A queue's concurrency limit is the cluster's: claim rounds
+//! take turns under an advisory lock and count every host's live claims of the queue.
 //!
 //! Leases are kept on the wall clock, whatever clock the engine schedules by: whether a host
 //! is alive is a matter of real time.
@@ -23,6 +26,7 @@ use stepwise_core::clock::Millis;
 use stepwise_core::picker::{self, ClaimPolicy, MemoryInUse, QueueHead, TenantLoad};
 use stepwise_store::{Claimed, CommitStats, Lease, Occupancy, Placement, QueueId, StoreError};
 
+use crate::cached::Cached;
 use crate::tx::{db_ms, in_txn, ms};
 use crate::{PgStore, io};
 
@@ -35,7 +39,39 @@ pub const DEFAULT_LEASE_MS: u64 = 30_000;
 pub const RENEW_EVERY_MS: u64 = DEFAULT_LEASE_MS / 3;
 
 /// How often the counters' deltas are folded.
-const FOLD_EVERY: Duration = Duration::from_secs(5);
+const FOLD_EVERY: Duration = Duration::from_millis(500);
+
+/// Claims and releases commit without waiting for the disk (on the `soft` connections): a
+/// claim a crash of the database loses is a claim nobody holds (the attempt's writes, fenced
+/// by it, are then refused), and a lost release is a lease that lapses. Nothing a run
+/// records depends on them being durable, and the scheduler does not wait for an fsync per
+/// claim round. A release waits at most this long for a claim round before the upkeep
+/// writes it.
+const RELEASE_FLUSH: Duration = Duration::from_millis(50);
+
+/// Writes `releases` of `holder`'s claims in one statement.
+async fn write_releases(
+    txn: &deadpool_postgres::Transaction<'_>,
+    holder: &str,
+    releases: &[(String, Option<i64>)],
+) -> crate::tx::TxResult<()> {
+    if releases.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = releases.iter().map(|(r, _)| r.as_str()).collect();
+    let holds: Vec<Option<i64>> = releases.iter().map(|(_, h)| *h).collect();
+    txn.x(
+        "UPDATE runs SET claimed_by = NULL, lease_until = NULL, hold_until = u.hold
+         FROM unnest($1::text[], $2::bigint[]) AS u(id, hold)
+         WHERE runs.id = u.id AND runs.claimed_by = $3",
+        &[&ids, &holds, &holder],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Key of the advisory lock claim rounds take turns under (the bytes of "claims!").
+const CLAIM_LOCK: i64 = 0x0063_6c61_696d_7321;
 
 /// Most runs read per queue in one claim round.
 const MAX_CANDIDATES_PER_QUEUE: i64 = 256;
@@ -66,13 +102,6 @@ impl Local {
             .filter(|p| p.queue.tenant == tenant)
             .count()
     }
-
-    fn running_in(&self, tenant: &str, queue: &str) -> usize {
-        self.claimed
-            .values()
-            .filter(|p| p.queue.tenant == tenant && p.queue.queue == queue)
-            .count()
-    }
 }
 
 /// What every clone of a [`PgStore`] shares: the host's identity and claims.
@@ -85,8 +114,15 @@ pub(crate) struct Shared {
     /// Wakes the notifier task; `notify_wanted` says a write asked for a notification.
     pub notifier: Arc<tokio::sync::Notify>,
     pub notify_wanted: std::sync::atomic::AtomicBool,
+    /// Tenants whose settings this host changed since its last notification.
+    pub settings_changed: Mutex<BTreeSet<String>>,
     /// When this host opened the store (wall clock).
     pub started_at: Millis,
+    /// Connections that commit without waiting for the disk.
+    pub soft: deadpool_postgres::Pool,
+    /// Releases not yet written: (run, hold until), applied by the next claim round or
+    /// within [`RELEASE_FLUSH`].
+    releases: Mutex<Vec<(String, Option<i64>)>>,
     lease_ms: u64,
     local: Mutex<Local>,
     pub stats: CommitStats,
@@ -109,13 +145,21 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(holder: String, lease_ms: u64, config: tokio_postgres::Config) -> Self {
+    pub fn new(
+        holder: String,
+        lease_ms: u64,
+        config: tokio_postgres::Config,
+        soft: deadpool_postgres::Pool,
+    ) -> Self {
         Self {
+            soft,
+            releases: Mutex::default(),
             holder,
             config,
             waker: Mutex::default(),
             notifier: Arc::default(),
             notify_wanted: std::sync::atomic::AtomicBool::new(false),
+            settings_changed: Mutex::default(),
             started_at: wall_ms(),
             lease_ms: lease_ms.max(1),
             local: Mutex::default(),
@@ -131,11 +175,20 @@ impl Shared {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes this host's scheduler, if the engine registered a waker.
-    pub fn wake(&self) {
+    /// Whether this host released `run` without writing it yet: its lease no longer holds.
+    pub fn releasing(&self, run: &str) -> bool {
+        self.releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(r, _)| r == run)
+    }
+
+    /// Wakes this host's engine, if it registered a waker.
+    pub fn wake(&self, why: stepwise_store::Wake) {
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(waker) = waker {
-            waker();
+            waker(why);
         }
     }
 }
@@ -164,38 +217,63 @@ impl PgStore {
         let holder = self.shared.holder.clone();
         let wall = wall_ms();
         let expires_at = wall.saturating_add(self.shared.lease_ms);
-        let claimed = in_txn!(self, |txn| {
-            let queues = txn
-                .query(
-                    "SELECT tenant, queue FROM counters
-                     WHERE counter IN ('queued', 'retrying', 'sleeping', 'waiting')
-                     GROUP BY tenant, queue HAVING sum(n) > 0",
-                    &[],
+        let releases = self.take_releases();
+        let claimed = in_txn!(soft self, |txn| {
+            write_releases(&txn, &holder, &releases).await?;
+            // Claim rounds take turns across hosts, so each counts the others' claims when it
+            // holds a queue to its limit: a queue's concurrency is the whole cluster's.
+            txn.x("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+                .await?;
+            let running_rows = txn
+                .q(
+                    "SELECT tenant, queue, count(*) FROM runs
+                     WHERE claimed_by IS NOT NULL AND lease_until >= $1
+                     GROUP BY tenant, queue",
+                    &[&db_ms(wall)],
                 )
                 .await?;
-            let tenants: Vec<String> = queues.iter().map(|r| r.get(0)).collect();
-            let names: Vec<String> = queues.iter().map(|r| r.get(1)).collect();
+            let running_in: HashMap<(String, String), usize> = running_rows
+                .iter()
+                .map(|r| {
+                    let n: i64 = r.get(2);
+                    ((r.get(0), r.get(1)), usize::try_from(n).unwrap_or(usize::MAX))
+                })
+                .collect();
             let per_queue = MAX_CANDIDATES_PER_QUEUE.min(i64::try_from(room).unwrap_or(i64::MAX));
+            // The queues with runs in the ready set, found by skipping through the ready
+            // index one queue at a time (a probe per queue, however many runs wait), then
+            // each queue's best due runs.
             let rows = txn
-                .query(
-                    "SELECT r.id, r.tenant, r.queue, r.priority,
+                .q(
+                    "WITH RECURSIVE q AS (
+                         (SELECT tenant, queue FROM runs
+                          WHERE ready_at IS NOT NULL AND set_aside IS NULL
+                          ORDER BY tenant, queue LIMIT 1)
+                         UNION ALL
+                         SELECT n.tenant, n.queue FROM q CROSS JOIN LATERAL (
+                             SELECT tenant, queue FROM runs
+                             WHERE ready_at IS NOT NULL AND set_aside IS NULL
+                               AND (tenant, queue) > (q.tenant, q.queue)
+                             ORDER BY tenant, queue LIMIT 1
+                         ) n
+                     )
+                     SELECT r.id, r.tenant, r.queue, r.priority,
                             GREATEST(r.ready_at, COALESCE(r.hold_until, 0)), r.memory_bytes,
                             r.claimed_by IS NOT NULL
-                     FROM unnest($1::text[], $2::text[]) AS q(tenant, queue)
-                     CROSS JOIN LATERAL (
+                     FROM q CROSS JOIN LATERAL (
                          SELECT id, tenant, queue, priority, ready_at, hold_until,
                                 memory_bytes, claimed_by
                          FROM runs
                          WHERE runs.tenant = q.tenant AND runs.queue = q.queue
                            AND ready_at IS NOT NULL AND set_aside IS NULL
-                           AND ready_at <= $3
-                           AND (hold_until IS NULL OR hold_until <= $3)
-                           AND (claimed_by IS NULL OR lease_until < $4)
+                           AND ready_at <= $1
+                           AND (hold_until IS NULL OR hold_until <= $1)
+                           AND (claimed_by IS NULL OR lease_until < $2)
                          ORDER BY priority DESC, ready_at
-                         LIMIT $5
+                         LIMIT $3
                          FOR UPDATE SKIP LOCKED
                      ) r",
-                    &[&tenants, &names, &db_ms(now), &db_ms(wall), &per_queue],
+                    &[&db_ms(now), &db_ms(wall), &per_queue],
                 )
                 .await?;
             let mut by_tenant: BTreeMap<String, BTreeMap<String, VecDeque<Candidate>>> =
@@ -227,10 +305,11 @@ impl PgStore {
                     });
                 }
             }
-            let picked = self.pick(by_tenant, room, policy);
+            let picked = self.pick(by_tenant, running_in, room, policy);
+            tracing::debug!(room, candidates = rows.len(), picked = picked.len(), "claim round");
             let ids: Vec<String> = picked.iter().map(|(c, _)| c.id.clone()).collect();
             if !ids.is_empty() {
-                txn.execute(
+                txn.x(
                     "UPDATE runs SET claimed_by = $1, lease_until = $2 WHERE id = ANY($3)",
                     &[&holder, &db_ms(expires_at), &ids],
                 )
@@ -259,22 +338,20 @@ impl PgStore {
         Ok(out)
     }
 
-    /// The candidates the picker chooses, in order, with their placements, counting this
-    /// host's running attempts and those chosen before them.
+    /// The candidates the picker chooses, in order, with their placements, counting the
+    /// attempts running (a tenant's on this host, whose slots they are; a queue's on every
+    /// host, `running_in`) and those chosen before them.
     fn pick(
         &self,
         mut by_tenant: BTreeMap<String, BTreeMap<String, VecDeque<Candidate>>>,
+        mut running_in: HashMap<(String, String), usize>,
         room: usize,
         policy: &(dyn ClaimPolicy + Sync),
     ) -> Vec<(Candidate, Placement)> {
         let local = self.shared.local();
         let mut running: HashMap<String, usize> = HashMap::new();
-        let mut running_in: HashMap<(String, String), usize> = HashMap::new();
-        for (t, queues) in &by_tenant {
+        for t in by_tenant.keys() {
             running.insert(t.clone(), local.running(t));
-            for q in queues.keys() {
-                running_in.insert((t.clone(), q.clone()), local.running_in(t, q));
-            }
         }
         let mut memory = local.memory;
         let mut idle = local.claimed.is_empty();
@@ -361,24 +438,55 @@ impl PgStore {
                 *served = served.saturating_add(served_ms);
             }
         }
-        let hold = hold_until.map(db_ms);
-        self.client()
-            .await?
-            .execute(
-                "UPDATE runs SET claimed_by = NULL, lease_until = NULL, hold_until = $3
-                 WHERE id = $1 AND claimed_by = $2",
-                &[&run, &self.shared.holder, &hold],
-            )
-            .await
-            .map_err(io)?;
+        // Written by the next claim round (which follows at once) or the upkeep, many at a
+        // time: a release need not be durable (a lost one is a lease that lapses).
+        self.shared
+            .releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((run.to_owned(), hold_until.map(db_ms)));
         Ok(())
+    }
+
+    /// Takes the releases not yet written.
+    fn take_releases(&self) -> Vec<(String, Option<i64>)> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .releases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    /// Writes the releases not yet written, before a read that must see them.
+    pub(crate) async fn flush_releases(&self) -> Result<(), StoreError> {
+        let releases = self.take_releases();
+        if releases.is_empty() {
+            return Ok(());
+        }
+        let holder = self.shared.holder.clone();
+        let written = in_txn!(soft self, |txn| {
+            write_releases(&txn, &holder, &releases).await?;
+            Ok(())
+        });
+        if written.is_err() {
+            // Tried again with the next flush; meanwhile the runs look claimed.
+            self.shared
+                .releases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(releases);
+        }
+        written
     }
 
     /// Makes a waiting, unclaimed run that a release held back due at its stored time.
     pub(crate) async fn lift_hold(&self, run: &str) -> Result<(), StoreError> {
+        self.flush_releases().await?;
         self.client()
             .await?
-            .execute(
+            .x(
                 "UPDATE runs SET hold_until = NULL WHERE id = $1 AND claimed_by IS NULL",
                 &[&run],
             )
@@ -389,10 +497,11 @@ impl PgStore {
 
     /// Whether a live lease holds `run`.
     pub(crate) async fn is_claimed(&self, run: &str) -> Result<bool, StoreError> {
+        self.flush_releases().await?;
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT claimed_by IS NOT NULL AND lease_until >= $2 FROM runs WHERE id = $1",
                 &[&run, &db_ms(wall_ms())],
             )
@@ -403,11 +512,12 @@ impl PgStore {
 
     /// When the next unclaimed run not due at the last claim round becomes due.
     pub(crate) async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        self.flush_releases().await?;
         let last = db_ms(self.shared.last_claim.load(Ordering::Relaxed));
         let row = self
             .client()
             .await?
-            .query_one(
+            .q1(
                 "SELECT LEAST(
                      (SELECT GREATEST(ready_at, COALESCE(hold_until, 0)) FROM runs
                       WHERE ready_at > $1 AND set_aside IS NULL
@@ -425,10 +535,11 @@ impl PgStore {
 
     /// Whether any unclaimed run waits.
     pub(crate) async fn has_unclaimed(&self) -> Result<bool, StoreError> {
+        self.flush_releases().await?;
         let row = self
             .client()
             .await?
-            .query_one(
+            .q1(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at IS NOT NULL
                                 AND set_aside IS NULL
                                 AND (claimed_by IS NULL OR lease_until < $1))",
@@ -439,14 +550,19 @@ impl PgStore {
         Ok(row.get(0))
     }
 
-    /// What this host's claims hold, and how many runs wait unclaimed.
+    /// What this host's claims hold, and how many runs wait unclaimed: from the counters
+    /// (runs not final) less the live claims, so it reads no runs but the claimed ones.
     pub(crate) async fn occupancy(&self) -> Result<Occupancy, StoreError> {
+        self.flush_releases().await?;
         let row = self
             .client()
             .await?
-            .query_one(
-                "SELECT count(*) FROM runs WHERE ready_at IS NOT NULL AND set_aside IS NULL
-                 AND (claimed_by IS NULL OR lease_until < $1)",
+            .q1(
+                "SELECT GREATEST(
+                     (SELECT COALESCE(sum(n), 0) FROM counters
+                      WHERE counter IN ('queued', 'retrying', 'sleeping', 'waiting'))::bigint
+                     - (SELECT count(*) FROM runs WHERE claimed_by IS NOT NULL
+                        AND lease_until >= $1), 0)",
                 &[&db_ms(wall_ms())],
             )
             .await
@@ -472,10 +588,11 @@ impl PgStore {
 
     /// Every run in the ready set with when it is due, earliest first.
     pub(crate) async fn waiting(&self) -> Result<Vec<(Millis, String)>, StoreError> {
+        self.flush_releases().await?;
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT GREATEST(ready_at, COALESCE(hold_until, 0)), id FROM runs
                  WHERE ready_at IS NOT NULL AND set_aside IS NULL ORDER BY 1, 2",
                 &[],
@@ -490,7 +607,7 @@ impl PgStore {
         let now = db_ms(wall_ms());
         let client = self.client().await?;
         client
-            .execute(
+            .x(
                 "INSERT INTO hosts (id, started_at, last_seen) VALUES ($1, $2, $3)
                  ON CONFLICT (id) DO UPDATE SET last_seen = EXCLUDED.last_seen",
                 &[&self.shared.holder, &db_ms(self.shared.started_at), &now],
@@ -498,7 +615,7 @@ impl PgStore {
             .await
             .map_err(io)?;
         client
-            .execute(
+            .x(
                 "DELETE FROM hosts WHERE last_seen < $1",
                 &[&now.saturating_sub(86_400_000)],
             )
@@ -513,7 +630,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT h.id, h.started_at, h.last_seen, count(r.id), min(r.lease_until)
                  FROM hosts h LEFT JOIN runs r ON r.claimed_by = h.id
                  WHERE h.last_seen >= $1
@@ -546,7 +663,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "UPDATE runs SET lease_until = $1 WHERE claimed_by = $2 AND id = ANY($3)
                  RETURNING id",
                 &[&until, &self.shared.holder, &ids],
@@ -574,8 +691,16 @@ impl PgStore {
         tokio::spawn(async move {
             let mut renew = tokio::time::interval(renew_every);
             let mut fold = tokio::time::interval(FOLD_EVERY);
+            let mut flush = tokio::time::interval(RELEASE_FLUSH);
             loop {
                 tokio::select! {
+                    _ = flush.tick() => {
+                        let Some(shared) = weak.upgrade() else { break };
+                        let store = PgStore { pool: pool.clone(), shared, journal: None };
+                        if let Err(e) = store.flush_releases().await {
+                            tracing::warn!(error = %e, "releases could not be written; tried again");
+                        }
+                    }
                     _ = renew.tick() => {
                         let Some(shared) = weak.upgrade() else { break };
                         let store = PgStore { pool: pool.clone(), shared, journal: None };
@@ -583,7 +708,7 @@ impl PgStore {
                             tracing::error!(error = %e, "leases could not be renewed");
                         }
                         // A lease of a dead host may have lapsed: the scheduler looks again.
-                        store.shared.wake();
+                        store.shared.wake(stepwise_store::Wake::Work);
                     }
                     _ = fold.tick() => {
                         let Some(shared) = weak.upgrade() else { break };

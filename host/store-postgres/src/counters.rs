@@ -1,17 +1,18 @@
 //! The counters ([`stepwise_store::counters`]) on PostgreSQL, kept as deltas: every write
 //! inserts its changes as new rows instead of updating one row per counter, so concurrent
 //! transactions of one tenant (on one host or several) never queue on a hot row's lock while
-//! each waits for its commit to reach disk. Readers add the rows up; a fold run every few
-//! seconds ([`PgStore::fold_counters`]) replaces each counter's rows with their sum, so a
+//! each waits for its commit to reach disk. Readers add the rows up; a fold run twice a
+//! second ([`PgStore::fold_counters`]) replaces each counter's rows with their sum, so a
 //! read adds up at most the rows written since the last fold.
 
 use std::collections::BTreeMap;
 
+use deadpool_postgres::Transaction;
 use stepwise_core::model::RunStatus;
 use stepwise_store::counters::{add_to_census, add_to_usage};
 use stepwise_store::{Census, StoreError, TenantUsage};
-use tokio_postgres::Transaction;
 
+use crate::cached::Cached;
 use crate::tx::TxResult;
 use crate::{PgStore, io};
 
@@ -65,7 +66,7 @@ impl Deltas {
         if tenants.is_empty() {
             return Ok(());
         }
-        txn.execute(
+        txn.x(
             "INSERT INTO counters (tenant, queue, counter, n)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])",
             &[&tenants, &queues, &counters, &ns],
@@ -87,7 +88,7 @@ impl PgStore {
             "SELECT tenant, queue, counter, sum(n)::bigint FROM counters WHERE {filter}
              GROUP BY tenant, queue, counter"
         );
-        let rows = self.client().await?.query(&sql, params).await.map_err(io)?;
+        let rows = self.client().await?.q(&sql, params).await.map_err(io)?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -147,7 +148,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_one(
+            .q1(
                 "WITH gone AS (DELETE FROM counters RETURNING tenant, queue, counter, n),
                       sums AS (INSERT INTO counters (tenant, queue, counter, n)
                                SELECT tenant, queue, counter, sum(n)::bigint FROM gone

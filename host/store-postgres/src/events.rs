@@ -6,6 +6,7 @@ use stepwise_core::flow::EventRecord;
 use stepwise_store::counters::{EVENTS, STORED_BYTES};
 use stepwise_store::{EventFilter, EventPut, NewEvent, StoreError};
 
+use crate::cached::Cached;
 use crate::counters::Deltas;
 use crate::tx::{db_ms, in_txn, ms};
 use crate::{PgStore, decode_text, encode_text, io};
@@ -20,7 +21,7 @@ impl PgStore {
         let key = event.correlation_key.clone().unwrap_or_default();
         in_txn!(self, |txn| {
             if let Some(row) = txn
-                .query_opt(
+                .q_opt(
                     "SELECT record::text FROM events WHERE tenant = $1 AND id = $2",
                     &[&tenant, &event.id],
                 )
@@ -30,7 +31,7 @@ impl PgStore {
                 return Ok(EventPut::Exists(stored));
             }
             let seq: i64 = txn
-                .query_one(
+                .q1(
                     "INSERT INTO event_seqs (tenant, seq) VALUES ($1, 1)
                      ON CONFLICT (tenant) DO UPDATE SET seq = event_seqs.seq + 1
                      RETURNING seq",
@@ -50,7 +51,7 @@ impl PgStore {
             };
             let json = encode_text(&record)?;
             let bytes = json.len() as i64;
-            txn.execute(
+            txn.x(
                 "INSERT INTO events (tenant, seq, id, name, key, received_at, expires_at, bytes,
                                      record)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json)",
@@ -67,7 +68,7 @@ impl PgStore {
                 ],
             )
             .await?;
-            txn.execute(
+            txn.x(
                 "INSERT INTO event_latest (tenant, name, key, seq) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (tenant, name, key)
                  DO UPDATE SET seq = GREATEST(event_latest.seq, EXCLUDED.seq)",
@@ -76,7 +77,7 @@ impl PgStore {
             .await?;
             // Every waiter entry of the name and key goes; those still waiting are woken.
             let waiters: Vec<String> = txn
-                .query(
+                .q(
                     "UPDATE runs SET wait_name = NULL, wait_key = NULL
                      WHERE tenant = $1 AND wait_name = $2 AND wait_key = $3 RETURNING id",
                     &[&tenant, &record.name, &key],
@@ -88,7 +89,7 @@ impl PgStore {
             let woken = if waiters.is_empty() {
                 0
             } else {
-                txn.execute(
+                txn.x(
                     "UPDATE runs SET ready_at = $2
                      WHERE id = ANY($1) AND status = 'waiting' AND (ready_at IS NULL OR ready_at > $2)",
                     &[&waiters, &db_ms(record.received_at)],
@@ -121,7 +122,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_one(
+            .q1(
                 "SELECT (SELECT seq FROM event_seqs WHERE tenant = $1),
                         (SELECT record::text FROM events
                          WHERE tenant = $1 AND name = $2 AND key = $3
@@ -155,7 +156,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT record::text FROM events WHERE tenant = $1 AND id = $2",
                 &[&tenant, &id],
             )
@@ -176,7 +177,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT record::text FROM events
                  WHERE tenant = $1 AND seq < $2
                    AND ($3::text IS NULL OR name = $3) AND ($4::text IS NULL OR key = $4)
@@ -206,7 +207,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT run, step FROM event_deliveries WHERE tenant = $1 AND seq = $2
                  ORDER BY run LIMIT $3",
                 &[
@@ -229,7 +230,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT tenant, seq FROM events WHERE expires_at <= $1
                  ORDER BY expires_at, tenant, seq LIMIT $2",
                 &[&db_ms(now), &i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -247,7 +248,7 @@ impl PgStore {
                 for (tenant, seq) in chunk {
                     let seq = db_ms(*seq);
                     let gone = txn
-                        .query_opt(
+                        .q_opt(
                             "DELETE FROM events WHERE tenant = $1 AND seq = $2 RETURNING bytes",
                             &[tenant, &seq],
                         )
@@ -257,7 +258,7 @@ impl PgStore {
                         deltas.add(tenant, "", EVENTS, -1);
                         deltas.add(tenant, "", STORED_BYTES, -bytes);
                     }
-                    txn.execute(
+                    txn.x(
                         "DELETE FROM event_deliveries WHERE tenant = $1 AND seq = $2",
                         &[tenant, &seq],
                     )

@@ -3,14 +3,16 @@
 //! Stepwise's storage on PostgreSQL (14 or later), for teams that run several `stepwise serve`
 //! hosts on one database; the embedded redb file stays the zero-setup default.
 //!
-//! **Status: in progress.** What is here is complete and tested against a real PostgreSQL
-//! server: opening a pool, the versioned migrations ([`migrate`]), and the tenants' settings
-//! (tenants and tokens, content-addressed modules and the job routes a deployment sets, queue
-//! and egress settings, sealed secrets, and cron schedules written over their versions), each
-//! with the semantics of the [`stepwise_store::Store`] method of the same name. Runs, their
-//! journals, claims under leases fenced on every write, events, counters and the
-//! `LISTEN/NOTIFY` wake-ups follow; until they do this crate does not implement the trait and
-//! `stepwise serve` cannot select it.
+//! It implements [`stepwise_store::Store`] and passes the same conformance suite as the
+//! embedded store. Where each part lives:
+//! - `runs.rs`: creating runs (idempotency and pending keys), writing them over their
+//!   versions under their claims' leases, waking waits, purging dead letters;
+//! - `reads.rs`: records, journal pages, bounded listings, dead letters, keys;
+//! - `journal.rs`: the host's ordered queue of journal writes, many per transaction;
+//! - `claims.rs`: claims with `FOR UPDATE SKIP LOCKED`, leases and their renewal, hosts;
+//! - `events.rs`, `counters.rs` (insert-only deltas), `settings.rs`, `wakeups.rs`
+//!   (`LISTEN/NOTIFY` between hosts), `migrate.rs`, `tx.rs` (transactions tried again after
+//!   a deadlock or a lost race).
 //!
 //! **Why these crates.** `tokio-postgres` is the asynchronous driver most Rust services on
 //! PostgreSQL use (`sqlx` builds on the same protocol work but adds compile-time checking that
@@ -20,7 +22,9 @@
 //! keeps (one shape for both backends), beside the key columns that queries need; names sort
 //! by their bytes, as in the embedded store.
 
+mod appends;
 mod backend;
+mod cached;
 mod claims;
 mod counters;
 mod events;
@@ -41,6 +45,9 @@ use stepwise_store::StoreError;
 use tokio_postgres::NoTls;
 
 pub use claims::{DEFAULT_LEASE_MS, RENEW_EVERY_MS};
+
+/// Connections a host opens for its claims, releases and lease renewals, beside its pool.
+const SOFT_POOL_SIZE: usize = 2;
 
 /// Most connections a host's pool opens by default.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -121,16 +128,31 @@ impl PgStore {
         let mut client = pool.get().await.map_err(|e| open_error(e.to_string()))?;
         migrate::migrate(&mut client).await?;
         drop(client);
+        // Claims and releases commit without waiting for the disk (see `claims.rs`).
+        let mut soft_config = config.clone();
+        let given = soft_config.get_options().unwrap_or_default().to_owned();
+        soft_config.options(format!("{given} -c synchronous_commit=off").trim());
+        let soft = Pool::builder(Manager::from_config(
+            soft_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(SOFT_POOL_SIZE)
+        .build()
+        .map_err(|e| open_error(e.to_string()))?;
         let shared = std::sync::Arc::new(claims::Shared::new(
             options.host_id,
             options.lease_ms,
             config,
+            soft,
         ));
-        let queue = journal::start(pool.clone(), std::sync::Arc::downgrade(&shared));
+        let queues = journal::start_all(&pool, &shared);
         let store = Self {
             pool,
             shared,
-            journal: Some(std::sync::Arc::new(queue)),
+            journal: Some(std::sync::Arc::new(queues)),
         };
         store.heartbeat().await?;
         store.start_upkeep();
@@ -155,6 +177,11 @@ impl PgStore {
             .commit_latency
             .observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
         stats.group_sizes.observe(batches);
+    }
+
+    /// A connection whose commits do not wait for the disk (claims, releases, renewals).
+    async fn soft_client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.shared.soft.get().await.map_err(io)
     }
 
     /// A pooled connection.

@@ -8,6 +8,7 @@ use stepwise_store::{IdempotencyRecord, MAX_LIST_SCAN, Page, RunFilter, RunsPage
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use crate::cached::Cached;
 use crate::tx::{db_ms, ms};
 use crate::{PgStore, decode_text, io};
 
@@ -46,12 +47,7 @@ impl PgStore {
     /// A run's record.
     pub(crate) async fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        let row = self
-            .client()
-            .await?
-            .query_opt(&sql, &[&id])
-            .await
-            .map_err(io)?;
+        let row = self.client().await?.q_opt(&sql, &[&id]).await.map_err(io)?;
         row.map(|r| run_of_row(&r, || id.to_owned())).transpose()
     }
 
@@ -65,7 +61,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(&sql, &[&id, &tenant])
+            .q_opt(&sql, &[&id, &tenant])
             .await
             .map_err(io)?;
         row.map(|r| run_of_row(&r, || id.to_owned())).transpose()
@@ -81,7 +77,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT attempt FROM timeline WHERE run = $1 AND attempt IS NOT NULL
                  ORDER BY seq DESC LIMIT 1",
                 &[&run],
@@ -110,7 +106,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(&sql, &[&run, &from, &take])
+            .q(&sql, &[&run, &from, &take])
             .await
             .map_err(io)?;
         let mut out = Vec::with_capacity(rows.len().min(limit));
@@ -189,7 +185,7 @@ impl PgStore {
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let client = self.client().await?;
-        let rows = client.query(&sql, &refs).await.map_err(io)?;
+        let rows = client.q(&sql, &refs).await.map_err(io)?;
         let mut runs = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = r.get(3);
@@ -213,7 +209,7 @@ impl PgStore {
                 );
                 // The scan's parameters are the first ones, numbered alike.
                 let n = 2 + usize::from(after.is_some());
-                let row = client.query_one(&sql, &refs[..n]).await.map_err(io)?;
+                let row = client.q1(&sql, &refs[..n]).await.map_err(io)?;
                 (row.get(0), row.get(1))
             }
         };
@@ -234,7 +230,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT id FROM runs WHERE parent = $1 ORDER BY id LIMIT $2",
                 &[&parent, &i64::try_from(limit).unwrap_or(i64::MAX)],
             )
@@ -252,7 +248,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT run, at FROM dead_letters WHERE tenant = $1 AND queue = $2 ORDER BY run",
                 &[&tenant, &queue],
             )
@@ -266,7 +262,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT 1 FROM dead_letters WHERE tenant = $1 AND queue = $2 AND run = $3",
                 &[&run.tenant, &run.queue, &run.id],
             )
@@ -285,7 +281,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT record::text FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3",
                 &[&tenant, &queue, &key],
             )
@@ -304,7 +300,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT tenant, queue, key FROM idempotency WHERE expires_at <= $1
                  ORDER BY expires_at LIMIT $2",
                 &[&db_ms(now), &i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -322,7 +318,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT id, set_aside FROM runs WHERE set_aside IS NOT NULL ORDER BY id",
                 &[],
             )

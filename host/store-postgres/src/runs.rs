@@ -8,6 +8,7 @@
 //! one run serialize on its row; a deadlock between them is resolved by PostgreSQL aborting
 //! one, which [`crate::tx`] tries again.
 
+use deadpool_postgres::Transaction;
 use stepwise_core::clock::Millis;
 use stepwise_core::flow::RunWait;
 use stepwise_core::keyed::{self, OnDuplicate};
@@ -17,8 +18,8 @@ use stepwise_store::{
     Created, DeadLetter, IdempotencyRecord, JournalWrites, KeyExpiry, NewRunWrite, RunWrite,
     StoreError,
 };
-use tokio_postgres::Transaction;
 
+use crate::cached::Cached;
 use crate::counters::Deltas;
 use crate::tx::{Failure, TxResult, db_ms, in_txn, ms};
 use crate::{PgStore, decode_text, encode_text};
@@ -67,7 +68,7 @@ pub(crate) struct Head {
 /// Locks run `id`'s row and reads its head.
 async fn lock_head(txn: &Transaction<'_>, id: &str) -> TxResult<Option<Head>> {
     let row = txn
-        .query_opt(
+        .q_opt(
             "SELECT version, status, claimed_by FROM runs WHERE id = $1 FOR UPDATE",
             &[&id],
         )
@@ -89,7 +90,7 @@ async fn lock_head(txn: &Transaction<'_>, id: &str) -> TxResult<Option<Head>> {
 /// Locks and reads run `id`'s whole record.
 async fn lock_record(txn: &Transaction<'_>, id: &str) -> TxResult<Option<(RunRecord, u64)>> {
     let row = txn
-        .query_opt(
+        .q_opt(
             "SELECT record::text, version, ready_at, record_bytes FROM runs WHERE id = $1
              FOR UPDATE",
             &[&id],
@@ -104,32 +105,6 @@ async fn lock_record(txn: &Transaction<'_>, id: &str) -> TxResult<Option<(RunRec
     .transpose()
 }
 
-/// Refuses (with [`StoreError::LeaseLost`], logged and counted) a write to `run` made under
-/// `lease` unless that claim still holds; locks the run's row, so no host takes the claim
-/// over before the write commits.
-pub(crate) async fn check_lease(
-    store: &PgStore,
-    txn: &Transaction<'_>,
-    run: &str,
-    lease: &stepwise_store::Lease,
-) -> TxResult<()> {
-    let holder: Option<String> = txn
-        .query_opt(
-            "SELECT claimed_by FROM runs WHERE id = $1 FOR UPDATE",
-            &[&run],
-        )
-        .await?
-        .and_then(|r| r.get(0));
-    if holder.as_deref() == Some(lease.holder.as_str()) {
-        return Ok(());
-    }
-    store.lease_refused(run, &lease.holder, holder.as_deref());
-    Err(Failure::from(StoreError::LeaseLost {
-        run: run.to_owned(),
-        holder: lease.holder.clone(),
-    }))
-}
-
 /// Inserts a new run's row; returns the bytes of its record.
 async fn insert_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
     let c = RunCols::of(run)?;
@@ -137,7 +112,7 @@ async fn insert_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
         Some(p) => (Some(p.run.as_str()), Some(p.step.as_str())),
         None => (None, None),
     };
-    txn.execute(
+    txn.x(
         "INSERT INTO runs (id, tenant, queue, job, status, version, ready_at, priority,
                            memory_bytes, created_at, parent, parent_step, wait_name, wait_key,
                            record_bytes, record)
@@ -171,7 +146,7 @@ async fn insert_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
 /// Returns the bytes of its record.
 async fn update_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
     let c = RunCols::of(run)?;
-    txn.execute(
+    txn.x(
         "UPDATE runs SET status = $2, version = $3, ready_at = $4, priority = $5,
                          memory_bytes = $6, wait_name = $7, wait_key = $8, hold_until = NULL,
                          record_bytes = $9, record = $10::text::json,
@@ -201,93 +176,15 @@ pub(crate) async fn append_journal(
     run: &str,
     journal: &JournalWrites,
 ) -> TxResult<u64> {
-    let mut bytes = 0u64;
-    if !journal.steps.is_empty() {
-        let mut ordinals = Vec::with_capacity(journal.steps.len());
-        let mut records = Vec::with_capacity(journal.steps.len());
-        for step in &journal.steps {
-            let json = encode_text(step)?;
-            bytes = bytes.saturating_add(json.len() as u64);
-            ordinals.push(i32::try_from(step.ordinal).unwrap_or(i32::MAX));
-            records.push(json);
-        }
-        txn.execute(
-            "INSERT INTO steps (run, ordinal, record)
-             SELECT $1, o, r::json FROM unnest($2::int[], $3::text[]) AS s(o, r)
-             ON CONFLICT (run, ordinal) DO UPDATE SET record = EXCLUDED.record",
-            &[&run, &ordinals, &records],
-        )
-        .await?;
-    }
-    if !journal.timeline.is_empty() {
-        let mut attempts = Vec::with_capacity(journal.timeline.len());
-        let mut records = Vec::with_capacity(journal.timeline.len());
-        for entry in &journal.timeline {
-            let json = encode_text(entry)?;
-            bytes = bytes.saturating_add(json.len() as u64);
-            attempts.push(entry.attempt.map(i64::from));
-            records.push(json);
-        }
-        let first = next_seqs(txn, run, "timeline", records.len()).await?;
-        let seqs: Vec<i32> = (0..records.len() as i32).map(|i| first + i).collect();
-        txn.execute(
-            "INSERT INTO timeline (run, seq, attempt, record)
-             SELECT $1, s, a, r::json FROM unnest($2::int[], $3::bigint[], $4::text[]) AS t(s, a, r)",
-            &[&run, &seqs, &attempts, &records],
-        )
-        .await?;
-    }
-    if !journal.logs.is_empty() {
-        let mut records = Vec::with_capacity(journal.logs.len());
-        for line in &journal.logs {
-            let json = encode_text(line)?;
-            bytes = bytes.saturating_add(json.len() as u64);
-            records.push(json);
-        }
-        let first = next_seqs(txn, run, "logs", records.len()).await?;
-        let seqs: Vec<i32> = (0..records.len() as i32).map(|i| first + i).collect();
-        txn.execute(
-            "INSERT INTO logs (run, seq, record)
-             SELECT $1, s, r::json FROM unnest($2::int[], $3::text[]) AS t(s, r)",
-            &[&run, &seqs, &records],
-        )
-        .await?;
-    }
-    for d in &journal.deliveries {
-        txn.execute(
-            "INSERT INTO event_deliveries (tenant, seq, run, step) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant, seq, run) DO UPDATE SET step = EXCLUDED.step",
-            &[&d.tenant, &db_ms(d.seq), &run, &d.step],
-        )
-        .await?;
-    }
-    Ok(bytes)
-}
-
-/// Takes `n` sequence numbers of `run`'s `list` (timeline or logs); returns the first. The
-/// run's row holds the next free number, so appends to one run serialize on its row.
-async fn next_seqs(txn: &Transaction<'_>, run: &str, list: &str, n: usize) -> TxResult<i32> {
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
-    let column = if list == "logs" {
-        "next_log"
-    } else {
-        "next_timeline"
-    };
-    let sql =
-        format!("UPDATE runs SET {column} = {column} + $2 WHERE id = $1 RETURNING {column} - $2");
-    if let Some(row) = txn.query_opt(&sql, &[&run, &n]).await? {
-        return Ok(row.get(0));
-    }
-    // Entries of a run that is not stored (gone meanwhile) follow whatever is there.
-    let sql = format!("SELECT COALESCE(max(seq) + 1, 0) FROM {list} WHERE run = $1");
-    Ok(txn.query_one(&sql, &[&run]).await?.get(0))
+    let bytes = crate::appends::append_all(txn, &[(run, journal)]).await?;
+    Ok(bytes.first().copied().unwrap_or(0))
 }
 
 /// Makes waiting run `id` due at `at` if it was due later; whether it was woken. Its
 /// version stays (see [`RunWrite`]).
 pub(crate) async fn wake(txn: &Transaction<'_>, id: &str, at: Millis) -> TxResult<bool> {
     let n = txn
-        .execute(
+        .x(
             "UPDATE runs SET ready_at = $2
              WHERE id = $1 AND status = 'waiting' AND (ready_at IS NULL OR ready_at > $2)",
             &[&id, &db_ms(at)],
@@ -299,7 +196,7 @@ pub(crate) async fn wake(txn: &Transaction<'_>, id: &str, at: Millis) -> TxResul
 /// Children of `parent`'s `step` not yet ended.
 async fn pending_children(txn: &Transaction<'_>, parent: &str, step: &str) -> TxResult<i64> {
     Ok(txn
-        .query_opt(
+        .q_opt(
             "SELECT n FROM pending_children WHERE parent = $1 AND step = $2",
             &[&parent, &step],
         )
@@ -308,13 +205,13 @@ async fn pending_children(txn: &Transaction<'_>, parent: &str, step: &str) -> Tx
 }
 
 async fn add_pending(txn: &Transaction<'_>, parent: &str, step: &str, by: i64) -> TxResult<()> {
-    txn.execute(
+    txn.x(
         "INSERT INTO pending_children (parent, step, n) VALUES ($1, $2, GREATEST($3::bigint, 0))
          ON CONFLICT (parent, step) DO UPDATE SET n = GREATEST(pending_children.n + $3, 0)",
         &[&parent, &step, &by],
     )
     .await?;
-    txn.execute(
+    txn.x(
         "DELETE FROM pending_children WHERE parent = $1 AND step = $2 AND n = 0",
         &[&parent, &step],
     )
@@ -339,7 +236,7 @@ async fn follow_flow(
             seen,
             ..
         }) => txn
-            .query_opt(
+            .q_opt(
                 "SELECT seq FROM event_latest WHERE tenant = $1 AND name = $2 AND key = $3",
                 &[
                     &run.tenant,
@@ -366,7 +263,7 @@ async fn follow_flow(
     add_pending(txn, &parent.run, &parent.step, if is_open { 1 } else { -1 }).await?;
     if !is_open && pending_children(txn, &parent.run, &parent.step).await? == 0 {
         let waits = txn
-            .query_opt(
+            .q_opt(
                 "SELECT record::text FROM runs WHERE id = $1 AND status = 'waiting'",
                 &[&parent.run],
             )
@@ -391,7 +288,7 @@ enum Holder {
 
 async fn holder_state(txn: &Transaction<'_>, id: &str, wall: Millis) -> TxResult<Holder> {
     let Some(row) = txn
-        .query_opt(
+        .q_opt(
             "SELECT record::text, version, ready_at, record_bytes,
                     claimed_by IS NOT NULL AND lease_until >= $2,
                     EXISTS (SELECT 1 FROM steps WHERE run = $1),
@@ -439,7 +336,7 @@ async fn check_keyed(
     };
     let slot = [&new.tenant, &new.queue, &new.job, &key.key];
     let holder: Option<String> = txn
-        .query_opt(
+        .q_opt(
             "SELECT run FROM pending_keys
              WHERE tenant = $1 AND queue = $2 AND job = $3 AND key = $4 FOR UPDATE",
             &[slot[0], slot[1], slot[2], slot[3]],
@@ -447,7 +344,7 @@ async fn check_keyed(
         .await?
         .map(|r| r.get(0));
     let Some(id) = holder else {
-        txn.execute(
+        txn.x(
             "INSERT INTO pending_keys (tenant, queue, job, key, run) VALUES ($1, $2, $3, $4, $5)",
             &[slot[0], slot[1], slot[2], slot[3], &new.id],
         )
@@ -456,7 +353,7 @@ async fn check_keyed(
     };
     match holder_state(txn, &id, crate::claims::wall_ms()).await? {
         Holder::Free => {
-            txn.execute(
+            txn.x(
                 "UPDATE pending_keys SET run = $5
                  WHERE tenant = $1 AND queue = $2 AND job = $3 AND key = $4",
                 &[slot[0], slot[1], slot[2], slot[3], &new.id],
@@ -497,7 +394,7 @@ async fn take_idempotency_key(
     claim: &stepwise_store::IdempotencyClaim,
 ) -> TxResult<Option<Created>> {
     let held = txn
-        .query_opt(
+        .q_opt(
             "SELECT record::text FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3
              FOR UPDATE",
             &[&run.tenant, &run.queue, &claim.key],
@@ -530,7 +427,7 @@ async fn take_idempotency_key(
     } else {
         "INSERT INTO idempotency (tenant, queue, key, record) VALUES ($1, $2, $3, $4::text::json)"
     };
-    txn.execute(sql, &[&run.tenant, &run.queue, &claim.key, &json])
+    txn.x(sql, &[&run.tenant, &run.queue, &claim.key, &json])
         .await?;
     Ok(None)
 }
@@ -545,7 +442,7 @@ async fn set_key_expiry(
         return Ok(());
     };
     let Some(row) = txn
-        .query_opt(
+        .q_opt(
             "SELECT record::text FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3
              FOR UPDATE",
             &[&run.tenant, &run.queue, key],
@@ -560,7 +457,7 @@ async fn set_key_expiry(
         return Ok(());
     }
     record.expires_at = expires_at;
-    txn.execute(
+    txn.x(
         "UPDATE idempotency SET record = $4::text::json, expires_at = $5
          WHERE tenant = $1 AND queue = $2 AND key = $3",
         &[
@@ -580,6 +477,10 @@ impl PgStore {
     pub(crate) async fn create_run(&self, new: NewRunWrite) -> Result<Created, StoreError> {
         let mut run = new.run;
         run.version = 1;
+        if run.key.is_some() {
+            // A holder this host released is pending again, not busy.
+            self.flush_releases().await?;
+        }
         in_txn!(self, |txn| {
             let mut deltas = Deltas::default();
             if let Some(claim) = &new.idempotency
@@ -629,7 +530,7 @@ impl PgStore {
             for w in &writes {
                 if let Some(lease) = &w.lease {
                     let holder = heads.get(&w.run.id).and_then(|h| h.claimed_by.as_deref());
-                    if holder != Some(lease.holder.as_str()) {
+                    if holder != Some(lease.holder.as_str()) || self.shared.releasing(&w.run.id) {
                         self.lease_refused(&w.run.id, &lease.holder, holder);
                         return Err(Failure::from(StoreError::LeaseLost {
                             run: w.run.id.clone(),
@@ -674,7 +575,7 @@ impl PgStore {
                     DeadLetter::Keep => {}
                     DeadLetter::Add(at) => {
                         let added = txn
-                            .execute(
+                            .x(
                                 "INSERT INTO dead_letters (tenant, queue, run, at)
                                  VALUES ($1, $2, $3, $4)
                                  ON CONFLICT (tenant, queue, run) DO NOTHING",
@@ -682,7 +583,7 @@ impl PgStore {
                             )
                             .await?;
                         if added == 0 {
-                            txn.execute(
+                            txn.x(
                                 "UPDATE dead_letters SET at = $4
                                  WHERE tenant = $1 AND queue = $2 AND run = $3",
                                 &[&run.tenant, &run.queue, &run.id, &db_ms(at)],
@@ -693,7 +594,7 @@ impl PgStore {
                     }
                     DeadLetter::Remove => {
                         let removed = txn
-                            .execute(
+                            .x(
                                 "DELETE FROM dead_letters WHERE tenant = $1 AND queue = $2 AND run = $3",
                                 &[&run.tenant, &run.queue, &run.id],
                             )
@@ -732,7 +633,7 @@ impl PgStore {
         tracing::error!(run = %run, error = %why, "run record cannot be read; run set aside");
         self.client()
             .await?
-            .execute(
+            .x(
                 "UPDATE runs SET set_aside = $2 WHERE id = $1",
                 &[&run, &why],
             )
@@ -754,7 +655,7 @@ impl PgStore {
                 let mut deltas = Deltas::default();
                 for id in chunk {
                     let listed = txn
-                        .execute(
+                        .x(
                             "DELETE FROM dead_letters WHERE tenant = $1 AND queue = $2 AND run = $3",
                             &[&tenant, &queue, id],
                         )
@@ -789,7 +690,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         in_txn!(self, |txn| {
             for (tenant, queue, key) in keys {
-                txn.execute(
+                txn.x(
                     "DELETE FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3",
                     &[tenant, queue, key],
                 )
@@ -813,15 +714,14 @@ async fn delete_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
             "WITH gone AS (DELETE FROM {list} WHERE run = $1 RETURNING octet_length(record::text) AS b)
              SELECT COALESCE(sum(b), 0)::bigint FROM gone"
         );
-        bytes = bytes.saturating_add(ms(txn.query_one(&sql, &[&id]).await?.get(0)));
+        bytes = bytes.saturating_add(ms(txn.q1(&sql, &[&id]).await?.get(0)));
     }
-    txn.execute("DELETE FROM runs WHERE id = $1", &[&id])
-        .await?;
+    txn.x("DELETE FROM runs WHERE id = $1", &[&id]).await?;
     // Its children stay; they are no longer listed as its children.
-    txn.execute("UPDATE runs SET parent = NULL WHERE parent = $1", &[&id])
+    txn.x("UPDATE runs SET parent = NULL WHERE parent = $1", &[&id])
         .await?;
     if let Some(key) = &run.key {
-        txn.execute(
+        txn.x(
             "DELETE FROM pending_keys
              WHERE tenant = $1 AND queue = $2 AND job = $3 AND key = $4 AND run = $5",
             &[&run.tenant, &run.queue, &run.job, &key.key, &id],
@@ -829,7 +729,7 @@ async fn delete_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
         .await?;
     }
     if let Some(key) = &run.idempotency_key {
-        txn.execute(
+        txn.x(
             "DELETE FROM idempotency WHERE tenant = $1 AND queue = $2 AND key = $3
              AND record->>'run' = $4",
             &[&run.tenant, &run.queue, key, &id],

@@ -8,6 +8,7 @@ use stepwise_core::schedule::ScheduleRecord;
 use stepwise_core::secret::SecretRecord;
 use stepwise_store::{ModuleRecord, QueueSettings, StoreError, TenantRecord};
 
+use crate::cached::Cached;
 use crate::{PgStore, decode, encode, io};
 
 impl PgStore {
@@ -19,12 +20,7 @@ impl PgStore {
         tenant: &str,
         what: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(sql, &[&tenant])
-            .await
-            .map_err(io)?;
+        let rows = self.client().await?.q(sql, &[&tenant]).await.map_err(io)?;
         rows.into_iter()
             .map(|r| {
                 let name: String = r.get(0);
@@ -41,14 +37,14 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(io)?;
-        txn.execute(
+        txn.x(
             "INSERT INTO tenants (name, record) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
             &[&tenant.name, &encode(tenant)?],
         )
         .await
         .map_err(io)?;
-        txn.execute(
+        txn.x(
             "INSERT INTO tokens (token_hash, tenant) VALUES ($1, $2)
              ON CONFLICT (token_hash) DO UPDATE SET tenant = EXCLUDED.tenant",
             &[&token_hash, &tenant.name],
@@ -63,7 +59,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT record FROM tenants WHERE name = $1", &[&name])
+            .q_opt("SELECT record FROM tenants WHERE name = $1", &[&name])
             .await
             .map_err(io)?;
         row.map(|r| decode(r.get(0), || format!("tenant {name}")))
@@ -75,7 +71,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT tenant FROM tokens WHERE token_hash = $1",
                 &[&token_hash],
             )
@@ -89,7 +85,7 @@ impl PgStore {
     pub async fn put_module(&self, hash: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute(
+            .x(
                 "INSERT INTO modules (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
                 &[&hash, &bytes],
             )
@@ -103,7 +99,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT bytes FROM modules WHERE hash = $1", &[&hash])
+            .q_opt("SELECT bytes FROM modules WHERE hash = $1", &[&hash])
             .await
             .map_err(io)?;
         Ok(row.map(|r| r.get(0)))
@@ -117,7 +113,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(io)?;
-        txn.execute(
+        txn.x(
             "INSERT INTO tenant_modules (tenant, hash, record) VALUES ($1, $2, $3)
              ON CONFLICT (tenant, hash) DO UPDATE SET record = EXCLUDED.record",
             &[&tenant, &module.hash, &encode(module)?],
@@ -125,7 +121,7 @@ impl PgStore {
         .await
         .map_err(io)?;
         let jobs: Vec<&str> = module.jobs.iter().map(|j| j.name.as_str()).collect();
-        txn.execute(
+        txn.x(
             "INSERT INTO job_routes (tenant, job, hash) SELECT $1, job, $2 FROM unnest($3::text[]) AS job
              ON CONFLICT (tenant, job) DO UPDATE SET hash = EXCLUDED.hash",
             &[&tenant, &module.hash, &jobs],
@@ -150,7 +146,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT hash FROM job_routes WHERE tenant = $1 AND job = $2",
                 &[&tenant, &job],
             )
@@ -164,7 +160,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT 1 FROM tenant_modules WHERE tenant = $1 AND hash = $2",
                 &[&tenant, &hash],
             )
@@ -182,7 +178,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute(
+            .x(
                 "INSERT INTO queues (tenant, queue, settings) VALUES ($1, $2, $3)
                  ON CONFLICT (tenant, queue) DO UPDATE SET settings = EXCLUDED.settings",
                 &[&tenant, &queue, &encode(settings)?],
@@ -197,7 +193,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT tenant, queue, settings FROM queues ORDER BY tenant, queue",
                 &[],
             )
@@ -220,7 +216,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute(
+            .x(
                 "INSERT INTO egress (tenant, settings) VALUES ($1, $2)
                  ON CONFLICT (tenant) DO UPDATE SET settings = EXCLUDED.settings",
                 &[&tenant, &encode(settings)?],
@@ -235,7 +231,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT settings FROM egress WHERE tenant = $1", &[&tenant])
+            .q_opt("SELECT settings FROM egress WHERE tenant = $1", &[&tenant])
             .await
             .map_err(io)?;
         match row {
@@ -249,7 +245,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query("SELECT tenant, settings FROM egress ORDER BY tenant", &[])
+            .q("SELECT tenant, settings FROM egress ORDER BY tenant", &[])
             .await
             .map_err(io)?;
         rows.into_iter()
@@ -266,7 +262,7 @@ impl PgStore {
         let mut client = self.client().await?;
         let txn = client.transaction().await.map_err(io)?;
         for (tenant, record) in secrets {
-            txn.execute(
+            txn.x(
                 "INSERT INTO secrets (tenant, name, record) VALUES ($1, $2, $3)
                  ON CONFLICT (tenant, name) DO UPDATE SET record = EXCLUDED.record",
                 &[tenant, &record.name, &encode(record)?],
@@ -281,7 +277,7 @@ impl PgStore {
     pub async fn remove_secret(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute(
+            .x(
                 "DELETE FROM secrets WHERE tenant = $1 AND name = $2",
                 &[&tenant, &name],
             )
@@ -305,7 +301,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT tenant, name, record FROM secrets ORDER BY tenant, name",
                 &[],
             )
@@ -343,7 +339,7 @@ impl PgStore {
         let client = self.client().await?;
         let written = match expected {
             None => client
-                .execute(
+                .x(
                     "INSERT INTO schedules (tenant, name, version, record) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (tenant, name) DO NOTHING",
                     &[&tenant, &record.name, &version, &json],
@@ -351,7 +347,7 @@ impl PgStore {
                 .await
                 .map_err(io)?,
             Some(before) => client
-                .execute(
+                .x(
                     "UPDATE schedules SET version = $3, record = $4
                      WHERE tenant = $1 AND name = $2 AND version = $5",
                     &[
@@ -369,7 +365,7 @@ impl PgStore {
             return Ok(record.version);
         }
         let found = client
-            .query_opt(
+            .q_opt(
                 "SELECT version FROM schedules WHERE tenant = $1 AND name = $2",
                 &[&tenant, &record.name],
             )
@@ -392,7 +388,7 @@ impl PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .q_opt(
                 "SELECT record FROM schedules WHERE tenant = $1 AND name = $2",
                 &[&tenant, &name],
             )
@@ -417,7 +413,7 @@ impl PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .q(
                 "SELECT tenant, name, record FROM schedules ORDER BY tenant, name",
                 &[],
             )
@@ -437,7 +433,7 @@ impl PgStore {
         let removed = self
             .client()
             .await?
-            .execute(
+            .x(
                 "DELETE FROM schedules WHERE tenant = $1 AND name = $2",
                 &[&tenant, &name],
             )

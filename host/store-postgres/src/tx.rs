@@ -43,16 +43,23 @@ impl From<StoreError> for Failure {
 }
 
 /// Runs `$body` (an expression using the transaction `$txn` and `?` on [`TxResult`]s) in a
-/// transaction of `$store`, committing when it returns `Ok`, rolling back otherwise, and
+/// transaction of `$store` (`soft $store`: on a connection that commits without waiting for
+/// the disk, for claims), committing when it returns `Ok`, rolling back otherwise, and
 /// trying again (up to [`MAX_TRIES`]) when the failure says so. Evaluates to
 /// `Result<T, StoreError>`. A macro rather than a function taking a closure: the body
 /// borrows the transaction across awaits, and the futures must stay `Send`.
 macro_rules! in_txn {
-    ($store:expr, |$txn:ident| $body:expr) => {{
+    (soft $store:expr, |$txn:ident| $body:expr) => {
+        $crate::tx::in_txn!(@with $store, soft_client, |$txn| $body)
+    };
+    ($store:expr, |$txn:ident| $body:expr) => {
+        $crate::tx::in_txn!(@with $store, client, |$txn| $body)
+    };
+    (@with $store:expr, $client:ident, |$txn:ident| $body:expr) => {{
         let mut tries = 0u32;
         loop {
             tries += 1;
-            let mut client = $store.client().await?;
+            let mut client = $store.$client().await?;
             let $txn = client.transaction().await.map_err($crate::io)?;
             let result: $crate::tx::TxResult<_> = async { $body }.await;
             let result = match result {

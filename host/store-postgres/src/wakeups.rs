@@ -1,6 +1,7 @@
 //! Wake-ups between hosts with `LISTEN/NOTIFY`: a host that makes work due (an enqueue, a
-//! woken wait) notifies the channel `stepwise_work`, and every other host's scheduler looks
-//! again at once instead of polling the database.
+//! woken wait) notifies the channel `stepwise_work` (`work <host>`), and every other host's
+//! scheduler looks again at once instead of polling the database; a host that changes a
+//! tenant's settings notifies `settings <host> <tenant>`, and the others read them again.
 //!
 //! Notifications are sent after the write commits, from a task that sends at most one per
 //! [`NOTIFY_GAP`] however many writes asked for one: a `NOTIFY` inside each write transaction
@@ -33,6 +34,16 @@ impl PgStore {
         self.shared.notifier.notify_one();
     }
 
+    /// Asks the notifier to tell the other hosts that `tenant`'s settings changed.
+    pub(crate) fn notify_settings(&self, tenant: &str) {
+        self.shared
+            .settings_changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_owned());
+        self.shared.notifier.notify_one();
+    }
+
     /// Starts the notifier task (once per host).
     pub(crate) fn start_notifier(&self) {
         let weak = Arc::downgrade(&self.shared);
@@ -45,17 +56,32 @@ impl PgStore {
                 // Wakes on a request, or now and then to see whether the store is gone.
                 let _ = tokio::time::timeout(Duration::from_secs(5), woken.notified()).await;
                 let Some(shared) = weak.upgrade() else { return };
-                if !shared.notify_wanted.swap(false, Ordering::AcqRel) {
+                let mut payloads = Vec::new();
+                if shared.notify_wanted.swap(false, Ordering::AcqRel) {
+                    payloads.push(format!("work {}", shared.holder));
+                }
+                let tenants = std::mem::take(
+                    &mut *shared
+                        .settings_changed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                for tenant in tenants {
+                    payloads.push(format!("settings {} {tenant}", shared.holder));
+                }
+                drop(shared);
+                if payloads.is_empty() {
                     continue;
                 }
-                let holder = shared.holder.clone();
-                drop(shared);
                 let sent = async {
                     let client = pool.get().await.map_err(crate::io)?;
-                    client
-                        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &holder])
-                        .await
-                        .map_err(crate::io)
+                    for payload in &payloads {
+                        client
+                            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, payload])
+                            .await
+                            .map_err(crate::io)?;
+                    }
+                    Ok::<(), stepwise_store::StoreError>(())
                 }
                 .await;
                 if let Err(e) = sent {
@@ -82,7 +108,7 @@ impl PgStore {
                 tokio::time::sleep(RECONNECT_AFTER).await;
                 // Whatever was notified meanwhile was missed: look once.
                 let Some(shared) = weak.upgrade() else { return };
-                shared.wake();
+                shared.wake(stepwise_store::Wake::Work);
             }
         });
     }
@@ -117,11 +143,18 @@ async fn listen(
     let result = loop {
         tokio::select! {
             got = rx.recv() => match got {
-                Some(from) => {
+                Some(payload) => {
                     let Some(shared) = weak.upgrade() else { break Ok(()) };
-                    // A host's own notifications: its scheduler knows already.
-                    if from != shared.holder {
-                        shared.wake();
+                    // A host's own notifications are skipped: it knows already.
+                    let mut words = payload.splitn(3, ' ');
+                    match (words.next(), words.next(), words.next()) {
+                        (Some("work"), Some(from), None) if from != shared.holder => {
+                            shared.wake(stepwise_store::Wake::Work);
+                        }
+                        (Some("settings"), Some(from), Some(tenant)) if from != shared.holder => {
+                            shared.wake(stepwise_store::Wake::Settings(tenant.to_owned()));
+                        }
+                        _ => {}
                     }
                 }
                 None => break client.batch_execute("SELECT 1").await,

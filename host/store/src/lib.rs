@@ -47,7 +47,7 @@ pub use events::{Delivery, EventFilter, EventPut, NewEvent};
 pub use records::{IdempotencyRecord, ModuleRecord, QueueSettings, TenantRecord};
 pub use types::{
     Census, Claimed, CommitStats, Durability, GROUP_SIZE_BOUNDS, HostInfo, LATENCY_BOUNDS_MICROS,
-    Lease, LeaseStats, Listing, Occupancy, Placement, QueueId, TenantUsage, Waker,
+    Lease, LeaseStats, Listing, Occupancy, Placement, QueueId, TenantUsage, Wake, Waker,
 };
 pub use writes::{
     Created, DeadLetter, IdempotencyClaim, JournalWrites, KeyExpiry, NewRunWrite, RunWrite,
@@ -310,9 +310,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn lease_stats(&self) -> LeaseStats {
         LeaseStats::default()
     }
-    /// Registers what to call when work may have become due that this host did not write
-    /// (another host's enqueue, an expired lease to take over), so the scheduler looks again
-    /// rather than polling. A backend used by one host only never calls it.
+    /// Registers what to call when another host changed something this host keeps or
+    /// schedules by: work that may have become due (another host's enqueue, an expired lease
+    /// to take over), so the scheduler looks again rather than polling; or a tenant's
+    /// settings, so the engine reads them again. A backend used by one host never calls it.
     fn set_waker(&self, waker: Waker) {
         let _ = waker;
     }

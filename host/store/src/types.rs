@@ -128,8 +128,18 @@ pub struct LeaseStats {
     pub takeovers: u64,
 }
 
-/// What a backend calls to wake the scheduler; see [`crate::Store::set_waker`].
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+/// Why a backend wakes the engine; see [`crate::Store::set_waker`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// Work may have become due that this host did not write: the scheduler looks again.
+    Work,
+    /// Another host changed this tenant's settings (queue settings, egress, secrets): the
+    /// engine reads them again.
+    Settings(String),
+}
+
+/// What a backend calls to wake the engine; see [`crate::Store::set_waker`].
+pub type Waker = Arc<dyn Fn(Wake) + Send + Sync>;
 
 /// A run claimed for an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,8 @@ use crate::engine::{Engine, EngineConfig};
 use crate::runtime::RuntimeConfig;
 use crate::store::RedbStore;
 use crate::{SeededJitter, SystemClock};
+use stepwise_store::Store;
+use stepwise_store_postgres::PgStore;
 
 /// The workloads, by name.
 pub const WORKLOADS: [&str; 8] = [
@@ -54,7 +56,14 @@ pub struct BenchOptions {
     pub component: Option<PathBuf>,
     /// Run the same job logic as a native handler instead of the component.
     pub native: bool,
+    /// A PostgreSQL database (`postgres://…`, empty) instead of the embedded store.
+    pub store: Option<String>,
+    /// Hosts (engines, each with its own connection pool and host id) sharing the database.
+    pub hosts: usize,
 }
+
+/// The workloads that run on PostgreSQL.
+pub const POSTGRES_WORKLOADS: [&str; 3] = ["noop", "steps3", "retry10"];
 
 /// Builds `examples/bench-jobs` for wasm32-wasip2 with plain cargo; returns the component.
 pub fn build_component() -> Result<PathBuf> {
@@ -64,8 +73,12 @@ pub fn build_component() -> Result<PathBuf> {
 /// A fresh engine on its own data dir, with the bench component deployed.
 pub(crate) struct Bench {
     pub(crate) engine: Engine,
-    /// The engine's store, read directly: the bench measures the embedded backend.
-    pub(crate) redb: Arc<RedbStore>,
+    /// The engine's store.
+    pub(crate) store: Arc<dyn Store>,
+    /// The same store when it is the embedded one, for the workloads that read its file.
+    redb: Option<Arc<RedbStore>>,
+    /// More hosts on the same PostgreSQL database, each running its own scheduler.
+    pub(crate) others: Vec<Engine>,
     pub(crate) module: String,
     pub(crate) options: BenchOptions,
     _dir: Option<tempfile::TempDir>,
@@ -106,18 +119,37 @@ impl Bench {
             },
             ..EngineConfig::default()
         };
-        let redb = Arc::new(RedbStore::open_with_cache(
-            &path,
-            options.durability,
-            options.cache_mb << 20,
-        )?);
+        let (store, redb): (Arc<dyn Store>, _) = match &options.store {
+            Some(url) => (Arc::new(open_postgres(url, options).await?), None),
+            None => {
+                let redb = Arc::new(RedbStore::open_with_cache(
+                    &path,
+                    options.durability,
+                    options.cache_mb << 20,
+                )?);
+                (redb.clone(), Some(redb))
+            }
+        };
         let engine = Engine::new(
-            redb.clone(),
-            config,
+            store.clone(),
+            config.clone(),
             Arc::new(SystemClock),
             Arc::new(SeededJitter::from_entropy()),
         )
         .await?;
+        let mut others = Vec::new();
+        if let Some(url) = &options.store {
+            for _ in 1..options.hosts.max(1) {
+                let other = Engine::new(
+                    Arc::new(open_postgres(url, options).await?),
+                    config.clone(),
+                    Arc::new(SystemClock),
+                    Arc::new(SeededJitter::from_entropy()),
+                )
+                .await?;
+                others.push(other);
+            }
+        }
         let module = if options.native {
             engine.register_native("bench-jobs", Arc::new(native_jobs::BenchJobs))
         } else {
@@ -131,12 +163,52 @@ impl Bench {
         };
         Ok(Self {
             engine,
+            store,
             redb,
+            others,
             module,
             options: options.clone(),
             _dir: dir,
         })
     }
+}
+
+impl Bench {
+    /// The embedded store, for the workloads that read its file directly.
+    pub(crate) fn redb(&self) -> Result<&RedbStore> {
+        self.redb
+            .as_deref()
+            .context("this workload runs on the embedded store only")
+    }
+
+    /// Every host's engine: this one and the others on the same database.
+    pub(crate) fn engines(&self) -> impl Iterator<Item = &Engine> {
+        std::iter::once(&self.engine).chain(&self.others)
+    }
+
+    /// (commits, rows) over every host so far.
+    pub(crate) fn commit_counts(&self) -> (u64, u64) {
+        self.engines()
+            .map(|e| e.store().stats().commit_counts())
+            .fold((0, 0), |(c, r), (c1, r1)| (c + c1, r + r1))
+    }
+
+    /// Microseconds spent in commits over every host so far.
+    pub(crate) fn commit_micros(&self) -> u64 {
+        self.engines()
+            .map(|e| e.store().stats().commit_latency.sum())
+            .sum()
+    }
+}
+
+/// A PostgreSQL store for the bench: an empty database (a benchmark needs a fresh store).
+async fn open_postgres(url: &str, options: &BenchOptions) -> Result<PgStore> {
+    let store = PgStore::open(url, options.concurrency.clamp(4, 64)).await?;
+    let census = Store::census(&store).await?;
+    if !census.runs.is_empty() {
+        bail!("the database already holds runs; benchmarks need an empty one");
+    }
+    Ok(store)
 }
 
 /// Prints `done/total` on stderr about once a second until `done()` reaches `total`.
@@ -184,6 +256,16 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
             }
         );
     }
+    if options.store.is_some() && !POSTGRES_WORKLOADS.contains(&options.workload.as_str()) {
+        bail!(
+            "'{}' runs on the embedded store only; on PostgreSQL: {}",
+            options.workload,
+            POSTGRES_WORKLOADS.join(", ")
+        );
+    }
+    if options.hosts > 1 && options.store.is_none() {
+        bail!("--hosts needs --store postgres://…: the embedded store has one host");
+    }
     let bench = Bench::open(&options).await?;
     let report = match options.workload.as_str() {
         "noop" => workloads::jobs(&bench, "noop").await,
@@ -200,5 +282,14 @@ pub async fn run(options: BenchOptions) -> Result<Report> {
         handler: if options.native { "native" } else { "wasm" },
         ..report
     }
-    .with("cache_mb", options.cache_mb as u64))
+    .with("cache_mb", options.cache_mb as u64)
+    .with(
+        "store",
+        if options.store.is_some() {
+            "postgres"
+        } else {
+            "redb"
+        },
+    )
+    .with("hosts", options.hosts.max(1) as u64))
 }

@@ -84,8 +84,8 @@ async fn enqueue(
 /// Runs not yet final of `tenant`, from the store's counters.
 fn waiting(bench: &Bench, tenant: &str) -> u64 {
     bench
-        .redb
-        .tenant_usage(tenant)
+        .redb()
+        .and_then(|r| Ok(r.tenant_usage(tenant)?))
         .map_or(u64::MAX, |u| u.waiting_runs)
 }
 
@@ -99,7 +99,7 @@ async fn b_phase(bench: &Bench, label: &str) -> Result<Phase> {
     let elapsed = started.elapsed();
     let mut latencies = Vec::with_capacity(n);
     for id in &ids {
-        let run = bench.redb.run(id)?.context("run vanished")?;
+        let run = bench.redb()?.run(id)?.context("run vanished")?;
         ensure!(
             run.status == RunStatus::Completed,
             "B's run {id} did not complete"
@@ -175,7 +175,7 @@ fn mean(phases: &[Phase], f: impl Fn(&Phase) -> f64) -> f64 {
 
 pub(crate) async fn noisy(bench: &Bench) -> Result<Report> {
     let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = bench.redb.stats().commit_counts();
+    let (commits0, rows0) = bench.redb()?.stats().commit_counts();
     let hog = PolicyOverrides {
         // A few seconds of spinning per attempt, the most memory a bomb may reach.
         fuel: Some(1_000_000_000_000),
@@ -186,7 +186,7 @@ pub(crate) async fn noisy(bench: &Bench) -> Result<Report> {
     let (mut solo, mut hostile, mut backlog) = (Vec::new(), Vec::new(), Vec::new());
     // The control path: a deploy alone and with every one of A's slots spinning.
     let component = bench
-        .redb
+        .redb()?
         .module(&bench.module)?
         .context("the bench component is stored")?;
     let (mut deploy_solo, mut deploy_hostile) = (Vec::new(), Vec::new());
@@ -213,7 +213,7 @@ pub(crate) async fn noisy(bench: &Bench) -> Result<Report> {
         drain_a(bench).await;
     }
     stop_scheduler(bench, stop, scheduler).await;
-    let (commits1, rows1) = bench.redb.stats().commit_counts();
+    let (commits1, rows1) = bench.redb()?.stats().commit_counts();
 
     let solo_tps = mean(&solo, |p| p.jobs_per_s);
     let solo_p50 = mean(&solo, |p| p.p50_ms);

@@ -20,8 +20,13 @@ const BATCH: usize = 1_000;
 
 /// Starts the scheduler in the background; setting the flag (and waking) stops it.
 pub(super) fn start_scheduler(bench: &Bench) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    start_engine(&bench.engine)
+}
+
+/// Starts `engine`'s scheduler in the background; setting the flag (and waking) stops it.
+fn start_engine(engine: &crate::engine::Engine) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let (engine, flag) = (bench.engine.clone(), stop.clone());
+    let (engine, flag) = (engine.clone(), stop.clone());
     let handle = tokio::spawn(async move {
         if let Err(e) = engine.run_scheduler(flag).await {
             tracing::error!(error = %e, "scheduler failed");
@@ -72,28 +77,30 @@ async fn enqueue_all(
 pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     let engine = &bench.engine;
     let n = bench.options.jobs;
-    let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = bench.redb.stats().commit_counts();
-    let commit_micros0 = bench.redb.stats().commit_latency.sum();
-    let finished0 = engine.metrics().runs_finished();
+    let schedulers: Vec<_> = bench.engines().map(start_engine).collect();
+    let (commits0, rows0) = bench.commit_counts();
+    let commit_micros0 = bench.commit_micros();
+    let finished = || -> u64 { bench.engines().map(|e| e.metrics().runs_finished()).sum() };
+    let finished0 = finished();
     let started = Instant::now();
     let ids = enqueue_all(bench, job, n, |i| json!({"i": i})).await?;
     let label = format!("{job} (c={})", bench.options.concurrency);
-    progress(&label, n as u64, || {
-        engine.metrics().runs_finished() - finished0
-    })
-    .await;
+    progress(&label, n as u64, || finished() - finished0).await;
     let elapsed = started.elapsed();
-    let (commits1, rows1) = bench.redb.stats().commit_counts();
-    let commit_micros = bench.redb.stats().commit_latency.sum() - commit_micros0;
-    stop_scheduler(bench, stop, scheduler).await;
+    let (commits1, rows1) = bench.commit_counts();
+    let commit_micros = bench.commit_micros() - commit_micros0;
+    for (engine, (stop, handle)) in bench.engines().zip(schedulers) {
+        stop.store(true, Ordering::SeqCst);
+        engine.wake();
+        let _ = handle.await;
+    }
 
     let mut latencies = Vec::with_capacity(n);
     let mut failed = 0u64;
     let mut repeated = 0u64;
     let mut second_step_runs = 0u64;
     for id in &ids {
-        let run = bench.redb.run(id)?.context("run vanished")?;
+        let run = bench.store.run(id).await?.context("run vanished")?;
         if run.status != RunStatus::Completed {
             failed += 1;
         }
@@ -103,7 +110,7 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
                 .saturating_sub(run.created_at) as f64,
         );
         if job == "retry10" {
-            let logs = bench.redb.logs(id)?;
+            let (logs, _) = bench.store.logs_page(id, 0, usize::MAX).await?;
             let count = |m: &str| logs.iter().filter(|l| l.message == m).count() as u64;
             repeated += count("exec one").saturating_sub(1) + count("exec three").saturating_sub(1);
             second_step_runs += count("exec two");
@@ -121,10 +128,13 @@ pub(crate) async fn jobs(bench: &Bench, job: &str) -> Result<Report> {
     report.jobs_per_s = round(n as f64 / elapsed.as_secs_f64());
     // Share of the wall time the one writer thread spent committing (fsync included): near
     // 100 %, the writer is the bound.
-    report = report.with(
-        "writer_busy_pct",
-        round(commit_micros as f64 / elapsed.as_micros() as f64 * 100.0),
-    );
+    // (PostgreSQL commits many transactions at once, so the share has no meaning there.)
+    if bench.store.host_id() == "local" {
+        report = report.with(
+            "writer_busy_pct",
+            round(commit_micros as f64 / elapsed.as_micros() as f64 * 100.0),
+        );
+    }
     if let Some(bound) = engine.metrics().step_gaps().median_bound() {
         // From the engine's histogram: the bucket bound the median gap falls under.
         report = report.with("step_to_step_p50_ms_at_most", bound as f64 / 1e3);
@@ -146,7 +156,7 @@ pub(crate) async fn replay(bench: &Bench) -> Result<Report> {
     let engine = &bench.engine;
     let steps = bench.options.jobs;
     let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = bench.redb.stats().commit_counts();
+    let (commits0, rows0) = bench.redb()?.stats().commit_counts();
     let id = engine
         .enqueue(NewRun::local(
             &bench.module,
@@ -159,7 +169,7 @@ pub(crate) async fn replay(bench: &Bench) -> Result<Report> {
     let finished0 = engine.metrics().runs_finished();
     progress("replay", 1, || engine.metrics().runs_finished() - finished0).await;
     stop_scheduler(bench, stop, scheduler).await;
-    let (commits1, rows1) = bench.redb.stats().commit_counts();
+    let (commits1, rows1) = bench.redb()?.stats().commit_counts();
     let view = engine.view(&id).await?;
     ensure!(
         view.run.status == RunStatus::Completed,
@@ -264,7 +274,7 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     let sleep_ms = 5_000 + n as u64;
     let rss0 = rss_bytes().unwrap_or(0);
     let (stop, scheduler) = start_scheduler(bench);
-    let (commits0, rows0) = bench.redb.stats().commit_counts();
+    let (commits0, rows0) = bench.redb()?.stats().commit_counts();
     let started = Instant::now();
     let attempts0 = engine.metrics().attempts();
     // Counted from before the first enqueue: an early run may wake before the last one sleeps.
@@ -276,13 +286,13 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     .await;
     let asleep_after = started.elapsed();
     let rss_sleeping = rss_bytes().unwrap_or(0);
-    let disk = std::fs::metadata(bench.redb.path())
+    let disk = std::fs::metadata(bench.redb()?.path())
         .map(|m| m.len())
         .unwrap_or(0);
     let sleeping_now = AtomicU64::new(0);
     for id in &ids {
         if bench
-            .redb
+            .redb()?
             .run(id)?
             .is_some_and(|r| r.status == RunStatus::Sleeping)
         {
@@ -294,18 +304,18 @@ pub(crate) async fn sleepers(bench: &Bench) -> Result<Report> {
     })
     .await;
     let elapsed = started.elapsed();
-    let (commits1, rows1) = bench.redb.stats().commit_counts();
+    let (commits1, rows1) = bench.redb()?.stats().commit_counts();
     stop_scheduler(bench, stop, scheduler).await;
 
     let mut lateness = Vec::with_capacity(n);
     for id in &ids {
-        let run = bench.redb.run(id)?.context("run vanished")?;
+        let run = bench.redb()?.run(id)?.context("run vanished")?;
         ensure!(
             run.status == RunStatus::Completed,
             "run {id} did not complete"
         );
         let wake_at = bench
-            .redb
+            .redb()?
             .steps(id)?
             .into_iter()
             .find_map(|s| s.wake_at)
@@ -361,7 +371,7 @@ pub(crate) async fn enqueue_idem(bench: &Bench) -> Result<Report> {
     let router = crate::server::router_for(engine.clone(), None);
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     let client = reqwest::Client::new();
-    let (commits0, rows0) = bench.redb.stats().commit_counts();
+    let (commits0, rows0) = bench.redb()?.stats().commit_counts();
 
     let mut passes = Vec::new();
     let mut latencies = Vec::with_capacity(n);
@@ -389,7 +399,7 @@ pub(crate) async fn enqueue_idem(bench: &Bench) -> Result<Report> {
         passes.push((n as f64 / started.elapsed().as_secs_f64(), created));
     }
     server.abort();
-    let (commits1, rows1) = bench.redb.stats().commit_counts();
+    let (commits1, rows1) = bench.redb()?.stats().commit_counts();
     ensure!(
         passes[1].1 == 0,
         "the second pass created {} runs",

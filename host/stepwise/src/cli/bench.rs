@@ -39,6 +39,14 @@ pub struct Args {
     /// Run the same job logic as a native Rust handler through the same engine (the baseline).
     #[arg(long)]
     native: bool,
+    /// Run on an empty PostgreSQL database (`postgres://…`) instead of the embedded store
+    /// (noop, steps3 and retry10).
+    #[arg(long)]
+    store: Option<String>,
+    /// Hosts sharing the PostgreSQL database, each an engine with its own pool and scheduler
+    /// in this process (the jobs are enqueued through the first).
+    #[arg(long, default_value_t = 1)]
+    hosts: usize,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -67,6 +75,8 @@ pub async fn execute(args: Args) -> Result<Outcome> {
         data: args.data,
         component: args.component,
         native: args.native,
+        store: args.store,
+        hosts: args.hosts,
     })
     .await?;
     write_stdout(&serde_json::to_string(&report)?)?;
