@@ -538,3 +538,33 @@ async fn runs_show_follow_streams_the_run_until_it_ends() {
     assert_eq!(none, serde_json::json!({"cancelled": [], "more": false}));
     assert_eq!(cli.cmd(&["runs", "cancel"]).status.code(), Some(2));
 }
+
+/// `stepwise hosts` with the admin token: on the embedded store the one host, `local`, as a
+/// table and as one JSON document; a tenant's token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_lists_the_one_embedded_host_to_the_admin_only() {
+    let server = Server::start();
+    let admin = Cli {
+        server: &server,
+        token: ADMIN_TOKEN.to_owned(),
+    };
+    let hosts = admin.json(&["hosts"]);
+    assert_eq!(hosts["this_host"], "local", "{hosts}");
+    assert_eq!(hosts["hosts"][0]["id"], "local", "{hosts}");
+    assert!(hosts["hosts"][0]["started_at"].as_u64().unwrap_or(0) > 0, "{hosts}");
+    let table = admin.text(&["hosts"]);
+    assert!(
+        table.contains("HOST") && table.contains("local (answered)"),
+        "{table}"
+    );
+    let token = server.api().admin_create_tenant("t").await;
+    let tenant = Cli {
+        server: &server,
+        token,
+    };
+    let out = tenant.cmd(&["hosts", "--json"]);
+    // Exit code 5: the server refused the credentials (README, "Exit codes").
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let error: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(error["error"]["code"], "forbidden", "{error}");
+}
