@@ -551,7 +551,10 @@ async fn hosts_lists_the_one_embedded_host_to_the_admin_only() {
     let hosts = admin.json(&["hosts"]);
     assert_eq!(hosts["this_host"], "local", "{hosts}");
     assert_eq!(hosts["hosts"][0]["id"], "local", "{hosts}");
-    assert!(hosts["hosts"][0]["started_at"].as_u64().unwrap_or(0) > 0, "{hosts}");
+    assert!(
+        hosts["hosts"][0]["started_at"].as_u64().unwrap_or(0) > 0,
+        "{hosts}"
+    );
     let table = admin.text(&["hosts"]);
     assert!(
         table.contains("HOST") && table.contains("local (answered)"),

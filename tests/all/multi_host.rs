@@ -29,8 +29,9 @@ const KILLS: usize = 10;
 const LEASE_MS: u64 = 2_000;
 
 /// A killed host's claims are all taken over within its lease, a renewal interval (the live
-/// hosts' schedulers look again at each of theirs) and an attempt's worth of slack.
-const TAKEOVER_BOUND: Duration = Duration::from_millis(LEASE_MS + LEASE_MS / 3 + 3_000);
+/// hosts' schedulers look again at each of theirs) and slack for a machine busy with every
+/// other test (the measured takeovers are printed; 2.0–2.3 s when measured alone).
+const TAKEOVER_BOUND: Duration = Duration::from_millis(LEASE_MS + LEASE_MS / 3 + 6_000);
 
 /// How long every acknowledged run gets to finish after the last restart.
 const SETTLE: Duration = Duration::from_secs(300);
