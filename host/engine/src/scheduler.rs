@@ -47,6 +47,7 @@ impl Engine {
         let inner = &self.inner;
         let mut tasks: JoinSet<Ended> = JoinSet::new();
         let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut idle_backoff_ms: u64 = 0;
         loop {
             if done().await {
                 // Let attempts already running settle, so nothing is cut short.
@@ -58,11 +59,14 @@ impl Engine {
             let room = inner.config.concurrency.saturating_sub(tasks.len());
             if room > 0 {
                 let now = inner.clock.now();
-                for claimed in inner
+                let claimed = inner
                     .store
                     .claim_due(now, room, &self.claim_policy())
-                    .await?
-                {
+                    .await?;
+                if !claimed.is_empty() {
+                    idle_backoff_ms = 0;
+                }
+                for claimed in claimed {
                     let engine = self.clone();
                     let (run, lease) = (claimed.run, claimed.lease);
                     let handle = tasks.spawn({
@@ -88,11 +92,14 @@ impl Engine {
                     return Ok(());
                 }
                 match next_due {
-                    // Due but not claimable with nothing running cannot happen (every limit
-                    // admits one attempt); back off briefly rather than spin.
+                    // Due but not claimable with nothing running: on one host it cannot happen
+                    // (every limit admits one attempt); on a store shared by hosts, another
+                    // host holds the queue's last slot. Back off, longer each time, up to
+                    // half a second, rather than spin.
                     None => {
+                        idle_backoff_ms = (idle_backoff_ms * 2).clamp(10, 500);
                         tokio::select! {
-                            _ = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(idle_backoff_ms)) => {}
                             _ = inner.wake.notified() => {}
                         }
                     }

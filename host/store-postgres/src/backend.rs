@@ -65,6 +65,10 @@ impl Store for PgStore {
     }
 
     async fn write_runs(&self, writes: Vec<RunWrite>) -> Result<Vec<u64>, StoreError> {
+        // An attempt's settlement follows everything the attempt queued (its start first).
+        for w in writes.iter().filter(|w| w.lease.is_some()) {
+            self.journal_barrier(&w.run.id).await?;
+        }
         let started = std::time::Instant::now();
         // Each run, its journal's rows, and the counter rows.
         let n = 1 + writes

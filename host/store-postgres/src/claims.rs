@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     /// Releases not yet written: (run, hold until), applied by the next claim round or
     /// within [`RELEASE_FLUSH`].
     releases: Mutex<Vec<(String, Option<i64>)>>,
+    /// Journal writes queued and not yet applied, by run.
+    journal_pending: Mutex<HashMap<String, usize>>,
     lease_ms: u64,
     local: Mutex<Local>,
     pub stats: CommitStats,
@@ -154,6 +156,7 @@ impl Shared {
         Self {
             soft,
             releases: Mutex::default(),
+            journal_pending: Mutex::default(),
             holder,
             config,
             waker: Mutex::default(),
@@ -173,6 +176,37 @@ impl Shared {
 
     fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a journal write of `run` queued.
+    pub fn journal_queued(&self, run: &str) {
+        let mut pending = self
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *pending.entry(run.to_owned()).or_default() += 1;
+    }
+
+    /// Counts a journal write of `run` applied (or failed).
+    pub fn journal_done(&self, run: &str) {
+        let mut pending = self
+            .journal_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = pending.get_mut(run) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                pending.remove(run);
+            }
+        }
+    }
+
+    /// Whether journal writes of `run` are queued and not yet applied.
+    pub fn journal_pending(&self, run: &str) -> bool {
+        self.journal_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(run)
     }
 
     /// Whether this host released `run` without writing it yet: its lease no longer holds.
@@ -241,8 +275,10 @@ impl PgStore {
                 .collect();
             let per_queue = MAX_CANDIDATES_PER_QUEUE.min(i64::try_from(room).unwrap_or(i64::MAX));
             // The queues with runs in the ready set, found by skipping through the ready
-            // index one queue at a time (a probe per queue, however many runs wait), then
-            // each queue's best due runs.
+            // index one queue at a time, then each queue's priorities the same way (a probe
+            // per queue and priority, however many runs wait), then for each priority its
+            // runs due now, from the index range that ends at `now`: runs not yet due (the
+            // sleepers, the backoffs) are never read.
             let rows = txn
                 .q(
                     "WITH RECURSIVE q AS (
@@ -256,20 +292,37 @@ impl PgStore {
                                AND (tenant, queue) > (q.tenant, q.queue)
                              ORDER BY tenant, queue LIMIT 1
                          ) n
+                     ),
+                     p AS (
+                         SELECT q.tenant, q.queue, f.priority FROM q CROSS JOIN LATERAL (
+                             SELECT priority FROM runs
+                             WHERE tenant = q.tenant AND queue = q.queue
+                               AND ready_at IS NOT NULL AND set_aside IS NULL
+                             ORDER BY priority DESC LIMIT 1
+                         ) f
+                         UNION ALL
+                         SELECT p.tenant, p.queue, n.priority FROM p CROSS JOIN LATERAL (
+                             SELECT priority FROM runs
+                             WHERE tenant = p.tenant AND queue = p.queue
+                               AND ready_at IS NOT NULL AND set_aside IS NULL
+                               AND priority < p.priority
+                             ORDER BY priority DESC LIMIT 1
+                         ) n
                      )
                      SELECT r.id, r.tenant, r.queue, r.priority,
                             GREATEST(r.ready_at, COALESCE(r.hold_until, 0)), r.memory_bytes,
                             r.claimed_by IS NOT NULL
-                     FROM q CROSS JOIN LATERAL (
+                     FROM p CROSS JOIN LATERAL (
                          SELECT id, tenant, queue, priority, ready_at, hold_until,
                                 memory_bytes, claimed_by
                          FROM runs
-                         WHERE runs.tenant = q.tenant AND runs.queue = q.queue
+                         WHERE runs.tenant = p.tenant AND runs.queue = p.queue
+                           AND runs.priority = p.priority
                            AND ready_at IS NOT NULL AND set_aside IS NULL
                            AND ready_at <= $1
                            AND (hold_until IS NULL OR hold_until <= $1)
                            AND (claimed_by IS NULL OR lease_until < $2)
-                         ORDER BY priority DESC, ready_at
+                         ORDER BY ready_at
                          LIMIT $3
                          FOR UPDATE SKIP LOCKED
                      ) r",
@@ -278,7 +331,15 @@ impl PgStore {
                 .await?;
             let mut by_tenant: BTreeMap<String, BTreeMap<String, VecDeque<Candidate>>> =
                 BTreeMap::new();
+            let mine: std::collections::HashSet<String> =
+                self.shared.local().claimed.keys().cloned().collect();
             for r in &rows {
+                let id: String = r.get(0);
+                // A run of this host's own whose lease lapsed (renewals failed) is still
+                // executing here: never claimed a second time by the same host.
+                if mine.contains(&id) {
+                    continue;
+                }
                 let tenant: String = r.get(1);
                 let queue: String = r.get(2);
                 by_tenant
@@ -287,7 +348,7 @@ impl PgStore {
                     .entry(queue)
                     .or_default()
                     .push_back(Candidate {
-                        id: r.get(0),
+                        id,
                         priority: r.get(3),
                         due: ms(r.get(4)),
                         memory: ms(r.get(5)),
@@ -316,7 +377,19 @@ impl PgStore {
                 .await?;
             }
             Ok(picked)
-        })?;
+        });
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // Not written: kept for the next round.
+                self.shared
+                    .releases
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(releases);
+                return Err(e);
+            }
+        };
         let mut local = self.shared.local();
         let mut out = Vec::with_capacity(claimed.len());
         for (c, placement) in claimed {
@@ -654,7 +727,6 @@ impl PgStore {
     /// Renews the leases of this host's claims; a claim another host took meanwhile is
     /// dropped, logged and counted (its attempt's writes are refused from now on).
     pub async fn renew_leases(&self) -> Result<(), StoreError> {
-        self.heartbeat().await?;
         let ids: Vec<String> = self.shared.local().claimed.keys().cloned().collect();
         if ids.is_empty() {
             return Ok(());
@@ -671,8 +743,27 @@ impl PgStore {
             .await
             .map_err(io)?;
         let kept: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        let missing: Vec<&String> = ids.iter().filter(|id| !kept.contains(*id)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // Only a run another host holds now is lost; one whose claim a settlement cleared is
+        // released by its attempt as usual.
+        let taken: BTreeSet<String> = self
+            .client()
+            .await?
+            .q(
+                "SELECT id FROM runs WHERE id = ANY($1) AND claimed_by IS NOT NULL
+                 AND claimed_by <> $2",
+                &[&missing, &self.shared.holder],
+            )
+            .await
+            .map_err(io)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         let mut local = self.shared.local();
-        for id in ids.iter().filter(|id| !kept.contains(*id)) {
+        for id in ids.iter().filter(|id| taken.contains(*id)) {
             if let Some(p) = local.claimed.remove(id) {
                 local.memory = local.memory.saturating_sub(p.memory_bytes);
                 self.shared.leases_lost.fetch_add(1, Ordering::Relaxed);
@@ -685,39 +776,53 @@ impl PgStore {
     /// Starts the host's upkeep: lease renewal and counter folding, until every clone of
     /// this store is dropped.
     pub(crate) fn start_upkeep(&self) {
+        let renew_every = Duration::from_millis((self.shared.lease_ms / 3).max(1));
+        // Renewal has a task of its own, so nothing else the host does late (a slow fold)
+        // can make its leases lapse.
+        self.every(renew_every, |store| async move {
+            // The heartbeat failing must not stop the renewal.
+            if let Err(e) = store.heartbeat().await {
+                tracing::warn!(error = %e, "this host's heartbeat could not be written");
+            }
+            if let Err(e) = store.renew_leases().await {
+                tracing::error!(error = %e, "leases could not be renewed");
+            }
+            // A lease of a dead host may have lapsed: the scheduler looks again.
+            store.shared.wake(stepwise_store::Wake::Work);
+        });
+        self.every(RELEASE_FLUSH, |store| async move {
+            if let Err(e) = store.flush_releases().await {
+                tracing::warn!(error = %e, "releases could not be written; tried again");
+            }
+        });
+        self.every(FOLD_EVERY, |store| async move {
+            if let Err(e) = store.fold_counters().await {
+                tracing::warn!(error = %e, "counters could not be folded");
+            }
+        });
+    }
+
+    /// Runs `work` every `period` on a task of its own, until every clone of this store is
+    /// dropped.
+    fn every<F, Fut>(&self, period: Duration, work: F)
+    where
+        F: Fn(PgStore) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let weak = Arc::downgrade(&self.shared);
         let pool = self.pool.clone();
-        let renew_every = Duration::from_millis((self.shared.lease_ms / 3).max(1));
         tokio::spawn(async move {
-            let mut renew = tokio::time::interval(renew_every);
-            let mut fold = tokio::time::interval(FOLD_EVERY);
-            let mut flush = tokio::time::interval(RELEASE_FLUSH);
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = flush.tick() => {
-                        let Some(shared) = weak.upgrade() else { break };
-                        let store = PgStore { pool: pool.clone(), shared, journal: None };
-                        if let Err(e) = store.flush_releases().await {
-                            tracing::warn!(error = %e, "releases could not be written; tried again");
-                        }
-                    }
-                    _ = renew.tick() => {
-                        let Some(shared) = weak.upgrade() else { break };
-                        let store = PgStore { pool: pool.clone(), shared, journal: None };
-                        if let Err(e) = store.renew_leases().await {
-                            tracing::error!(error = %e, "leases could not be renewed");
-                        }
-                        // A lease of a dead host may have lapsed: the scheduler looks again.
-                        store.shared.wake(stepwise_store::Wake::Work);
-                    }
-                    _ = fold.tick() => {
-                        let Some(shared) = weak.upgrade() else { break };
-                        let store = PgStore { pool: pool.clone(), shared, journal: None };
-                        if let Err(e) = store.fold_counters().await {
-                            tracing::warn!(error = %e, "counters could not be folded");
-                        }
-                    }
-                }
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { break };
+                work(PgStore {
+                    pool: pool.clone(),
+                    shared,
+                    journal: None,
+                })
+                .await;
             }
         });
     }

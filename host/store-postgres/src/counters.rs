@@ -141,7 +141,8 @@ impl PgStore {
         Ok(usage)
     }
 
-    /// Replaces each counter's rows by one row holding their sum (none when it is zero).
+    /// Replaces the rows of each counter that has more than one by one row holding their sum
+    /// (none when it is zero); a counter already folded is left alone.
     /// Safe beside writers and beside other hosts folding: the rows a fold deletes are the
     /// ones it re-inserts as a sum, in one transaction.
     pub async fn fold_counters(&self) -> Result<u64, StoreError> {
@@ -149,7 +150,12 @@ impl PgStore {
             .client()
             .await?
             .q1(
-                "WITH gone AS (DELETE FROM counters RETURNING tenant, queue, counter, n),
+                "WITH many AS (SELECT tenant, queue, counter FROM counters
+                               GROUP BY tenant, queue, counter HAVING count(*) > 1),
+                      gone AS (DELETE FROM counters c USING many m
+                               WHERE c.tenant = m.tenant AND c.queue = m.queue
+                                 AND c.counter = m.counter
+                               RETURNING c.tenant, c.queue, c.counter, c.n),
                       sums AS (INSERT INTO counters (tenant, queue, counter, n)
                                SELECT tenant, queue, counter, sum(n)::bigint FROM gone
                                GROUP BY tenant, queue, counter HAVING sum(n) <> 0

@@ -30,6 +30,8 @@ impl PgStore {
                 let stored = decode_text(row.get(0), || format!("event '{}'", event.id))?;
                 return Ok(EventPut::Exists(stored));
             }
+            // Exclusive with waits on this (name, key) being written (see `runs.rs`).
+            crate::runs::waiter_lock(&txn, tenant, &event.name, &key, true).await?;
             let seq: i64 = txn
                 .q1(
                     "INSERT INTO event_seqs (tenant, seq) VALUES ($1, 1)

@@ -69,6 +69,7 @@ fn start(pool: deadpool_postgres::Pool, shared: Weak<Shared>) -> mpsc::Unbounded
             match together {
                 Ok(()) => {
                     for job in group {
+                        store.shared.journal_done(&job.run);
                         let _ = job.ack.send(Ok(()));
                     }
                 }
@@ -76,11 +77,13 @@ fn start(pool: deadpool_postgres::Pool, shared: Weak<Shared>) -> mpsc::Unbounded
                 Err(_) if group.len() > 1 => {
                     for job in group {
                         let result = store.apply(std::slice::from_ref(&job)).await;
+                        store.shared.journal_done(&job.run);
                         let _ = job.ack.send(result);
                     }
                 }
                 Err(e) => {
                     for job in group {
+                        store.shared.journal_done(&job.run);
                         let _ = job.ack.send(Err(e.clone()));
                     }
                 }
@@ -91,8 +94,11 @@ fn start(pool: deadpool_postgres::Pool, shared: Weak<Shared>) -> mpsc::Unbounded
 }
 
 impl PgStore {
-    /// Applies `jobs` in order in one transaction.
+    /// Applies `jobs` in order in one transaction (none for a group of barriers only).
     async fn apply(&self, jobs: &[Job]) -> Result<(), StoreError> {
+        if jobs.iter().all(|j| j.journal.is_empty()) {
+            return Ok(());
+        }
         let started = std::time::Instant::now();
         in_txn!(self, |txn| {
             // Every run of the group locked in id order, and each lease checked.
@@ -147,6 +153,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// Resolves once every journal write submitted for `run` before it is applied: what an
+    /// attempt's settlement waits for, so it is never applied before the attempt's start.
+    pub(crate) async fn journal_barrier(&self, run: &str) -> Result<(), StoreError> {
+        // Most settlements follow a step the attempt waited for: nothing is queued then.
+        if !self.shared.journal_pending(run) {
+            return Ok(());
+        }
+        self.submit_journal(run, JournalWrites::default()).await
+    }
+
     /// Queues `journal` for `run`; see [`stepwise_store::Store::submit_step`].
     pub(crate) fn submit_journal(&self, run: &str, journal: JournalWrites) -> Submitted {
         let (ack, done) = oneshot::channel();
@@ -155,12 +171,16 @@ impl PgStore {
             journal,
             ack,
         };
+        self.shared.journal_queued(run);
         let sent = self
             .journal
             .as_ref()
             .and_then(|queues| queues.get(shard_of(run, queues.len())))
             .ok_or(StoreError::WriterStopped)
             .and_then(|q| q.send(job).map_err(|_| StoreError::WriterStopped));
+        if sent.is_err() {
+            self.shared.journal_done(run);
+        }
         Box::pin(async move {
             sent?;
             done.await.map_err(|_| StoreError::WriterStopped)?

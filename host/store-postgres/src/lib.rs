@@ -212,8 +212,21 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
-/// A database failure as the storage interface reports it.
-pub(crate) fn io(e: impl std::fmt::Display) -> StoreError {
+/// A database failure as the storage interface reports it: for an error the server sent,
+/// its message and detail (the driver's own text is only "db error").
+pub(crate) fn io<E: std::fmt::Display + 'static>(e: E) -> StoreError {
+    let any: &dyn std::any::Any = &e;
+    if let Some(db) = any
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error)
+    {
+        return StoreError::Io(format!(
+            "PostgreSQL: {} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        ));
+    }
     StoreError::Io(e.to_string())
 }
 

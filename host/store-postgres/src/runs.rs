@@ -193,6 +193,24 @@ pub(crate) async fn wake(txn: &Transaction<'_>, id: &str, at: Millis) -> TxResul
     Ok(n > 0)
 }
 
+/// Takes the lock that orders a wait on event (`name`, `key`) of `tenant` against the
+/// storing of such an event: shared for a wait, exclusive for the event.
+pub(crate) async fn waiter_lock(
+    txn: &Transaction<'_>,
+    tenant: &str,
+    name: &str,
+    key: &str,
+    exclusive: bool,
+) -> TxResult<()> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2 || chr(31) || $3, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1 || chr(31) || $2 || chr(31) || $3, 0))"
+    };
+    txn.x(sql, &[&tenant, &name, &key]).await?;
+    Ok(())
+}
+
 /// Children of `parent`'s `step` not yet ended.
 async fn pending_children(txn: &Transaction<'_>, parent: &str, step: &str) -> TxResult<i64> {
     Ok(txn
@@ -235,17 +253,19 @@ async fn follow_flow(
             correlation_key,
             seen,
             ..
-        }) => txn
-            .q_opt(
+        }) => {
+            let key = correlation_key.clone().unwrap_or_default();
+            // Shared with other waits, exclusive with an event of this (name, key) being
+            // stored: either that event committed before this read sees `event_latest`, or
+            // its wake-up sees this waiter once this write commits (see `events.rs`).
+            waiter_lock(txn, &run.tenant, name, &key, false).await?;
+            txn.q_opt(
                 "SELECT seq FROM event_latest WHERE tenant = $1 AND name = $2 AND key = $3",
-                &[
-                    &run.tenant,
-                    name,
-                    &correlation_key.clone().unwrap_or_default(),
-                ],
+                &[&run.tenant, name, &key],
             )
             .await?
-            .is_some_and(|r| ms(r.get(0)) > *seen),
+            .is_some_and(|r| ms(r.get(0)) > *seen)
+        }
         Some(RunWait::Children { step, .. }) => pending_children(txn, &run.id, step).await? == 0,
         None => false,
     };
@@ -262,12 +282,16 @@ async fn follow_flow(
     }
     add_pending(txn, &parent.run, &parent.step, if is_open { 1 } else { -1 }).await?;
     if !is_open && pending_children(txn, &parent.run, &parent.step).await? == 0 {
+        // The parent's row locked, whatever its status: a write of the parent in flight (its
+        // suspension on these children, which read the count before this child's end
+        // committed) finishes first, and its status is read as committed.
         let waits = txn
             .q_opt(
-                "SELECT record::text FROM runs WHERE id = $1 AND status = 'waiting'",
+                "SELECT record::text, status = 'waiting' FROM runs WHERE id = $1 FOR UPDATE",
                 &[&parent.run],
             )
-            .await?;
+            .await?
+            .filter(|row| row.get::<_, bool>(1));
         if let Some(row) = waits {
             let record: RunRecord = decode_text(row.get(0), || format!("run {}", parent.run))?;
             if matches!(&record.wait, Some(RunWait::Children { step, .. }) if *step == parent.step)
@@ -400,6 +424,8 @@ async fn take_idempotency_key(
             &[&run.tenant, &run.queue, &claim.key],
         )
         .await?;
+    let exists = held.is_some();
+    // A record that cannot be decoded holds nothing: the key is taken over (rewritten).
     let held: Option<IdempotencyRecord> = match &held {
         Some(row) => serde_json::from_str(row.get(0)).ok(),
         None => None,
@@ -421,7 +447,7 @@ async fn take_idempotency_key(
     let json = encode_text(&record)?;
     // A plain insert when no row was there: a concurrent create inserting the same key makes
     // one of the two fail on the key and try again, then find the other's record.
-    let sql = if held.is_some() {
+    let sql = if exists {
         "UPDATE idempotency SET record = $4::text::json, expires_at = NULL
          WHERE tenant = $1 AND queue = $2 AND key = $3"
     } else {
@@ -517,6 +543,28 @@ impl PgStore {
         writes: Vec<RunWrite>,
     ) -> Result<(Vec<u64>, bool), StoreError> {
         in_txn!(self, |txn| {
+            // Event waits' locks before any run row, in the order an event takes them (see
+            // `waiter_lock`), so a wait and an event never deadlock.
+            let mut waits: Vec<(&str, &str, String)> = writes
+                .iter()
+                .filter_map(|w| match &w.run.wait {
+                    Some(RunWait::Event {
+                        name,
+                        correlation_key,
+                        ..
+                    }) => Some((
+                        w.run.tenant.as_str(),
+                        name.as_str(),
+                        correlation_key.clone().unwrap_or_default(),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            waits.sort();
+            waits.dedup();
+            for (tenant, name, key) in &waits {
+                waiter_lock(&txn, tenant, name, key, false).await?;
+            }
             // Rows locked in id order, so two writes of the same runs never deadlock.
             let mut ids: Vec<&str> = writes.iter().map(|w| w.run.id.as_str()).collect();
             ids.sort_unstable();

@@ -46,6 +46,7 @@ CREATE INDEX runs_due ON runs (ready_at) WHERE ready_at IS NOT NULL AND set_asid
 CREATE INDEX runs_waiters ON runs (tenant, wait_name, wait_key) WHERE wait_name IS NOT NULL;
 CREATE INDEX runs_claimed ON runs (claimed_by, lease_until) WHERE claimed_by IS NOT NULL;
 CREATE INDEX runs_held ON runs (hold_until) WHERE hold_until IS NOT NULL;
+CREATE INDEX runs_set_aside ON runs (id) WHERE set_aside IS NOT NULL;
 
 CREATE TABLE steps (
     run       text COLLATE "C" NOT NULL,
