@@ -378,6 +378,14 @@ impl Engine {
                             }
                         });
                     }
+                    stepwise_store::Wake::AllSettings => {
+                        let engine = Engine { inner };
+                        tokio::spawn(async move {
+                            if let Err(e) = engine.reload_all_settings().await {
+                                tracing::error!(error = %e, "settings could not be read again");
+                            }
+                        });
+                    }
                 }
             }));
         Ok(engine)

@@ -152,10 +152,42 @@ impl Engine {
             tracing::warn!(tenant = %tenant, error = %e, "stored egress settings refused");
         }
         let secrets = store.secrets_of(tenant).await?;
-        self.inner.secrets.install(tenant, &secrets)?;
+        // Without a key there is nothing to open (and none were stored on this host either).
+        if let Err(e) = self.inner.secrets.install(tenant, &secrets)
+            && !secrets.is_empty()
+        {
+            tracing::error!(tenant = %tenant, error = %e, "stored secrets unavailable");
+        }
         tracing::info!(tenant = %tenant, "settings changed by another host read again");
         // A rate limit may have been lifted: held runs are looked at again.
         self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Reads every tenant's settings again: those of every tenant the store has settings
+    /// for, and of every tenant this engine holds settings of (whose last ones may be gone).
+    pub async fn reload_all_settings(&self) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let mut tenants: std::collections::BTreeSet<String> = store
+            .queues()
+            .await?
+            .into_iter()
+            .map(|(t, _, _)| t)
+            .collect();
+        tenants.extend(store.egress_all().await?.into_iter().map(|(t, _)| t));
+        tenants.extend(store.secrets_all().await?.into_iter().map(|(t, _)| t));
+        tenants.extend(
+            self.inner
+                .queues
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .map(|(t, _)| t.clone()),
+        );
+        tenants.extend(self.inner.secrets.tenants());
+        for tenant in tenants {
+            self.reload_settings(&tenant).await?;
+        }
         Ok(())
     }
 

@@ -6,7 +6,9 @@
 //! Notifications are sent after the write commits, from a task that sends at most one per
 //! [`NOTIFY_GAP`] however many writes asked for one: a `NOTIFY` inside each write transaction
 //! would take PostgreSQL's global notification lock at every commit. A listener that loses
-//! its connection reconnects and wakes its scheduler once, in case it missed something.
+//! its connection reconnects and wakes its scheduler once; each time a listener starts
+//! listening, every tenant's settings are read again (what changed before it listened would
+//! be missed otherwise); a notification that could not be sent is sent again.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -84,8 +86,26 @@ impl PgStore {
                     Ok::<(), stepwise_store::StoreError>(())
                 }
                 .await;
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, "other hosts could not be notified of new work");
+                if let Err(e) = &sent
+                    && let Some(shared) = weak.upgrade()
+                {
+                    // Sent again with the next notification.
+                    for payload in &payloads {
+                        match payload.split(' ').collect::<Vec<_>>().as_slice() {
+                            ["work", _] => shared.notify_wanted.store(true, Ordering::Release),
+                            ["settings", _, tenant] => {
+                                shared
+                                    .settings_changed
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert((*tenant).to_owned());
+                            }
+                            _ => {}
+                        }
+                    }
+                    tracing::warn!(error = %e, "other hosts could not be notified; tried again");
+                    // The next try comes with the next request, or the periodic look.
+                    continue;
                 }
                 tokio::time::sleep(NOTIFY_GAP).await;
             }
@@ -106,7 +126,8 @@ impl PgStore {
                     return;
                 }
                 tokio::time::sleep(RECONNECT_AFTER).await;
-                // Whatever was notified meanwhile was missed: look once.
+                // Whatever was notified meanwhile was missed: look again, at work and at
+                // every tenant's settings.
                 let Some(shared) = weak.upgrade() else { return };
                 shared.wake(stepwise_store::Wake::Work);
             }
@@ -139,6 +160,11 @@ async fn listen(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    // Settings another host changed before this connection listened (since the engine read
+    // them, or while a lost connection was down) are read again now.
+    if let Some(shared) = weak.upgrade() {
+        shared.wake(stepwise_store::Wake::AllSettings);
+    }
     let mut check = tokio::time::interval(Duration::from_secs(5));
     let result = loop {
         tokio::select! {

@@ -136,6 +136,9 @@ pub enum Wake {
     /// Another host changed this tenant's settings (queue settings, egress, secrets): the
     /// engine reads them again.
     Settings(String),
+    /// Changes by other hosts may have been missed (the backend lost its connection for a
+    /// while): the engine reads every tenant's settings again.
+    AllSettings,
 }
 
 /// What a backend calls to wake the engine; see [`crate::Store::set_waker`].

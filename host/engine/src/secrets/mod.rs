@@ -293,6 +293,16 @@ impl Secrets {
         Ok(())
     }
 
+    /// The tenants with secrets installed.
+    pub fn tenants(&self) -> Vec<String> {
+        self.tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// A tenant's secrets as its attempts see them.
     pub fn of(&self, tenant: &str) -> Arc<TenantSecrets> {
         self.tenants
