@@ -134,12 +134,21 @@ const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
 /// How many times it asks (10 s in all) before giving up with a storage error.
 const MAX_BUSY_TRIES: u32 = 2_000;
 
-/// Checks a key-like option (`key`, `rate_key`): 1 to [`MAX_KEY_BYTES`] bytes.
+/// Checks a key-like option (`key`, `rate_key`): 1 to [`MAX_KEY_BYTES`] bytes with no
+/// control characters (which no store's key columns need to hold, and PostgreSQL's text
+/// refuses a NUL).
 fn check_key(field: &'static str, key: &str) -> Result<(), EngineError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(PolicyError {
             field,
             problem: format!("must be 1-{MAX_KEY_BYTES} bytes, got {}", key.len()),
+        }
+        .into());
+    }
+    if key.chars().any(char::is_control) {
+        return Err(PolicyError {
+            field,
+            problem: "has a control character".to_owned(),
         }
         .into());
     }
@@ -404,7 +413,7 @@ impl Engine {
         let payload = parse_payload(&req.payload, inner.config.max_payload_bytes)?;
         let now = inner.clock.now();
         if let Some(key) = &req.idempotency_key
-            && (key.is_empty() || key.len() > 256)
+            && (key.is_empty() || key.len() > 256 || key.chars().any(char::is_control))
         {
             return Err(EngineError::InvalidIdempotencyKey);
         }
@@ -810,6 +819,18 @@ mod tests {
         let c: Value = serde_json::from_str(r#"{"a":[2,1],"b":1}"#).unwrap();
         assert_eq!(payload_hash(&a), payload_hash(&b));
         assert_ne!(payload_hash(&a), payload_hash(&c));
+    }
+
+    #[test]
+    fn keys_are_bounded_and_free_of_control_characters() {
+        assert!(check_key("key", "user-42 reminder").is_ok());
+        assert!(check_key("key", "").is_err());
+        assert!(check_key("key", &"k".repeat(MAX_KEY_BYTES + 1)).is_err());
+        let err = check_key("rate_key", "a\0b").unwrap_err().to_string();
+        assert!(
+            err.contains("rate_key") && err.contains("control character"),
+            "{err}"
+        );
     }
 
     #[test]

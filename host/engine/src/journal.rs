@@ -306,6 +306,12 @@ impl Journal {
                 name.len()
             )));
         }
+        if name.chars().any(char::is_control) {
+            return Err(Self::protocol(format!(
+                "a step name must have no control characters, got '{}'",
+                name.escape_default()
+            )));
+        }
         if self.steps.len() >= self.limits.max_steps {
             return Err(HostFault::Limit(format!(
                 "the run already has {} steps, the most one run may record",
@@ -861,6 +867,18 @@ mod tests {
         assert_eq!(last.step.as_deref(), Some("charge"));
         assert_eq!(last.attempt, Some(1));
         assert_eq!(last.detail, "retryable: card declined");
+    }
+
+    #[tokio::test]
+    async fn a_step_name_with_a_control_character_is_a_protocol_violation() {
+        let f = Fixture::new();
+        let mut j = f.journal(1).await;
+        for name in ["nul\0byte", "line\nbreak"] {
+            let msg = protocol_message(j.begin(name));
+            assert!(msg.contains("no control characters"), "{msg}");
+            assert!(j.step(name).is_none());
+        }
+        begin_live(&mut j, "plain name, ünïcode too");
     }
 
     #[tokio::test]

@@ -227,8 +227,8 @@ pub enum EngineError {
         /// The rule it broke.
         error: stepwise_core::names::NameError,
     },
-    /// An idempotency key is empty or too long.
-    #[error("invalid idempotency key: must be 1-256 bytes")]
+    /// An idempotency key is empty, too long, or has a control character.
+    #[error("invalid idempotency key: must be 1-256 bytes with no control characters")]
     InvalidIdempotencyKey,
     /// A tenant quota would be exceeded; nothing was stored.
     #[error("tenant '{tenant}' is at its quota of {limit} {what} ({used} in use)")]
