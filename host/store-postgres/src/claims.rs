@@ -49,25 +49,43 @@ const FOLD_EVERY: Duration = Duration::from_millis(500);
 /// writes it.
 const RELEASE_FLUSH: Duration = Duration::from_millis(50);
 
+/// A release not yet written: the run, when it may be due again, and the claim's token.
+type Release = (String, Option<i64>, i64);
+
 /// Writes `releases` of `holder`'s claims in one statement.
 async fn write_releases(
     txn: &deadpool_postgres::Transaction<'_>,
     holder: &str,
-    releases: &[(String, Option<i64>)],
+    releases: &[Release],
 ) -> crate::tx::TxResult<()> {
     if releases.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = releases.iter().map(|(r, _)| r.as_str()).collect();
-    let holds: Vec<Option<i64>> = releases.iter().map(|(_, h)| *h).collect();
+    let ids: Vec<&str> = releases.iter().map(|(r, ..)| r.as_str()).collect();
+    let holds: Vec<Option<i64>> = releases.iter().map(|(_, h, _)| *h).collect();
+    let tokens: Vec<i64> = releases.iter().map(|(.., t)| *t).collect();
     txn.x(
-        "UPDATE runs SET claimed_by = NULL, lease_until = NULL, hold_until = u.hold
-         FROM unnest($1::text[], $2::bigint[]) AS u(id, hold)
-         WHERE runs.id = u.id AND runs.claimed_by = $3",
-        &[&ids, &holds, &holder],
+        "UPDATE runs SET claimed_by = NULL, lease_until = NULL, claim_token = NULL,
+                         hold_until = u.hold
+         FROM unnest($1::text[], $2::bigint[], $4::bigint[]) AS u(id, hold, token)
+         WHERE runs.id = u.id AND runs.claimed_by = $3 AND runs.claim_token = u.token",
+        &[&ids, &holds, &holder, &tokens],
     )
     .await?;
     Ok(())
+}
+
+/// The holder a lease names: the host and the claim's token.
+pub(crate) fn lease_holder(host: &str, token: i64) -> String {
+    format!("{host}#{token}")
+}
+
+/// Whether a lease naming `holder` is the claim (`claimed_by`, `claim_token`) a run has.
+pub(crate) fn lease_holds(holder: &str, claimed_by: Option<&str>, token: Option<i64>) -> bool {
+    match (holder.rsplit_once('#'), claimed_by, token) {
+        (Some((host, t)), Some(by), Some(token)) => host == by && t.parse() == Ok(token),
+        _ => false,
+    }
 }
 
 /// Key of the advisory lock claim rounds take turns under (the bytes of "claims!").
@@ -91,6 +109,8 @@ pub(crate) fn fresh_host_id() -> String {
 #[derive(Debug, Default)]
 struct Local {
     claimed: HashMap<String, Placement>,
+    /// Each claim's token, by run.
+    tokens: HashMap<String, i64>,
     memory: u64,
     served_ms: HashMap<String, u64>,
 }
@@ -122,7 +142,10 @@ pub(crate) struct Shared {
     pub soft: deadpool_postgres::Pool,
     /// Releases not yet written: (run, hold until), applied by the next claim round or
     /// within [`RELEASE_FLUSH`].
-    releases: Mutex<Vec<(String, Option<i64>)>>,
+    releases: Mutex<Vec<Release>>,
+    /// The next claim token (from a random start, so a second process with the same host id
+    /// never hands out the same ones).
+    next_token: std::sync::atomic::AtomicI64,
     /// Journal writes queued and not yet applied, by run.
     journal_pending: Mutex<HashMap<String, usize>>,
     lease_ms: u64,
@@ -156,6 +179,9 @@ impl Shared {
         Self {
             soft,
             releases: Mutex::default(),
+            next_token: std::sync::atomic::AtomicI64::new(
+                (uuid::Uuid::new_v4().as_u128() as i64 & 0x3fff_ffff_ffff_ffff).max(1),
+            ),
             journal_pending: Mutex::default(),
             holder,
             config,
@@ -215,7 +241,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .any(|(r, _)| r == run)
+            .any(|(r, ..)| r == run)
     }
 
     /// Wakes this host's engine, if it registered a waker.
@@ -369,14 +395,20 @@ impl PgStore {
             let picked = self.pick(by_tenant, running_in, room, policy);
             tracing::debug!(room, candidates = rows.len(), picked = picked.len(), "claim round");
             let ids: Vec<String> = picked.iter().map(|(c, _)| c.id.clone()).collect();
+            let tokens: Vec<i64> = ids
+                .iter()
+                .map(|_| self.shared.next_token.fetch_add(1, Ordering::Relaxed))
+                .collect();
             if !ids.is_empty() {
                 txn.x(
-                    "UPDATE runs SET claimed_by = $1, lease_until = $2 WHERE id = ANY($3)",
-                    &[&holder, &db_ms(expires_at), &ids],
+                    "UPDATE runs SET claimed_by = $1, lease_until = $2, claim_token = u.token
+                     FROM unnest($3::text[], $4::bigint[]) AS u(id, token)
+                     WHERE runs.id = u.id",
+                    &[&holder, &db_ms(expires_at), &ids, &tokens],
                 )
                 .await?;
             }
-            Ok(picked)
+            Ok(picked.into_iter().zip(tokens).collect::<Vec<_>>())
         });
         let claimed = match claimed {
             Ok(claimed) => claimed,
@@ -392,18 +424,19 @@ impl PgStore {
         };
         let mut local = self.shared.local();
         let mut out = Vec::with_capacity(claimed.len());
-        for (c, placement) in claimed {
+        for ((c, placement), token) in claimed {
             if c.taken_over {
                 self.shared.takeovers.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(run = %c.id, "run taken over from a host whose lease lapsed");
             }
             local.memory = local.memory.saturating_add(placement.memory_bytes);
             local.claimed.insert(c.id.clone(), placement.clone());
+            local.tokens.insert(c.id.clone(), token);
             out.push(Claimed {
                 run: c.id,
                 placement,
                 lease: Lease {
-                    holder: holder.clone(),
+                    holder: lease_holder(&holder, token),
                     expires_at,
                 },
             });
@@ -503,26 +536,31 @@ impl PgStore {
         served_ms: u64,
         hold_until: Option<Millis>,
     ) -> Result<(), StoreError> {
-        {
+        let token = {
             let mut local = self.shared.local();
             if let Some(p) = local.claimed.remove(run) {
                 local.memory = local.memory.saturating_sub(p.memory_bytes);
                 let served = local.served_ms.entry(p.queue.tenant.clone()).or_default();
                 *served = served.saturating_add(served_ms);
             }
-        }
+            local.tokens.remove(run)
+        };
+        // Not this host's claim (any more): nothing to release.
+        let Some(token) = token else {
+            return Ok(());
+        };
         // Written by the next claim round (which follows at once) or the upkeep, many at a
         // time: a release need not be durable (a lost one is a lease that lapses).
         self.shared
             .releases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((run.to_owned(), hold_until.map(db_ms)));
+            .push((run.to_owned(), hold_until.map(db_ms), token));
         Ok(())
     }
 
     /// Takes the releases not yet written.
-    fn take_releases(&self) -> Vec<(String, Option<i64>)> {
+    fn take_releases(&self) -> Vec<Release> {
         std::mem::take(
             &mut *self
                 .shared
@@ -727,7 +765,13 @@ impl PgStore {
     /// Renews the leases of this host's claims; a claim another host took meanwhile is
     /// dropped, logged and counted (its attempt's writes are refused from now on).
     pub async fn renew_leases(&self) -> Result<(), StoreError> {
-        let ids: Vec<String> = self.shared.local().claimed.keys().cloned().collect();
+        let (ids, tokens): (Vec<String>, Vec<i64>) = self
+            .shared
+            .local()
+            .tokens
+            .iter()
+            .map(|(id, t)| (id.clone(), *t))
+            .unzip();
         if ids.is_empty() {
             return Ok(());
         }
@@ -736,9 +780,11 @@ impl PgStore {
             .client()
             .await?
             .q(
-                "UPDATE runs SET lease_until = $1 WHERE claimed_by = $2 AND id = ANY($3)
-                 RETURNING id",
-                &[&until, &self.shared.holder, &ids],
+                "UPDATE runs SET lease_until = $1
+                 FROM unnest($3::text[], $4::bigint[]) AS u(id, token)
+                 WHERE runs.id = u.id AND runs.claimed_by = $2 AND runs.claim_token = u.token
+                 RETURNING runs.id",
+                &[&until, &self.shared.holder, &ids, &tokens],
             )
             .await
             .map_err(io)?;
@@ -747,15 +793,15 @@ impl PgStore {
         if missing.is_empty() {
             return Ok(());
         }
-        // Only a run another host holds now is lost; one whose claim a settlement cleared is
-        // released by its attempt as usual.
+        // Only a run claimed again since (by another host, or another process with this
+        // host's id) is lost; one whose claim a settlement cleared is released by its
+        // attempt as usual.
         let taken: BTreeSet<String> = self
             .client()
             .await?
             .q(
-                "SELECT id FROM runs WHERE id = ANY($1) AND claimed_by IS NOT NULL
-                 AND claimed_by <> $2",
-                &[&missing, &self.shared.holder],
+                "SELECT id FROM runs WHERE id = ANY($1) AND claimed_by IS NOT NULL",
+                &[&missing],
             )
             .await
             .map_err(io)?
@@ -764,6 +810,7 @@ impl PgStore {
             .collect();
         let mut local = self.shared.local();
         for id in ids.iter().filter(|id| taken.contains(*id)) {
+            local.tokens.remove(id);
             if let Some(p) = local.claimed.remove(id) {
                 local.memory = local.memory.saturating_sub(p.memory_bytes);
                 self.shared.leases_lost.fetch_add(1, Ordering::Relaxed);

@@ -105,19 +105,21 @@ impl PgStore {
             let mut ids: Vec<&str> = jobs.iter().map(|j| j.run.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
-            let holders: std::collections::HashMap<String, Option<String>> = txn
+            type Claim = (Option<String>, Option<i64>);
+            let holders: std::collections::HashMap<String, Claim> = txn
                 .q(
-                    "SELECT id, claimed_by FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                    "SELECT id, claimed_by, claim_token FROM runs WHERE id = ANY($1)
+                     ORDER BY id FOR UPDATE",
                     &[&ids],
                 )
                 .await?
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
                 .collect();
             for job in jobs {
                 if let Some(lease) = &job.journal.lease {
-                    let holder = holders.get(&job.run).cloned().flatten();
-                    if holder.as_deref() != Some(lease.holder.as_str())
+                    let (holder, token) = holders.get(&job.run).cloned().unwrap_or_default();
+                    if !crate::claims::lease_holds(&lease.holder, holder.as_deref(), token)
                         || self.shared.releasing(&job.run)
                     {
                         self.lease_refused(&job.run, &lease.holder, holder.as_deref());

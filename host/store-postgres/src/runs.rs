@@ -63,13 +63,14 @@ pub(crate) struct Head {
     pub version: u64,
     pub status: RunStatus,
     pub claimed_by: Option<String>,
+    pub claim_token: Option<i64>,
 }
 
 /// Locks run `id`'s row and reads its head.
 async fn lock_head(txn: &Transaction<'_>, id: &str) -> TxResult<Option<Head>> {
     let row = txn
         .q_opt(
-            "SELECT version, status, claimed_by FROM runs WHERE id = $1 FOR UPDATE",
+            "SELECT version, status, claimed_by, claim_token FROM runs WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await?;
@@ -82,6 +83,7 @@ async fn lock_head(txn: &Transaction<'_>, id: &str) -> TxResult<Option<Head>> {
                 message: e,
             })?,
             claimed_by: r.get(2),
+            claim_token: r.get(3),
         })
     })
     .transpose()
@@ -151,7 +153,8 @@ async fn update_run(txn: &Transaction<'_>, run: &RunRecord) -> TxResult<u64> {
                          memory_bytes = $6, wait_name = $7, wait_key = $8, hold_until = NULL,
                          record_bytes = $9, record = $10::text::json,
                          claimed_by = CASE WHEN $4::bigint IS NULL THEN NULL ELSE claimed_by END,
-                         lease_until = CASE WHEN $4::bigint IS NULL THEN NULL ELSE lease_until END
+                         lease_until = CASE WHEN $4::bigint IS NULL THEN NULL ELSE lease_until END,
+                         claim_token = CASE WHEN $4::bigint IS NULL THEN NULL ELSE claim_token END
          WHERE id = $1",
         &[
             &run.id,
@@ -577,8 +580,12 @@ impl PgStore {
             }
             for w in &writes {
                 if let Some(lease) = &w.lease {
-                    let holder = heads.get(&w.run.id).and_then(|h| h.claimed_by.as_deref());
-                    if holder != Some(lease.holder.as_str()) || self.shared.releasing(&w.run.id) {
+                    let head = heads.get(&w.run.id);
+                    let holder = head.and_then(|h| h.claimed_by.as_deref());
+                    let token = head.and_then(|h| h.claim_token);
+                    if !crate::claims::lease_holds(&lease.holder, holder, token)
+                        || self.shared.releasing(&w.run.id)
+                    {
                         self.lease_refused(&w.run.id, &lease.holder, holder);
                         return Err(Failure::from(StoreError::LeaseLost {
                             run: w.run.id.clone(),

@@ -361,7 +361,10 @@ async fn a_lapsed_claim_is_taken_over_and_the_old_holders_writes_are_refused() {
     let claimed = Store::claim_due(&*a, now, 10, &Unlimited).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let lease = claimed[0].lease.clone();
-    assert_eq!(lease.holder, a.host_id());
+    assert!(
+        lease.holder.starts_with(&format!("{}#", a.host_id())),
+        "{lease:?}"
+    );
     assert!(
         Store::claim_due(&*b, now, 10, &Unlimited)
             .await
@@ -378,7 +381,12 @@ async fn a_lapsed_claim_is_taken_over_and_the_old_holders_writes_are_refused() {
         .unwrap();
     let taken = Store::claim_due(&*b, now, 10, &Unlimited).await.unwrap();
     assert_eq!(taken.len(), 1, "the lapsed claim is taken over");
-    assert_eq!(taken[0].lease.holder, b.host_id());
+    assert!(
+        taken[0]
+            .lease
+            .holder
+            .starts_with(&format!("{}#", b.host_id()))
+    );
     assert_eq!(b.lease_stats().takeovers, 1);
 
     let entry = TimelineEntry {
@@ -437,6 +445,52 @@ async fn a_lapsed_claim_is_taken_over_and_the_old_holders_writes_are_refused() {
         .map(|h| h.claims)
         .sum();
     assert_eq!(held, 1);
+}
+
+/// Two processes started with one host id (a configuration mistake) still fence each other:
+/// every claim has a token of its own, and a write names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_two_processes_with_one_host_id_fence_each_other() {
+    use std::sync::Arc;
+    use stepwise_store::conformance::{Unlimited, create, run};
+    use stepwise_store::{JournalWrites, RunWrite, Store};
+
+    let url = testing::server().fresh_database().await;
+    let options = || crate::PgOptions {
+        host_id: "worker-1".into(),
+        ..crate::PgOptions::new(2)
+    };
+    let a = Arc::new(PgStore::open_with(&url, options()).await.expect("first"));
+    let b = Arc::new(PgStore::open_with(&url, options()).await.expect("second"));
+    let stored = create(&*a, run("r", "t", "q")).await;
+    let now = crate::claims::wall_ms();
+    let first = Store::claim_due(&*a, now, 1, &Unlimited).await.unwrap();
+    a.client()
+        .await
+        .unwrap()
+        .execute("UPDATE runs SET lease_until = 0 WHERE id = 'r'", &[])
+        .await
+        .unwrap();
+    let second = Store::claim_due(&*b, now, 1, &Unlimited).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(first[0].lease.holder, second[0].lease.holder);
+    let under = |lease: &stepwise_store::Lease| RunWrite {
+        lease: Some(lease.clone()),
+        ..RunWrite::new(stored.clone(), JournalWrites::default())
+    };
+    assert!(matches!(
+        Store::write_runs(&*a, vec![under(&first[0].lease)]).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    // The first process's release leaves the second's claim alone.
+    Store::release(&*a, "r", 0, None).await.unwrap();
+    assert!(Store::is_claimed(&*a, "r").await.unwrap());
+    assert_eq!(
+        Store::write_runs(&*b, vec![under(&second[0].lease)])
+            .await
+            .unwrap(),
+        vec![2]
+    );
 }
 
 mod conformance {

@@ -28,6 +28,10 @@ CREATE TABLE runs (
     -- The claim: holder (a host's id) and when its lease lapses unless renewed.
     claimed_by    text COLLATE "C",
     lease_until   bigint,
+    -- Which claim of the holder: a new one each time, so a write made under an earlier
+    -- claim of the same host id (a second process with that id, a claim taken again after
+    -- its lease lapsed) is refused too.
+    claim_token   bigint,
     -- Why the run was taken out of scheduling for good, when it was.
     set_aside     text,
     -- Next free timeline and log sequence numbers.
