@@ -1315,6 +1315,7 @@ macro_rules! conformance_tests {
             the_last_child_to_end_wakes_its_waiting_parent,
             schedules_are_created_once_and_written_over_their_version,
             a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed,
+            a_wait_racing_its_event_or_its_last_child_is_always_woken,
         );
     };
     (@each $fresh:expr; $($name:ident,)*) => {$(
@@ -1441,4 +1442,86 @@ pub async fn a_pending_key_is_kept_refused_or_replaced_until_its_run_is_claimed(
             .count(),
         1
     );
+}
+
+/// A run suspending on an event while that very event is stored, and a parent suspending on
+/// its children while its last child ends, each from a concurrent write, many times over:
+/// the wait is always woken (either the suspension sees what it waits for, or the event or
+/// the child's end sees the waiter), never left to its deadline.
+pub async fn a_wait_racing_its_event_or_its_last_child_is_always_woken(store: Arc<dyn Store>) {
+    for i in 0..25 {
+        // An event wait against its event.
+        let id = format!("w{i:02}");
+        let key = format!("k{i}");
+        let r = create(&*store, run(&id, "t", "q")).await;
+        // What the attempt saw before the event arrived.
+        let (_, seen) = store
+            .match_event("t", "paid", Some(&key), 0, Millis::MAX, &[])
+            .await
+            .unwrap();
+        let waiter = {
+            let (store, mut r, key) = (store.clone(), r.clone(), key.clone());
+            tokio::spawn(async move { wait_for(&*store, &mut r, &key, seen).await })
+        };
+        let event = {
+            let (store, key) = (store.clone(), key.clone());
+            let e = new_event(&format!("e{i}"), "paid", Some(&key), T0 + 50);
+            tokio::spawn(async move { put(&*store, "t", e).await })
+        };
+        waiter.await.unwrap();
+        event.await.unwrap();
+        let stored = store.run(&id).await.unwrap().unwrap();
+        assert!(
+            stored.ready_at.is_some_and(|at| at <= T0 + 50),
+            "{id} lost its event's wake-up: due at {:?}",
+            stored.ready_at
+        );
+
+        // A children wait against its last child's end.
+        let parent_id = format!("p{i:02}");
+        let mut parent = create(&*store, run(&parent_id, "t", "q")).await;
+        let mut child = run(&format!("c{i:02}"), "t", "q");
+        child.parent = Some(stepwise_core::flow::ParentLink {
+            run: parent_id.clone(),
+            step: "fan".into(),
+            depth: 1,
+        });
+        let mut child = create(&*store, child).await;
+        parent.status = RunStatus::Waiting;
+        parent.ready_at = None;
+        parent.updated_at = T0 + 9;
+        parent.wait = Some(stepwise_core::flow::RunWait::Children {
+            step: "fan".into(),
+            runs: vec![child.id.clone()],
+        });
+        child.status = RunStatus::Completed;
+        child.ready_at = None;
+        child.updated_at = T0 + 7;
+        let suspend = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write_runs(vec![RunWrite::new(parent, JournalWrites::default())])
+                    .await
+                    .unwrap()
+            })
+        };
+        let end = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .write_runs(vec![RunWrite::new(child, JournalWrites::default())])
+                    .await
+                    .unwrap()
+            })
+        };
+        suspend.await.unwrap();
+        end.await.unwrap();
+        let stored = store.run(&parent_id).await.unwrap().unwrap();
+        assert!(
+            stored.ready_at.is_some_and(|at| at <= T0 + 9),
+            "{parent_id} lost its last child's wake-up: due at {:?}",
+            stored.ready_at
+        );
+    }
 }
