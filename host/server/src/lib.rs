@@ -247,7 +247,8 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         };
         engine.set_queue(&q.tenant, &q.queue, settings).await?;
     }
-    let waiting = engine.store().waiting().await?.len();
+    // From the counters (no run is read): runs waiting and not claimed by a live host.
+    let waiting = engine.store().occupancy().await?.waiting;
     tracing::info!(
         data = %config.data.display(),
         host = %engine.store().host_id(),
