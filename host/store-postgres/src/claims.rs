@@ -12,8 +12,11 @@
 //! memory budget are per host. A queue's concurrency limit is the cluster's: claim rounds
 //! take turns under an advisory lock and count every host's live claims of the queue.
 //!
-//! Leases are kept on the wall clock, whatever clock the engine schedules by: whether a host
-//! is alive is a matter of real time.
+//! Leases are kept on the database's clock, whatever clock the engine schedules by (whether a
+//! host is alive is a matter of real time) and whatever the hosts' own clocks say: each host
+//! measures its clock's offset from the database's at every heartbeat and reads leases
+//! through it ([`Shared::db_now`]), so clock skew between hosts never shortens or lengthens a
+//! takeover.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,6 +141,9 @@ pub(crate) struct Shared {
     pub settings_changed: Mutex<BTreeSet<String>>,
     /// When this host opened the store (wall clock).
     pub started_at: Millis,
+    /// The database's clock less this host's, in milliseconds, as the last heartbeat
+    /// measured it.
+    pub(crate) clock_offset_ms: std::sync::atomic::AtomicI64,
     /// Connections that commit without waiting for the disk.
     pub soft: deadpool_postgres::Pool,
     /// Releases not yet written: (run, hold until), applied by the next claim round or
@@ -190,6 +196,7 @@ impl Shared {
             notify_wanted: std::sync::atomic::AtomicBool::new(false),
             settings_changed: Mutex::default(),
             started_at: wall_ms(),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
             lease_ms: lease_ms.max(1),
             local: Mutex::default(),
             stats: CommitStats::default(),
@@ -244,6 +251,14 @@ impl Shared {
             .any(|(r, ..)| r == run)
     }
 
+    /// Now on the database's clock (this host's clock corrected by the measured offset):
+    /// the clock every lease is written and compared on.
+    pub fn db_now(&self) -> Millis {
+        let offset = self.clock_offset_ms.load(Ordering::Relaxed);
+        let wall = i64::try_from(wall_ms()).unwrap_or(i64::MAX);
+        u64::try_from(wall.saturating_add(offset)).unwrap_or(0)
+    }
+
     /// Wakes this host's engine, if it registered a waker.
     pub fn wake(&self, why: stepwise_store::Wake) {
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -275,7 +290,7 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let holder = self.shared.holder.clone();
-        let wall = wall_ms();
+        let wall = self.shared.db_now();
         let expires_at = wall.saturating_add(self.shared.lease_ms);
         let releases = self.take_releases();
         let claimed = in_txn!(soft self, |txn| {
@@ -614,7 +629,7 @@ impl PgStore {
             .await?
             .q_opt(
                 "SELECT claimed_by IS NOT NULL AND lease_until >= $2 FROM runs WHERE id = $1",
-                &[&run, &db_ms(wall_ms())],
+                &[&run, &db_ms(self.shared.db_now())],
             )
             .await
             .map_err(io)?;
@@ -637,7 +652,7 @@ impl PgStore {
                      (SELECT min(hold_until) FROM runs
                       WHERE hold_until > $1 AND ready_at IS NOT NULL AND set_aside IS NULL
                         AND (claimed_by IS NULL OR lease_until < $2)))",
-                &[&last, &db_ms(wall_ms())],
+                &[&last, &db_ms(self.shared.db_now())],
             )
             .await
             .map_err(io)?;
@@ -654,7 +669,7 @@ impl PgStore {
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at IS NOT NULL
                                 AND set_aside IS NULL
                                 AND (claimed_by IS NULL OR lease_until < $1))",
-                &[&db_ms(wall_ms())],
+                &[&db_ms(self.shared.db_now())],
             )
             .await
             .map_err(io)?;
@@ -674,7 +689,7 @@ impl PgStore {
                       WHERE counter IN ('queued', 'retrying', 'sleeping', 'waiting'))::bigint
                      - (SELECT count(*) FROM runs WHERE claimed_by IS NOT NULL
                         AND lease_until >= $1), 0)",
-                &[&db_ms(wall_ms())],
+                &[&db_ms(self.shared.db_now())],
             )
             .await
             .map_err(io)?;
@@ -715,8 +730,24 @@ impl PgStore {
 
     /// Records this host as live (and forgets hosts unseen for a day).
     pub(crate) async fn heartbeat(&self) -> Result<(), StoreError> {
-        let now = db_ms(wall_ms());
         let client = self.client().await?;
+        // The offset of this host's clock from the database's, half the round trip taken as
+        // the moment the database read its clock.
+        let before = wall_ms();
+        let row = client
+            .q1(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                &[],
+            )
+            .await
+            .map_err(io)?;
+        let after = wall_ms();
+        let db: i64 = row.get(0);
+        let mid = i64::try_from(before / 2 + after / 2).unwrap_or(i64::MAX);
+        self.shared
+            .clock_offset_ms
+            .store(db.saturating_sub(mid), Ordering::Relaxed);
+        let now = db_ms(self.shared.db_now());
         client
             .x(
                 "INSERT INTO hosts (id, started_at, last_seen) VALUES ($1, $2, $3)
@@ -737,7 +768,7 @@ impl PgStore {
 
     /// The hosts whose last renewal is younger than a lease, with their claims.
     pub(crate) async fn hosts(&self) -> Result<Vec<stepwise_store::HostInfo>, StoreError> {
-        let since = db_ms(wall_ms().saturating_sub(self.shared.lease_ms));
+        let since = db_ms(self.shared.db_now().saturating_sub(self.shared.lease_ms));
         let rows = self
             .client()
             .await?
@@ -775,7 +806,7 @@ impl PgStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let until = db_ms(wall_ms().saturating_add(self.shared.lease_ms));
+        let until = db_ms(self.shared.db_now().saturating_add(self.shared.lease_ms));
         let rows = self
             .client()
             .await?

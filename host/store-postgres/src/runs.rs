@@ -313,7 +313,7 @@ enum Holder {
     Free,
 }
 
-async fn holder_state(txn: &Transaction<'_>, id: &str, wall: Millis) -> TxResult<Holder> {
+async fn holder_state(txn: &Transaction<'_>, id: &str, lease_now: Millis) -> TxResult<Holder> {
     let Some(row) = txn
         .q_opt(
             "SELECT record::text, version, ready_at, record_bytes,
@@ -321,7 +321,7 @@ async fn holder_state(txn: &Transaction<'_>, id: &str, wall: Millis) -> TxResult
                     EXISTS (SELECT 1 FROM steps WHERE run = $1),
                     EXISTS (SELECT 1 FROM timeline WHERE run = $1 AND attempt IS NOT NULL)
              FROM runs WHERE id = $1 FOR UPDATE",
-            &[&id, &db_ms(wall)],
+            &[&id, &db_ms(lease_now)],
         )
         .await?
     else {
@@ -357,6 +357,7 @@ async fn check_keyed(
     txn: &Transaction<'_>,
     new: &RunRecord,
     deltas: &mut Deltas,
+    lease_now: Millis,
 ) -> TxResult<KeyedOutcome> {
     let Some(key) = &new.key else {
         return Ok(KeyedOutcome::Create);
@@ -378,7 +379,7 @@ async fn check_keyed(
         .await?;
         return Ok(KeyedOutcome::Create);
     };
-    match holder_state(txn, &id, crate::claims::wall_ms()).await? {
+    match holder_state(txn, &id, lease_now).await? {
         Holder::Free => {
             txn.x(
                 "UPDATE pending_keys SET run = $5
@@ -510,6 +511,7 @@ impl PgStore {
             // A holder this host released is pending again, not busy.
             self.flush_releases().await?;
         }
+        let lease_now = self.shared.db_now();
         in_txn!(self, |txn| {
             let mut deltas = Deltas::default();
             if let Some(claim) = &new.idempotency
@@ -517,7 +519,9 @@ impl PgStore {
             {
                 return Ok(taken);
             }
-            if let KeyedOutcome::Answer(answer) = check_keyed(&txn, &run, &mut deltas).await? {
+            if let KeyedOutcome::Answer(answer) =
+                check_keyed(&txn, &run, &mut deltas, lease_now).await?
+            {
                 deltas.write(&txn).await?;
                 return Ok(answer);
             }

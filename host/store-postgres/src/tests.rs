@@ -493,6 +493,40 @@ async fn claims_of_two_processes_with_one_host_id_fence_each_other() {
     );
 }
 
+/// Leases are read on the database's clock: a host's heartbeat measures its clock's offset
+/// from the database's, so a wrong offset (a host whose clock is an hour off) is corrected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_follow_the_database_clock_whatever_the_hosts_clock_says() {
+    use std::sync::atomic::Ordering;
+    let (store, _) = fresh().await;
+    let db_clock = |store: PgStore| async move {
+        let row = store
+            .client()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    store
+        .shared
+        .clock_offset_ms
+        .store(3_600_000, Ordering::Relaxed);
+    let db = db_clock(store.clone()).await;
+    assert!((store.shared.db_now() as i64 - db).abs() > 3_000_000);
+    store.heartbeat().await.unwrap();
+    let db = db_clock(store.clone()).await;
+    let off = (store.shared.db_now() as i64 - db).abs();
+    assert!(
+        off < 1_000,
+        "{off} ms off the database's clock after a heartbeat"
+    );
+}
+
 mod conformance {
     //! The backend conformance suite of `stepwise-store`, each test on a database of its own.
 
