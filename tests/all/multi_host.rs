@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use stepwise_tests::guests;
 
 use crate::serve_util::{
-    ADMIN_TOKEN, Api, METRICS_TOKEN, Server, exec_count, is_final, run_id, step_attempts,
+    ADMIN_TOKEN, Api, METRICS_TOKEN, Server, assert_attempts_numbered_once, exec_count, is_final,
+    run_id, step_attempts,
 };
 
 const QUEUE: &str = "shared";
@@ -227,18 +228,7 @@ async fn hosts_sharing_postgres_take_over_a_killed_hosts_runs_and_never_run_a_st
         assert_eq!(exec_count(view, "b"), 2, "{id}: {view:#}");
         assert_eq!(exec_count(view, "c"), 1, "{id}: {view:#}");
         assert_eq!(step_attempts(view, "b"), 2, "{id}: {view:#}");
-        let started: Vec<u64> = view["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "attempt_started")
-            .map(|e| e["attempt"].as_u64().unwrap())
-            .collect();
-        let expected: Vec<u64> = (1..=started.len() as u64).collect();
-        assert_eq!(
-            started, expected,
-            "{id}: attempts not numbered once: {view:#}"
-        );
+        assert_attempts_numbered_once(view);
     }
     // Each host names itself on /metrics, and counts the writes its lost leases refused.
     let mut refused = 0u64;

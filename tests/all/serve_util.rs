@@ -535,6 +535,22 @@ pub fn is_final(run: &Value) -> bool {
     matches!(run["status"].as_str(), Some("completed" | "failed"))
 }
 
+/// Every invocation of the handler has its own number, in order from 1, and `attempts`
+/// counts them all, however many were cut short by a kill (so no attempt ran twice, on one
+/// host or on two).
+pub fn assert_attempts_numbered_once(view: &Value) {
+    let started: Vec<u64> = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "attempt_started")
+        .map(|e| e["attempt"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=started.len() as u64).collect();
+    assert_eq!(started, expected, "{view:#}");
+    assert_eq!(view["attempts"], started.len(), "{view:#}");
+}
+
 /// A run's id.
 pub fn run_id(run: &Value) -> String {
     run["id"]

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stepwise_tests::guests;
 
-use crate::serve_util::{Api, Server, exec_count, is_final, run_id, step_attempts};
+use crate::serve_util::{
+    Api, Server, assert_attempts_numbered_once, exec_count, is_final, run_id, step_attempts,
+};
 
 const QUEUE: &str = "crash";
 
@@ -229,21 +231,6 @@ async fn acknowledged_runs_survive_repeated_kill9_under_load() {
     let (_, queue) = api.get(&token, &format!("/v1/queues/{QUEUE}")).await;
     assert_eq!(queue["depth"], 0, "{queue}");
     assert_eq!(queue["dead_letters"], 0, "{queue}");
-}
-
-/// Every invocation of the handler has its own number, in order from 1, and `attempts`
-/// counts them all, however many were cut short by a kill.
-fn assert_attempts_numbered_once(view: &Value) {
-    let started: Vec<u64> = view["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "attempt_started")
-        .map(|e| e["attempt"].as_u64().unwrap())
-        .collect();
-    let expected: Vec<u64> = (1..=started.len() as u64).collect();
-    assert_eq!(started, expected, "{view:#}");
-    assert_eq!(view["attempts"], started.len(), "{view:#}");
 }
 
 /// `kill -9` of the server after the provider made the charge but before the step's

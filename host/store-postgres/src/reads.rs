@@ -169,15 +169,24 @@ impl PgStore {
             conditions.push(format!("created_at < {}", arg(Box::new(db_ms(t)))));
         }
         let take = arg(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-        let sql = format!(
+        // The runs this call reads, and the last of them: the same for the page and for the
+        // count a short page needs.
+        let scanned = format!(
             "WITH scanned AS (
                  SELECT id FROM runs WHERE {scope} {after_clause} ORDER BY id {order} LIMIT {scan}
-             )
+             )"
+        );
+        let last = if filter.newest_first {
+            "min(id)"
+        } else {
+            "max(id)"
+        };
+        let sql = format!(
+            "{scanned}
              SELECT {RUN_COLUMNS}, id, (SELECT count(*) FROM scanned),
-                    (SELECT {agg}(id) FROM scanned)
+                    (SELECT {last} FROM scanned)
              FROM runs WHERE id IN (SELECT id FROM scanned) AND {conditions}
              ORDER BY id {order} LIMIT {take}",
-            agg = if filter.newest_first { "min" } else { "max" },
             conditions = conditions.join(" AND "),
         );
         let refs: Vec<&(dyn ToSql + Sync)> = params
@@ -199,14 +208,7 @@ impl PgStore {
         let (scanned, last) = match rows.first() {
             Some(r) => (r.get::<_, i64>(4), r.get::<_, Option<String>>(5)),
             None => {
-                let sql = format!(
-                    "WITH scanned AS (
-                         SELECT id FROM runs WHERE {scope} {after_clause} ORDER BY id {order}
-                         LIMIT {scan}
-                     )
-                     SELECT count(*), {agg}(id) FROM scanned",
-                    agg = if filter.newest_first { "min" } else { "max" },
-                );
+                let sql = format!("{scanned} SELECT count(*), {last} FROM scanned");
                 // The scan's parameters are the first ones, numbered alike.
                 let n = 2 + usize::from(after.is_some());
                 let row = client.q1(&sql, &refs[..n]).await.map_err(io)?;
